@@ -1,0 +1,29 @@
+"""archgraph: graph-based neural architecture search for semantic segmentation.
+
+Everything is a graph first::
+
+    >>> from archgraph import build_space, compile_graph, decode
+    >>> g = build_space("dcss", {"layers": 2, "base_channels": 8})   # a networkx.DiGraph
+    >>> net = compile_graph(g)          # supernet, continuous relaxation (DCNAS Eq. 1-4)
+    >>> scores = net.arch.scores()      # softmax(alpha), softmax(beta) per choice label
+    >>> arch = decode(g, scores["ops"], scores["inputs"])   # argmax ops + BFS over top-k inputs
+    >>> fixed = compile_graph(arch)     # an ordinary network
+
+See docs/architecture.md for the data flow.
+"""
+
+from archgraph.compile import CompiledNetwork, compile_graph, transfer_weights
+from archgraph.decode import decode, sample_architecture
+from archgraph.errors import ArchgraphError, CheckpointError, ConfigError, GraphError, RegistryError
+from archgraph.graph import load as load_graph
+from archgraph.graph import save as save_graph
+from archgraph.graph import validate
+from archgraph.spaces_api import build_space
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArchgraphError", "CheckpointError", "CompiledNetwork", "ConfigError", "GraphError", "RegistryError",
+    "build_space", "compile_graph", "decode", "load_graph", "sample_architecture", "save_graph",
+    "transfer_weights", "validate",
+]

@@ -1,0 +1,174 @@
+"""Graph -> ``nn.Module`` with a static execution plan.
+
+:func:`compile_graph` walks the graph exactly once: it orders the nodes, builds one
+:class:`NodeModule` per node (alignment branches + ops + the mixers a relaxation supplies at choice
+points), and records a flat plan of ``(node, input slots, output slot, slots to free)``. The forward
+pass then only loops over that plan: no graph walking, no string parsing, and every feature map is
+dropped right after its last use (torch.fx ``Interpreter``'s last-use map).
+
+Module names follow the graph (``nodes.<node>.branches.<source>``, ``nodes.<node>.ops.<op>``), so a
+derived network and its supernet share parameter names and weights transfer with
+:func:`transfer_weights`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import networkx as nx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archgraph.choices import ArchParams, ChoicePoints, discover_choices
+from archgraph.errors import GraphError
+from archgraph.graph import execution_order, input_node, inputs_of, node_spec, validate
+from archgraph.ops import OPS, build_alignment, build_op, get_op
+from archgraph.relaxation import ContinuousRelaxation, Relaxation, SingleOp, SumInputs
+
+
+class NodeModule(nn.Module):
+    """One graph node: ``op_mixer(input_mixer(inputs, branches), ops)``; a head gets the raw list."""
+
+    def __init__(self, branches: dict[str, nn.Module], ops: dict[str, nn.Module], input_mixer: nn.Module | None, op_mixer: nn.Module, takes_list: bool):
+        super().__init__()
+        self.branches = nn.ModuleDict(branches)
+        self.ops = nn.ModuleDict(ops)
+        self.input_mixer = input_mixer
+        self.op_mixer = op_mixer
+        self.takes_list = takes_list
+        # Plain tuples for the hot path: indexing a tuple beats ModuleDict lookups by name.
+        self.__dict__["branch_list"] = tuple(self.branches.values())
+        self.__dict__["op_list"] = tuple(self.ops.values())
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        if self.takes_list:
+            return self.op_list[0](inputs)
+        return self.op_mixer(self.input_mixer(inputs, self.branch_list), self.op_list)
+
+
+@dataclass(frozen=True)
+class Step:
+    node: str
+    inputs: tuple[int, ...]  # value slots read
+    output: int  # value slot written
+    free: tuple[int, ...]  # slots whose last reader is this step
+
+
+class CompiledNetwork(nn.Module):
+    """A network compiled from a graph. ``arch`` is ``None`` when the graph has no choice points."""
+
+    def __init__(self, graph: nx.DiGraph, relaxation: Relaxation | None = None, arch: ArchParams | None = None, arch_seed: int = 0):
+        super().__init__()
+        validate(graph, OPS)
+        self.graph = graph
+        self.choices: ChoicePoints = discover_choices(graph)
+        if len(self.choices):
+            relaxation = relaxation or ContinuousRelaxation()
+            relaxation.check(self.choices)
+            arch = arch if arch is not None else ArchParams(self.choices, seed=arch_seed)
+        else:
+            arch = None
+        self.relaxation = relaxation
+        self.arch = arch
+        order = execution_order(graph)
+        self.input_name = input_node(graph)
+        self.pad_multiple = max(graph.nodes[n]["scale"] for n in graph.nodes)
+        self.nodes = nn.ModuleDict({n: self._build_node(n) for n in order if n != self.input_name})
+        self.plan = self._build_plan(order)
+
+    # ---------------------------------------------------------------- construction (runs once)
+
+    def _build_node(self, n: str) -> NodeModule:
+        g = self.graph
+        spec = node_spec(g, n)
+        preds = inputs_of(g, n)
+        in_specs = [node_spec(g, p) for p in preds]
+        if spec.kind == "cell":
+            raise GraphError(f"node {n!r}: compiling nested 'cell' bodies is not supported yet; flatten the cell into fusion nodes")
+        takes_list = get_op(spec.ops[0]).takes_list
+        if takes_list and len(spec.ops) > 1:
+            raise GraphError(f"node {n!r}: head-style op {spec.ops[0]!r} cannot be part of an op choice")
+        ops = {name: build_op(name, spec, in_specs) for name in spec.ops}
+        if takes_list:
+            return NodeModule({}, ops, None, SingleOp(), True)
+        branches = {p: build_alignment(ps, spec) for p, ps in zip(preds, in_specs)}
+        in_choice = self.choices.input_choice(n)
+        op_choice = self.choices.op_choice(n)
+        input_mixer = self.relaxation.input_mixer(in_choice, self.arch) if in_choice else SumInputs()
+        op_mixer = self.relaxation.op_mixer(op_choice, self.arch) if op_choice else SingleOp()
+        return NodeModule(branches, ops, input_mixer, op_mixer, False)
+
+    def _build_plan(self, order: list[str]) -> tuple[Step, ...]:
+        slot = {n: i for i, n in enumerate(order)}
+        last_use: dict[int, str] = {}
+        for n in order:
+            for p in inputs_of(self.graph, n):
+                last_use[slot[p]] = n
+        frees: dict[str, list[int]] = {}
+        for s, n in last_use.items():
+            frees.setdefault(n, []).append(s)
+        return tuple(
+            Step(n, tuple(slot[p] for p in inputs_of(self.graph, n)), slot[n], tuple(sorted(frees.get(n, ()))))
+            for n in order
+            if n != self.input_name
+        )
+
+    # ---------------------------------------------------------------- execution
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = self.pad_multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        values: list[torch.Tensor | None] = [None] * (len(self.plan) + 1)
+        values[0] = x
+        modules = self._node_modules
+        for step, module in zip(self.plan, modules):
+            out = module([values[i] for i in step.inputs])
+            for i in step.free:
+                values[i] = None
+            values[step.output] = out
+        y = values[self.plan[-1].output]
+        return y[..., :h, :w] if (ph or pw) else y
+
+    @property
+    def _node_modules(self) -> tuple[NodeModule, ...]:
+        cached = self.__dict__.get("_node_module_cache")
+        if cached is None:
+            cached = tuple(self.nodes[s.node] for s in self.plan)
+            self.__dict__["_node_module_cache"] = cached
+        return cached
+
+    # ---------------------------------------------------------------- parameter groups
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        """Network weights (SGD); never the architecture parameters."""
+        return self.nodes.parameters()
+
+    def arch_parameters(self) -> Iterator[nn.Parameter]:
+        """alpha and beta (Adam in bi-level search); empty for a fixed network."""
+        return iter(()) if self.arch is None else self.arch.parameters()
+
+
+def compile_graph(graph: nx.DiGraph, relaxation: Relaxation | None = None, arch: ArchParams | None = None, arch_seed: int = 0) -> CompiledNetwork:
+    """Compile ``graph``. With choice points and no relaxation: the continuous relaxation (Eq. 1-4)."""
+    return CompiledNetwork(graph, relaxation, arch, arch_seed)
+
+
+def transfer_weights(src: nn.Module, dst: CompiledNetwork) -> int:
+    """Copy every tensor of ``dst`` whose name and shape exist in ``src`` (supernet -> derived net).
+
+    Returns how many tensors were copied. Because module names follow node ids, op names and source
+    ids, the derived net's kept branches and chosen ops receive exactly the supernet's weights.
+    """
+    source = src.state_dict()
+    target = dst.state_dict()
+    copied = 0
+    for k, v in target.items():
+        if k in source and source[k].shape == v.shape:
+            v.copy_(source[k])
+            copied += 1
+    return copied

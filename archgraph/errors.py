@@ -1,0 +1,23 @@
+"""Error types users see. Each message names the problem and the fix; the CLI prints it on one line."""
+
+from __future__ import annotations
+
+
+class ArchgraphError(ValueError):
+    """Base of every user-facing error: the CLI prints ``error: <message>`` and exits with status 2."""
+
+
+class GraphError(ArchgraphError):
+    """A graph does not follow the schema (see :mod:`archgraph.graph`)."""
+
+
+class ConfigError(ArchgraphError):
+    """A config file or ``--set`` override is wrong (unknown key, wrong type)."""
+
+
+class CheckpointError(ArchgraphError):
+    """A checkpoint or run folder is missing, corrupt or from an incompatible run."""
+
+
+class RegistryError(ArchgraphError):
+    """An unknown space, strategy or op name."""

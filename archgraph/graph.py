@@ -1,0 +1,388 @@
+"""The graph schema: every search space and every derived architecture is a ``networkx.DiGraph``.
+
+Node kinds (the fixed set the compiler, decoder and renderer understand):
+
+- ``input``  — the image. Exactly one; scale 1, 3 channels, no op, no inputs.
+- ``stem``   — fixed layers that build the multi-scale pyramid (layer 0 of DCSS).
+- ``fusion`` — a searchable node: shape-alignment branches for its inputs, summed (or mixed by an
+  *input choice*), then one op or a mixture of candidate ops (an *op choice*).
+- ``cell``   — like ``fusion`` but its op is a nested graph (``body``) for hierarchical spaces such as
+  Auto-DeepLab's; the body is serialized with the outer graph.
+- ``head``   — the classifier; exactly one, the only sink. It receives its inputs as a list, without
+  alignment branches, and produces ``channels`` = number of classes at ``scale`` 1.
+
+Node attributes (see :class:`NodeSpec`): ``kind``, ``layer``, ``scale`` (down-sampling factor w.r.t.
+the input: 1, 4, 8, ...), ``channels``, ``ops`` (candidate op names; one name = a fixed op),
+``keep_inputs`` (``k`` of an input choice: the decoder keeps the top-k incoming edges; ``None`` =
+every incoming edge is used, no choice), ``label`` (choices with the same label share their
+architecture parameters), ``body`` (nested graph of a ``cell``).
+
+Edge attributes (see :class:`EdgeSpec`): ``kind`` — ``candidate`` for an edge that is part of its
+target's input choice, ``fixed`` otherwise; ``score`` — the probability the decoder saw when it kept
+the edge (informational, drawn by the renderer).
+
+Graph attributes (``graph.graph``): ``name``, ``space`` (builder name), ``params`` (the builder's
+hyper-parameters), ``num_classes``. Anything else is kept verbatim by the YAML round trip.
+
+Why flat attribute dicts and dataclasses both: networkx users (and the renderer) read plain
+``g.nodes[n]["scale"]``; code that builds or checks nodes goes through the typed :class:`NodeSpec`,
+converted in exactly one place (:func:`node_spec` / :func:`add_node`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import networkx as nx
+import yaml
+
+from archgraph.errors import GraphError
+
+NodeKind = Literal["input", "stem", "fusion", "cell", "head"]
+NODE_KINDS: tuple[str, ...] = ("input", "stem", "fusion", "cell", "head")
+EdgeKind = Literal["fixed", "candidate"]
+EDGE_KINDS: tuple[str, ...] = ("fixed", "candidate")
+FORMAT = "archgraph/graph-v1"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """Typed view of one node's attributes."""
+
+    kind: str
+    layer: int
+    scale: int  # down-sampling factor w.r.t. the input image (1 = full resolution)
+    channels: int
+    ops: tuple[str, ...] = ()  # candidate ops; exactly one = fixed op; empty only for ``input``
+    keep_inputs: int | None = None  # k of an input choice; None = no input choice
+    label: str | None = None  # choices sharing a label share alpha/beta
+    body: nx.DiGraph | None = field(default=None, compare=False)  # nested graph of a ``cell``
+
+    @property
+    def has_op_choice(self) -> bool:
+        return len(self.ops) > 1
+
+    @property
+    def has_input_choice(self) -> bool:
+        return self.keep_inputs is not None
+
+    @property
+    def op(self) -> str:
+        """The fixed op of a node without an op choice."""
+        if len(self.ops) != 1:
+            raise GraphError(f"node has {len(self.ops)} candidate ops {list(self.ops)}, not one fixed op")
+        return self.ops[0]
+
+    def to_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "kind": self.kind,
+            "layer": int(self.layer),
+            "scale": int(self.scale),
+            "channels": int(self.channels),
+            "ops": list(self.ops),
+        }
+        if self.keep_inputs is not None:
+            attrs["keep_inputs"] = int(self.keep_inputs)
+        if self.label is not None:
+            attrs["label"] = self.label
+        if self.body is not None:
+            attrs["body"] = self.body
+        return attrs
+
+
+@dataclass(frozen=True)
+class EdgeSpec:
+    """Typed view of one edge's attributes."""
+
+    kind: str = "fixed"
+    score: float | None = None
+
+    def to_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"kind": self.kind}
+        if self.score is not None:
+            attrs["score"] = float(self.score)
+        return attrs
+
+
+_NODE_FIELDS = {f.name for f in fields(NodeSpec)}
+_EDGE_FIELDS = {f.name for f in fields(EdgeSpec)}
+
+
+def new_graph(name: str, **attrs: Any) -> nx.DiGraph:
+    """An empty architecture graph with its graph-level attributes."""
+    g = nx.DiGraph()
+    g.graph.update({"name": name, **attrs})
+    return g
+
+
+def add_node(g: nx.DiGraph, node_id: str, spec: NodeSpec) -> str:
+    if node_id in g:
+        raise GraphError(f"node {node_id!r} already exists in graph {g.graph.get('name')!r}")
+    if "." in node_id:
+        raise GraphError(f"node id {node_id!r} contains '.'; use letters, digits, '_' or '-'")
+    g.add_node(node_id, **spec.to_attrs())
+    return node_id
+
+
+def add_edge(g: nx.DiGraph, src: str, dst: str, kind: str = "fixed", score: float | None = None) -> None:
+    for n in (src, dst):
+        if n not in g:
+            raise GraphError(f"edge {src!r} -> {dst!r}: node {n!r} does not exist")
+    g.add_edge(src, dst, **EdgeSpec(kind, score).to_attrs())
+
+
+def node_spec(g: nx.DiGraph, node_id: str) -> NodeSpec:
+    """The typed spec of ``node_id``; unknown attributes are an error (they would be silently lost)."""
+    attrs = dict(g.nodes[node_id])
+    extra = set(attrs) - _NODE_FIELDS
+    if extra:
+        raise GraphError(f"node {node_id!r} has unknown attributes {sorted(extra)}; known: {sorted(_NODE_FIELDS)}")
+    try:
+        return NodeSpec(
+            kind=attrs["kind"],
+            layer=int(attrs["layer"]),
+            scale=int(attrs["scale"]),
+            channels=int(attrs["channels"]),
+            ops=tuple(attrs.get("ops", ())),
+            keep_inputs=attrs.get("keep_inputs"),
+            label=attrs.get("label"),
+            body=attrs.get("body"),
+        )
+    except KeyError as missing:
+        raise GraphError(f"node {node_id!r} lacks required attribute {missing}") from None
+
+
+def edge_spec(g: nx.DiGraph, src: str, dst: str) -> EdgeSpec:
+    attrs = dict(g.edges[src, dst])
+    extra = set(attrs) - _EDGE_FIELDS
+    if extra:
+        raise GraphError(f"edge {src!r} -> {dst!r} has unknown attributes {sorted(extra)}")
+    return EdgeSpec(kind=attrs.get("kind", "fixed"), score=attrs.get("score"))
+
+
+def input_node(g: nx.DiGraph) -> str:
+    found = [n for n, k in g.nodes(data="kind") if k == "input"]
+    if len(found) != 1:
+        raise GraphError(f"graph {g.graph.get('name')!r} needs exactly one 'input' node, found {len(found)}")
+    return found[0]
+
+
+def head_node(g: nx.DiGraph) -> str:
+    found = [n for n, k in g.nodes(data="kind") if k == "head"]
+    if len(found) != 1:
+        raise GraphError(f"graph {g.graph.get('name')!r} needs exactly one 'head' node, found {len(found)}")
+    return found[0]
+
+
+def inputs_of(g: nx.DiGraph, node_id: str) -> list[str]:
+    """Predecessors in insertion order: the order of a node's branches and of its beta entries."""
+    return list(g.predecessors(node_id))
+
+
+def execution_order(g: nx.DiGraph) -> list[str]:
+    """A deterministic topological order (ties broken by insertion order)."""
+    position = {n: i for i, n in enumerate(g.nodes)}
+    return list(nx.lexicographical_topological_sort(g, key=lambda n: position[n]))
+
+
+def has_choices(g: nx.DiGraph) -> bool:
+    return any(node_spec(g, n).has_op_choice or node_spec(g, n).has_input_choice for n in g.nodes)
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _is_power_of_two(x: int) -> bool:
+    return x > 0 and (x & (x - 1)) == 0
+
+
+def validate(g: nx.DiGraph, known_ops: Iterable[str] | None = None) -> None:
+    """Check that ``g`` is a well-formed architecture graph; raise :class:`GraphError` otherwise.
+
+    Checks: known node and edge kinds and attributes; acyclic; one input and one head; the head is
+    the only sink; every node reachable from the input and reaching the head; scales are powers of two
+    and every aligned edge joins scales a power of two apart; channels positive; the number of ops and
+    ``keep_inputs`` fit the node; candidate edges exactly where their target has an input choice;
+    ops exist in the registry (when ``known_ops`` is given); nested bodies validate too.
+    """
+    name = g.graph.get("name", "<unnamed>")
+    where = f"graph {name!r}"
+    if not nx.is_directed_acyclic_graph(g):
+        cycle = nx.find_cycle(g)
+        raise GraphError(f"{where} has a cycle through {cycle}; architecture graphs must be acyclic")
+    src, dst = input_node(g), head_node(g)
+    known = set(known_ops) if known_ops is not None else None
+    for n in g.nodes:
+        spec = node_spec(g, n)
+        at = f"{where}, node {n!r}"
+        if spec.kind not in NODE_KINDS:
+            raise GraphError(f"{at}: unknown kind {spec.kind!r}; expected one of {NODE_KINDS}")
+        if not _is_power_of_two(spec.scale):
+            raise GraphError(f"{at}: scale {spec.scale} is not a power of two")
+        if spec.channels <= 0:
+            raise GraphError(f"{at}: channels must be positive, found {spec.channels}")
+        preds = inputs_of(g, n)
+        if spec.kind == "input":
+            if preds or spec.ops:
+                raise GraphError(f"{at}: the input node takes no inputs and no ops")
+            continue
+        if not preds:
+            raise GraphError(f"{at}: has no inputs; connect it or remove it")
+        if not spec.ops:
+            raise GraphError(f"{at}: has no op; give it at least one candidate op")
+        if spec.kind == "cell" and spec.body is None:
+            raise GraphError(f"{at}: a cell needs a nested 'body' graph")
+        if spec.body is not None:
+            validate(spec.body, known_ops)
+        if known is not None:
+            unknown = [o for o in spec.ops if o not in known]
+            if unknown:
+                raise GraphError(f"{at}: unknown ops {unknown}; registered ops are listed by `archgraph ops`")
+        if spec.keep_inputs is not None and not 1 <= spec.keep_inputs <= len(preds):
+            raise GraphError(f"{at}: keep_inputs={spec.keep_inputs} but the node has {len(preds)} inputs")
+        for p in preds:
+            kind = edge_spec(g, p, n).kind
+            if kind not in EDGE_KINDS:
+                raise GraphError(f"{where}, edge {p!r} -> {n!r}: unknown kind {kind!r}; expected {EDGE_KINDS}")
+            if (kind == "candidate") != spec.has_input_choice:
+                raise GraphError(
+                    f"{where}, edge {p!r} -> {n!r}: kind {kind!r} but the node "
+                    f"{'has' if spec.has_input_choice else 'has no'} input choice; candidate edges must "
+                    "exactly be the inputs of nodes with keep_inputs"
+                )
+            ratio = max(spec.scale, g.nodes[p]["scale"]) / min(spec.scale, g.nodes[p]["scale"])
+            if not _is_power_of_two(int(ratio)) or ratio != int(ratio):
+                raise GraphError(f"{where}, edge {p!r} -> {n!r}: scales {g.nodes[p]['scale']} and {spec.scale} cannot be aligned")
+            if spec.kind == "head" and g.nodes[p]["scale"] < spec.scale:
+                raise GraphError(f"{where}, edge {p!r} -> {n!r}: the head cannot take a finer-scale input than itself")
+        if spec.kind == "head" and spec.has_input_choice:
+            raise GraphError(f"{at}: the head cannot have an input choice")
+    sinks = [n for n in g.nodes if g.out_degree(n) == 0]
+    if sinks != [dst]:
+        dangling = [n for n in sinks if n != dst]
+        raise GraphError(f"{where}: nodes {dangling} feed nothing; every node must reach the head {dst!r}")
+    unreachable = set(g.nodes) - nx.descendants(g, src) - {src}
+    if unreachable:
+        raise GraphError(f"{where}: nodes {sorted(unreachable)} are not reachable from the input {src!r}")
+    not_reaching = set(g.nodes) - nx.ancestors(g, dst) - {dst}
+    if not_reaching:
+        raise GraphError(f"{where}: nodes {sorted(not_reaching)} do not reach the head {dst!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Serialization
+
+
+def to_dict(g: nx.DiGraph) -> dict[str, Any]:
+    """Plain-data form of a graph (YAML/JSON friendly), preserving node and edge order."""
+    nodes = []
+    for n in g.nodes:
+        attrs = node_spec(g, n).to_attrs()
+        if "body" in attrs:
+            attrs["body"] = to_dict(attrs["body"])
+        nodes.append({"id": n, **attrs})
+    edges = []
+    for u, v in g.edges:
+        attrs = edge_spec(g, u, v).to_attrs()
+        edges.append([u, v] if attrs == {"kind": "fixed"} else [u, v, attrs])
+    return {"format": FORMAT, "graph": _plain(dict(g.graph)), "nodes": nodes, "edges": edges}
+
+
+def from_dict(data: dict[str, Any], source: str = "<dict>") -> nx.DiGraph:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise GraphError(f"{source}: not an archgraph graph (format {found!r}, expected {FORMAT!r})")
+    g = nx.DiGraph()
+    g.graph.update(data.get("graph") or {})
+    for item in data.get("nodes") or []:
+        item = dict(item)
+        node_id = item.pop("id", None)
+        if node_id is None:
+            raise GraphError(f"{source}: a node entry lacks 'id': {item}")
+        if "body" in item:
+            item["body"] = from_dict(item["body"], f"{source}, body of {node_id!r}")
+        extra = set(item) - _NODE_FIELDS
+        if extra:
+            raise GraphError(f"{source}: node {node_id!r} has unknown attributes {sorted(extra)}")
+        g.add_node(node_id, **item)
+        node_spec(g, node_id)  # type check now, with the file's name in context
+    for item in data.get("edges") or []:
+        if not isinstance(item, list) or len(item) not in (2, 3):
+            raise GraphError(f"{source}: edge entries are [src, dst] or [src, dst, {{attrs}}], found {item!r}")
+        u, v = item[0], item[1]
+        attrs = item[2] if len(item) == 3 else {"kind": "fixed"}
+        if u not in g or v not in g:
+            raise GraphError(f"{source}: edge {u!r} -> {v!r} names a node that is not declared")
+        g.add_edge(u, v, **attrs)
+    return g
+
+
+def _plain(value: Any) -> Any:
+    """Convert tuples and numpy scalars to plain YAML types so the round trip is exact."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+def to_yaml(g: nx.DiGraph) -> str:
+    return yaml.safe_dump(to_dict(g), sort_keys=False, default_flow_style=None, width=120)
+
+
+def from_yaml(text: str, source: str = "<string>") -> nx.DiGraph:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise GraphError(f"{source}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
+    return from_dict(data, source)
+
+
+def save(g: nx.DiGraph, path: str | Path) -> Path:
+    from archgraph.io import atomic_write_text
+
+    return atomic_write_text(Path(path), to_yaml(g))
+
+
+def load(path: str | Path) -> nx.DiGraph:
+    path = Path(path)
+    if not path.is_file():
+        raise GraphError(f"{path}: no such graph file; pass an arch.yaml written by `archgraph search` or `sample`")
+    return from_yaml(path.read_text(), str(path))
+
+
+def graphs_equal(a: nx.DiGraph, b: nx.DiGraph) -> bool:
+    """Exact equality: same graph attributes, nodes, edges, their attributes and their order."""
+    return to_dict(a) == to_dict(b)
+
+
+def graph_hash(g: nx.DiGraph) -> str:
+    """A short canonical hash of the topology and ops (ignores names, scores and order)."""
+    nodes = sorted((n, sorted(node_spec(g, n).ops), node_spec(g, n).scale, node_spec(g, n).channels) for n in g.nodes)
+    edges = sorted((u, v) for u, v in g.edges)
+    blob = json.dumps([nodes, edges], sort_keys=True).encode()
+    return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def dump(g: nx.DiGraph) -> str:
+    """One line per node in execution order: handy to read and to use as a golden string in tests."""
+    lines = []
+    for n in execution_order(g):
+        s = node_spec(g, n)
+        ops = "-" if not s.ops else s.ops[0] if len(s.ops) == 1 else "{" + ",".join(s.ops) + "}"
+        ins = inputs_of(g, n)
+        pick = f" keep {s.keep_inputs} of" if s.has_input_choice else ""
+        lines.append(f"{n} = {s.kind}[L{s.layer} 1/{s.scale} C{s.channels}] {ops} <-{pick} {', '.join(ins) or '-'}")
+    return "\n".join(lines)
+
+
+def log2(x: int) -> int:
+    return int(round(math.log2(x)))

@@ -1,0 +1,237 @@
+"""The operator registry: candidate ops, shape-alignment branches, heads.
+
+An op is registered under a name with a builder ``(node, inputs) -> nn.Module`` where ``node`` is the
+:class:`~archgraph.graph.NodeSpec` it runs in and ``inputs`` the specs of the node's inputs. Ops of
+``fusion``/``stem``/``cell`` nodes map ``node.channels`` to ``node.channels`` at ``node.scale`` (the
+alignment branches already brought every input there); head ops (``takes_list=True``) receive the raw
+list of input tensors.
+
+Names follow a small grammar so a derived architecture file is readable: ``mbconv_k5_r6`` is a
+MobileNetV3 inverted-residual block with a 5x5 depthwise kernel and expansion ratio 6.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archgraph.errors import RegistryError
+from archgraph.graph import NodeSpec, log2
+
+OpBuilder = Callable[[NodeSpec, Sequence[NodeSpec]], nn.Module]
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    name: str
+    build: OpBuilder
+    takes_list: bool = False  # head-style op: gets the list of raw inputs instead of their aligned sum
+    parameter_free: bool = False  # e.g. skip/pooling: P-DARTS regularises and caps these
+    doc: str = ""
+
+
+OPS: dict[str, OpInfo] = {}
+
+
+def register_op(name: str, *, takes_list: bool = False, parameter_free: bool = False, doc: str = "") -> Callable[[OpBuilder], OpBuilder]:
+    def deco(fn: OpBuilder) -> OpBuilder:
+        if name in OPS:
+            raise RegistryError(f"op {name!r} is already registered")
+        OPS[name] = OpInfo(name, fn, takes_list, parameter_free, doc or (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+
+    return deco
+
+
+def get_op(name: str) -> OpInfo:
+    try:
+        return OPS[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, OPS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise RegistryError(f"unknown op {name!r}{hint} (see `archgraph ops`)") from None
+
+
+def build_op(name: str, node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:
+    return get_op(name).build(node, inputs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Building blocks
+
+
+def conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1, dilation: int = 1, act: type[nn.Module] | None = nn.ReLU) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, k, stride, padding=dilation * (k // 2), dilation=dilation, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if act is not None:
+        layers.append(act(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class MBConv(nn.Module):
+    """MobileNetV3 inverted residual: 1x1 expand, kxk depthwise, 1x1 project, residual (hard-swish).
+
+    Squeeze-excitation is left out: it costs a global pool per block in every candidate, and DCNAS
+    describes its candidates by kernel and expansion only.
+    """
+
+    def __init__(self, channels: int, kernel: int, expansion: int):
+        super().__init__()
+        hidden = channels * expansion
+        self.expand = conv_bn(channels, hidden, 1, act=nn.Hardswish)
+        self.depthwise = conv_bn(hidden, hidden, kernel, groups=hidden, act=nn.Hardswish)
+        self.project = conv_bn(hidden, channels, 1, act=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.project(self.depthwise(self.expand(x)))
+
+
+def _register_mbconv(kernel: int, expansion: int) -> None:
+    register_op(f"mbconv_k{kernel}_r{expansion}", doc=f"MobileNetV3 block, {kernel}x{kernel} depthwise, expansion {expansion}")(
+        lambda node, inputs: MBConv(node.channels, kernel, expansion)
+    )
+
+
+MBCONV_OPS = tuple(f"mbconv_k{k}_r{r}" for k in (3, 5, 7) for r in (3, 6))
+for _k in (3, 5, 7):
+    for _r in (3, 6):
+        _register_mbconv(_k, _r)
+
+
+@register_op("conv3x3", doc="3x3 conv + BN + ReLU")
+def _conv3x3(node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:
+    return conv_bn(node.channels, node.channels, 3)
+
+
+@register_op("conv1x1", doc="1x1 conv + BN + ReLU")
+def _conv1x1(node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:
+    return conv_bn(node.channels, node.channels, 1)
+
+
+class SepConv(nn.Sequential):
+    """DARTS separable conv: (ReLU, depthwise kxk, pointwise, BN) twice."""
+
+    def __init__(self, c: int, k: int):
+        super().__init__(
+            nn.ReLU(), nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False), nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c),
+            nn.ReLU(), nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False), nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c),
+        )
+
+
+class DilConv(nn.Sequential):
+    """DARTS dilated separable conv: ReLU, depthwise kxk with dilation 2, pointwise, BN."""
+
+    def __init__(self, c: int, k: int):
+        super().__init__(nn.ReLU(), nn.Conv2d(c, c, k, padding=k // 2 * 2, dilation=2, groups=c, bias=False), nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
+
+
+for _k in (3, 5):
+    register_op(f"sep_conv_{_k}x{_k}", doc=f"separable {_k}x{_k} conv (DARTS)")(lambda node, inputs, k=_k: SepConv(node.channels, k))
+    register_op(f"dil_conv_{_k}x{_k}", doc=f"dilated separable {_k}x{_k} conv (DARTS)")(lambda node, inputs, k=_k: DilConv(node.channels, k))
+
+
+@register_op("skip_connect", parameter_free=True, doc="identity")
+def _skip(node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:
+    return nn.Identity()
+
+
+@register_op("max_pool_3x3", parameter_free=True, doc="3x3 max pooling, stride 1")
+def _max_pool(node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:
+    return nn.MaxPool2d(3, 1, 1)
+
+
+@register_op("avg_pool_3x3", parameter_free=True, doc="3x3 average pooling, stride 1")
+def _avg_pool(node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:
+    return nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shape alignment: bring an input (channels, scale) to the node's (channels, scale)
+
+
+class Upsample(nn.Module):
+    def __init__(self, factor: int):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.factor, mode="bilinear", align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
+def build_alignment(src: NodeSpec, dst: NodeSpec) -> nn.Module:
+    """The shape-alignment branch of DCNAS's fusion module for one input.
+
+    Same scale: identity (same channels) or 1x1 conv+BN. Finer input: one stride-2 3x3 conv+BN+ReLU
+    per halving (the first one changes the channels). Coarser input: 1x1 conv+BN at the low resolution
+    (cheaper), then bilinear up-sampling.
+    """
+    if src.scale == dst.scale:
+        return nn.Identity() if src.channels == dst.channels else conv_bn(src.channels, dst.channels, 1, act=None)
+    if src.scale < dst.scale:
+        steps = log2(dst.scale // src.scale)
+        layers: list[nn.Module] = [conv_bn(src.channels, dst.channels, 3, stride=2)]
+        layers += [conv_bn(dst.channels, dst.channels, 3, stride=2) for _ in range(steps - 1)]
+        return nn.Sequential(*layers)
+    return nn.Sequential(conv_bn(src.channels, dst.channels, 1, act=None), Upsample(src.scale // dst.scale))
+
+
+# --------------------------------------------------------------------------------------------------
+# Heads: aggregate multi-scale features, classify, up-sample to the input resolution
+
+
+class MultiScaleHead(nn.Module):
+    """Up-sample every input to the finest one, concatenate, fuse, (ASPP), classify, up-sample to 1/1."""
+
+    def __init__(self, node: NodeSpec, inputs: Sequence[NodeSpec], aspp: bool):
+        super().__init__()
+        finest = min(s.scale for s in inputs)
+        self.factors = [s.scale // finest for s in inputs]
+        self.out_factor = finest // node.scale
+        width = min(s.channels for s in inputs)
+        total = sum(s.channels for s in inputs)
+        self.fuse = conv_bn(total, width, 1)
+        self.context = ASPP(width, width) if aspp else conv_bn(width, width, 3)
+        self.classifier = nn.Conv2d(width, node.channels, 1)
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        ups = [x if f == 1 else F.interpolate(x, scale_factor=f, mode="bilinear", align_corners=False) for x, f in zip(xs, self.factors)]
+        y = self.classifier(self.context(self.fuse(torch.cat(ups, dim=1))))
+        if self.out_factor > 1:
+            y = F.interpolate(y, scale_factor=self.out_factor, mode="bilinear", align_corners=False)
+        return y
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling (DeepLabv3): 1x1, three dilated 3x3 (rates 6/12/18 at 1/4
+    resolution scaled down to 2/4/6, since the head runs on the finest map), image pooling."""
+
+    def __init__(self, cin: int, cout: int, rates: Sequence[int] = (2, 4, 6)):
+        super().__init__()
+        self.branches = nn.ModuleList([conv_bn(cin, cout, 1)] + [conv_bn(cin, cout, 3, dilation=r) for r in rates])
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False), nn.ReLU(inplace=True))
+        self.project = conv_bn(cout * (len(rates) + 2), cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(x).expand(-1, -1, x.shape[2], x.shape[3])
+        return self.project(torch.cat([b(x) for b in self.branches] + [pooled], dim=1))
+
+
+@register_op("head_simple", takes_list=True, doc="multi-scale concat + 3x3 conv + classifier")
+def _head_simple(node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:
+    return MultiScaleHead(node, inputs, aspp=False)
+
+
+@register_op("head_aspp", takes_list=True, doc="multi-scale concat + ASPP + classifier")
+def _head_aspp(node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:
+    return MultiScaleHead(node, inputs, aspp=True)

@@ -1,0 +1,110 @@
+"""The relaxation hook: what runs at a choice point.
+
+The compiler owns execution; at every choice point it asks a :class:`Relaxation` for a small *mixer*
+module and calls it with the node's own branches or ops. Mixers hold no weights of the network (the
+branches and ops live in the node module, under the same names in a supernet and in a derived
+network, so weights transfer by name); they only decide which candidates run and how their outputs
+are weighted.
+
+- an input mixer is called as ``mixer(inputs, branches)``: ``inputs[i]`` is the raw tensor of the
+  i-th incoming edge and ``branches[i]`` its shape-alignment module. A mixer that does not call
+  ``branches[i]`` never computes that path (DCNAS path sampling, SPOS).
+- an op mixer is called as ``mixer(x, ops)`` with the node's candidate op modules in order.
+
+The default, :class:`ContinuousRelaxation`, is the plain relaxation of the DCNAS paper (Eq. 1-4):
+softmax(alpha) mixes all ops, softmax(beta) mixes all aligned inputs. Strategies subclass
+:class:`Relaxation` and override only the kinds of choice they change (as torch.fx's ``run_node``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from archgraph.choices import ArchParams, ChoicePoints, InputChoice, OpChoice
+
+
+class Mixer(nn.Module):
+    """Base of mixers: keeps plain (unregistered) references to the arch store and the relaxation,
+    so their parameters are owned once, by the compiled network, and appear once in its state dict."""
+
+    def __init__(self, label: str, arch: ArchParams, relaxation: "Relaxation"):
+        super().__init__()
+        self.label = label
+        self.__dict__["arch"] = arch
+        self.__dict__["relaxation"] = relaxation
+
+    def extra_repr(self) -> str:
+        return f"label={self.label!r}"
+
+
+class SumInputs(nn.Module):
+    """No input choice: align every input and add them up."""
+
+    def forward(self, inputs: Sequence[torch.Tensor], branches: Sequence[nn.Module]) -> torch.Tensor:
+        out = branches[0](inputs[0])
+        for x, branch in zip(inputs[1:], branches[1:]):
+            out = out + branch(x)
+        return out
+
+
+class SingleOp(nn.Module):
+    """No op choice: run the node's only op."""
+
+    def forward(self, x: torch.Tensor, ops: Sequence[nn.Module]) -> torch.Tensor:
+        return ops[0](x)
+
+
+class SoftmaxInputMix(Mixer):
+    """Eq. 3-4: every input aligned and weighted by softmax(beta)."""
+
+    def forward(self, inputs: Sequence[torch.Tensor], branches: Sequence[nn.Module]) -> torch.Tensor:
+        w = torch.softmax(self.arch.input_logits(self.label), dim=-1)
+        out = w[0] * branches[0](inputs[0])
+        for i in range(1, len(inputs)):
+            out = out + w[i] * branches[i](inputs[i])
+        return out
+
+
+class SoftmaxOpMix(Mixer):
+    """Eq. 1-2: every candidate op weighted by softmax(alpha)."""
+
+    def forward(self, x: torch.Tensor, ops: Sequence[nn.Module]) -> torch.Tensor:
+        w = torch.softmax(self.arch.op_logits(self.label), dim=-1)
+        out = w[0] * ops[0](x)
+        for i in range(1, len(ops)):
+            out = out + w[i] * ops[i](x)
+        return out
+
+
+class Relaxation:
+    """What a strategy supplies at choice points. Override the factory for the kind you relax.
+
+    The base class supports nothing: a strategy that forgets a kind of choice fails at compile time,
+    naming the node, instead of training a network that silently ignores the choice.
+    """
+
+    name = "none"
+
+    def input_mixer(self, choice: InputChoice, arch: ArchParams) -> nn.Module:
+        raise NotImplementedError(f"relaxation {self.name!r} cannot relax the input choice of node {choice.node!r}")
+
+    def op_mixer(self, choice: OpChoice, arch: ArchParams) -> nn.Module:
+        raise NotImplementedError(f"relaxation {self.name!r} cannot relax the op choice of node {choice.node!r}")
+
+    def check(self, choices: ChoicePoints) -> None:
+        """Raise before any training if some choice cannot be handled (default: accept all)."""
+
+
+class ContinuousRelaxation(Relaxation):
+    """The paper's plain relaxation (Eq. 1-4): everything computed, softmax-weighted."""
+
+    name = "continuous"
+
+    def input_mixer(self, choice: InputChoice, arch: ArchParams) -> nn.Module:
+        return SoftmaxInputMix(choice.label, arch, self)
+
+    def op_mixer(self, choice: OpChoice, arch: ArchParams) -> nn.Module:
+        return SoftmaxOpMix(choice.label, arch, self)

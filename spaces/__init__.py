@@ -1,0 +1,1 @@
+"""Search spaces: each module registers a builder from hyper-parameters to a supernet graph."""

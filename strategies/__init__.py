@@ -1,0 +1,1 @@
+"""Search strategies: each module registers one :class:`strategies.base.Strategy` subclass."""
