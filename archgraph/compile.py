@@ -13,7 +13,7 @@ derived network and its supernet share parameter names and weights transfer with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import networkx as nx
@@ -90,14 +90,15 @@ class CompiledNetwork(nn.Module):
         takes_list = get_op(spec.ops[0]).takes_list
         if takes_list and len(spec.ops) > 1:
             raise GraphError(f"node {n!r}: head-style op {spec.ops[0]!r} cannot be part of an op choice")
-        ops = {name: build_op(name, spec, in_specs) for name in spec.ops}
         if takes_list:
-            return NodeModule({}, ops, None, SingleOp(), True)
+            return NodeModule({}, {name: build_op(name, spec, in_specs) for name in spec.ops}, None, SingleOp(), True)
         branches = {p: build_alignment(ps, spec) for p, ps in zip(preds, in_specs)}
         in_choice = self.choices.input_choice(n)
         op_choice = self.choices.op_choice(n)
+        op_spec = replace(spec, channels=self.relaxation.op_width(op_choice, spec.channels)) if op_choice else spec
+        ops = {name: build_op(name, op_spec, in_specs) for name in spec.ops}
         input_mixer = self.relaxation.input_mixer(in_choice, self.arch) if in_choice else SumInputs()
-        op_mixer = self.relaxation.op_mixer(op_choice, self.arch) if op_choice else SingleOp()
+        op_mixer = self.relaxation.op_mixer(op_choice, self.arch, spec.channels) if op_choice else SingleOp()
         return NodeModule(branches, ops, input_mixer, op_mixer, False)
 
     def _build_plan(self, order: list[str]) -> tuple[Step, ...]:

@@ -34,18 +34,28 @@ def _top_k(values: Sequence[float], k: int) -> list[int]:
     return sorted(sorted(range(len(values)), key=lambda i: (-values[i], i))[:k])
 
 
+def decisions(choices: ChoicePoints, op_scores: Scores, input_scores: Scores, keep: int | None = None) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Steps 1-2 of decoding as indices per choice label: the argmax op, the top-k inputs.
+
+    The same indices drive a supernet's subnet mode (:meth:`Relaxation.fixed_subnet`), so S-mIoU
+    evaluates exactly what :func:`decode` derives.
+    """
+    ops = {c.label: _argmax(_scores_for(op_scores, c.label, len(c.candidates), c.node, "op")) for c in choices.ops}
+    inputs = {}
+    for c in choices.inputs:
+        probs = _scores_for(input_scores, c.label, len(c.candidates), c.node, "input")
+        inputs[c.label] = _top_k(probs, min(keep or c.keep, len(c.candidates)))
+    return ops, inputs
+
+
 def decode(graph: nx.DiGraph, op_scores: Scores, input_scores: Scores, keep: int | None = None) -> nx.DiGraph:
     """Derive the final architecture from ``graph`` and the scores of its choice points."""
     choices = discover_choices(graph)
-    chosen_ops: dict[str, str] = {}
-    for c in choices.ops:
-        probs = _scores_for(op_scores, c.label, len(c.candidates), c.node, "op")
-        chosen_ops[c.node] = c.candidates[_argmax(probs)]
-    kept: dict[str, list[tuple[str, float]]] = {}
-    for c in choices.inputs:
-        probs = _scores_for(input_scores, c.label, len(c.candidates), c.node, "input")
-        k = min(keep or c.keep, len(c.candidates))
-        kept[c.node] = [(c.candidates[i], float(probs[i])) for i in _top_k(probs, k)]
+    op_idx, input_idx = decisions(choices, op_scores, input_scores, keep)
+    chosen_ops = {c.node: c.candidates[op_idx[c.label]] for c in choices.ops}
+    kept: dict[str, list[tuple[str, float]]] = {
+        c.node: [(c.candidates[i], float(input_scores[c.label][i])) for i in input_idx[c.label]] for c in choices.inputs
+    }
 
     head = head_node(graph)
     reached = {head}

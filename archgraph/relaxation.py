@@ -9,7 +9,13 @@ are weighted.
 - an input mixer is called as ``mixer(inputs, branches)``: ``inputs[i]`` is the raw tensor of the
   i-th incoming edge and ``branches[i]`` its shape-alignment module. A mixer that does not call
   ``branches[i]`` never computes that path (DCNAS path sampling, SPOS).
-- an op mixer is called as ``mixer(x, ops)`` with the node's candidate op modules in order.
+- an op mixer is called as ``mixer(x, ops)`` with the node's candidate op modules in order; ops
+  may be narrower than the node (:meth:`Relaxation.op_width`), the mixer then splits channels.
+
+Every relaxation also has a *subnet mode* (:meth:`Relaxation.fixed_subnet`): inside it each mixer
+runs only the chosen op and sums only the chosen inputs, exactly what the derived network computes.
+That is how S-mIoU evaluates "the currently derived architecture with the supernet's weights" for
+any strategy, including those whose ops are narrower than the derived network's (partial channels).
 
 The default, :class:`ContinuousRelaxation`, is the plain relaxation of the DCNAS paper (Eq. 1-4):
 softmax(alpha) mixes all ops, softmax(beta) mixes all aligned inputs. Strategies subclass
@@ -18,7 +24,8 @@ softmax(alpha) mixes all ops, softmax(beta) mixes all aligned inputs. Strategies
 
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -38,6 +45,24 @@ class Mixer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"label={self.label!r}"
+
+    def subnet_op(self) -> int | None:
+        """Index of the op to run alone in subnet mode, else ``None``."""
+        fixed = self.relaxation.subnet
+        return None if fixed is None else fixed[0][self.label]
+
+    def subnet_inputs(self) -> Sequence[int] | None:
+        """Indices of the inputs to sum in subnet mode, else ``None``."""
+        fixed = self.relaxation.subnet
+        return None if fixed is None else fixed[1][self.label]
+
+
+def sum_branches(inputs: Sequence[torch.Tensor], branches: Sequence[nn.Module], picked: Sequence[int]) -> torch.Tensor:
+    """Align and add the picked inputs only: the others are never computed."""
+    out = branches[picked[0]](inputs[picked[0]])
+    for i in picked[1:]:
+        out = out + branches[i](inputs[i])
+    return out
 
 
 class SumInputs(nn.Module):
@@ -61,6 +86,9 @@ class SoftmaxInputMix(Mixer):
     """Eq. 3-4: every input aligned and weighted by softmax(beta)."""
 
     def forward(self, inputs: Sequence[torch.Tensor], branches: Sequence[nn.Module]) -> torch.Tensor:
+        picked = self.subnet_inputs()
+        if picked is not None:
+            return sum_branches(inputs, branches, picked)
         w = torch.softmax(self.arch.input_logits(self.label), dim=-1)
         out = w[0] * branches[0](inputs[0])
         for i in range(1, len(inputs)):
@@ -72,6 +100,9 @@ class SoftmaxOpMix(Mixer):
     """Eq. 1-2: every candidate op weighted by softmax(alpha)."""
 
     def forward(self, x: torch.Tensor, ops: Sequence[nn.Module]) -> torch.Tensor:
+        op = self.subnet_op()
+        if op is not None:
+            return ops[op](x)
         w = torch.softmax(self.arch.op_logits(self.label), dim=-1)
         out = w[0] * ops[0](x)
         for i in range(1, len(ops)):
@@ -87,11 +118,27 @@ class Relaxation:
     """
 
     name = "none"
+    subnet: tuple[Mapping[str, int], Mapping[str, Sequence[int]]] | None = None
+
+    def op_width(self, choice: OpChoice, channels: int) -> int:
+        """Channels the candidate ops of ``choice`` are built with (partial-channel strategies: fewer)."""
+        return channels
+
+    @contextmanager
+    def fixed_subnet(self, ops: Mapping[str, int], inputs: Mapping[str, Sequence[int]]) -> Iterator[None]:
+        """Run one architecture of the supernet: op index per op label, input indices per input label."""
+        previous = self.subnet
+        self.subnet = (dict(ops), {k: tuple(v) for k, v in inputs.items()})
+        try:
+            yield
+        finally:
+            self.subnet = previous
 
     def input_mixer(self, choice: InputChoice, arch: ArchParams) -> nn.Module:
         raise NotImplementedError(f"relaxation {self.name!r} cannot relax the input choice of node {choice.node!r}")
 
-    def op_mixer(self, choice: OpChoice, arch: ArchParams) -> nn.Module:
+    def op_mixer(self, choice: OpChoice, arch: ArchParams, channels: int) -> nn.Module:
+        """``channels``: the node's width (its ops were built with :meth:`op_width` of it)."""
         raise NotImplementedError(f"relaxation {self.name!r} cannot relax the op choice of node {choice.node!r}")
 
     def check(self, choices: ChoicePoints) -> None:
@@ -106,5 +153,5 @@ class ContinuousRelaxation(Relaxation):
     def input_mixer(self, choice: InputChoice, arch: ArchParams) -> nn.Module:
         return SoftmaxInputMix(choice.label, arch, self)
 
-    def op_mixer(self, choice: OpChoice, arch: ArchParams) -> nn.Module:
+    def op_mixer(self, choice: OpChoice, arch: ArchParams, channels: int) -> nn.Module:
         return SoftmaxOpMix(choice.label, arch, self)

@@ -1,0 +1,202 @@
+"""Commands on graphs: list spaces/strategies/ops, inspect a space, render and sample architectures."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from archgraph.commands import add_config_args, add_set_option
+from archgraph.errors import ArchgraphError
+
+console = Console()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("spaces", help="list the registered search spaces and their hyper-parameters")
+    p.set_defaults(func=cmd_spaces)
+    p = sub.add_parser("strategies", help="list the registered search strategies and their options")
+    p.set_defaults(func=cmd_strategies)
+    p = sub.add_parser("ops", help="list the registered candidate ops")
+    p.set_defaults(func=cmd_ops)
+
+    p = sub.add_parser("inspect", help="size of a search space: nodes, connections, choice points, parameters")
+    p.add_argument("--space", default=None, help="space name (default: the config's space.name, dcss)")
+    add_config_args(p, positional=False)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("render", help="draw a graph, an architecture, a run folder or a space's supernet (SVG/PNG/PDF/DOT)")
+    p.add_argument("file", nargs="?", default=None, help="graph/architecture YAML or a run folder")
+    p.add_argument("--space", default=None, help="draw the supernet of this space instead of FILE")
+    p.add_argument("--supernet", action="store_true", help="for a run folder: draw the supernet with its searched edge weights")
+    add_config_args(p, positional=False)
+    p.add_argument("-o", "--output", required=True, help="output picture; the suffix picks the format (.svg .png .pdf .dot)")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("sample", help="a random architecture of a space (uniform at every choice point, then decoded)")
+    p.add_argument("--space", default=None, help="space name (default: dcss)")
+    add_config_args(p, positional=False)
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same architecture")
+    p.add_argument("-o", "--output", required=True, help="architecture YAML to write")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("config", help="print the full resolved config (defaults <- CONFIG <- --set) as YAML")
+    add_config_args(p)
+    p.set_defaults(func=cmd_config)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def resolve_config(args: argparse.Namespace):
+    from archgraph.config import load_config
+
+    overrides = list(getattr(args, "overrides", []) or [])
+    space = getattr(args, "space", None)
+    if space:
+        overrides.insert(0, f"space.name={space}")
+    return load_config(getattr(args, "config", None), overrides)
+
+
+def space_graph(cfg):
+    from archgraph.spaces_api import build_space
+
+    return build_space(cfg.space_name, cfg.space_params)
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    from archgraph.registry import list_spaces
+
+    table = Table(title="search spaces")
+    for col in ("name", "description", "hyper-parameters (space.KEY, default)"):
+        table.add_column(col)
+    for info in list_spaces():
+        params = ", ".join(f"{f.name}={_default(f)}" for f in dataclasses.fields(info.params))
+        table.add_row(info.name, info.doc, params)
+    console.print(table)
+    return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from archgraph.registry import list_strategies
+
+    table = Table(title="search strategies")
+    for col in ("name", "description", "options (strategy.KEY, default)"):
+        table.add_column(col)
+    for info in list_strategies():
+        params = ", ".join(f"{f.name}={_default(f)}" for f in dataclasses.fields(info.params))
+        table.add_row(info.name, info.doc, params)
+    console.print(table)
+    return 0
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    from archgraph.ops import OPS
+
+    table = Table(title="ops")
+    for col in ("name", "kind", "description"):
+        table.add_column(col)
+    for info in OPS.values():
+        kind = "head" if info.takes_list else ("parameter-free" if info.parameter_free else "conv")
+        table.add_row(info.name, kind, info.doc)
+    console.print(table)
+    return 0
+
+
+def _default(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return repr(f.default)
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        value = f.default_factory()  # type: ignore[misc]
+        return "[6 MobileNetV3 blocks]" if isinstance(value, list) and len(value) > 4 else repr(value)
+    return "?"
+
+
+def space_summary(graph) -> dict:
+    from archgraph.choices import discover_choices
+    from archgraph.compile import compile_graph
+    from archgraph.costs import count_params
+
+    choices = discover_choices(graph)
+    connections = sum(1 for _, _, k in graph.edges(data="kind") if k == "candidate")
+    net = compile_graph(graph)
+    return {
+        "space": graph.graph.get("space"),
+        "name": graph.graph.get("name"),
+        "nodes": graph.number_of_nodes(),
+        "edges": graph.number_of_edges(),
+        "connections": connections,
+        "op_choices": len(choices.ops),
+        "input_choices": len(choices.inputs),
+        "params": sum(p.numel() for p in net.weight_parameters()),
+        "arch_params": sum(p.numel() for p in net.arch_parameters()),
+        "hyper_parameters": graph.graph.get("params", {}),
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    summary = space_summary(space_graph(cfg))
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    table = Table(title=f"space {summary['name']}", show_header=False)
+    for k, v in summary.items():
+        table.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
+    console.print(table)
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from archgraph.graph import load
+    from archgraph.render import render
+
+    scores = None
+    if args.space or args.file is None:
+        if args.file is not None:
+            raise ArchgraphError("give either FILE or --space, not both")
+        graph = space_graph(resolve_config(args))
+        title = f"supernet {graph.graph.get('name')}"
+    else:
+        path = Path(args.file)
+        if path.is_dir():
+            if args.supernet:
+                graph = load(path / "supernet.yaml")
+                scores_file = path / "scores.json"
+                scores = json.loads(scores_file.read_text()) if scores_file.is_file() else None
+                title = f"supernet of {path.name}"
+            else:
+                graph = load(path / "arch.yaml")
+                title = f"architecture of {path.name}"
+        elif path.is_file():
+            graph, title = load(path), path.stem
+        else:
+            raise ArchgraphError(f"{path}: no such file or folder; pass a graph YAML, a run folder, or --space NAME")
+    result = render(graph, args.output, scores=scores, title=title)
+    if result.warning:
+        console.print(f"[yellow]warning:[/] {result.warning}")
+    console.print(f"wrote {result.path}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from archgraph.decode import sample_architecture
+    from archgraph.graph import graph_hash, save
+
+    graph = space_graph(resolve_config(args))
+    arch = sample_architecture(graph, args.seed)
+    arch.graph["name"] = f"{graph.graph.get('name')}-random-{args.seed}"
+    save(arch, args.output)
+    console.print(f"wrote {args.output} ({arch.number_of_nodes()} nodes, {arch.number_of_edges()} edges, hash {graph_hash(arch)})")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    print(cfg.to_yaml(), end="")
+    return 0

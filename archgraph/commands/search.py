@@ -1,0 +1,51 @@
+"""``archgraph search`` and ``archgraph report``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from archgraph.commands import add_config_args
+
+console = Console()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="search an architecture (default: DCNAS on a small DCSS with synthetic data, ~2 min on 2 CPU cores)",
+        description="Search an architecture and write a run folder: arch.yaml, search.jsonl, supernet.svg, arch.svg, "
+        "scores.json, config.yaml, checkpoint.pt. With no config at all it runs a small demo search on synthetic data.",
+    )
+    add_config_args(p)
+    p.add_argument("--out", required=True, help="run folder to write (created if missing)")
+    p.add_argument("--resume", action="store_true", help="continue the search in --out from its last finished epoch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.html: pictures, curves, config, size of the derived model")
+    p.add_argument("run_dir", help="a run folder written by `archgraph search`")
+    p.add_argument("-o", "--output", default=None, help="HTML file (default: RUN_DIR/report.html)")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from archgraph.search import prepare_config, run_search
+
+    out = Path(args.out)
+    cfg = prepare_config(args.config, args.overrides, out, args.resume)
+    console.print(f"searching: space [bold]{cfg.space_name}[/] strategy [bold]{cfg.strategy_name}[/] data [bold]{cfg.data.name}[/] -> {out}")
+    record = run_search(cfg, out, resume=args.resume, progress=not args.no_progress)
+    s_miou = record.get("s_miou")
+    console.print(f"done: {out / 'arch.yaml'}" + (f" (S-mIoU {s_miou:.4f})" if s_miou is not None else ""))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from archgraph.report import write_report
+
+    path = write_report(Path(args.run_dir), Path(args.output) if args.output else None)
+    console.print(f"wrote {path}")
+    return 0

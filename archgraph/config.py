@@ -1,0 +1,198 @@
+"""The run configuration: one YAML with sections ``space``, ``strategy``, ``data``, ``search``, ``train``.
+
+Every key has a default (so ``archgraph search`` runs with no file at all); a YAML file overrides
+some; ``--set section.key=value`` overrides any (values parsed as YAML: ``data.crop=[96,128]``).
+The ``space`` and ``strategy`` sections are checked against the parameters of the space or strategy
+they name, so ``space.layer=3`` fails with "did you mean 'space.layers'?" before anything runs.
+Every key is documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from archgraph.configtools import dataclass_from_dict, to_plain, unknown_key_error
+from archgraph.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"  # camvid | cityscapes | voc | ade20k | pascal_context | synthetic
+    root: str | None = None  # dataset folder (not needed for synthetic)
+    crop: tuple[int, int] = (64, 64)  # training crop (H, W); synthetic image size
+    scale: float = 1.0  # resize every image by this factor first (0.5 = the low-resolution proxy)
+    batch_size: int = 4
+    num_samples: int = 64  # synthetic: samples per split
+    num_classes: int = 0  # synthetic / pascal_context variant; 0 = the dataset's default
+    train_split: str = "train"
+    val_split: str = "val"
+    val_limit: int = 0  # evaluate on the first N validation images only (0 = all)
+    workers: int = 0  # DataLoader worker processes
+
+
+@dataclass
+class SearchConfig:
+    epochs: int = 4
+    warmup_epochs: int = 1  # weight-only epochs before architecture updates
+    split_ratio: float = 0.5  # fraction of the training set used as trainA (weights); the rest is trainB
+    w_lr: float = 0.05  # SGD for weights
+    w_lr_min: float = 0.001  # cosine annealing floor
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    arch_lr: float = 3e-3  # Adam for alpha/beta
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    flops_weight: float = 0.0  # weight of the expected-FLOPs regulariser (0 = off)
+    entropy_weight: float = 0.0  # weight of the entropy regulariser on alpha and beta (0 = off)
+    bn_recalib_batches: int = 4  # training batches to re-estimate BN statistics for S-mIoU
+    steps_per_epoch: int = 0  # cap on steps per epoch (0 = a full pass over trainA)
+    eval_every: int = 1  # S-mIoU every N epochs (and at the end)
+    deterministic: bool = True  # torch.use_deterministic_algorithms on CPU
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    poly_power: float = 0.9
+    eval_every: int = 1
+    steps_per_epoch: int = 0  # cap (0 = a full pass)
+    multi_scale_eval: list[float] = field(default_factory=lambda: [1.0])  # e.g. [0.75, 1.0, 1.25]
+    flip_eval: bool = False
+    deterministic: bool = False
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    space: dict[str, Any] = field(default_factory=lambda: {"name": "dcss"})
+    strategy: dict[str, Any] = field(default_factory=lambda: {"name": "dcnas"})
+    data: DataConfig = field(default_factory=DataConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def space_name(self) -> str:
+        return str(self.space.get("name", "dcss"))
+
+    @property
+    def space_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.space.items() if k != "name"}
+
+    @property
+    def strategy_name(self) -> str:
+        return str(self.strategy.get("name", "dcnas"))
+
+    @property
+    def strategy_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.strategy.items() if k != "name"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_SECTIONS = {"data": DataConfig, "search": SearchConfig, "train": TrainConfig}
+_TOP = ("seed", "device")
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[1,2]"]`` -> nested dict; values parsed as YAML."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set space.layers=6")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML; quote strings with spaces") from None
+        parts = key.strip().split(".")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p!r} is set both as a value and as a section")
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), base: dict[str, Any] | None = None) -> Config:
+    """Defaults <- ``base`` (e.g. a resumed run's config) <- YAML file <- ``--set`` overrides."""
+    raw: dict[str, Any] = dict(base or {})
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass an existing YAML file or leave it out to use the defaults")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a config is a mapping of sections (space, strategy, data, search, train)")
+        raw = _merge(raw, loaded)
+    raw = _merge(raw, parse_overrides(overrides))
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    known = [f.name for f in dataclasses.fields(Config)]
+    for key in raw:
+        if key not in known:
+            raise unknown_key_error(key, known, "")
+    kwargs: dict[str, Any] = {}
+    for key in _TOP:
+        if key in raw:
+            kwargs[key] = dataclass_from_dict(_Top, {key: raw[key]}).__dict__[key]
+    for key, cls in _SECTIONS.items():
+        section = raw.get(key) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"config section {key!r} must be a mapping, got {section!r}")
+        kwargs[key] = dataclass_from_dict(cls, section, key)
+    for key, default in (("space", "dcss"), ("strategy", "dcnas")):
+        section = dict(raw.get(key) or {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"config section {key!r} must be a mapping, got {section!r}")
+        section.setdefault("name", default)
+        kwargs[key] = section
+    cfg = Config(**kwargs)
+    _check_plugin_sections(cfg)
+    return cfg
+
+
+@dataclass
+class _Top:
+    seed: int = 0
+    device: str = "cpu"
+
+
+def _check_plugin_sections(cfg: Config) -> None:
+    """Validate the space and strategy sections against the named plug-in's parameter dataclass."""
+    from archgraph.registry import get_space, get_strategy
+
+    space = get_space(cfg.space_name)
+    cfg.space = {"name": cfg.space_name, **to_plain(dataclass_from_dict(space.params, cfg.space_params, "space"))}
+    strategy = get_strategy(cfg.strategy_name)
+    cfg.strategy = {"name": cfg.strategy_name, **to_plain(dataclass_from_dict(strategy.params, cfg.strategy_params, "strategy"))}
+
+
+def default_config_yaml() -> str:
+    return config_from_dict({}).to_yaml()

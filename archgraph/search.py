@@ -1,0 +1,316 @@
+"""The search loop: data split, bi-level alternation, per-epoch logging, checkpoints and resume.
+
+The loop knows no strategy in particular: it asks the strategy for its stages, its supernet, its
+architecture optimiser and one search step, and owns everything else (data, weight optimiser and
+schedule, S-mIoU, files). Per epoch it appends one line to ``search.jsonl`` and rewrites, atomically,
+``checkpoint.pt``, ``arch.yaml``, ``scores.json`` and ``supernet.yaml``; pictures are drawn at the end.
+A killed search resumes from its last finished epoch with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import itertools
+import random
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import networkx as nx
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from archgraph.compile import CompiledNetwork
+from archgraph.config import Config, config_from_dict, load_config
+from archgraph.configtools import dataclass_from_dict
+from archgraph.costs import cost_table
+from archgraph.decode import decisions
+from archgraph.errors import CheckpointError, ConfigError
+from archgraph.graph import graph_hash, save
+from archgraph.io import append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_text
+from archgraph.registry import get_strategy
+from archgraph.spaces_api import build_space
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class SearchData:
+    train_a: Dataset  # weights
+    train_b: Dataset  # architecture
+    val: Dataset
+    num_classes: int
+    class_names: list[str]
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def build_search_data(cfg: Config) -> SearchData:
+    """trainA / trainB: a seeded random split of the training set; val: the validation split."""
+    from archgraph.data import build_dataset
+
+    d = cfg.data
+    common = dict(root=d.root, crop=tuple(d.crop), scale=d.scale, num_samples=d.num_samples, seed=cfg.seed, num_classes=d.num_classes or None)
+    train = build_dataset(d.name, d.train_split, train=True, **common)
+    val = build_dataset(d.name, d.val_split, train=False, **common)
+    if not 0 < cfg.search.split_ratio < 1:
+        raise ConfigError(f"search.split_ratio must be in (0, 1), got {cfg.search.split_ratio}")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    cut = int(round(len(order) * cfg.search.split_ratio))
+    if cut < d.batch_size or len(order) - cut < d.batch_size:
+        raise ConfigError(
+            f"the training split has {len(train)} images: too few for two halves of at least data.batch_size={d.batch_size}; "
+            "lower data.batch_size or use more data"
+        )
+    if d.val_limit:
+        val = Subset(val, range(min(d.val_limit, len(val))))
+    return SearchData(Subset(train, order[:cut]), Subset(train, order[cut:]), val, train.num_classes, list(train.class_names))
+
+
+def _loader(ds: Dataset, cfg: Config, seed: int) -> DataLoader:
+    return DataLoader(ds, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True, num_workers=cfg.data.workers, generator=torch.Generator().manual_seed(seed))
+
+
+def _cycle(loader: DataLoader) -> Iterator:
+    while True:
+        yield from loader
+
+
+def _set_dataset_epoch(ds: Dataset, epoch: int) -> None:
+    base = ds.dataset if isinstance(ds, Subset) else ds
+    if hasattr(base, "set_epoch"):
+        base.set_epoch(epoch)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
+
+
+# --------------------------------------------------------------------------------------------------
+# S-mIoU: the derived architecture evaluated with the supernet's weights
+
+
+@contextlib.contextmanager
+def _preserved_batchnorm(net: nn.Module) -> Iterator[list[nn.modules.batchnorm._BatchNorm]]:
+    """Recalibration must not leak into the search: restore every BN buffer afterwards."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, {k: v.clone() for k, v in m.named_buffers()}) for m in bns]
+    try:
+        yield bns
+    finally:
+        for m, (momentum, buffers) in zip(bns, saved):
+            m.momentum = momentum
+            for k, v in buffers.items():
+                getattr(m, k).copy_(v)
+
+
+def supernet_miou(net: CompiledNetwork, strategy, data: SearchData, cfg: Config, device: torch.device) -> float:
+    """S-mIoU: run the supernet in subnet mode on the derived choices, BN statistics re-estimated on
+    ``search.bn_recalib_batches`` training batches, then evaluate on the validation split."""
+    from archgraph.evaluate import evaluate
+
+    ops, inputs = strategy.scores(net)
+    op_idx, input_idx = decisions(net.choices, ops, inputs)
+    was_training = net.training
+    with _preserved_batchnorm(net) as bns, strategy.relaxation.fixed_subnet(op_idx, input_idx), torch.no_grad():
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the recalibration batches
+        net.train()
+        loader = _loader(data.train_a, cfg, cfg.seed + 7)
+        for x, _ in itertools.islice(loader, max(cfg.search.bn_recalib_batches, 1)):
+            net(x.to(device))
+        net.eval()
+        cm = evaluate(net, data.val, data.num_classes, progress=False)
+    net.train(was_training)
+    return float(cm.miou())
+
+
+def choice_entropies(net: CompiledNetwork) -> dict[str, float]:
+    from strategies.base import mean_entropy
+
+    if net.arch is None:
+        return {}
+    with torch.no_grad():
+        return {"entropy_alpha": float(mean_entropy(net, "ops")), "entropy_beta": float(mean_entropy(net, "inputs"))}
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+
+
+def prepare_config(cfg_path: str | None, overrides: list[str], out: Path, resume: bool) -> Config:
+    """The run's config; a resumed run keeps its saved config (overrides must not change it)."""
+    saved = out / "config.yaml"
+    if resume:
+        if not (out / CHECKPOINT).is_file():
+            raise CheckpointError(f"{out / CHECKPOINT} does not exist: nothing to resume; run without --resume to start this search")
+        import yaml
+
+        base = yaml.safe_load(saved.read_text()) if saved.is_file() else {}
+        cfg = config_from_dict(base)
+        if cfg_path or overrides:
+            wanted = load_config(cfg_path, overrides, base=base)
+            if wanted.to_dict() != cfg.to_dict():
+                raise ConfigError(f"--resume continues {out} with its saved config; the given config/--set change it. Drop them or use a new --out")
+        return cfg
+    if (out / CHECKPOINT).exists():
+        raise ConfigError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
+    return load_config(cfg_path, overrides)
+
+
+def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Search, write the run folder, return the last epoch's record."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device)
+    seed_everything(cfg.seed, cfg.search.deterministic)
+    data = build_search_data(cfg)
+    if not cfg.space.get("num_classes"):
+        cfg.space["num_classes"] = data.num_classes
+    atomic_write_text(out / "config.yaml", cfg.to_yaml())
+
+    info = get_strategy(cfg.strategy_name)
+    params = dataclass_from_dict(info.params, cfg.strategy_params, "strategy")
+    graph = build_space(cfg.space_name, cfg.space_params)
+    strategy = info.cls(graph, params, cfg.search, cfg.seed)
+
+    state = _load_checkpoint(out) if resume else None
+    start_stage = state["stage"] if state else 0
+    record: dict[str, Any] = {}
+    net: CompiledNetwork | None = None
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        for stage in range(start_stage, strategy.num_stages()):
+            strategy.begin_stage(stage, net)
+            net = strategy.build_supernet().to(device)
+            if cfg.search.flops_weight > 0:
+                strategy.costs = cost_table(strategy.graph, tuple(cfg.data.crop))
+            epochs = strategy.stage_epochs(stage)
+            steps = len(data.train_a) // cfg.data.batch_size
+            if cfg.search.steps_per_epoch:
+                steps = min(steps, cfg.search.steps_per_epoch)
+            w_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.search.w_lr, momentum=cfg.search.w_momentum, weight_decay=cfg.search.w_weight_decay)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=max(epochs, 1), eta_min=cfg.search.w_lr_min)
+            a_opt = strategy.arch_optimizer(net)
+            start_epoch = 0
+            if state and state["stage"] == stage:
+                net.load_state_dict(state["net"])
+                w_opt.load_state_dict(state["w_opt"])
+                sched.load_state_dict(state["sched"])
+                if a_opt is not None and state.get("a_opt") is not None:
+                    a_opt.load_state_dict(state["a_opt"])
+                strategy.load_state_dict(state["strategy"])
+                _set_rng_state(state["rng"])
+                start_epoch = state["epoch"] + 1
+                record = state.get("record", {})
+                state = None
+            task = bar.add_task(f"stage {stage + 1}/{strategy.num_stages()}" if strategy.num_stages() > 1 else "search", total=epochs * steps, completed=start_epoch * steps, info="")
+            for epoch in range(start_epoch, epochs):
+                strategy.on_epoch_start(epoch, epochs)
+                # Loaders seeded per (stage, epoch): a resumed search sees the same batches.
+                epoch_seed = cfg.seed + 1000 * stage + 10 * epoch
+                loader_a = _loader(data.train_a, cfg, epoch_seed)
+                b_iter = _cycle(_loader(data.train_b, cfg, epoch_seed + 1))
+                _set_dataset_epoch(data.train_a, epoch)
+                net.train()
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                sums: dict[str, float] = {}
+                t0 = time.perf_counter()
+                for step, batch_w in enumerate(itertools.islice(loader_a, steps)):
+                    strategy.on_step_start(epoch * steps + step, steps)
+                    batch_a = next(b_iter)
+                    batch_w = tuple(t.to(device) for t in batch_w)
+                    batch_a = tuple(t.to(device) for t in batch_a)
+                    losses = strategy.search_step(net, batch_w, batch_a, w_opt, a_opt)
+                    for k, v in losses.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    bar.update(task, advance=1, info=f"epoch {epoch + 1}/{epochs} loss {losses['loss']:.3f}")
+                elapsed = time.perf_counter() - t0
+                sched.step()
+                derived = strategy.derive(net)
+                record = {
+                    "stage": stage,
+                    "epoch": epoch,
+                    **{k: v / max(steps, 1) for k, v in sums.items()},
+                    "lr": w_opt.param_groups[0]["lr"],
+                    "arch_active": strategy.arch_active(),
+                    **strategy.log_state(),
+                    **choice_entropies(net),
+                    "step_time": elapsed / max(steps, 1),
+                    "peak_mem_mb": peak_memory_mb(device),
+                    "arch_hash": graph_hash(derived),
+                }
+                last = epoch == epochs - 1
+                if cfg.search.eval_every and ((epoch + 1) % cfg.search.eval_every == 0 or last):
+                    record["s_miou"] = supernet_miou(net, strategy, data, cfg, device)
+                record["seconds"] = time.perf_counter() - t0
+                _write_epoch(out, net, strategy, derived, record)
+                atomic_torch_save(out / CHECKPOINT, {
+                    "version": CHECKPOINT_VERSION, "stage": stage, "epoch": epoch, "net": net.state_dict(),
+                    "w_opt": w_opt.state_dict(), "sched": sched.state_dict(), "a_opt": a_opt.state_dict() if a_opt else None,
+                    "strategy": strategy.state_dict(), "rng": _rng_state(), "record": record,
+                })
+    assert net is not None
+    _finish(out, net, strategy)
+    return record
+
+
+def _write_epoch(out: Path, net: CompiledNetwork, strategy, derived: nx.DiGraph, record: dict[str, Any]) -> None:
+    append_jsonl(out / "search.jsonl", record)
+    save(derived, out / "arch.yaml")
+    save(strategy.graph, out / "supernet.yaml")
+    ops, inputs = strategy.scores(net)
+    atomic_write_json(out / "scores.json", {"ops": ops, "inputs": inputs})
+
+
+def _finish(out: Path, net: CompiledNetwork, strategy) -> None:
+    import json
+
+    from archgraph.graph import load
+    from archgraph.render import render
+
+    scores = json.loads((out / "scores.json").read_text())
+    for name, graph, sc in (("supernet", strategy.graph, scores), ("arch", load(out / "arch.yaml"), None)):
+        result = render(graph, out / f"{name}.svg", scores=sc, title=f"{name} ({strategy.name})")
+        if result.warning:
+            print(f"warning: {result.warning}")
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _load_checkpoint(out: Path) -> dict[str, Any]:
+    path = out / CHECKPOINT
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(f"{path} is corrupt or truncated ({exc.__class__.__name__}); delete it and start the search again without --resume") from None
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} is not an archgraph search checkpoint of version {CHECKPOINT_VERSION}; start a new search with another --out")
+    return state
+

@@ -1,0 +1,210 @@
+"""The strategy interface: everything a search strategy supplies, and nothing else.
+
+A strategy sees a graph's choice points, never a particular space. It supplies:
+
+1. its **relaxation** (:attr:`Strategy.relaxation`): what runs at choice points (the compiler asks
+   it for mixers; see :mod:`archgraph.relaxation`);
+2. its **architecture parameters** and their optimiser (:meth:`arch_optimizer`; by default alpha
+   and beta of :class:`~archgraph.choices.ArchParams` with Adam);
+3. **one search step** (:meth:`search_step`; by default first-order bi-level alternation: an
+   architecture step on a trainB batch, then a weight step on a trainA batch);
+4. **schedule hooks** (:meth:`on_epoch_start`, :meth:`on_step_start`) for temperatures, warm-up, ...;
+5. **derivation** (:meth:`scores`, :meth:`derive`): scores per choice point, handed to the BFS decoder;
+6. **stages** (:meth:`stage_graph`, :meth:`stage_epochs`) for progressive strategies (P-DARTS); one
+   stage on the space's own graph by default;
+7. its resumable **state** (:meth:`state_dict`), saved in checkpoints.
+
+The search loop (:mod:`archgraph.search`) owns data, weight optimiser, logging and checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import networkx as nx
+import torch
+import torch.nn.functional as F
+
+from archgraph.compile import CompiledNetwork, compile_graph
+from archgraph.config import SearchConfig
+from archgraph.costs import CostTable
+from archgraph.data import IGNORE_INDEX
+from archgraph.decode import decode
+from archgraph.relaxation import ContinuousRelaxation, Relaxation
+
+Scores = dict[str, list[float]]
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class StrategyParams:
+    """Options shared by every strategy (subclass this for a strategy's own section)."""
+
+
+class Strategy:
+    """Base strategy: the plain continuous relaxation with first-order bi-level alternation."""
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, graph: nx.DiGraph, params: Any, search: SearchConfig, seed: int = 0):
+        self.space_graph = graph  # the space as built from the config
+        self.graph = graph  # the graph of the current stage (the supernet being searched)
+        self.params = params
+        self.search = search
+        self.seed = seed
+        self.epoch = 0
+        self.epochs = search.epochs
+        self.costs: CostTable | None = None
+        self.relaxation = self.make_relaxation()
+
+    # -------------------------------------------------------------- 1-2. relaxation and parameters
+
+    def make_relaxation(self) -> Relaxation:
+        return ContinuousRelaxation()
+
+    def build_supernet(self) -> CompiledNetwork:
+        return compile_graph(self.graph, self.relaxation, arch_seed=self.seed)
+
+    def arch_optimizer(self, net: CompiledNetwork) -> torch.optim.Optimizer | None:
+        params = list(net.arch_parameters())
+        if not params:
+            return None
+        s = self.search
+        return torch.optim.Adam(params, lr=s.arch_lr, betas=tuple(s.arch_betas), weight_decay=s.arch_weight_decay)
+
+    # -------------------------------------------------------------- 3. one search step
+
+    def arch_active(self) -> bool:
+        """Architecture updates start after the weight-only warm-up epochs."""
+        return self.epoch >= self.warmup_epochs()
+
+    def warmup_epochs(self) -> int:
+        return self.search.warmup_epochs
+
+    def loss(self, net: CompiledNetwork, logits: torch.Tensor, target: torch.Tensor, with_regularisers: bool) -> tuple[torch.Tensor, dict[str, float]]:
+        """Cross-entropy, plus (for architecture steps) the configured regularisers."""
+        ce = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+        total = ce
+        parts = {"ce": float(ce.detach())}
+        if with_regularisers and net.arch is not None:
+            if self.search.flops_weight > 0 and self.costs is not None:
+                flops = expected_flops(net, self.costs) / self.costs.total_uniform
+                total = total + self.search.flops_weight * flops
+                parts["flops_reg"] = float(flops.detach())
+            if self.search.entropy_weight > 0:
+                ent = mean_entropy(net)
+                total = total + self.search.entropy_weight * ent
+                parts["entropy_reg"] = float(ent.detach())
+        return total, parts
+
+    def search_step(self, net: CompiledNetwork, batch_w: Batch, batch_a: Batch, w_opt: torch.optim.Optimizer, a_opt: torch.optim.Optimizer | None) -> dict[str, float]:
+        """First-order alternation: the architecture step first (on trainB), then the weight step (trainA)."""
+        out: dict[str, float] = {}
+        if a_opt is not None and self.arch_active():
+            a_opt.zero_grad(set_to_none=True)
+            x, y = batch_a
+            loss, parts = self.loss(net, net(x), y, with_regularisers=True)
+            loss.backward()
+            a_opt.step()
+            out["arch_loss"] = float(loss.detach())
+            out.update({f"arch_{k}": v for k, v in parts.items()})
+        w_opt.zero_grad(set_to_none=True)
+        x, y = batch_w
+        loss, _ = self.loss(net, net(x), y, with_regularisers=False)
+        loss.backward()
+        if self.search.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(list(net.weight_parameters()), self.search.grad_clip)
+        w_opt.step()
+        if net.arch is not None:  # weight steps must not leave gradients on alpha/beta behind
+            for p in net.arch_parameters():
+                p.grad = None
+        out["loss"] = float(loss.detach())
+        return out
+
+    # -------------------------------------------------------------- 4. schedule hooks
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        self.epoch, self.epochs = epoch, epochs
+
+    def on_step_start(self, step: int, steps_per_epoch: int) -> None:
+        """Called before every search step (global step counter within the stage)."""
+
+    def log_state(self) -> dict[str, float]:
+        """Extra per-epoch values for search.jsonl (e.g. the temperature)."""
+        return {}
+
+    # -------------------------------------------------------------- 5. derivation
+
+    def scores(self, net: CompiledNetwork) -> tuple[Scores, Scores]:
+        """(op scores, input scores) per choice label; by default softmax(alpha), softmax(beta)."""
+        if net.arch is None:
+            return {}, {}
+        s = net.arch.scores()
+        return s["ops"], s["inputs"]
+
+    def derive(self, net: CompiledNetwork) -> nx.DiGraph:
+        ops, inputs = self.scores(net)
+        return decode(self.graph, ops, inputs)
+
+    # -------------------------------------------------------------- 6. stages
+
+    def num_stages(self) -> int:
+        return 1
+
+    def stage_graph(self, stage: int, previous: CompiledNetwork | None) -> nx.DiGraph:
+        """The supernet graph of ``stage`` (built from the previous stage's scores if progressive)."""
+        return self.space_graph
+
+    def stage_epochs(self, stage: int) -> int:
+        return self.search.epochs
+
+    def begin_stage(self, stage: int, previous: CompiledNetwork | None) -> None:
+        self.graph = self.stage_graph(stage, previous)
+        self.relaxation = self.make_relaxation()
+
+    # -------------------------------------------------------------- 7. state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state.get("epoch", 0))
+
+
+# ------------------------------------------------------------------------------------------------
+# Regularisers (differentiable in alpha and beta)
+
+
+def expected_flops(net: CompiledNetwork, costs: CostTable) -> torch.Tensor:
+    """E[FLOPs] of the derived net under softmax(alpha), softmax(beta) (k branches per input choice)."""
+    assert net.arch is not None
+    total = torch.zeros(())
+    for label, table in costs.ops.items():
+        p = torch.softmax(net.arch.op_logits(label), -1)
+        total = total + (p * torch.tensor(table, dtype=p.dtype, device=p.device)).sum()
+    for label, table in costs.inputs.items():
+        p = torch.softmax(net.arch.input_logits(label), -1)
+        total = total + costs.keep[label] * (p * torch.tensor(table, dtype=p.dtype, device=p.device)).sum()
+    return total
+
+
+def _entropy(logits: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits, -1)
+    return -(logp.exp() * logp).sum()
+
+
+def mean_entropy(net: CompiledNetwork, which: str = "both") -> torch.Tensor:
+    """Mean entropy (nats) of the choice distributions; minimising it makes choices decisive."""
+    assert net.arch is not None
+    vectors = []
+    if which in ("both", "ops"):
+        vectors += list(net.arch.alpha.values())
+    if which in ("both", "inputs"):
+        vectors += list(net.arch.beta.values())
+    if not vectors:
+        return torch.zeros(())
+    return torch.stack([_entropy(v) for v in vectors]).mean()
+
+
+StrategyFactory = Callable[[nx.DiGraph, Any, SearchConfig, int], Strategy]

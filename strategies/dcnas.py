@@ -1,0 +1,192 @@
+"""DCNAS: densely connected NAS with path-level and channel-level sampling.
+
+Zhang, Qian, Li, Zhang, Yin, Liang, Wang, Zhou, Li, Sun. "DCNAS: Densely Connected Neural
+Architecture Search for Semantic Segmentation", CVPR 2021 (arXiv:2003.11883).
+
+- **Path-level sampling** (Eq. 5-6). Per node and step, ``n`` inputs are drawn without replacement
+  from softmax(beta / tau); only their alignment branches run, blended with the drawn probabilities
+  renormalised to sum to one, so beta receives gradients through the weights of the drawn paths.
+  ``tau`` anneals from ``tau_max`` to ``tau_min`` over the architecture epochs.
+- **Channel-level sampling** (Eq. 7). Each mixture layer owns a random channel mask, drawn once from
+  the search seed and stored as a buffer (so checkpoints carry it and a resumed search keeps it):
+  ``channel_ratio`` of the channels go through the softmax(alpha)-weighted mix of candidate ops, the
+  rest bypass unchanged. There is no edge normalisation (unlike PC-DARTS).
+- Bi-level alternation (weights SGD on trainA, alpha/beta Adam on trainB) and the warm-up come from
+  :class:`strategies.base.Strategy`.
+
+There is no public DCNAS code; the choices the paper leaves open (the ``tau`` schedule, ``n``, what
+evaluation mode does) are documented and justified in docs/strategies.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from archgraph.choices import ArchParams, InputChoice, OpChoice
+from archgraph.errors import ConfigError
+from archgraph.registry import register_strategy
+from archgraph.relaxation import Mixer, Relaxation, sum_branches
+from strategies.base import Strategy, StrategyParams
+
+
+@dataclass
+class DCNASParams(StrategyParams):
+    """Options of DCNAS (the ``strategy`` config section when ``strategy.name: dcnas``)."""
+
+    paths: int = 4  # n: inputs drawn per fusion node and step (all of them if a node has fewer)
+    tau_max: float = 5.0  # temperature at the first architecture epoch (near-uniform sampling)
+    tau_min: float = 0.5  # temperature at the last epoch (small but positive)
+    tau_schedule: str = "exponential"  # exponential | linear | cosine | constant (tau_max)
+    channel_ratio: float = 0.25  # r: fraction of channels sent through the op mixture (1 = all)
+
+
+class PathSamplingMix(Mixer):
+    """Input mixer of Eq. 5-6: draw n inputs from softmax(beta/tau), run and blend only those."""
+
+    def __init__(self, label: str, arch: ArchParams, relaxation: "DCNASRelaxation", n: int):
+        super().__init__(label, arch, relaxation)
+        self.n = n
+
+    def forward(self, inputs: Sequence[torch.Tensor], branches: Sequence[nn.Module]) -> torch.Tensor:
+        picked_fixed = self.subnet_inputs()
+        if picked_fixed is not None:
+            return sum_branches(inputs, branches, picked_fixed)
+        relax: DCNASRelaxation = self.relaxation
+        probs = torch.softmax(self.arch.input_logits(self.label) / relax.tau, dim=-1)
+        n = min(self.n, len(inputs))
+        if self.training:
+            picked = torch.multinomial(probs.detach(), n, replacement=False, generator=relax.generator)
+        else:  # evaluation is deterministic: the n most probable paths
+            picked = torch.topk(probs.detach(), n).indices
+        idx = picked.tolist()
+        relax.record(self.label, idx)
+        w = probs[picked]
+        w = w / w.sum()
+        out = w[0] * branches[idx[0]](inputs[idx[0]])
+        for j in range(1, n):
+            out = out + w[j] * branches[idx[j]](inputs[idx[j]])
+        return out
+
+    def extra_repr(self) -> str:
+        return f"label={self.label!r}, n={self.n}"
+
+
+class PartialChannelMix(Mixer):
+    """Op mixer of Eq. 7: a fixed random subset of channels through the alpha-weighted op mix."""
+
+    def __init__(self, label: str, arch: ArchParams, relaxation: "DCNASRelaxation", channels: int, ratio: float, generator: torch.Generator):
+        super().__init__(label, arch, relaxation)
+        k = partial_width(channels, ratio)
+        self.full = k == channels
+        mask = torch.randperm(channels, generator=generator)[:k].sort().values
+        self.register_buffer("channel_index", mask)  # saved in checkpoints: fixed for the whole search
+
+    def forward(self, x: torch.Tensor, ops: Sequence[nn.Module]) -> torch.Tensor:
+        fixed = self.subnet_op()
+        if self.full:
+            part = x
+        else:
+            part = x.index_select(1, self.channel_index)
+        if fixed is not None:
+            mixed = ops[fixed](part)
+        else:
+            w = torch.softmax(self.arch.op_logits(self.label), dim=-1)
+            mixed = w[0] * ops[0](part)
+            for i in range(1, len(ops)):
+                mixed = mixed + w[i] * ops[i](part)
+        if self.full:
+            return mixed
+        return x.index_copy(1, self.channel_index, mixed)  # the other channels bypass unchanged
+
+    def extra_repr(self) -> str:
+        return f"label={self.label!r}, channels={self.channel_index.numel()}"
+
+
+def partial_width(channels: int, ratio: float) -> int:
+    return max(1, int(round(channels * ratio)))
+
+
+class DCNASRelaxation(Relaxation):
+    name = "dcnas"
+
+    def __init__(self, params: DCNASParams, seed: int):
+        self.params = params
+        self.tau = params.tau_max
+        self.generator = torch.Generator().manual_seed(seed + 1)  # path sampling
+        self.mask_generator = torch.Generator().manual_seed(seed + 2)  # channel masks, drawn at build time
+        self.last_picks: dict[str, list[int]] = {}
+        self.recording = False
+
+    def record(self, label: str, idx: list[int]) -> None:
+        if self.recording:
+            self.last_picks[label] = idx
+
+    def op_width(self, choice: OpChoice, channels: int) -> int:
+        return partial_width(channels, self.params.channel_ratio)
+
+    def input_mixer(self, choice: InputChoice, arch: ArchParams) -> nn.Module:
+        return PathSamplingMix(choice.label, arch, self, self.params.paths)
+
+    def op_mixer(self, choice: OpChoice, arch: ArchParams, channels: int) -> nn.Module:
+        return PartialChannelMix(choice.label, arch, self, channels, self.params.channel_ratio, self.mask_generator)
+
+
+def temperature(schedule: str, tau_max: float, tau_min: float, progress: float) -> float:
+    """tau at ``progress`` in [0, 1] of the architecture epochs."""
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "exponential":
+        return tau_max * (tau_min / tau_max) ** progress
+    if schedule == "linear":
+        return tau_max + (tau_min - tau_max) * progress
+    if schedule == "cosine":
+        return tau_min + 0.5 * (tau_max - tau_min) * (1 + math.cos(math.pi * progress))
+    if schedule == "constant":
+        return tau_max
+    raise ConfigError(f"strategy.tau_schedule must be exponential, linear, cosine or constant, got {schedule!r}")
+
+
+@register_strategy("dcnas", DCNASParams)
+class DCNAS(Strategy):
+    """DCNAS: path sampling from softmax(beta/tau) + 1/4 partial channels (Zhang et al. 2021)."""
+
+    name = "dcnas"
+
+    def __init__(self, graph, params: DCNASParams, search, seed: int = 0):
+        if params.paths < 1:
+            raise ConfigError(f"strategy.paths must be >= 1, got {params.paths}")
+        if not 0 < params.channel_ratio <= 1:
+            raise ConfigError(f"strategy.channel_ratio must be in (0, 1], got {params.channel_ratio}")
+        if not 0 < params.tau_min <= params.tau_max:
+            raise ConfigError(f"need 0 < strategy.tau_min <= strategy.tau_max, got {params.tau_min} and {params.tau_max}")
+        temperature(params.tau_schedule, params.tau_max, params.tau_min, 0.0)
+        super().__init__(graph, params, search, seed)
+
+    def make_relaxation(self) -> DCNASRelaxation:
+        return DCNASRelaxation(self.params, self.seed)
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        super().on_epoch_start(epoch, epochs)
+        self.relaxation.tau = self.current_tau()
+
+    def current_tau(self) -> float:
+        p = self.params
+        arch_epochs = max(self.epochs - self.warmup_epochs(), 1)
+        progress = (self.epoch - self.warmup_epochs()) / max(arch_epochs - 1, 1)
+        return temperature(p.tau_schedule, p.tau_max, p.tau_min, progress)
+
+    def log_state(self) -> dict[str, float]:
+        return {"tau": float(self.relaxation.tau)}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "tau": self.relaxation.tau, "generator": self.relaxation.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.relaxation.tau = float(state.get("tau", self.relaxation.tau))
+        if "generator" in state:
+            self.relaxation.generator.set_state(state["generator"])

@@ -1,0 +1,108 @@
+"""The compiler: supernet gradients, arbitrary sizes, a static plan, weight transfer by name."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+import torch
+
+from archgraph import build_space, compile_graph, sample_architecture, transfer_weights
+from archgraph.relaxation import Relaxation
+
+
+def test_supernet_backward_reaches_every_alpha_beta_and_weight(tiny_space):
+    torch.manual_seed(0)
+    net = compile_graph(tiny_space)
+    x = torch.randn(2, 3, 64, 64)
+    y = net(x)
+    assert y.shape == (2, 3, 64, 64)
+    torch.nn.functional.cross_entropy(y, torch.randint(0, 3, (2, 64, 64))).backward()
+    for name, p in net.arch.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    missing = [n for n, p in net.nodes.named_parameters() if p.grad is None]
+    assert not missing
+    assert sum(p.numel() for p in net.arch_parameters()) == 8 * 6 + sum(4 * l for l in (1, 2)) * 4
+
+
+def test_weight_and_arch_parameters_are_disjoint(tiny_space):
+    net = compile_graph(tiny_space)
+    w = {id(p) for p in net.weight_parameters()}
+    a = {id(p) for p in net.arch_parameters()}
+    assert w and a and not (w & a)
+    assert len(w) + len(a) == len(list(net.parameters()))
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (45, 70), (33, 97)])
+def test_any_input_size_is_padded_and_cropped(tiny_space, hw):
+    net = compile_graph(sample_architecture(tiny_space, 1)).eval()
+    assert net(torch.randn(1, 3, *hw)).shape == (1, 3, *hw)
+
+
+def test_forward_does_not_walk_the_graph(tiny_space, monkeypatch):
+    net = compile_graph(tiny_space)
+    net(torch.randn(2, 3, 64, 64))
+
+    def forbidden(*a, **k):
+        raise AssertionError("the graph was walked during forward")
+
+    monkeypatch.setattr(nx.DiGraph, "predecessors", forbidden)
+    monkeypatch.setattr(nx.DiGraph, "successors", forbidden)
+    monkeypatch.setattr(nx, "topological_sort", forbidden)
+    monkeypatch.setattr(nx, "lexicographical_topological_sort", forbidden)
+    net(torch.randn(2, 3, 64, 64))
+
+
+def test_plan_frees_values_after_last_use(tiny_space):
+    net = compile_graph(tiny_space)
+    freed = [s for step in net.plan for s in step.free]
+    assert len(freed) == len(set(freed))  # each value freed exactly once
+    assert len(freed) == len(net.plan)  # every value but the output is freed
+
+
+def test_graph_without_choices_is_a_plain_network(tiny_space):
+    net = compile_graph(sample_architecture(tiny_space, 0))
+    assert net.arch is None and list(net.arch_parameters()) == []
+    assert not any("mixer" in type(m).__name__.lower() and hasattr(m, "label") for m in net.modules())
+
+
+def test_relaxation_that_cannot_handle_a_choice_fails_at_compile_time(tiny_space):
+    with pytest.raises(NotImplementedError, match="L1_s4"):
+        compile_graph(tiny_space, relaxation=Relaxation())
+
+
+def test_weights_transfer_from_supernet_to_derived_net(tiny_space):
+    supernet = compile_graph(tiny_space)
+    arch = sample_architecture(tiny_space, 2)
+    fixed = compile_graph(arch)
+    copied = transfer_weights(supernet, fixed)
+    assert copied == len(fixed.state_dict())
+    for name, tensor in fixed.state_dict().items():
+        assert torch.equal(tensor, supernet.state_dict()[name])
+
+
+def test_subnet_mode_of_supernet_matches_derived_network(tiny_space):
+    """Subnet mode computes exactly the derived network (same weights, same function)."""
+    from archgraph.decode import decisions
+
+    torch.manual_seed(0)
+    supernet = compile_graph(tiny_space).eval()
+    scores = supernet.arch.scores()
+    from archgraph import decode
+
+    arch = decode(tiny_space, scores["ops"], scores["inputs"])
+    fixed = compile_graph(arch).eval()
+    transfer_weights(supernet, fixed)
+    x = torch.randn(1, 3, 64, 64)
+    ops, inputs = decisions(supernet.choices, scores["ops"], scores["inputs"])
+    with torch.no_grad(), supernet.relaxation.fixed_subnet(ops, inputs):
+        a = supernet(x)
+    assert torch.allclose(a, fixed(x), atol=1e-5)
+
+
+def test_deterministic_builder():
+    from archgraph.graph import graphs_equal
+
+    a = build_space("dcss", {"layers": 3})
+    b = build_space("dcss", {"layers": 3})
+    assert graphs_equal(a, b)
+    assert graphs_equal(sample_architecture(a, 7), sample_architecture(b, 7))
