@@ -33,6 +33,7 @@ class DataConfig:
     val_split: str = "val"
     val_limit: int = 0  # evaluate on the first N validation images only (0 = all)
     workers: int = 0  # DataLoader worker processes
+    options: dict[str, Any] = field(default_factory=dict)  # dataset-specific loader options (docs/datasets.md)
 
 
 @dataclass

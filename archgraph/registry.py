@@ -37,8 +37,8 @@ class StrategyInfo:
 
 SPACES: dict[str, SpaceInfo] = {}
 STRATEGIES: dict[str, StrategyInfo] = {}
-_BUILTIN_SPACES = ("spaces.dcss",)
-_BUILTIN_STRATEGIES = ("strategies.dcnas",)
+_BUILTIN_SPACES = ("spaces.dcss", "spaces.autodeeplab")
+_BUILTIN_STRATEGIES = ("strategies.dcnas", "strategies.pc_darts", "strategies.p_darts", "strategies.proxylessnas", "strategies.spos", "strategies.darts")
 _loaded = False
 
 

@@ -32,6 +32,7 @@ from archgraph.costs import cost_table
 from archgraph.decode import decisions
 from archgraph.errors import CheckpointError, ConfigError
 from archgraph.graph import graph_hash, save
+from archgraph.graph import load as load_graph
 from archgraph.io import append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_text
 from archgraph.registry import get_strategy
 from archgraph.spaces_api import build_space
@@ -62,7 +63,7 @@ def build_search_data(cfg: Config) -> SearchData:
     from archgraph.data import build_dataset
 
     d = cfg.data
-    common = dict(root=d.root, crop=tuple(d.crop), scale=d.scale, num_samples=d.num_samples, seed=cfg.seed, num_classes=d.num_classes or None)
+    common = dict(root=d.root, crop=tuple(d.crop), scale=d.scale, num_samples=d.num_samples, seed=cfg.seed, num_classes=d.num_classes or None, **d.options)
     train = build_dataset(d.name, d.train_split, train=True, **common)
     val = build_dataset(d.name, d.val_split, train=False, **common)
     if not 0 < cfg.search.split_ratio < 1:
@@ -118,26 +119,32 @@ def _preserved_batchnorm(net: nn.Module) -> Iterator[list[nn.modules.batchnorm._
                 getattr(m, k).copy_(v)
 
 
-def supernet_miou(net: CompiledNetwork, strategy, data: SearchData, cfg: Config, device: torch.device) -> float:
-    """S-mIoU: run the supernet in subnet mode on the derived choices, BN statistics re-estimated on
-    ``search.bn_recalib_batches`` training batches, then evaluate on the validation split."""
+def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config, device: torch.device, recalib_batches: int | None = None) -> float:
+    """Validation mIoU of one architecture inside the supernet (its subnet mode), with the BN
+    statistics re-estimated on training batches first; the supernet's own BN state is restored."""
     from archgraph.evaluate import evaluate
 
-    ops, inputs = strategy.scores(net)
-    op_idx, input_idx = decisions(net.choices, ops, inputs)
+    batches = cfg.search.bn_recalib_batches if recalib_batches is None else recalib_batches
     was_training = net.training
-    with _preserved_batchnorm(net) as bns, strategy.relaxation.fixed_subnet(op_idx, input_idx), torch.no_grad():
+    with _preserved_batchnorm(net) as bns, relaxation.fixed_subnet(op_idx, input_idx), torch.no_grad():
         for m in bns:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the recalibration batches
         net.train()
         loader = _loader(data.train_a, cfg, cfg.seed + 7)
-        for x, _ in itertools.islice(loader, max(cfg.search.bn_recalib_batches, 1)):
+        for x, _ in itertools.islice(_cycle(loader), max(batches, 1)):
             net(x.to(device))
         net.eval()
         cm = evaluate(net, data.val, data.num_classes, progress=False)
     net.train(was_training)
     return float(cm.miou())
+
+
+def supernet_miou(net: CompiledNetwork, strategy, data: SearchData, cfg: Config, device: torch.device) -> float:
+    """S-mIoU: the currently derived architecture, evaluated with the supernet's weights."""
+    ops, inputs = strategy.scores(net)
+    op_idx, input_idx = decisions(net.choices, ops, inputs)
+    return score_subnet(net, strategy.relaxation, op_idx, input_idx, data, cfg, device)
 
 
 def choice_entropies(net: CompiledNetwork) -> dict[str, float]:
@@ -198,6 +205,10 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=False) as bar:
         for stage in range(start_stage, strategy.num_stages()):
+            if state and state["stage"] == stage:
+                # Progressive strategies rebuild the stage graph from their saved state (e.g. P-DARTS's
+                # candidate sets), so it is loaded before the stage begins and again after the build.
+                strategy.load_state_dict(state["strategy"])
             strategy.begin_stage(stage, net)
             net = strategy.build_supernet().to(device)
             if cfg.search.flops_weight > 0:
@@ -268,7 +279,15 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                     "w_opt": w_opt.state_dict(), "sched": sched.state_dict(), "a_opt": a_opt.state_dict() if a_opt else None,
                     "strategy": strategy.state_dict(), "rng": _rng_state(), "record": record,
                 })
-    assert net is not None
+    if net is None:  # resumed a finished search: nothing left to run
+        raise CheckpointError(f"{out} holds a finished search; nothing to resume")
+    if not (out / "final.json").is_file():
+        # Strategies that pick the architecture after supernet training (SPOS's evolution) do it here.
+        scorer = lambda ops, inputs: score_subnet(net, strategy.relaxation, ops, inputs, data, cfg, device)
+        if strategy.on_search_end(net, scorer, out):
+            derived = strategy.derive(net)
+            save(derived, out / "arch.yaml")
+        atomic_write_json(out / "final.json", {"arch_hash": graph_hash(load_graph(out / "arch.yaml")), **record})
     _finish(out, net, strategy)
     return record
 

@@ -134,6 +134,15 @@ class Strategy:
         """Extra per-epoch values for search.jsonl (e.g. the temperature)."""
         return {}
 
+    def on_search_end(self, net: CompiledNetwork, score: Callable[[dict[str, int], dict[str, list[int]]], float], out_dir) -> bool:
+        """After the last epoch: a chance to pick the architecture with the trained supernet.
+
+        ``score(op_idx, input_idx)`` returns the validation mIoU of that architecture evaluated in
+        the supernet's subnet mode (BN recalibrated). Return True if :meth:`derive` changed (the loop
+        then rewrites arch.yaml). Default: nothing to do.
+        """
+        return False
+
     # -------------------------------------------------------------- 5. derivation
 
     def scores(self, net: CompiledNetwork) -> tuple[Scores, Scores]:

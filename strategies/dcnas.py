@@ -57,16 +57,18 @@ class PathSamplingMix(Mixer):
         if picked_fixed is not None:
             return sum_branches(inputs, branches, picked_fixed)
         relax: DCNASRelaxation = self.relaxation
-        probs = torch.softmax(self.arch.input_logits(self.label) / relax.tau, dim=-1)
+        with torch.no_grad():
+            probs = torch.softmax(self.arch.input_logits(self.label) / relax.tau, dim=-1)
         n = min(self.n, len(inputs))
         if self.training:
-            picked = torch.multinomial(probs.detach(), n, replacement=False, generator=relax.generator)
+            picked = torch.multinomial(probs, n, replacement=False, generator=relax.generator)
         else:  # evaluation is deterministic: the n most probable paths
-            picked = torch.topk(probs.detach(), n).indices
+            picked = torch.topk(probs, n).indices
         idx = picked.tolist()
         relax.record(self.label, idx)
-        w = probs[picked]
-        w = w / w.sum()
+        # p[picked] / sum(p[picked]) == softmax over the drawn logits; computed that way, undrawn
+        # paths get exactly zero gradient (no softmax-denominator round-off).
+        w = torch.softmax(self.arch.input_logits(self.label)[picked] / relax.tau, dim=-1)
         out = w[0] * branches[idx[0]](inputs[idx[0]])
         for j in range(1, n):
             out = out + w[j] * branches[idx[j]](inputs[idx[j]])
