@@ -1,0 +1,144 @@
+"""`archgraph search` end to end on tiny synthetic settings: files, determinism, resume, report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from archgraph import compile_graph, load_graph
+from archgraph.cli import main
+from archgraph.graph import graphs_equal
+
+TINY = [
+    "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]",
+    "data.batch_size=2", "search.epochs=2", "search.warmup_epochs=0", "search.steps_per_epoch=3",
+    "search.bn_recalib_batches=1", "data.val_limit=4",
+]
+
+
+def search(out, *extra, resume=False):
+    argv = ["search", "--out", str(out), "--no-progress", "--set", *TINY, *extra]
+    if resume:
+        argv.append("--resume")
+    return main(argv)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("search") / "run"
+    assert search(out) == 0
+    return out
+
+
+def test_search_writes_the_run_folder(run):
+    for name in ("arch.yaml", "search.jsonl", "supernet.yaml", "scores.json", "config.yaml", "checkpoint.pt"):
+        assert (run / name).is_file(), name
+    assert (run / "supernet.svg").is_file() or (run / "supernet.dot").is_file()
+    records = [json.loads(l) for l in (run / "search.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for key in ("loss", "arch_loss", "s_miou", "tau", "step_time", "peak_mem_mb", "entropy_alpha", "entropy_beta"):
+        assert key in records[-1], key
+    assert 0.0 <= records[-1]["s_miou"] <= 1.0
+    assert records[0]["tau"] > records[1]["tau"]
+
+
+def test_search_moves_alpha_and_beta_and_the_arch_trains(run):
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    alphas = [v for k, v in state["net"].items() if k.startswith("arch.alpha.")]
+    betas = [v for k, v in state["net"].items() if k.startswith("arch.beta.")]
+    assert alphas and betas
+    assert max(a.abs().max() for a in alphas) > 1e-2  # init is 1e-3 * N(0, 1)
+    assert max(b.abs().max() for b in betas) > 1e-2
+    arch = load_graph(run / "arch.yaml")
+    net = compile_graph(arch)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 5, (2, 32, 32))
+    losses = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_same_seed_gives_identical_arch_yaml(run, tmp_path):
+    assert search(tmp_path / "again") == 0
+    assert (tmp_path / "again" / "arch.yaml").read_text() == (run / "arch.yaml").read_text()
+
+
+def test_channel_masks_never_change_during_search(run):
+    """The masks in the final checkpoint are the ones drawn when the supernet was built."""
+    from archgraph.config import SearchConfig
+    from strategies.dcnas import DCNAS, DCNASParams
+
+    fresh = DCNAS(load_graph(run / "supernet.yaml"), DCNASParams(), SearchConfig(), seed=0).build_supernet()
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)["net"]
+    masks = {k: v for k, v in fresh.state_dict().items() if k.endswith("channel_index")}
+    assert len(masks) == 8
+    for k, v in masks.items():
+        assert torch.equal(saved[k], v), k
+
+
+def test_kill_after_first_epoch_then_resume(tmp_path, monkeypatch):
+    """A search interrupted after its first epoch resumes and ends with the uninterrupted result."""
+    import archgraph.search as engine
+
+    full = tmp_path / "full"
+    assert search(full) == 0
+
+    out = tmp_path / "killed"
+    def die_after_checkpoint(path, obj):
+        from archgraph.io import atomic_torch_save as save
+
+        save(path, obj)
+        if obj.get("epoch") == 0 and "net" in obj:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "atomic_torch_save", die_after_checkpoint)
+    assert search(out) == 130
+    monkeypatch.undo()
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 0
+    masks_before = {k: v.clone() for k, v in state["net"].items() if k.endswith("channel_index")}
+    assert search(out, resume=True) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 1
+    for k, v in masks_before.items():
+        assert torch.equal(state["net"][k], v)
+    assert graphs_equal(load_graph(out / "arch.yaml"), load_graph(full / "arch.yaml"))
+    for k, v in torch.load(full / "checkpoint.pt", weights_only=False)["net"].items():
+        if k.startswith("arch."):
+            assert torch.equal(state["net"][k], v), k
+
+
+def test_existing_run_is_not_overwritten_and_bad_resume_is_clear(run, tmp_path, capsys):
+    before = (run / "arch.yaml").read_text()
+    assert search(run) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (run / "arch.yaml").read_text() == before
+    assert search(tmp_path / "nothing", resume=True) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path, capsys):
+    out = tmp_path / "corrupt"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    (out / "config.yaml").write_text("{}\n")
+    assert search(out, resume=True) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.pt" in err and "corrupt" in err
+
+
+def test_report_is_self_contained(run):
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "data:image/png;base64," in page
+    assert "<svg" in page or "missing" in page
+    assert "space:" in page  # the config
+    assert "params" in page and "flops" in page
+    assert (run / "curves.png").is_file() and (run / "curves.svg").is_file()
