@@ -21,3 +21,7 @@ class CheckpointError(ArchgraphError):
 
 class RegistryError(ArchgraphError):
     """An unknown space, strategy or op name."""
+
+
+class NumericalError(ArchgraphError):
+    """A loss or parameter became NaN or Inf; the run stopped and kept its last good checkpoint."""

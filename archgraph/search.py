@@ -10,6 +10,7 @@ A killed search resumes from its last finished epoch with ``--resume``.
 from __future__ import annotations
 
 import contextlib
+import math
 import pickle
 import itertools
 import random
@@ -30,7 +31,7 @@ from archgraph.config import Config, config_from_dict, load_config
 from archgraph.configtools import dataclass_from_dict
 from archgraph.costs import cost_table
 from archgraph.decode import decisions
-from archgraph.errors import CheckpointError, ConfigError
+from archgraph.errors import CheckpointError, ConfigError, NumericalError
 from archgraph.graph import graph_hash, save
 from archgraph.graph import load as load_graph
 from archgraph.io import append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_text
@@ -251,6 +252,7 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                     batch_w = tuple(t.to(device) for t in batch_w)
                     batch_a = tuple(t.to(device) for t in batch_a)
                     losses = strategy.search_step(net, batch_w, batch_a, w_opt, a_opt)
+                    _check_finite(net, losses, stage, epoch, step, out)
                     for k, v in losses.items():
                         sums[k] = sums.get(k, 0.0) + v
                     bar.update(task, advance=1, info=f"epoch {epoch + 1}/{epochs} loss {losses['loss']:.3f}")
@@ -290,6 +292,18 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
         atomic_write_json(out / "final.json", {"arch_hash": graph_hash(load_graph(out / "arch.yaml")), **record})
     _finish(out, net, strategy)
     return record
+
+
+def _check_finite(net: CompiledNetwork, losses: dict[str, float], stage: int, epoch: int, step: int, out: Path) -> None:
+    """Stop at the first NaN/Inf: the last good checkpoint (previous epoch) stays untouched."""
+    bad = [k for k, v in losses.items() if not math.isfinite(v)]
+    if not bad and net.arch is not None:
+        bad = [f"arch.{name}" for name, p in net.arch.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise NumericalError(
+            f"non-finite {', '.join(bad)} at stage {stage} epoch {epoch} step {step}; the last good checkpoint in {out} is kept. "
+            "Lower search.w_lr or search.arch_lr, or raise search.grad_clip, then --resume"
+        )
 
 
 def _write_epoch(out: Path, net: CompiledNetwork, strategy, derived: nx.DiGraph, record: dict[str, Any]) -> None:
