@@ -55,6 +55,8 @@ class SearchConfig:
     steps_per_epoch: int = 0  # cap on steps per epoch (0 = a full pass over trainA)
     eval_every: int = 1  # S-mIoU every N epochs (and at the end)
     deterministic: bool = True  # torch.use_deterministic_algorithms on CPU
+    checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0 = after each epoch only)
+    on_nonfinite: str = "stop"  # a NaN/Inf loss: stop (keep the last good checkpoint) | skip (drop the batch)
 
 
 @dataclass

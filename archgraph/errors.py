@@ -25,3 +25,12 @@ class RegistryError(ArchgraphError):
 
 class NumericalError(ArchgraphError):
     """A loss or parameter became NaN or Inf; the run stopped and kept its last good checkpoint."""
+
+
+class NonFiniteLoss(ArithmeticError):
+    """Raised by a strategy's loss *before* backward when it is NaN/Inf, so the search loop can
+    skip the batch (``search.on_nonfinite: skip``) with no update applied, or stop cleanly."""
+
+    def __init__(self, what: str):
+        super().__init__(f"non-finite {what}")
+        self.what = what

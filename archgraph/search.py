@@ -10,8 +10,9 @@ A killed search resumes from its last finished epoch with ``--resume``.
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 import math
-import pickle
 import itertools
 import random
 import resource
@@ -31,15 +32,16 @@ from archgraph.config import Config, config_from_dict, load_config
 from archgraph.configtools import dataclass_from_dict
 from archgraph.costs import cost_table
 from archgraph.decode import decisions
-from archgraph.errors import CheckpointError, ConfigError, NumericalError
+from archgraph.errors import CheckpointError, ConfigError, NonFiniteLoss, NumericalError
 from archgraph.graph import graph_hash, save
 from archgraph.graph import load as load_graph
-from archgraph.io import append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_text
+from archgraph.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
 from archgraph.registry import get_strategy
 from archgraph.spaces_api import build_space
 
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 
 
 @dataclass
@@ -165,8 +167,10 @@ def prepare_config(cfg_path: str | None, overrides: list[str], out: Path, resume
     """The run's config; a resumed run keeps its saved config (overrides must not change it)."""
     saved = out / "config.yaml"
     if resume:
-        if not (out / CHECKPOINT).is_file():
+        if not has_checkpoint(out / CHECKPOINT):
             raise CheckpointError(f"{out / CHECKPOINT} does not exist: nothing to resume; run without --resume to start this search")
+        if (out / "final.json").is_file():
+            raise CheckpointError(f"{out} holds a finished search (final.json); nothing to resume. Use a new --out to search again")
         import yaml
 
         base = yaml.safe_load(saved.read_text()) if saved.is_file() else {}
@@ -176,13 +180,18 @@ def prepare_config(cfg_path: str | None, overrides: list[str], out: Path, resume
             if wanted.to_dict() != cfg.to_dict():
                 raise ConfigError(f"--resume continues {out} with its saved config; the given config/--set change it. Drop them or use a new --out")
         return cfg
-    if (out / CHECKPOINT).exists():
+    if has_checkpoint(out / CHECKPOINT):
         raise ConfigError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
     return load_config(cfg_path, overrides)
 
 
 def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Search, write the run folder, return the last epoch's record."""
+    """Search, write the run folder, return the last epoch's record.
+
+    Checkpoints are written after every epoch, every ``search.checkpoint_every`` steps, and when the
+    user presses Ctrl-C; a resumed run continues at the exact step it stopped at (same batches, same
+    sampled paths, same RNG states), so it ends with the same architecture as an uninterrupted run.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     out = Path(out)
@@ -200,13 +209,16 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
     strategy = info.cls(graph, params, cfg.search, cfg.seed)
 
     state = _load_checkpoint(out) if resume else None
+    if state is not None:
+        _truncate_log(out, state["stage"], state["epoch"], state["finished_epoch"])
     start_stage = state["stage"] if state else 0
     record: dict[str, Any] = {}
     net: CompiledNetwork | None = None
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=False) as bar:
         for stage in range(start_stage, strategy.num_stages()):
-            if state and state["stage"] == stage:
+            resuming = state is not None and state["stage"] == stage
+            if resuming:
                 # Progressive strategies rebuild the stage graph from their saved state (e.g. P-DARTS's
                 # candidate sets), so it is loaded before the stage begins and again after the build.
                 strategy.load_state_dict(state["strategy"])
@@ -221,8 +233,8 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
             w_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.search.w_lr, momentum=cfg.search.w_momentum, weight_decay=cfg.search.w_weight_decay)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=max(epochs, 1), eta_min=cfg.search.w_lr_min)
             a_opt = strategy.arch_optimizer(net)
-            start_epoch = 0
-            if state and state["stage"] == stage:
+            start_epoch, start_step, sums = 0, 0, {}
+            if resuming:
                 net.load_state_dict(state["net"])
                 w_opt.load_state_dict(state["w_opt"])
                 sched.load_state_dict(state["sched"])
@@ -230,10 +242,23 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                     a_opt.load_state_dict(state["a_opt"])
                 strategy.load_state_dict(state["strategy"])
                 _set_rng_state(state["rng"])
-                start_epoch = state["epoch"] + 1
+                if state["finished_epoch"]:
+                    start_epoch = state["epoch"] + 1
+                else:
+                    start_epoch, start_step, sums = state["epoch"], state["step"], dict(state.get("sums", {}))
                 record = state.get("record", {})
                 state = None
-            task = bar.add_task(f"stage {stage + 1}/{strategy.num_stages()}" if strategy.num_stages() > 1 else "search", total=epochs * steps, completed=start_epoch * steps, info="")
+
+            def checkpoint(epoch: int, step: int, finished: bool, sums: dict[str, float]) -> None:
+                save_checkpoint(out / CHECKPOINT, {
+                    "version": CHECKPOINT_VERSION, "stage": stage, "epoch": epoch, "step": step, "finished_epoch": finished,
+                    "sums": dict(sums), "net": net.state_dict(), "w_opt": w_opt.state_dict(), "sched": sched.state_dict(),
+                    "a_opt": a_opt.state_dict() if a_opt else None, "strategy": strategy.state_dict(), "rng": _rng_state(),
+                    "record": record,
+                })
+
+            task = bar.add_task(f"stage {stage + 1}/{strategy.num_stages()}" if strategy.num_stages() > 1 else "search",
+                                total=epochs * steps, completed=start_epoch * steps + start_step, info="")
             for epoch in range(start_epoch, epochs):
                 strategy.on_epoch_start(epoch, epochs)
                 # Loaders seeded per (stage, epoch): a resumed search sees the same batches.
@@ -241,22 +266,43 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                 loader_a = _loader(data.train_a, cfg, epoch_seed)
                 b_iter = _cycle(_loader(data.train_b, cfg, epoch_seed + 1))
                 _set_dataset_epoch(data.train_a, epoch)
+                first = start_step if epoch == start_epoch else 0
+                if epoch != start_epoch:
+                    sums = {}
+                # Skipping batches replays the loaders' shuffles; the skipped steps compute nothing.
+                a_iter = itertools.islice(loader_a, first, steps)
+                for _ in range(first):
+                    next(b_iter)
                 net.train()
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
-                sums: dict[str, float] = {}
                 t0 = time.perf_counter()
-                for step, batch_w in enumerate(itertools.islice(loader_a, steps)):
-                    strategy.on_step_start(epoch * steps + step, steps)
-                    batch_a = next(b_iter)
-                    batch_w = tuple(t.to(device) for t in batch_w)
-                    batch_a = tuple(t.to(device) for t in batch_a)
-                    losses = strategy.search_step(net, batch_w, batch_a, w_opt, a_opt)
-                    _check_finite(net, losses, stage, epoch, step, out)
-                    for k, v in losses.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    bar.update(task, advance=1, info=f"epoch {epoch + 1}/{epochs} loss {losses['loss']:.3f}")
+                step = first
+                try:
+                    for step, batch_w in enumerate(a_iter, start=first):
+                        strategy.on_step_start(epoch * steps + step, steps)
+                        batch_a = next(b_iter)
+                        batch_w = tuple(t.to(device) for t in batch_w)
+                        batch_a = tuple(t.to(device) for t in batch_a)
+                        try:
+                            losses = strategy.search_step(net, batch_w, batch_a, w_opt, a_opt)
+                        except NonFiniteLoss as exc:
+                            losses = _non_finite(cfg, net, exc, stage, epoch, step, out)
+                        _check_finite(net, losses, stage, epoch, step, out)
+                        for k, v in losses.items():
+                            sums[k] = sums.get(k, 0.0) + v
+                        bar.update(task, advance=1, info=f"epoch {epoch + 1}/{epochs} loss {losses.get('loss', float('nan')):.3f}")
+                        step += 1
+                        every = cfg.search.checkpoint_every
+                        if every and step % every == 0 and step < steps:
+                            checkpoint(epoch, step, False, sums)
+                except KeyboardInterrupt:
+                    checkpoint(epoch, step, False, sums)
+                    print(f"\ninterrupted at stage {stage} epoch {epoch} step {step}: checkpoint saved in {out / CHECKPOINT}; "
+                          f"continue with: archgraph search --out {out} --resume", file=sys.stderr)
+                    raise
                 elapsed = time.perf_counter() - t0
+                done = max(steps - first, 1)
                 sched.step()
                 derived = strategy.derive(net)
                 record = {
@@ -267,7 +313,7 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                     "arch_active": strategy.arch_active(),
                     **strategy.log_state(),
                     **choice_entropies(net),
-                    "step_time": elapsed / max(steps, 1),
+                    "step_time": elapsed / done,
                     "peak_mem_mb": peak_memory_mb(device),
                     "arch_hash": graph_hash(derived),
                 }
@@ -276,26 +322,50 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                     record["s_miou"] = supernet_miou(net, strategy, data, cfg, device)
                 record["seconds"] = time.perf_counter() - t0
                 _write_epoch(out, net, strategy, derived, record)
-                atomic_torch_save(out / CHECKPOINT, {
-                    "version": CHECKPOINT_VERSION, "stage": stage, "epoch": epoch, "net": net.state_dict(),
-                    "w_opt": w_opt.state_dict(), "sched": sched.state_dict(), "a_opt": a_opt.state_dict() if a_opt else None,
-                    "strategy": strategy.state_dict(), "rng": _rng_state(), "record": record,
-                })
-    if net is None:  # resumed a finished search: nothing left to run
-        raise CheckpointError(f"{out} holds a finished search; nothing to resume")
-    if not (out / "final.json").is_file():
-        # Strategies that pick the architecture after supernet training (SPOS's evolution) do it here.
-        scorer = lambda ops, inputs: score_subnet(net, strategy.relaxation, ops, inputs, data, cfg, device)
-        if strategy.on_search_end(net, scorer, out):
-            derived = strategy.derive(net)
-            save(derived, out / "arch.yaml")
-        atomic_write_json(out / "final.json", {"arch_hash": graph_hash(load_graph(out / "arch.yaml")), **record})
+                checkpoint(epoch, steps, True, {})
+    assert net is not None
+    # Strategies that pick the architecture after supernet training (SPOS's evolution) do it here.
+    scorer = lambda ops, inputs: score_subnet(net, strategy.relaxation, ops, inputs, data, cfg, device)
+    if strategy.on_search_end(net, scorer, out):
+        derived = strategy.derive(net)
+        save(derived, out / "arch.yaml")
     _finish(out, net, strategy)
+    atomic_write_json(out / "final.json", {"arch_hash": graph_hash(load_graph(out / "arch.yaml")), **record})
     return record
 
 
+def _non_finite(cfg: Config, net: CompiledNetwork, exc: NonFiniteLoss, stage: int, epoch: int, step: int, out: Path) -> dict[str, float]:
+    """``search.on_nonfinite``: stop (default) or skip the batch (its update was never applied)."""
+    for p in net.parameters():
+        p.grad = None
+    if cfg.search.on_nonfinite == "skip":
+        print(f"warning: non-finite {exc.what} at stage {stage} epoch {epoch} step {step}; batch skipped (search.on_nonfinite=skip)", file=sys.stderr)
+        return {"skipped": 1.0}
+    raise NumericalError(
+        f"non-finite {exc.what} at stage {stage} epoch {epoch} step {step}; the last good checkpoint in {out} is kept. "
+        "Lower search.w_lr or search.arch_lr, raise search.grad_clip, or set search.on_nonfinite=skip, then --resume"
+    )
+
+
+def _truncate_log(out: Path, stage: int, epoch: int, finished: bool) -> None:
+    """Drop search.jsonl lines of epochs the checkpoint does not hold (written just before a kill)."""
+    path = out / "search.jsonl"
+    if not path.is_file():
+        return
+    limit = (stage, epoch if finished else epoch - 1)
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        if (r.get("stage", 0), r.get("epoch", 0)) <= limit:
+            kept.append(json.dumps(r))
+    atomic_write_text(path, "".join(k + "\n" for k in kept))
+
+
 def _check_finite(net: CompiledNetwork, losses: dict[str, float], stage: int, epoch: int, step: int, out: Path) -> None:
-    """Stop at the first NaN/Inf: the last good checkpoint (previous epoch) stays untouched."""
+    """Stop at the first NaN/Inf parameter: the last good checkpoint stays untouched."""
     bad = [k for k, v in losses.items() if not math.isfinite(v)]
     if not bad and net.arch is not None:
         bad = [f"arch.{name}" for name, p in net.arch.named_parameters() if not torch.isfinite(p).all()]
@@ -338,12 +408,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _load_checkpoint(out: Path) -> dict[str, Any]:
-    path = out / CHECKPOINT
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"{path} is corrupt or truncated ({exc.__class__.__name__}); delete it and start the search again without --resume") from None
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} is not an archgraph search checkpoint of version {CHECKPOINT_VERSION}; start a new search with another --out")
-    return state
+    def check(state: dict[str, Any]) -> None:
+        if state.get("version") != CHECKPOINT_VERSION or "finished_epoch" not in state:
+            raise CheckpointError(f"{out / CHECKPOINT} is not an archgraph search checkpoint of version {CHECKPOINT_VERSION}; start a new search with another --out")
 
+    return load_checkpoint(out / CHECKPOINT, check, warn=lambda msg: print(f"warning: {msg}", file=sys.stderr))

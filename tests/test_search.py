@@ -92,13 +92,13 @@ def test_kill_after_first_epoch_then_resume(tmp_path, monkeypatch):
 
     out = tmp_path / "killed"
     def die_after_checkpoint(path, obj):
-        from archgraph.io import atomic_torch_save as save
+        from archgraph.checkpoint import save_checkpoint
 
-        save(path, obj)
-        if obj.get("epoch") == 0 and "net" in obj:
+        save_checkpoint(path, obj)
+        if obj.get("epoch") == 0 and obj.get("finished_epoch"):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "atomic_torch_save", die_after_checkpoint)
+    monkeypatch.setattr(engine, "save_checkpoint", die_after_checkpoint)
     assert search(out) == 130
     monkeypatch.undo()
     state = torch.load(out / "checkpoint.pt", weights_only=False)
@@ -129,7 +129,7 @@ def test_corrupt_checkpoint_is_reported(tmp_path, capsys):
     out.mkdir()
     (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
     (out / "config.yaml").write_text("{}\n")
-    assert search(out, resume=True) == 2
+    assert main(["search", "--out", str(out), "--no-progress", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "checkpoint.pt" in err and "corrupt" in err
 

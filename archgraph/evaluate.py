@@ -1,0 +1,84 @@
+"""Evaluation on whole images: one confusion matrix over a validation set.
+
+Why whole images, one at a time by default: segmentation papers report mIoU on the full frame, not
+on crops, and validation images may differ in size. The network pads its input to a multiple of its
+coarsest scale and crops the logits back (see :class:`~archgraph.compile.CompiledNetwork`), so any
+size works. Multi-scale + flip testing (as DeepLab and DCNAS report it) averages the softmax
+probabilities of the image resized by each scale, and of its mirror image, at the original size.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from archgraph.data.transforms import IGNORE_INDEX, pad_collate
+from archgraph.metrics import ConfusionMatrix
+
+
+@torch.no_grad()
+def predict_probs(net: nn.Module, images: torch.Tensor, scales: Sequence[float] = (1.0,), flip: bool = False) -> torch.Tensor:
+    """Class probabilities ``N x C x H x W`` averaged over ``scales`` (and horizontal flips)."""
+    h, w = images.shape[-2:]
+    total: torch.Tensor | None = None
+    count = 0
+    for s in scales:
+        x = images if s == 1.0 else F.interpolate(images, size=(max(1, round(h * s)), max(1, round(w * s))), mode="bilinear", align_corners=False)
+        variants = [(x, False), (x.flip(-1), True)] if flip else [(x, False)]
+        for inp, flipped in variants:
+            logits = net(inp)
+            if flipped:
+                logits = logits.flip(-1)
+            if logits.shape[-2:] != (h, w):
+                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            probs = torch.softmax(logits.float(), dim=1)
+            total = probs if total is None else total + probs
+            count += 1
+    assert total is not None, "scales must not be empty"
+    return total / count
+
+
+@torch.no_grad()
+def evaluate(
+    net: nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    *,
+    progress: bool = False,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    batch_size: int = 1,
+    device: torch.device | str | None = None,
+    description: str = "evaluate",
+) -> ConfusionMatrix:
+    """Confusion matrix of ``net`` over ``dataset`` (whole images; pixels labelled 255 ignored).
+
+    The network is put in eval mode for the pass and restored afterwards. ``batch_size > 1`` pads
+    the images of a batch to the largest one with the ignore label, so padding never counts.
+    """
+    if device is None:
+        first = next(iter(net.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    was_training = net.training
+    net.eval()
+    cm = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX, device=device)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=pad_collate)
+    try:
+        if progress:
+            from rich.progress import track
+
+            iterator = track(loader, description=description, total=len(loader), transient=True)
+        else:
+            iterator = loader
+        for images, labels in iterator:
+            images, labels = images.to(device), labels.to(device)
+            probs = predict_probs(net, images, scales, flip)
+            cm.update(probs.argmax(dim=1), labels)
+    finally:
+        net.train(was_training)
+    return cm

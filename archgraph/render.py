@@ -1,0 +1,189 @@
+"""Graphviz pictures of any architecture graph, straight from its node and edge attributes.
+
+Layout: nodes are pinned on the layer x scale grid of the DCNAS paper's Figure 1 (x = ``layer``,
+y = ``log2(scale)``, finest scale on top), so every picture of a space reads the same way and the
+layout costs nothing even for the 1680 connections of a 14-layer DCSS (``neato`` with pinned
+positions and straight edges; ``dot``'s layered layout would reorder the grid and take minutes).
+
+- A **supernet** (a graph with choice points) is drawn with every candidate edge; given ``scores``
+  (``{"ops": ..., "inputs": ...}`` as in ``scores.json``) the edge width and opacity follow the
+  edge's probability softmax(beta), the edges the BFS decoder would keep are drawn dark, and each
+  node shows its most probable op with its probability.
+- A **derived architecture** shows the chosen op on every node and the kept edges, their width
+  following the ``score`` the decoder recorded.
+- A ``cell`` node's nested body is drawn as a cluster of its own below the grid.
+
+Formats by suffix: ``.svg``, ``.png``, ``.pdf``, ``.dot``. If Graphviz's ``dot`` program is missing,
+the DOT source is written next to the requested file and the result carries a warning saying how to
+install Graphviz: drawing never fails a search.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import networkx as nx
+
+from archgraph.choices import discover_choices
+from archgraph.errors import ArchgraphError
+from archgraph.graph import node_spec
+from archgraph.io import atomic_write_bytes, atomic_write_text
+
+FORMATS = ("svg", "png", "pdf", "dot")
+INSTALL_HINT = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz) to get pictures"
+
+KIND_COLOURS = {"input": "#e0e0e0", "stem": "#cfe2f3", "cell": "#d9ead3", "head": "#fce5cd"}
+SCALE_COLOURS = {4: "#dbe9f6", 8: "#d6efd6", 16: "#fff2cc", 32: "#f4d7e3"}
+X_STEP, Y_STEP = 1.9, 1.15  # inches between grid columns (layers) and rows (scales)
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    path: Path  # the file written (the .dot file when Graphviz is missing)
+    warning: str | None = None
+
+
+def short_op(name: str) -> str:
+    """``mbconv_k5_r6`` -> ``mbconv k5 r6``: readable inside a small node box."""
+    return name.replace("_", " ")
+
+
+def _edge_probabilities(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> tuple[dict[tuple[str, str], float], set[tuple[str, str]], dict[str, tuple[str, float]]]:
+    """(edge -> softmax(beta) entry, edges the decoder keeps, node -> (best op, its probability))."""
+    if not scores:
+        return {}, set(), {}
+    from archgraph.decode import decisions
+
+    choices = discover_choices(graph)
+    ops, inputs = scores.get("ops", {}), scores.get("inputs", {})
+    probs: dict[tuple[str, str], float] = {}
+    for c in choices.inputs:
+        if c.label in inputs:
+            for src, p in zip(c.candidates, inputs[c.label]):
+                probs[(src, c.node)] = float(p)
+    best: dict[str, tuple[str, float]] = {}
+    for c in choices.ops:
+        if c.label in ops:
+            values = ops[c.label]
+            i = max(range(len(values)), key=lambda j: values[j])
+            best[c.node] = (c.candidates[i], float(values[i]))
+    kept: set[tuple[str, str]] = set()
+    try:
+        _, input_idx = decisions(choices, ops, inputs)
+    except ArchgraphError:
+        return probs, kept, best  # partial scores: draw what they say, emphasise nothing
+    for c in choices.inputs:
+        kept.update((c.candidates[i], c.node) for i in input_idx[c.label])
+    return probs, kept, best
+
+
+def _positions(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
+    """Grid position per node; nodes sharing a (layer, scale) cell are spread vertically."""
+    cells: dict[tuple[int, int], list[str]] = {}
+    for n in graph.nodes:
+        spec = node_spec(graph, n)
+        cells.setdefault((spec.layer, spec.scale), []).append(n)
+    pos = {}
+    for (layer, scale), members in cells.items():
+        row = math.log2(scale)
+        for i, n in enumerate(members):
+            offset = (i - (len(members) - 1) / 2) * 0.45
+            pos[n] = (layer * X_STEP, -(row + offset) * Y_STEP)
+    return pos
+
+
+def _node_label(graph: nx.DiGraph, n: str, best: Mapping[str, tuple[str, float]]) -> str:
+    spec = node_spec(graph, n)
+    where = f"{n}\\n1/{spec.scale} · {spec.channels}ch"
+    if spec.kind == "input":
+        return f"{n}\\n3ch"
+    if n in best:
+        op, p = best[n]
+        return f"{where}\\n{short_op(op)} ({p:.2f})"
+    if len(spec.ops) == 1:
+        return f"{where}\\n{short_op(spec.ops[0])}"
+    return f"{where}\\n{len(spec.ops)} candidate ops"
+
+
+def _node_colour(graph: nx.DiGraph, n: str) -> str:
+    spec = node_spec(graph, n)
+    if spec.kind in KIND_COLOURS:
+        return KIND_COLOURS[spec.kind]
+    return SCALE_COLOURS.get(spec.scale, "#eeeeee")
+
+
+def _alpha_hex(p: float) -> str:
+    return f"{int(round(40 + 215 * min(max(p, 0.0), 1.0))):02x}"
+
+
+def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None) -> str:
+    """The DOT source of ``graph`` (see the module docstring for what is drawn how)."""
+    import graphviz
+
+    probs, kept, best = _edge_probabilities(graph, scores)
+    supernet = any(node_spec(graph, n).has_op_choice or node_spec(graph, n).has_input_choice for n in graph.nodes)
+    dot = graphviz.Digraph(name="archgraph", engine="neato")
+    dot.attr("graph", splines="false", outputorder="edgesfirst", fontname="Helvetica", labelloc="t", fontsize="18",
+             label=title or str(graph.graph.get("name", "")), pad="0.3")
+    dot.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="10", margin="0.06,0.03")
+    dot.attr("edge", arrowsize="0.5")
+    pos = _positions(graph)
+    for n in graph.nodes:
+        x, y = pos[n]
+        dot.node(n, _node_label(graph, n, best), fillcolor=_node_colour(graph, n), pos=f"{x:.3f},{y:.3f}!")
+    max_p = max(probs.values(), default=1.0) or 1.0
+    for u, v, attrs in graph.edges(data=True):
+        if (u, v) in probs:  # a candidate edge of a scored supernet
+            p = probs[(u, v)]
+            strong = (u, v) in kept
+            width = 0.4 + 3.6 * p / max_p
+            colour = ("#1f4e9a" if strong else "#7f7f7f") + _alpha_hex(p / max_p if strong else 0.6 * p / max_p)
+            dot.edge(u, v, penwidth=f"{width:.2f}", color=colour, tooltip=f"{u} -> {v}: p={p:.3f}")
+        elif attrs.get("kind") == "candidate":  # an unscored supernet: every candidate alike
+            dot.edge(u, v, penwidth="0.3", color="#9e9e9e80")
+        elif attrs.get("score") is not None:  # a derived edge, as strong as the decoder found it
+            p = float(attrs["score"])
+            width = 0.8 + 2.5 * min(max(p, 0.0), 1.0)  # scores are probabilities; a rank-like score caps
+            dot.edge(u, v, penwidth=f"{width:.2f}", color="#1f4e9a", tooltip=f"{u} -> {v}: p={p:.3f}")
+        else:
+            dot.edge(u, v, penwidth="1.0" if not supernet else "0.8", color="#404040")
+    for n in graph.nodes:  # nested cell bodies, each as its own cluster under the grid
+        body = node_spec(graph, n).body
+        if body is not None:
+            _add_body_cluster(dot, n, body, pos[n])
+    return dot.source
+
+
+def _add_body_cluster(dot, owner: str, body: nx.DiGraph, anchor: tuple[float, float]) -> None:
+    bottom = anchor[1] - 2.5 * Y_STEP
+    with dot.subgraph(name=f"cluster_{owner}") as sub:
+        sub.attr(label=f"cell of {owner}", style="dashed")
+        for i, n in enumerate(body.nodes):
+            spec = node_spec(body, n)
+            ops = spec.ops[0] if len(spec.ops) == 1 else f"{len(spec.ops)} ops"
+            sub.node(f"{owner}.{n}", f"{n}\\n{short_op(ops) if spec.ops else spec.kind}", fillcolor="#f3f3f3", pos=f"{anchor[0] + i * 1.2:.3f},{bottom:.3f}!")
+        for u, v in body.edges:
+            sub.edge(f"{owner}.{u}", f"{owner}.{v}", color="#606060")
+
+
+def render(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None) -> RenderResult:
+    """Draw ``graph`` to ``output`` (format from its suffix); never raises for a missing Graphviz."""
+    import graphviz
+
+    output = Path(output)
+    fmt = output.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise ArchgraphError(f"{output}: unknown picture format {fmt!r}; use one of {', '.join('.' + f for f in FORMATS)}")
+    source = to_dot(graph, scores, title)
+    if fmt == "dot":
+        return RenderResult(atomic_write_text(output, source))
+    try:
+        data = graphviz.Source(source, engine="neato").pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        dot_path = atomic_write_text(output.with_suffix(".dot"), source)
+        return RenderResult(dot_path, f"Graphviz's `dot` program was not found, so {output.name} was not drawn; wrote {dot_path.name} instead. {INSTALL_HINT}")
+    return RenderResult(atomic_write_bytes(output, data))
+

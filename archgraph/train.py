@@ -1,0 +1,413 @@
+"""Stand-alone training of a derived architecture: SGD + poly schedule, periodic evaluation, resume.
+
+Why a separate engine from the search loop: a derived architecture has no choice points, so there
+is no bi-level alternation, no data split and no strategy; what matters here is the recipe the
+segmentation papers use (DeepLab, DCNAS): SGD with momentum and weight decay, the learning rate
+decayed *per iteration* as ``lr * (1 - it / max_it) ** power``, and mIoU on whole validation images.
+
+A run folder (``--out``) holds, each written atomically:
+
+- ``config.yaml``: the resolved config; ``arch.yaml``: a copy of the trained architecture;
+- ``train.jsonl``: one line per epoch (loss, lr, time, and mIoU/pixel accuracy when evaluated);
+- ``last.pt``: weights + optimiser + scheduler + epoch + RNG states after every epoch (``--resume``);
+- ``best.pt``: the same for the epoch with the best validation mIoU so far;
+- ``metrics.json``: the final result of ``best.pt``: ``miou``, ``pixel_acc``, ``per_class_iou``,
+  ``params``, ``flops`` and how they were measured.
+
+Resume is exact on the CPU: the data order of epoch ``e`` depends only on ``(seed, e)`` and the RNG
+states are restored, so a run killed after epoch ``e`` and resumed ends with the weights an
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import pickle
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from archgraph.compile import CompiledNetwork, compile_graph
+from archgraph.config import Config, config_from_dict, load_config
+from archgraph.costs import count_params, model_flops
+from archgraph.data.transforms import IGNORE_INDEX
+from archgraph.errors import CheckpointError, ConfigError, GraphError, NumericalError
+from archgraph.graph import graph_hash, has_choices, head_node, node_spec, save
+from archgraph.graph import load as load_graph
+from archgraph.io import append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_text
+from archgraph.search import _rng_state, _set_dataset_epoch, _set_rng_state, peak_memory_mb, seed_everything
+
+LAST = "last.pt"
+BEST = "best.pt"
+METRICS = "metrics.json"
+LOG = "train.jsonl"
+CHECKPOINT_KIND = "archgraph-train"
+CHECKPOINT_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------------
+# inputs: the architecture, the data, the config
+
+
+@dataclass
+class EvalData:
+    """A validation set and what the metrics need to name its classes."""
+
+    dataset: Dataset
+    num_classes: int
+    class_names: list[str]
+    name: str
+    split: str
+
+
+def arch_file(path: str | Path) -> Path:
+    """The architecture YAML behind ``path``: the file itself, or ``path/arch.yaml`` for a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        inner = path / "arch.yaml"
+        if not inner.is_file():
+            raise GraphError(f"{path} is a folder without arch.yaml; pass an architecture YAML or a search run folder (`archgraph search --out`)")
+        return inner
+    if not path.exists():
+        raise GraphError(f"{path}: no such file or folder; pass an architecture YAML (`archgraph sample`/`search`) or a search run folder")
+    return path
+
+
+def load_architecture(path: str | Path) -> nx.DiGraph:
+    """Load a derived architecture (no choice points) from a YAML file or a search run folder."""
+    file = arch_file(path)
+    graph = load_graph(file)  # GraphError naming the file when it is not a graph
+    if has_choices(graph):
+        raise GraphError(
+            f"{file} is a supernet with choice points, not an architecture; derive one first "
+            f"(`archgraph search` writes RUN/arch.yaml, `archgraph sample` a random one)"
+        )
+    compile_graph(graph)  # validates the schema and the ops now, with the file's name in context
+    return graph
+
+
+def head_classes(graph: nx.DiGraph) -> int:
+    """Classes the architecture predicts: the channels of its head."""
+    return node_spec(graph, head_node(graph)).channels
+
+
+def check_classes(graph: nx.DiGraph, num_classes: int, dataset: str, source: str) -> None:
+    """The head must predict exactly the dataset's classes; say which side to change otherwise."""
+    arch_classes = head_classes(graph)
+    if arch_classes == num_classes:
+        return
+    fix = (
+        f"set data.num_classes={arch_classes} for synthetic data, or "
+        if dataset == "synthetic" else ""
+    )
+    raise ConfigError(
+        f"{source} predicts {arch_classes} classes (head channels) but dataset {dataset!r} has {num_classes}; "
+        f"{fix}use an architecture built with space.num_classes={num_classes} (search/sample with the same data settings)"
+    )
+
+
+def _dataset(cfg: Config, split: str, train: bool):
+    """One split, with exactly the options :func:`archgraph.search.build_search_data` passes."""
+    from archgraph.data import build_dataset
+
+    d = cfg.data
+    return build_dataset(
+        d.name, split, train=train, root=d.root, crop=tuple(d.crop), scale=d.scale, num_samples=d.num_samples,
+        seed=cfg.seed, num_classes=d.num_classes or None, **d.options,
+    )
+
+
+def build_eval_data(cfg: Config) -> EvalData:
+    """The validation split (``data.val_split``), first ``data.val_limit`` images when set."""
+    ds = _dataset(cfg, cfg.data.val_split, train=False)
+    names = list(ds.class_names)
+    subset: Dataset = Subset(ds, range(min(cfg.data.val_limit, len(ds)))) if cfg.data.val_limit else ds
+    return EvalData(subset, ds.num_classes, names, cfg.data.name, cfg.data.val_split)
+
+
+def _saved_config(out: Path) -> dict[str, Any]:
+    import yaml
+
+    path = out / "config.yaml"
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; {out} is not a complete training run folder (start a new run with another --out)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        raise CheckpointError(f"{path} is not valid YAML; restore it or start a new run with another --out") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a config mapping; restore it or start a new run with another --out")
+    return data
+
+
+def prepare_training(arch: str | Path | None, cfg_path: str | None, overrides: list[str], out: Path, resume: bool) -> tuple[Config, nx.DiGraph]:
+    """The config and architecture of a run. A resumed run keeps its saved config and arch.yaml."""
+    out = Path(out)
+    if resume:
+        if not (out / LAST).is_file():
+            raise CheckpointError(f"{out / LAST} does not exist: nothing to resume; run without --resume to start training in {out}")
+        base = _saved_config(out)
+        cfg = config_from_dict(base)
+        if cfg_path or overrides:
+            if load_config(cfg_path, overrides, base=base).to_dict() != cfg.to_dict():
+                raise ConfigError(f"--resume continues {out} with its saved config; the given --config/--set change it. Drop them or use a new --out")
+        graph = load_architecture(out / "arch.yaml")
+        if arch is not None and graph_hash(load_architecture(arch)) != graph_hash(graph):
+            raise ConfigError(f"--resume continues {out} with its own arch.yaml; {arch} is a different architecture. Drop it or use a new --out")
+        return cfg, graph
+    if arch is None:
+        raise ConfigError("no architecture given; pass ARCH.yaml (or a search run folder), or --resume to continue --out")
+    if (out / LAST).exists() or (out / METRICS).exists():
+        raise ConfigError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    return load_config(cfg_path, overrides), load_architecture(arch)
+
+
+# --------------------------------------------------------------------------------------------------
+# the training loop
+
+
+def poly_factor(total_steps: int, power: float):
+    """``it -> (1 - it / total) ** power``: the per-iteration poly decay DeepLab and DCNAS use."""
+    total = max(int(total_steps), 1)
+    return lambda it: max(0.0, 1.0 - min(it, total) / total) ** power
+
+
+def _checkpoint(net, opt, sched, epoch: int, best: dict[str, Any], record: dict[str, Any], graph: nx.DiGraph, names: list[str]) -> dict[str, Any]:
+    return {
+        "kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "epoch": epoch, "net": net.state_dict(),
+        "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": _rng_state(), "best": dict(best),
+        "record": record, "arch_hash": graph_hash(graph), "class_names": names,
+    }
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint; :class:`CheckpointError` naming the file when missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; train first (`archgraph train ... --out {path.parent}`) or pick the other checkpoint with --checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(f"{path} is corrupt or truncated ({exc.__class__.__name__}); delete it and train again (or use the other checkpoint)") from None
+    if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND or state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} is not an archgraph training checkpoint (version {CHECKPOINT_VERSION}); pass a folder written by `archgraph train`")
+    return state
+
+
+def _load_weights(net: CompiledNetwork, state: dict[str, Any], path: Path) -> None:
+    try:
+        net.load_state_dict(state["net"])
+    except RuntimeError:
+        raise CheckpointError(f"{path} does not match {path.parent / 'arch.yaml'} (different layers or shapes); the run folder was mixed up, train again") from None
+
+
+def _truncate_log(path: Path, last_epoch: int) -> None:
+    """Keep only records of epochs the checkpoint covers (a kill between log and checkpoint)."""
+    if not path.is_file():
+        return
+    lines = [l for l in path.read_text().splitlines() if l.strip()]
+    keep = [l for l in lines if json.loads(l).get("epoch", -1) <= last_epoch]
+    if len(keep) != len(lines):
+        atomic_write_text(path, "".join(l + "\n" for l in keep))
+
+
+def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False, progress: bool = True, source: str = "the architecture") -> dict[str, Any]:
+    """Train ``graph`` stand-alone, write the run folder (module docstring), return metrics.json's dict.
+
+    ``source`` names the architecture file in error messages.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from archgraph.evaluate import evaluate
+
+    out = Path(out)
+    t = cfg.train
+    if t.epochs < 1:
+        raise ConfigError(f"train.epochs={t.epochs} must be >= 1")
+    if t.eval_every < 0 or t.steps_per_epoch < 0:
+        raise ConfigError("train.eval_every and train.steps_per_epoch must be >= 0 (0 = only at the end / a full pass)")
+    if not t.multi_scale_eval or any(s <= 0 for s in t.multi_scale_eval):
+        raise ConfigError(f"train.multi_scale_eval={t.multi_scale_eval} must be a non-empty list of positive scales, e.g. [1.0] or [0.75,1.0,1.25]")
+    device = torch.device(cfg.device)
+    seed_everything(cfg.seed, t.deterministic)
+    train_ds = _dataset(cfg, cfg.data.train_split, train=True)
+    val = build_eval_data(cfg)
+    check_classes(graph, train_ds.num_classes, cfg.data.name, source)
+    steps = len(train_ds) // cfg.data.batch_size
+    if steps == 0:
+        raise ConfigError(f"the training split has {len(train_ds)} images, fewer than data.batch_size={cfg.data.batch_size}; lower data.batch_size")
+    if t.steps_per_epoch:
+        steps = min(steps, t.steps_per_epoch)
+
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        atomic_write_text(out / "config.yaml", cfg.to_yaml())
+        save(graph, out / "arch.yaml")
+        for stale in (LOG, BEST):  # leftovers of a run killed before its first checkpoint
+            (out / stale).unlink(missing_ok=True)
+
+    net = compile_graph(graph).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, poly_factor(t.epochs * steps, t.poly_power))
+    best: dict[str, Any] = {"miou": -1.0, "epoch": -1, "summary": None}
+    start = 0
+    if resume:
+        state = load_checkpoint(out / LAST)
+        _load_weights(net, state, out / LAST)
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        _set_rng_state(state["rng"])
+        best = state["best"]
+        start = state["epoch"] + 1
+        _truncate_log(out / LOG, state["epoch"])
+        if start >= t.epochs and (out / METRICS).is_file():
+            raise CheckpointError(f"{out} holds a finished training run ({t.epochs} epochs); nothing to resume")
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task("train", total=t.epochs * steps, completed=start * steps, info="")
+        for epoch in range(start, t.epochs):
+            # The batch order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
+            loader = DataLoader(train_ds, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True,
+                                num_workers=cfg.data.workers, generator=torch.Generator().manual_seed(cfg.seed + 10 * epoch))
+            _set_dataset_epoch(train_ds, epoch)
+            net.train()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            loss_sum, correct, counted = 0.0, 0, 0
+            t0 = time.perf_counter()
+            for step, (images, labels) in enumerate(itertools.islice(loader, steps)):
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                logits = net(images)
+                loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+                if not math.isfinite(loss.item()):
+                    raise NumericalError(f"non-finite loss at epoch {epoch} step {step}; {out / LAST} keeps the last good epoch. Lower train.lr, then --resume")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                with torch.no_grad():
+                    keep = labels != IGNORE_INDEX
+                    correct += int((logits.argmax(1)[keep] == labels[keep]).sum())
+                    counted += int(keep.sum())
+                loss_sum += loss.item()
+                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{t.epochs} loss {loss.item():.3f}")
+            train_time = time.perf_counter() - t0
+            record: dict[str, Any] = {
+                "epoch": epoch, "loss": loss_sum / steps, "train_pixel_acc": correct / max(counted, 1),
+                "lr": opt.param_groups[0]["lr"], "steps": steps, "step_time": train_time / steps,
+                "peak_mem_mb": peak_memory_mb(device),
+            }
+            last = epoch == t.epochs - 1
+            if (t.eval_every and (epoch + 1) % t.eval_every == 0) or last:
+                # Model selection on single-scale whole images; multi-scale/flip only for the final number.
+                t1 = time.perf_counter()
+                summary = evaluate(net, val.dataset, val.num_classes, progress=progress, device=device,
+                                   description=f"evaluate epoch {epoch + 1}").summary(val.class_names)
+                record.update(miou=summary["miou"], pixel_acc=summary["pixel_acc"], eval_seconds=time.perf_counter() - t1)
+                if summary["miou"] > best["miou"]:
+                    best = {"miou": summary["miou"], "epoch": epoch, "summary": summary}
+                    atomic_torch_save(out / BEST, _checkpoint(net, opt, sched, epoch, best, record, graph, val.class_names))
+            record["best_miou"] = best["miou"]
+            record["seconds"] = time.perf_counter() - t0
+            append_jsonl(out / LOG, record)
+            atomic_torch_save(out / LAST, _checkpoint(net, opt, sched, epoch, best, record, graph, val.class_names))
+    return finish(cfg, out, val, progress=progress)
+
+
+def finish(cfg: Config, out: Path, val: EvalData, progress: bool = False) -> dict[str, Any]:
+    """metrics.json from ``best.pt``: re-evaluated when multi-scale or flip testing is configured."""
+    from archgraph.evaluate import evaluate
+
+    state = load_checkpoint(out / BEST)
+    graph = load_architecture(out / "arch.yaml")
+    net = compile_graph(graph)
+    _load_weights(net, state, out / BEST)
+    device = torch.device(cfg.device)
+    net.to(device)
+    scales = [float(s) for s in cfg.train.multi_scale_eval]
+    summary = state["best"]["summary"]
+    if scales != [1.0] or cfg.train.flip_eval:
+        summary = evaluate(net, val.dataset, val.num_classes, progress=progress, scales=scales, flip=cfg.train.flip_eval,
+                           device=device, description="final evaluation").summary(val.class_names)
+    metrics = {
+        **summary,
+        "params": count_params(net),
+        "flops": model_flops(net, tuple(cfg.data.crop)),
+        "flops_input": list(cfg.data.crop),
+        "best_epoch": state["epoch"],
+        "epochs": cfg.train.epochs,
+        "dataset": val.name,
+        "split": val.split,
+        "images": len(val.dataset),
+        "eval_scales": scales,
+        "eval_flip": bool(cfg.train.flip_eval),
+        "checkpoint": BEST,
+        "arch_hash": graph_hash(graph),
+    }
+    atomic_write_json(out / METRICS, metrics)
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# trained run folders: evaluate, and load for export
+
+
+@dataclass
+class TrainedRun:
+    cfg: Config
+    graph: nx.DiGraph
+    net: CompiledNetwork  # eval mode, CPU, with the checkpoint's weights
+    checkpoint: Path
+    class_names: list[str]  # as saved in the checkpoint (the training dataset's)
+
+
+def load_run(run_dir: str | Path, checkpoint: str = BEST, overrides: list[str] | None = None) -> TrainedRun:
+    """A trained network from a run folder; errors name the missing or broken file."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise CheckpointError(f"{run}: no such run folder; pass the --out folder of `archgraph train`")
+    if checkpoint not in (BEST, LAST):
+        raise CheckpointError(f"unknown checkpoint {checkpoint!r}; use {BEST} or {LAST}")
+    base = _saved_config(run)
+    cfg = load_config(None, list(overrides or []), base=base)
+    if not (run / "arch.yaml").is_file():
+        raise CheckpointError(f"{run / 'arch.yaml'} is missing; {run} is not a complete training run folder")
+    graph = load_architecture(run / "arch.yaml")
+    state = load_checkpoint(run / checkpoint)
+    net = compile_graph(graph)
+    _load_weights(net, state, run / checkpoint)
+    names = list(state.get("class_names") or [str(i) for i in range(head_classes(graph))])
+    return TrainedRun(cfg, graph, net.eval(), run / checkpoint, names)
+
+
+def evaluate_run(run_dir: str | Path, overrides: list[str], checkpoint: str = BEST, output: Path | None = None, progress: bool = True) -> tuple[dict[str, Any], Path]:
+    """Evaluate a trained run on ``data`` (saved config <- overrides); write and return the JSON."""
+    from archgraph.evaluate import evaluate
+
+    run = load_run(run_dir, checkpoint, overrides)
+    cfg = run.cfg
+    val = build_eval_data(cfg)
+    check_classes(run.graph, val.num_classes, cfg.data.name, str(Path(run_dir) / "arch.yaml"))
+    device = torch.device(cfg.device)
+    net = run.net.to(device)
+    scales = [float(s) for s in cfg.train.multi_scale_eval]
+    t0 = time.perf_counter()
+    summary = evaluate(net, val.dataset, val.num_classes, progress=progress, scales=scales, flip=cfg.train.flip_eval,
+                       device=device).summary(val.class_names)
+    result = {
+        **summary, "dataset": val.name, "split": val.split, "images": len(val.dataset), "eval_scales": scales,
+        "eval_flip": bool(cfg.train.flip_eval), "checkpoint": run.checkpoint.name, "params": count_params(net),
+        "seconds": time.perf_counter() - t0,
+    }
+    path = Path(output) if output else Path(run_dir) / f"eval-{val.name}-{val.split}.json"
+    atomic_write_json(path, result)
+    return result, path
