@@ -30,6 +30,7 @@ from archgraph.compile import CompiledNetwork, compile_graph
 from archgraph.config import SearchConfig
 from archgraph.costs import CostTable
 from archgraph.data import IGNORE_INDEX
+from archgraph.errors import NonFiniteLoss
 from archgraph.decode import decode
 from archgraph.relaxation import ContinuousRelaxation, Relaxation
 
@@ -96,6 +97,8 @@ class Strategy:
                 ent = mean_entropy(net)
                 total = total + self.search.entropy_weight * ent
                 parts["entropy_reg"] = float(ent.detach())
+        if not torch.isfinite(total.detach()):
+            raise NonFiniteLoss("architecture loss" if with_regularisers else "weight loss")
         return total, parts
 
     def search_step(self, net: CompiledNetwork, batch_w: Batch, batch_a: Batch, w_opt: torch.optim.Optimizer, a_opt: torch.optim.Optimizer | None) -> dict[str, float]:
