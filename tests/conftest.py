@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from archgraph import build_space
 
 
+# Tiny tensors gain nothing from intra-op threads, and when other processes share the cores, spinning
+# OpenMP workers slow every op down by orders of magnitude. ARCHGRAPH_TEST_THREADS overrides.
+THREADS = int(os.environ.get("ARCHGRAPH_TEST_THREADS", "1"))
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     yield
 
 
