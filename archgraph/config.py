@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from archgraph.configtools import dataclass_from_dict, to_plain, unknown_key_error
+from archgraph.configtools import bounded, dataclass_from_dict, one_of, to_plain, unknown_key_error
 from archgraph.errors import ConfigError
 
 
@@ -24,50 +24,50 @@ from archgraph.errors import ConfigError
 class DataConfig:
     name: str = "synthetic"  # camvid | cityscapes | voc | ade20k | pascal_context | synthetic
     root: str | None = None  # dataset folder (not needed for synthetic)
-    crop: tuple[int, int] = (64, 64)  # training crop (H, W); synthetic image size
-    scale: float = 1.0  # resize every image by this factor first (0.5 = the low-resolution proxy)
-    batch_size: int = 4
-    num_samples: int = 64  # synthetic: samples per split
-    num_classes: int = 0  # synthetic / pascal_context variant; 0 = the dataset's default
+    crop: tuple[int, int] = bounded((64, 64), 1)  # training crop (H, W); synthetic image size
+    scale: float = bounded(1.0, 0, 8, lo_open=True)  # resize every image by this factor first (0.5 = the low-resolution proxy)
+    batch_size: int = bounded(4, 1)
+    num_samples: int = bounded(64, 1)  # synthetic: samples per split
+    num_classes: int = bounded(0, 0)  # synthetic / pascal_context variant; 0 = the dataset's default
     train_split: str = "train"
     val_split: str = "val"
-    val_limit: int = 0  # evaluate on the first N validation images only (0 = all)
-    workers: int = 0  # DataLoader worker processes
+    val_limit: int = bounded(0, 0)  # evaluate on the first N validation images only (0 = all)
+    workers: int = bounded(0, 0)  # DataLoader worker processes
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific loader options (docs/datasets.md)
 
 
 @dataclass
 class SearchConfig:
-    epochs: int = 4
-    warmup_epochs: int = 1  # weight-only epochs before architecture updates
-    split_ratio: float = 0.5  # fraction of the training set used as trainA (weights); the rest is trainB
-    w_lr: float = 0.05  # SGD for weights
-    w_lr_min: float = 0.001  # cosine annealing floor
-    w_momentum: float = 0.9
-    w_weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    arch_lr: float = 3e-3  # Adam for alpha/beta
-    arch_betas: tuple[float, float] = (0.5, 0.999)
-    arch_weight_decay: float = 1e-3
-    flops_weight: float = 0.0  # weight of the expected-FLOPs regulariser (0 = off)
-    entropy_weight: float = 0.0  # weight of the entropy regulariser on alpha and beta (0 = off)
-    bn_recalib_batches: int = 4  # training batches to re-estimate BN statistics for S-mIoU
-    steps_per_epoch: int = 0  # cap on steps per epoch (0 = a full pass over trainA)
-    eval_every: int = 1  # S-mIoU every N epochs (and at the end)
+    epochs: int = bounded(4, 1)
+    warmup_epochs: int = bounded(1, 0)  # weight-only epochs before architecture updates
+    split_ratio: float = bounded(0.5, 0, 1, lo_open=True, hi_open=True)  # fraction of the training set used as trainA (weights); the rest is trainB
+    w_lr: float = bounded(0.05, 0, lo_open=True)  # SGD for weights
+    w_lr_min: float = bounded(0.001, 0)  # cosine annealing floor
+    w_momentum: float = bounded(0.9, 0, 1, hi_open=True)
+    w_weight_decay: float = bounded(3e-4, 0)
+    grad_clip: float = bounded(5.0, 0)
+    arch_lr: float = bounded(3e-3, 0, lo_open=True)  # Adam for alpha/beta
+    arch_betas: tuple[float, float] = bounded((0.5, 0.999), 0, 1, hi_open=True)
+    arch_weight_decay: float = bounded(1e-3, 0)
+    flops_weight: float = bounded(0.0, 0)  # weight of the expected-FLOPs regulariser (0 = off)
+    entropy_weight: float = bounded(0.0, 0)  # weight of the entropy regulariser on alpha and beta (0 = off)
+    bn_recalib_batches: int = bounded(4, 0)  # training batches to re-estimate BN statistics for S-mIoU
+    steps_per_epoch: int = bounded(0, 0)  # cap on steps per epoch (0 = a full pass over trainA)
+    eval_every: int = bounded(1, 0)  # S-mIoU every N epochs (and at the end)
     deterministic: bool = True  # torch.use_deterministic_algorithms on CPU
-    checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0 = after each epoch only)
-    on_nonfinite: str = "stop"  # a NaN/Inf loss: stop (keep the last good checkpoint) | skip (drop the batch)
+    checkpoint_every: int = bounded(0, 0)  # also checkpoint every N steps inside an epoch (0 = after each epoch only)
+    on_nonfinite: str = one_of("stop", "skip")  # a NaN/Inf loss: stop (keep the last good checkpoint) | skip (drop the batch)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    poly_power: float = 0.9
-    eval_every: int = 1
-    steps_per_epoch: int = 0  # cap (0 = a full pass)
+    epochs: int = bounded(20, 1)
+    lr: float = bounded(0.05, 0, lo_open=True)
+    momentum: float = bounded(0.9, 0, 1, hi_open=True)
+    weight_decay: float = bounded(4e-5, 0)
+    poly_power: float = bounded(0.9, 0)
+    eval_every: int = bounded(1, 0)
+    steps_per_epoch: int = bounded(0, 0)  # cap (0 = a full pass)
     multi_scale_eval: list[float] = field(default_factory=lambda: [1.0])  # e.g. [0.75, 1.0, 1.25]
     flip_eval: bool = False
     deterministic: bool = False

@@ -23,15 +23,58 @@ def unknown_key_error(key: str, known: list[str], section: str) -> ConfigError:
     return ConfigError(f"unknown config key {path!r}{hint} (known keys: {', '.join(sorted(known))})")
 
 
+def bounded(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False) -> Any:
+    """A dataclass field whose value (each value, for a list or tuple) must lie in a range.
+
+    ``bounded(0.25, 0, 1, lo_open=True)`` accepts (0, 1]; the error names the key and the range.
+    """
+    return dataclasses.field(default=default, metadata={"range": (lo, hi, lo_open, hi_open)})
+
+
+def one_of(default: str, *choices: str) -> Any:
+    """A dataclass string field restricted to ``choices`` (the default included)."""
+    return dataclasses.field(default=default, metadata={"choices": (default, *choices)})
+
+
+def _describe_range(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    if hi is None:
+        return f"{'>' if lo_open else '>='} {lo}"
+    if lo is None:
+        return f"{'<' if hi_open else '<='} {hi}"
+    return f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+
+def check_metadata(field: dataclasses.Field, value: Any, path: str) -> None:
+    """Enforce :func:`bounded` / :func:`one_of` constraints on one coerced value."""
+    choices = field.metadata.get("choices")
+    if choices is not None and value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{path}: {value!r} is not allowed{hint} (choose one of: {', '.join(choices)})")
+    limits = field.metadata.get("range")
+    if limits is None or value is None:
+        return
+    lo, hi, lo_open, hi_open = limits
+    for v in value if isinstance(value, (list, tuple)) else (value,):
+        ok = (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
+        if not ok:
+            raise ConfigError(f"{path}: {v!r} is out of range; allowed: {_describe_range(lo, hi, lo_open, hi_open)}")
+
+
 def dataclass_from_dict(cls: type[T], values: Mapping[str, Any], section: str = "") -> T:
-    """Build ``cls`` from ``values``; every key must be a field and every value must fit its type."""
+    """Build ``cls`` from ``values``; every key must be a field and every value must fit its type
+    and the field's range or choices (see :func:`bounded`, :func:`one_of`)."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config section {section!r} must be a mapping of keys to values, got {values!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
-        if key not in names:
-            raise unknown_key_error(key, names, section)
-        kwargs[key] = coerce(value, hints[key], f"{section}.{key}" if section else key)
+        if not isinstance(key, str) or key not in fields:
+            raise unknown_key_error(str(key), list(fields), section)
+        path = f"{section}.{key}" if section else key
+        kwargs[key] = coerce(value, hints[key], path)
+        check_metadata(fields[key], kwargs[key], path)
     return cls(**kwargs)
 
 

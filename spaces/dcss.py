@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from archgraph.configtools import bounded, one_of
 from archgraph.errors import ConfigError
 from archgraph.graph import NodeSpec, add_edge, add_node, new_graph
 from archgraph.ops import MBCONV_OPS
@@ -27,13 +28,13 @@ SCALES = (4, 8, 16, 32)
 class DCSSParams:
     """Hyper-parameters of DCSS (the ``space`` config section when ``space.name: dcss``)."""
 
-    layers: int = 4  # L, number of fusion layers (the paper's best model: 14)
-    base_channels: int = 8  # F, width at 1/4; 1/8, 1/16, 1/32 get 2F, 4F, 8F (paper: 64)
-    connectivity: str = "dense"  # dense (every earlier layer) | previous (previous layer only)
-    keep_inputs: int = 2  # inputs per fusion node kept by the BFS decoder
+    layers: int = bounded(4, 1)  # L, number of fusion layers (the paper's best model: 14)
+    base_channels: int = bounded(8, 1)  # F, width at 1/4; 1/8, 1/16, 1/32 get 2F, 4F, 8F (paper: 64)
+    connectivity: str = one_of("dense", "previous")  # dense (every earlier layer) | previous (previous layer only)
+    keep_inputs: int = bounded(2, 1, 4)  # inputs per fusion node kept by the BFS decoder (layer-1 nodes have only 4)
     ops: list[str] = field(default_factory=lambda: list(MBCONV_OPS))  # candidate ops per node
-    head: str = "simple"  # simple | aspp
-    num_classes: int = 0  # 0: taken from the dataset
+    head: str = one_of("simple", "aspp")  # simple | aspp
+    num_classes: int = bounded(0, 0)  # 0: taken from the dataset
 
 
 def node_id(layer: int, scale: int) -> str:

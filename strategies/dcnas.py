@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from archgraph.choices import ArchParams, InputChoice, OpChoice
+from archgraph.configtools import bounded, one_of
 from archgraph.errors import ConfigError
 from archgraph.registry import register_strategy
 from archgraph.relaxation import Mixer, Relaxation, sum_branches
@@ -38,11 +39,11 @@ from strategies.base import Strategy, StrategyParams
 class DCNASParams(StrategyParams):
     """Options of DCNAS (the ``strategy`` config section when ``strategy.name: dcnas``)."""
 
-    paths: int = 4  # n: inputs drawn per fusion node and step (all of them if a node has fewer)
-    tau_max: float = 5.0  # temperature at the first architecture epoch (near-uniform sampling)
-    tau_min: float = 0.5  # temperature at the last epoch (small but positive)
-    tau_schedule: str = "exponential"  # exponential | linear | cosine | constant (tau_max)
-    channel_ratio: float = 0.25  # r: fraction of channels sent through the op mixture (1 = all)
+    paths: int = bounded(4, 1)  # n: inputs drawn per fusion node and step (all of them if a node has fewer)
+    tau_max: float = bounded(5.0, 0, lo_open=True)  # temperature at the first architecture epoch (near-uniform sampling)
+    tau_min: float = bounded(0.5, 0, lo_open=True)  # temperature at the last epoch (small but positive)
+    tau_schedule: str = one_of("exponential", "linear", "cosine", "constant")  # exponential | linear | cosine | constant (tau_max)
+    channel_ratio: float = bounded(0.25, 0, 1, lo_open=True)  # r: fraction of channels sent through the op mixture (1 = all)
 
 
 class PathSamplingMix(Mixer):
