@@ -157,24 +157,31 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), b
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config is a mapping of sections (space, strategy, data, search, train), got {raw!r}")
     known = [f.name for f in dataclasses.fields(Config)]
     for key in raw:
-        if key not in known:
-            raise unknown_key_error(key, known, "")
+        if not isinstance(key, str) or key not in known:
+            raise unknown_key_error(str(key), known, "")
     kwargs: dict[str, Any] = {}
     for key in _TOP:
         if key in raw:
             kwargs[key] = dataclass_from_dict(_Top, {key: raw[key]}).__dict__[key]
     for key, cls in _SECTIONS.items():
-        section = raw.get(key) or {}
+        section = raw.get(key)
+        section = {} if section is None else section
         if not isinstance(section, dict):
             raise ConfigError(f"config section {key!r} must be a mapping, got {section!r}")
         kwargs[key] = dataclass_from_dict(cls, section, key)
     for key, default in (("space", "dcss"), ("strategy", "dcnas")):
-        section = dict(raw.get(key) or {})
+        section = raw.get(key)
+        section = {} if section is None else section
         if not isinstance(section, dict):
             raise ConfigError(f"config section {key!r} must be a mapping, got {section!r}")
+        section = dict(section)
         section.setdefault("name", default)
+        if not isinstance(section["name"], str):
+            raise ConfigError(f"{key}.name must be a name (see `archgraph {key if key == 'strategy' else 'space'}s`), got {section['name']!r}")
         kwargs[key] = section
     cfg = Config(**kwargs)
     _check_plugin_sections(cfg)

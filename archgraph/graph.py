@@ -143,18 +143,39 @@ def node_spec(g: nx.DiGraph, node_id: str) -> NodeSpec:
     if extra:
         raise GraphError(f"node {node_id!r} has unknown attributes {sorted(extra)}; known: {sorted(_NODE_FIELDS)}")
     try:
+        ops = attrs.get("ops", ())
+        if isinstance(ops, (str, bytes)) or not isinstance(ops, (list, tuple)) or not all(isinstance(o, str) for o in ops):
+            raise GraphError(f"node {node_id!r}: 'ops' must be a list of op names, found {ops!r}")
+        keep = attrs.get("keep_inputs")
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int)):
+            raise GraphError(f"node {node_id!r}: 'keep_inputs' must be an integer, found {keep!r}")
+        label = attrs.get("label")
+        if label is not None and not isinstance(label, str):
+            raise GraphError(f"node {node_id!r}: 'label' must be a string, found {label!r}")
+        body = attrs.get("body")
+        if body is not None and not isinstance(body, nx.DiGraph):
+            raise GraphError(f"node {node_id!r}: 'body' must be a nested graph, found {type(body).__name__}")
+        kind = attrs["kind"]
+        if not isinstance(kind, str):
+            raise GraphError(f"node {node_id!r}: 'kind' must be a string, found {kind!r}")
         return NodeSpec(
-            kind=attrs["kind"],
-            layer=int(attrs["layer"]),
-            scale=int(attrs["scale"]),
-            channels=int(attrs["channels"]),
-            ops=tuple(attrs.get("ops", ())),
-            keep_inputs=attrs.get("keep_inputs"),
-            label=attrs.get("label"),
-            body=attrs.get("body"),
+            kind=kind,
+            layer=_as_int(attrs["layer"], node_id, "layer"),
+            scale=_as_int(attrs["scale"], node_id, "scale"),
+            channels=_as_int(attrs["channels"], node_id, "channels"),
+            ops=tuple(ops),
+            keep_inputs=keep,
+            label=label,
+            body=body,
         )
     except KeyError as missing:
         raise GraphError(f"node {node_id!r} lacks required attribute {missing}") from None
+
+
+def _as_int(value: Any, node_id: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GraphError(f"node {node_id!r}: {name!r} must be an integer, found {value!r}")
+    return value
 
 
 def edge_spec(g: nx.DiGraph, src: str, dst: str) -> EdgeSpec:
@@ -295,31 +316,44 @@ def to_dict(g: nx.DiGraph) -> dict[str, Any]:
 
 
 def from_dict(data: dict[str, Any], source: str = "<dict>") -> nx.DiGraph:
+    """The graph of :func:`to_dict`'s form; anything malformed raises :class:`GraphError` naming it."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise GraphError(f"{source}: not an archgraph graph (format {found!r}, expected {FORMAT!r})")
+    attrs, nodes, edges = data.get("graph") or {}, data.get("nodes") or [], data.get("edges") or []
+    if not isinstance(attrs, dict) or not isinstance(nodes, list) or not isinstance(edges, list):
+        raise GraphError(f"{source}: 'graph' must be a mapping and 'nodes', 'edges' lists")
     g = nx.DiGraph()
-    g.graph.update(data.get("graph") or {})
-    for item in data.get("nodes") or []:
+    g.graph.update(attrs)
+    for item in nodes:
+        if not isinstance(item, dict):
+            raise GraphError(f"{source}: node entries are mappings with an 'id', found {item!r}")
         item = dict(item)
         node_id = item.pop("id", None)
-        if node_id is None:
-            raise GraphError(f"{source}: a node entry lacks 'id': {item}")
+        if not isinstance(node_id, str) or not node_id:
+            raise GraphError(f"{source}: a node entry needs a non-empty string 'id', found {node_id!r}")
+        if node_id in g:
+            raise GraphError(f"{source}: node {node_id!r} is declared twice")
         if "body" in item:
             item["body"] = from_dict(item["body"], f"{source}, body of {node_id!r}")
         extra = set(item) - _NODE_FIELDS
         if extra:
-            raise GraphError(f"{source}: node {node_id!r} has unknown attributes {sorted(extra)}")
+            raise GraphError(f"{source}: node {node_id!r} has unknown attributes {sorted(map(str, extra))}")
         g.add_node(node_id, **item)
         node_spec(g, node_id)  # type check now, with the file's name in context
-    for item in data.get("edges") or []:
+    for item in edges:
         if not isinstance(item, list) or len(item) not in (2, 3):
             raise GraphError(f"{source}: edge entries are [src, dst] or [src, dst, {{attrs}}], found {item!r}")
         u, v = item[0], item[1]
         attrs = item[2] if len(item) == 3 else {"kind": "fixed"}
-        if u not in g or v not in g:
+        if not isinstance(u, str) or not isinstance(v, str) or u not in g or v not in g:
             raise GraphError(f"{source}: edge {u!r} -> {v!r} names a node that is not declared")
+        if not isinstance(attrs, dict):
+            raise GraphError(f"{source}: edge {u!r} -> {v!r}: attributes must be a mapping, found {attrs!r}")
         g.add_edge(u, v, **attrs)
+        spec = edge_spec(g, u, v)
+        if spec.score is not None and (isinstance(spec.score, bool) or not isinstance(spec.score, (int, float))):
+            raise GraphError(f"{source}: edge {u!r} -> {v!r}: 'score' must be a number, found {spec.score!r}")
     return g
 
 

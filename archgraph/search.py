@@ -325,7 +325,7 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                 checkpoint(epoch, steps, True, {})
     assert net is not None
     # Strategies that pick the architecture after supernet training (SPOS's evolution) do it here.
-    scorer = lambda ops, inputs: score_subnet(net, strategy.relaxation, ops, inputs, data, cfg, device)
+    scorer = lambda ops, inputs, recalib_batches=None: score_subnet(net, strategy.relaxation, ops, inputs, data, cfg, device, recalib_batches)
     if strategy.on_search_end(net, scorer, out):
         derived = strategy.derive(net)
         save(derived, out / "arch.yaml")
