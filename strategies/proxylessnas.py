@@ -1,0 +1,380 @@
+"""ProxylessNAS: path binarisation with binary gates and BinaryConnect-style architecture gradients.
+
+Cai, Zhu, Han. "ProxylessNAS: Direct Neural Architecture Search on Target Task and Hardware",
+ICLR 2019 (arXiv:1812.00332); official code: mit-han-lab/proxylessnas, ``search/modules/mix_op.py``
+(``MixedEdge``) and ``search/nas_manager.py`` (``gradient_step``, ``add_regularization_loss``).
+
+- **Weight step**: every choice is binarised by sampling from softmax(alpha): one op per op choice
+  runs (the memory of one path), ``k`` inputs (drawn without replacement from softmax(beta)) per input
+  choice are aligned and summed, as in the derived network.
+- **Architecture step** (``two`` mode, the default here): two candidates are drawn without
+  replacement, renormalised over themselves, one of them is made active by sampling from the
+  renormalised pair; both run, the inactive one detached. Binary gates g (1 for active, 0 otherwise)
+  multiply the outputs, so dL/dg_j = <dL/dout, out_j>, and alpha gets the BinaryConnect estimate
+  dL/dalpha_i = sum_j dL/dg_j p_j (delta_ij - p_i) over the pair. After the Adam step the two touched
+  logits are shifted by one common offset so that the sum of their exponentials is unchanged: the
+  untouched candidates keep their probabilities. ``full`` mode runs every candidate (the gradient
+  the official default ``full_v2`` computes, without its recompute-in-backward memory trick).
+- **Input choices** get the same treatment, generalised to ``k``-of-``n``: a weight step samples ``k``
+  active inputs; an architecture step draws ``2k`` involved inputs ("two" per kept input), picks ``k``
+  active among them from the renormalised probabilities, gates them and applies the same estimate and
+  rescaling to beta.
+- **Schedule**: one architecture step (Adam lr 1e-3, betas (0, 0.999)) after every ``arch_every`` = 5
+  weight steps, after the loop's weight-only warm-up epochs (``search.warmup_epochs``).
+- **Hardware-aware loss** (optional): the expected cost under the sampled probabilities (FLOPs or
+  latency of every candidate measured once, :class:`strategies.evolution.ArchCost`), as
+  ``mul#log``: alpha * CE * (log(E) / log(target))^beta or ``add#linear``: CE + lambda (E - target) / target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import networkx as nx
+import torch
+from torch import nn
+
+from archgraph.choices import ArchParams, InputChoice, OpChoice
+from archgraph.compile import CompiledNetwork
+from archgraph.errors import ConfigError
+from archgraph.registry import register_strategy
+from archgraph.relaxation import Mixer, Relaxation, sum_branches
+from strategies.base import Strategy, StrategyParams
+from strategies.evolution import COST_METRICS, ArchCost
+
+MODES = ("two", "full")
+HW_LOSSES = ("none", "mul#log", "add#linear")
+
+
+@dataclass
+class ProxylessParams(StrategyParams):
+    """Options of ProxylessNAS (the ``strategy`` section when ``strategy.name: proxylessnas``).
+
+    Defaults are the official search script's (imagenet_arch_search.py), except ``mode`` (the brief
+    asks for ``two``; the script's default ``full_v2`` has the gradient of ``full``)."""
+
+    mode: str = "two"  # two | full: candidates involved in an architecture step
+    arch_every: int = 5  # one architecture step after every N weight steps (grad_update_arch_param_every)
+    arch_lr: float = 1e-3
+    arch_betas: list[float] = field(default_factory=lambda: [0.0, 0.999])
+    arch_eps: float = 1e-8
+    arch_weight_decay: float = 0.0
+    input_paths: int = 0  # active inputs per input choice (0 = the node's keep_inputs k)
+    arch_inputs: int = 0  # involved inputs in an architecture step (0 = 2 x active, "two" mode)
+    hw_loss: str = "none"  # none | mul#log | add#linear
+    hw_metric: str = "flops"  # flops | latency (milliseconds on this machine)
+    hw_target: float = 0.0  # reference cost (0 = the expected cost under uniform choices)
+    hw_alpha: float = 0.2  # mul#log
+    hw_beta: float = 0.3  # mul#log
+    hw_lambda: float = 0.1  # add#linear
+
+
+@dataclass
+class Binarised:
+    """One choice label's binarisation for the current forward pass."""
+
+    active: list[int]  # candidates with gate 1 (their weights get gradients)
+    involved: list[int]  # active + inactive candidates that run (arch step); == active otherwise
+    gates: torch.Tensor | None = None  # arch step: leaf tensor, 1 at active, 0 elsewhere
+    probs: torch.Tensor | None = None  # arch step: renormalised probabilities over ``involved``, scattered to n (differentiable)
+    old_logits: list[float] | None = None  # logits of ``involved`` before the Adam step (for the rescaling)
+
+
+class ProxylessRelaxation(Relaxation):
+    """Binarises every choice once per forward pass; ``mode`` says which kind of step is running."""
+
+    name = "proxylessnas"
+
+    def __init__(self, params: ProxylessParams, seed: int):
+        self.params = params
+        self.step_kind = "weight"  # weight | arch
+        self.generator = torch.Generator().manual_seed(seed + 4)
+        self.ops: dict[str, Binarised] = {}
+        self.inputs: dict[str, Binarised] = {}
+
+    def reset(self) -> None:
+        """Forget the current binarisation (a forward pre-hook calls this: one draw per forward)."""
+        if self.subnet is None:
+            self.ops, self.inputs = {}, {}
+
+    def _draw(self, logits: torch.Tensor, active: int, involved: int) -> Binarised:
+        with torch.no_grad():
+            probs = torch.softmax(logits.detach().float().cpu(), -1)
+        n = probs.numel()
+        if self.step_kind == "weight":
+            picked = torch.multinomial(probs, active, replacement=False, generator=self.generator).tolist()
+            return Binarised(picked, picked)
+        if self.params.mode == "full":
+            idx = list(range(n))
+        else:
+            idx = torch.multinomial(probs, involved, replacement=False, generator=self.generator).tolist()
+        slice_p = torch.softmax(logits[idx], -1)  # differentiable: the hardware loss backpropagates through it
+        which = torch.multinomial(slice_p.detach().float().cpu(), active, replacement=False, generator=self.generator).tolist()
+        act = [idx[j] for j in which]
+        gates = torch.zeros(n, dtype=logits.dtype, device=logits.device)
+        gates[act] = 1.0
+        gates.requires_grad_(True)
+        full = torch.zeros(n, dtype=slice_p.dtype, device=slice_p.device).index_put((torch.tensor(idx, device=slice_p.device),), slice_p)
+        return Binarised(act, act + [i for i in idx if i not in act], gates, full)
+
+    def op_sample(self, label: str, logits: torch.Tensor) -> Binarised:
+        if label not in self.ops:
+            self.ops[label] = self._draw(logits, 1, min(2, logits.numel()))
+        return self.ops[label]
+
+    def input_sample(self, label: str, logits: torch.Tensor, keep: int) -> Binarised:
+        if label not in self.inputs:
+            n = logits.numel()
+            active = min(self.params.input_paths or keep, n)
+            involved = min(self.params.arch_inputs or 2 * active, n)
+            self.inputs[label] = self._draw(logits, active, max(involved, active))
+        return self.inputs[label]
+
+    # ------------------------------------------------------------ architecture gradient and rescaling
+
+    def _pairs(self, arch: ArchParams):
+        for label, b in self.ops.items():
+            yield arch.alpha[label], b
+        for label, b in self.inputs.items():
+            yield arch.beta[label], b
+
+    @torch.no_grad()
+    def set_arch_grads(self, arch: ArchParams) -> None:
+        """BinaryConnect: dL/dalpha_i += sum_j dL/dg_j p_j (delta_ij - p_i), p renormalised over the
+        involved candidates (all of them in ``full`` mode); added to any gradient autograd left there
+        (the hardware loss). Records the involved logits for :meth:`rescale`."""
+        for logits, b in self._pairs(arch):
+            if b.gates is None or b.gates.grad is None:
+                continue
+            idx = torch.tensor(b.involved, device=logits.device)
+            p = torch.softmax(logits[idx], -1)
+            g = b.gates.grad[idx].to(p.dtype)
+            pg = p * g
+            grad = pg - p * pg.sum()  # sum_j g_j p_j (delta_ij - p_i)
+            if logits.grad is None:
+                logits.grad = torch.zeros_like(logits)
+            logits.grad.index_add_(0, idx, grad)
+            b.old_logits = logits[idx].tolist()
+
+    @torch.no_grad()
+    def rescale(self, arch: ArchParams) -> None:
+        """``two`` mode: shift the involved logits by log(sum exp(new) / sum exp(old)) so that the
+        candidates not involved keep exactly their probabilities (the paper's rescaling)."""
+        if self.params.mode != "two":
+            return
+        for logits, b in self._pairs(arch):
+            if b.old_logits is None:
+                continue
+            idx = torch.tensor(b.involved, device=logits.device)
+            new = logits[idx].double()
+            old = torch.tensor(b.old_logits, dtype=torch.float64, device=logits.device)
+            offset = torch.logsumexp(new, 0) - torch.logsumexp(old, 0)
+            logits[idx] = (new - offset).to(logits.dtype)
+
+    # ------------------------------------------------------------ mixers
+
+    def input_mixer(self, choice: InputChoice, arch: ArchParams) -> nn.Module:
+        return BinaryGateInputs(choice.label, arch, self, choice.keep)
+
+    def op_mixer(self, choice: OpChoice, arch: ArchParams, channels: int) -> nn.Module:
+        return BinaryGateOp(choice.label, arch, self)
+
+
+def _gated(outputs: Sequence[torch.Tensor], b: Binarised) -> torch.Tensor:
+    """sum_j g_j out_j with inactive outputs detached (mix_op.py's MixedEdge.forward in two/full mode)."""
+    assert b.gates is not None
+    total = None
+    for i, y in zip(b.involved, outputs):
+        term = b.gates[i] * (y if i in b.active else y.detach())
+        total = term if total is None else total + term
+    assert total is not None
+    return total
+
+
+class BinaryGateOp(Mixer):
+    """One sampled op (weight step), the gated involved ops (architecture step), argmax in eval mode."""
+
+    def forward(self, x: torch.Tensor, ops: Sequence[nn.Module]) -> torch.Tensor:
+        fixed = self.subnet_op()
+        if fixed is not None:
+            return ops[fixed](x)
+        logits = self.arch.op_logits(self.label)
+        if not self.training:
+            return ops[int(torch.argmax(logits))](x)
+        b = self.relaxation.op_sample(self.label, logits)
+        if b.gates is None:
+            return ops[b.active[0]](x)
+        return _gated([ops[i](x) for i in b.involved], b)
+
+
+class BinaryGateInputs(Mixer):
+    """k sampled inputs summed (weight step), the gated involved inputs (architecture step), top-k in eval."""
+
+    def __init__(self, label: str, arch: ArchParams, relaxation: ProxylessRelaxation, keep: int):
+        super().__init__(label, arch, relaxation)
+        self.keep = keep
+
+    def forward(self, inputs: Sequence[torch.Tensor], branches: Sequence[nn.Module]) -> torch.Tensor:
+        fixed = self.subnet_inputs()
+        if fixed is not None:
+            return sum_branches(inputs, branches, fixed)
+        logits = self.arch.input_logits(self.label)
+        if not self.training:
+            top = torch.topk(logits.detach(), min(self.keep, len(inputs))).indices.sort().values.tolist()
+            return sum_branches(inputs, branches, top)
+        b = self.relaxation.input_sample(self.label, logits, self.keep)
+        if b.gates is None:
+            return sum_branches(inputs, branches, b.active)
+        return _gated([branches[i](inputs[i]) for i in b.involved], b)
+
+    def extra_repr(self) -> str:
+        return f"label={self.label!r}, keep={self.keep}"
+
+
+@register_strategy("proxylessnas", ProxylessParams)
+class ProxylessNAS(Strategy):
+    """ProxylessNAS: binarised paths, BinaryConnect gate gradients, two-path architecture steps (Cai et al. 2019)."""
+
+    name = "proxylessnas"
+
+    def __init__(self, graph: nx.DiGraph, params: ProxylessParams, search, seed: int = 0):
+        if params.mode not in MODES:
+            raise ConfigError(f"strategy.mode must be one of {MODES}, got {params.mode!r}")
+        if params.arch_every < 1:
+            raise ConfigError(f"strategy.arch_every must be >= 1, got {params.arch_every}")
+        if params.hw_loss not in HW_LOSSES:
+            raise ConfigError(f"strategy.hw_loss must be one of {HW_LOSSES}, got {params.hw_loss!r}")
+        if params.hw_metric not in COST_METRICS:
+            raise ConfigError(f"strategy.hw_metric must be one of {COST_METRICS}, got {params.hw_metric!r}")
+        if len(params.arch_betas) != 2:
+            raise ConfigError(f"strategy.arch_betas must be two numbers, e.g. [0, 0.999], got {params.arch_betas!r}")
+        if params.input_paths < 0 or params.arch_inputs < 0 or params.hw_target < 0:
+            raise ConfigError("strategy.input_paths, arch_inputs and hw_target must be >= 0 (0 = default)")
+        self.global_step = 0
+        self.cost: ArchCost | None = None
+        self.target: float | None = None
+        self._arch_log: dict[str, float] = {}
+        super().__init__(graph, params, search, seed)
+
+    def make_relaxation(self) -> ProxylessRelaxation:
+        return ProxylessRelaxation(self.params, self.seed)
+
+    def build_supernet(self) -> CompiledNetwork:
+        net = super().build_supernet()
+        relax = self.relaxation
+        net.register_forward_pre_hook(lambda module, args: relax.reset())  # binarise afresh per forward
+        return net
+
+    def arch_optimizer(self, net: CompiledNetwork) -> torch.optim.Optimizer | None:
+        params = list(net.arch_parameters())
+        if not params:
+            return None
+        p = self.params
+        return torch.optim.Adam(params, lr=p.arch_lr, betas=(float(p.arch_betas[0]), float(p.arch_betas[1])), eps=p.arch_eps, weight_decay=p.arch_weight_decay)
+
+    # ------------------------------------------------------------------ schedule
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        super().on_epoch_start(epoch, epochs)
+        self._arch_log = {}
+
+    def on_step_start(self, step: int, steps_per_epoch: int) -> None:
+        self.global_step = step
+
+    def is_arch_step(self) -> bool:
+        return self.arch_active() and (self.global_step + 1) % self.params.arch_every == 0
+
+    def search_step(self, net, batch_w, batch_a, w_opt, a_opt) -> dict[str, float]:
+        out = self.weight_step(net, batch_w, w_opt)
+        if a_opt is not None and self.is_arch_step():
+            parts = self.arch_step(net, batch_a, a_opt)
+            for k, v in parts.items():
+                self._arch_log[k] = self._arch_log.get(k, 0.0) + v
+            self._arch_log["steps"] = self._arch_log.get("steps", 0.0) + 1
+        return out
+
+    def weight_step(self, net: CompiledNetwork, batch, w_opt: torch.optim.Optimizer) -> dict[str, float]:
+        """One sampled path per forward; SGD on the weights of that path only."""
+        self.relaxation.step_kind = "weight"
+        w_opt.zero_grad(set_to_none=True)
+        x, y = batch
+        loss, _ = self.loss(net, net(x), y, with_regularisers=False)
+        loss.backward()
+        if self.search.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(list(net.weight_parameters()), self.search.grad_clip)
+        w_opt.step()
+        for p in net.arch_parameters():
+            p.grad = None
+        return {"loss": float(loss.detach())}
+
+    def arch_step(self, net: CompiledNetwork, batch, a_opt: torch.optim.Optimizer) -> dict[str, float]:
+        """nas_manager.gradient_step: binarise (two mode), forward, loss (+ hardware term), backward,
+        BinaryConnect gradients on alpha/beta, Adam, rescale. Weight gradients are discarded."""
+        relax = self.relaxation
+        relax.step_kind = "arch"
+        try:
+            a_opt.zero_grad(set_to_none=True)
+            x, y = batch
+            logits = net(x)
+            loss, parts = self.loss(net, logits, y, with_regularisers=True)
+            if self.params.hw_loss != "none":
+                loss, extra = self.hardware_loss(net, loss, tuple(x.shape[-2:]))
+                parts.update(extra)
+            loss.backward()
+            relax.set_arch_grads(net.arch)
+            a_opt.step()
+            relax.rescale(net.arch)
+        finally:
+            relax.step_kind = "weight"
+            for p in net.weight_parameters():
+                p.grad = None  # the architecture step must not leak gradients into the next weight step
+        return {"arch_loss": float(loss.detach()), **{f"arch_{k}": v for k, v in parts.items()}}
+
+    # ------------------------------------------------------------------ hardware-aware loss
+
+    def prepare_costs(self, image_hw: tuple[int, int]) -> None:
+        if self.cost is None:
+            self.cost = ArchCost(self.graph, image_hw, self.params.hw_metric)
+            self.target = self.params.hw_target or float(self._scale(self.cost.expected({}, {})))
+
+    def _scale(self, value: torch.Tensor) -> torch.Tensor:
+        return value * 1e3 if self.params.hw_metric == "latency" else value  # latency in milliseconds
+
+    def hardware_loss(self, net: CompiledNetwork, loss: torch.Tensor, image_hw: tuple[int, int]) -> tuple[torch.Tensor, dict[str, float]]:
+        """add_regularization_loss of the official code, with E the expected cost under the
+        renormalised probabilities of the candidates this step involves."""
+        self.prepare_costs(image_hw)
+        assert self.cost is not None and self.target is not None
+        relax = self.relaxation
+        op_p = {l: b.probs for l, b in relax.ops.items() if b.probs is not None}
+        in_p = {l: b.probs for l, b in relax.inputs.items() if b.probs is not None}
+        expected = self._scale(self.cost.expected(op_p, in_p)).to(loss.dtype)
+        p, target = self.params, self.target
+        if p.hw_loss == "mul#log":
+            if target <= 1 or float(expected.detach()) <= 1:
+                unit = "ms" if p.hw_metric == "latency" else "FLOPs"
+                raise ConfigError(f"strategy.hw_loss=mul#log needs costs above 1 {unit} (log ratio); got target {target:.4g}, expected {float(expected.detach()):.4g}. Use hw_loss=add#linear or another hw_metric")
+            total = p.hw_alpha * loss * (torch.log(expected) / math.log(target)) ** p.hw_beta
+        else:
+            total = loss + p.hw_lambda * (expected - target) / target
+        return total, {"expected_cost": float(expected.detach())}
+
+    def log_state(self) -> dict[str, float]:
+        steps = self._arch_log.get("steps", 0.0)
+        out = {"arch_steps": steps}
+        for k, v in self._arch_log.items():
+            if k != "steps" and steps:
+                out[k] = v / steps
+        return out
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "generator": self.relaxation.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if "generator" in state:
+            self.relaxation.generator.set_state(state["generator"])

@@ -1,0 +1,293 @@
+"""SPOS: single path one-shot NAS with uniform sampling, then evolution with the shared weights.
+
+Guo, Zhang, Mu, Heng, Liu, Wei, Sun. "Single Path One-Shot Neural Architecture Search with Uniform
+Sampling", ECCV 2020 (arXiv:1904.00420); official code: megvii-model/SinglePathOneShot.
+
+1. **Supernet training** (``src/Supernet/train.py``): every forward pass runs one path drawn
+   uniformly: one op per op choice, ``k`` inputs (a uniform k-subset) per input choice; a shared label
+   is one decision. No architecture parameters are optimised (``arch_optimizer`` returns None; the
+   mixers never read alpha/beta). Optionally only paths within a FLOPs band are trained: a FLOPs bin
+   is drawn uniformly, then candidates are drawn until one falls in it (500 tries, then any).
+2. **Evolution** (``src/Search/search.py``, :func:`strategies.evolution.evolve`) after the last epoch,
+   in :meth:`SPOS.on_search_end`: every candidate within the FLOPs/params limits is scored by the
+   search loop's scorer, which recalibrates the BN statistics on training batches (reset, then a
+   cumulative average in train mode under no_grad) and evaluates validation mIoU in subnet mode.
+3. ``derive`` returns the best candidate; the history is ``evolution.jsonl`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import networkx as nx
+import torch
+from torch import nn
+
+from archgraph.choices import ArchParams, ChoicePoints, InputChoice, OpChoice, discover_choices
+from archgraph.compile import CompiledNetwork
+from archgraph.decode import decode
+from archgraph.errors import ConfigError
+from archgraph.io import append_jsonl
+from archgraph.registry import register_strategy
+from archgraph.relaxation import Mixer, Relaxation, sum_branches
+from strategies.base import Scores, Strategy, StrategyParams
+from strategies.evolution import ArchCost, Candidate, EvolutionConfig, Gene, evolve
+
+OpIdx = dict[str, int]
+InputIdx = dict[str, list[int]]
+
+
+@dataclass
+class SPOSParams(StrategyParams):
+    """Options of SPOS (the ``strategy`` section when ``strategy.name: spos``); defaults as the official code."""
+
+    # supernet training: optional FLOPs band (absolute FLOPs at the training crop; 0 = uniform over all paths)
+    band_min: float = 0.0
+    band_max: float = 0.0
+    band_bins: int = 7  # official: 290M..360M in 10M bins
+    band_tries: int = 500  # draws per bin before taking any path (official timeout)
+    # evolution (src/Search/search.py)
+    population: int = 50
+    generations: int = 20
+    select: int = 10  # top-k parents
+    mutation: int = 25
+    crossover: int = 25
+    mutation_prob: float = 0.1
+    flops_limit: float = 0.0  # every candidate's FLOPs at the training crop must not exceed it (0 = no limit)
+    params_limit: float = 0.0  # same for parameters (0 = no limit)
+    recalib_batches: int = 0  # BN recalibration batches per candidate (0 = search.bn_recalib_batches; paper 200)
+
+
+class SPOSRelaxation(Relaxation):
+    """Holds the path of the current forward pass; drawn again before every forward (a pre-hook)."""
+
+    name = "spos"
+
+    def __init__(self, choices: ChoicePoints, seed: int, sampler: Callable[["SPOSRelaxation"], tuple[OpIdx, InputIdx]] | None = None):
+        self.choices = choices
+        self.generator = torch.Generator().manual_seed(seed + 3)
+        self.current: tuple[OpIdx, InputIdx] | None = None
+        self.sampler = sampler  # the strategy's (band-limited) sampler; uniform when None
+
+    def uniform(self) -> tuple[OpIdx, InputIdx]:
+        """One uniform draw per label: an op index, or a uniform k-subset of the inputs (sorted)."""
+        ops: OpIdx = {}
+        for c in self.choices.ops:
+            if c.label not in ops:
+                ops[c.label] = int(torch.randint(len(c.candidates), (), generator=self.generator))
+        inputs: InputIdx = {}
+        for c in self.choices.inputs:
+            if c.label not in inputs:
+                perm = torch.randperm(len(c.candidates), generator=self.generator)[: c.keep]
+                inputs[c.label] = sorted(perm.tolist())
+        return ops, inputs
+
+    def resample(self) -> None:
+        if self.subnet is None:  # subnet mode (S-mIoU, evolution) fixes the path; draw nothing
+            self.current = self.sampler(self) if self.sampler is not None else self.uniform()
+
+    def path(self) -> tuple[OpIdx, InputIdx]:
+        if self.current is None:
+            self.resample()
+        assert self.current is not None
+        return self.current
+
+    def input_mixer(self, choice: InputChoice, arch: ArchParams) -> nn.Module:
+        return SinglePathInputs(choice.label, arch, self)
+
+    def op_mixer(self, choice: OpChoice, arch: ArchParams, channels: int) -> nn.Module:
+        return SinglePathOp(choice.label, arch, self)
+
+
+class SinglePathOp(Mixer):
+    """Runs only the op of the current path (or of the fixed subnet)."""
+
+    def forward(self, x: torch.Tensor, ops: Sequence[nn.Module]) -> torch.Tensor:
+        i = self.subnet_op()
+        if i is None:
+            i = self.relaxation.path()[0][self.label]
+        return ops[i](x)
+
+
+class SinglePathInputs(Mixer):
+    """Aligns and sums only the k inputs of the current path (what the derived network computes)."""
+
+    def forward(self, inputs: Sequence[torch.Tensor], branches: Sequence[nn.Module]) -> torch.Tensor:
+        picked = self.subnet_inputs()
+        if picked is None:
+            picked = self.relaxation.path()[1][self.label]
+        return sum_branches(inputs, branches, picked)
+
+
+def genes_of(choices: ChoicePoints) -> tuple[list[Gene], list[str], list[str]]:
+    """Genes (one per label: op labels first, then input labels) and the labels in gene order."""
+    op_labels = list(dict.fromkeys(c.label for c in choices.ops))
+    in_labels = list(dict.fromkeys(c.label for c in choices.inputs))
+    op_n = choices.op_labels
+    in_c = {c.label: c for c in choices.inputs}
+    genes = [Gene(op_n[l]) for l in op_labels] + [Gene(len(in_c[l].candidates), in_c[l].keep) for l in in_labels]
+    return genes, op_labels, in_labels
+
+
+@register_strategy("spos", SPOSParams)
+class SPOS(Strategy):
+    """SPOS: uniform single-path supernet training, then evolution scored with recalibrated BN (Guo et al. 2020)."""
+
+    name = "spos"
+
+    def __init__(self, graph: nx.DiGraph, params: SPOSParams, search, seed: int = 0):
+        self.evolution_cfg = EvolutionConfig(params.population, params.generations, params.select, params.mutation, params.crossover, params.mutation_prob)
+        self.evolution_cfg.check()
+        if params.band_min < 0 or params.band_max < 0 or (params.band_max and params.band_max <= params.band_min):
+            raise ConfigError(f"need 0 <= strategy.band_min < strategy.band_max (or both 0 = off), got {params.band_min} and {params.band_max}")
+        if params.band_bins < 1 or params.band_tries < 1:
+            raise ConfigError("strategy.band_bins and strategy.band_tries must be >= 1")
+        if params.flops_limit < 0 or params.params_limit < 0 or params.recalib_batches < 0:
+            raise ConfigError("strategy.flops_limit, params_limit and recalib_batches must be >= 0 (0 = off / default)")
+        self.best: tuple[OpIdx, InputIdx] | None = None
+        self.image_hw: tuple[int, int] | None = None
+        self.cost: ArchCost | None = None
+        super().__init__(graph, params, search, seed)
+
+    # ------------------------------------------------------------------ supernet training
+
+    def make_relaxation(self) -> SPOSRelaxation:
+        sampler = self._band_sample if self.params.band_max > 0 else None
+        return SPOSRelaxation(discover_choices(self.graph), self.seed, sampler)
+
+    def build_supernet(self) -> CompiledNetwork:
+        net = super().build_supernet()
+        relax = self.relaxation
+        net.register_forward_pre_hook(lambda module, args: relax.resample())  # one path per forward pass
+        return net
+
+    def arch_optimizer(self, net: CompiledNetwork) -> torch.optim.Optimizer | None:
+        return None  # no architecture parameters are trained
+
+    def arch_active(self) -> bool:
+        return False
+
+    def search_step(self, net, batch_w, batch_a, w_opt, a_opt) -> dict[str, float]:
+        self.prepare_costs(tuple(batch_w[0].shape[-2:]))
+        return super().search_step(net, batch_w, batch_a, w_opt, None)
+
+    def prepare_costs(self, image_hw: tuple[int, int]) -> None:
+        """Remember the training crop; measure the cost table when a band or limit needs it."""
+        if self.image_hw is None:
+            self.image_hw = (int(image_hw[0]), int(image_hw[1]))
+        p = self.params
+        if self.cost is None and (p.band_max > 0 or p.flops_limit > 0 or p.params_limit > 0):
+            self.cost = ArchCost(self.graph, self.image_hw, "flops")
+
+    def _band_sample(self, relax: SPOSRelaxation) -> tuple[OpIdx, InputIdx]:
+        """The official get_uniform_sample_cand: a uniform FLOPs bin, then rejection sampling into it."""
+        if self.cost is None:
+            raise ConfigError("strategy.band_min/band_max need the cost table: call SPOS.prepare_costs(image_hw) before forward passes")
+        p = self.params
+        width = (p.band_max - p.band_min) / p.band_bins
+        b = int(torch.randint(p.band_bins, (), generator=relax.generator))
+        lo, hi = p.band_min + b * width, p.band_min + (b + 1) * width
+        for _ in range(p.band_tries):
+            ops, inputs = relax.uniform()
+            if lo <= self.cost.of(ops, inputs)[0] <= hi:
+                return ops, inputs
+        return relax.uniform()
+
+    # ------------------------------------------------------------------ evolution
+
+    def decisions_of(self, cand: Candidate, op_labels: list[str], in_labels: list[str]) -> tuple[OpIdx, InputIdx]:
+        ops = {l: int(v) for l, v in zip(op_labels, cand[: len(op_labels)])}
+        inputs = {l: list(v) for l, v in zip(in_labels, cand[len(op_labels):])}
+        return ops, inputs
+
+    def on_search_end(self, net: CompiledNetwork, score: Callable[..., float], out_dir) -> bool:
+        if not len(net.choices):
+            return False
+        p = self.params
+        if (p.flops_limit > 0 or p.params_limit > 0) and self.cost is None:
+            if self.image_hw is None:
+                raise ConfigError("strategy.flops_limit/params_limit need the training crop; run at least one search step first")
+            self.prepare_costs(self.image_hw)
+        genes, op_labels, in_labels = genes_of(net.choices)
+        scorer = _with_recalib(score, p.recalib_batches)
+
+        def fitness(cand: Candidate) -> float:
+            return scorer(*self.decisions_of(cand, op_labels, in_labels))
+
+        def legal(cand: Candidate) -> bool:
+            if self.cost is None:
+                return True
+            flops, params = self.cost.of(*self.decisions_of(cand, op_labels, in_labels))
+            return (p.flops_limit <= 0 or flops <= p.flops_limit) and (p.params_limit <= 0 or params <= p.params_limit)
+
+        log = Path(out_dir) / "evolution.jsonl" if out_dir is not None else None
+        if log is not None and log.exists():
+            log.unlink()  # a rerun (after an interruption) starts the evolution afresh: same seed, same result
+
+        def on_generation(record: dict[str, Any]) -> None:
+            if log is None:
+                return
+            def entry(c, f):
+                ops, inputs = self.decisions_of(tuple(tuple(v) if isinstance(v, list) else v for v in c), op_labels, in_labels)
+                out = {"ops": ops, "inputs": inputs, "fitness": f}
+                if self.cost is not None:
+                    out["flops"], out["params"] = self.cost.of(ops, inputs)
+                return out
+            append_jsonl(log, {
+                "generation": record["generation"], "best_fitness": record["best_fitness"], "scored": record["scored"],
+                "top": [entry(c, f) for c, f in record["top"]], "population": [entry(c, f) for c, f in record["population"]],
+            })
+
+        result = evolve(genes, fitness, legal, self.evolution_cfg, seed=self.seed, on_generation=on_generation)
+        self.best = self.decisions_of(result.best, op_labels, in_labels)
+        return True
+
+    # ------------------------------------------------------------------ derivation
+
+    def scores(self, net: CompiledNetwork) -> tuple[Scores, Scores]:
+        """One-hot scores of the evolution's best candidate; before it, uniform (the decoder then picks
+        the first op and the first k inputs: a placeholder arch.yaml the evolution replaces)."""
+        choices = net.choices
+        ops: Scores = {}
+        inputs: Scores = {}
+        for c in choices.ops:
+            n = len(c.candidates)
+            ops[c.label] = [float(i == self.best[0][c.label]) for i in range(n)] if self.best else [1.0 / n] * n
+        for c in choices.inputs:
+            n = len(c.candidates)
+            inputs[c.label] = [float(i in self.best[1][c.label]) for i in range(n)] if self.best else [1.0 / n] * n
+        return ops, inputs
+
+    def derive(self, net: CompiledNetwork) -> nx.DiGraph:
+        ops, inputs = self.scores(net)
+        return decode(self.graph, ops, inputs)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "generator": self.relaxation.generator.get_state(), "best": self.best, "image_hw": self.image_hw}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if "generator" in state:
+            self.relaxation.generator.set_state(state["generator"])
+        self.best = state.get("best")
+        self.image_hw = tuple(state["image_hw"]) if state.get("image_hw") else None
+
+
+def _with_recalib(score: Callable[..., float], batches: int) -> Callable[[OpIdx, InputIdx], float]:
+    """Pass ``recalib_batches`` to the loop's scorer when it takes it; else it uses search.bn_recalib_batches."""
+    if batches <= 0:
+        return score
+    try:
+        accepts = "recalib_batches" in inspect.signature(score).parameters
+    except (TypeError, ValueError):
+        accepts = False
+    if accepts:
+        return lambda ops, inputs: score(ops, inputs, recalib_batches=batches)
+    warnings.warn("strategy.recalib_batches is not supported by this search loop's scorer; search.bn_recalib_batches is used instead", stacklevel=2)
+    return score
