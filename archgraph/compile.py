@@ -9,6 +9,14 @@ dropped right after its last use (torch.fx ``Interpreter``'s last-use map).
 Module names follow the graph (``nodes.<node>.branches.<source>``, ``nodes.<node>.ops.<op>``), so a
 derived network and its supernet share parameter names and weights transfer with
 :func:`transfer_weights`.
+
+A ``cell`` node (hierarchical spaces such as Auto-DeepLab) aligns each of its inputs to its scale and
+to the width of its body's ``input`` node, and hands the *list* of aligned inputs, in predecessor
+order, to its body: a nested graph compiled the same way into a plan of its own
+(``nodes.<cell>.body.nodes.<body node>...``). Inside the body, the ``input`` node's value is that list;
+body nodes have the same semantics as top-level ones, and the body's head op (``takes_list``) makes
+the cell's output. Choice points inside bodies are relaxed by the same relaxation and parameter store
+(qualified ids ``<cell>/<node>``, see :mod:`archgraph.choices`).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archgraph.choices import ArchParams, ChoicePoints, discover_choices
+from archgraph.choices import ArchParams, ChoicePoints, discover_choices, qualify
 from archgraph.errors import GraphError
 from archgraph.graph import execution_order, input_node, inputs_of, node_spec, validate
 from archgraph.ops import OPS, build_alignment, build_op, get_op
@@ -48,6 +56,39 @@ class NodeModule(nn.Module):
         return self.op_mixer(self.input_mixer(inputs, self.branch_list), self.op_list)
 
 
+class CellModule(nn.Module):
+    """A ``cell`` node: align every input, then run the nested body on the list of aligned inputs."""
+
+    def __init__(self, branches: dict[str, nn.Module], body: "BodyNetwork"):
+        super().__init__()
+        self.branches = nn.ModuleDict(branches)
+        self.body = body
+        self.__dict__["branch_list"] = tuple(self.branches.values())
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return self.body([branch(x) for branch, x in zip(self.branch_list, inputs)])
+
+
+class BodyNetwork(nn.Module):
+    """The compiled body of a cell: its own node modules and flat plan (no networkx at run time)."""
+
+    def __init__(self, nodes: dict[str, nn.Module], plan: tuple["Step", ...]):
+        super().__init__()
+        self.nodes = nn.ModuleDict(nodes)
+        self.plan = plan
+        self.__dict__["modules_in_order"] = tuple(self.nodes[s.node] for s in plan)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        values: list = [None] * (len(self.plan) + 1)
+        values[0] = inputs
+        for step, module in zip(self.plan, self.modules_in_order):
+            out = module([values[i] for i in step.inputs])
+            for i in step.free:
+                values[i] = None
+            values[step.output] = out
+        return values[self.plan[-1].output]
+
+
 @dataclass(frozen=True)
 class Step:
     node: str
@@ -61,6 +102,7 @@ class CompiledNetwork(nn.Module):
 
     def __init__(self, graph: nx.DiGraph, relaxation: Relaxation | None = None, arch: ArchParams | None = None, arch_seed: int = 0):
         super().__init__()
+        _ensure_ops(graph)
         validate(graph, OPS)
         self.graph = graph
         self.choices: ChoicePoints = discover_choices(graph)
@@ -80,40 +122,59 @@ class CompiledNetwork(nn.Module):
 
     # ---------------------------------------------------------------- construction (runs once)
 
-    def _build_node(self, n: str) -> NodeModule:
-        g = self.graph
+    def _build_node(self, n: str, g: nx.DiGraph | None = None, prefix: str = "") -> nn.Module:
+        g = self.graph if g is None else g
         spec = node_spec(g, n)
         preds = inputs_of(g, n)
         in_specs = [node_spec(g, p) for p in preds]
+        q = qualify(prefix, n)  # the id choice points use
         if spec.kind == "cell":
-            raise GraphError(f"node {n!r}: compiling nested 'cell' bodies is not supported yet; flatten the cell into fusion nodes")
+            return self._build_cell(n, g, prefix)
         takes_list = get_op(spec.ops[0]).takes_list
         if takes_list and len(spec.ops) > 1:
             raise GraphError(f"node {n!r}: head-style op {spec.ops[0]!r} cannot be part of an op choice")
         if takes_list:
             return NodeModule({}, {name: build_op(name, spec, in_specs) for name in spec.ops}, None, SingleOp(), True)
         branches = {p: build_alignment(ps, spec) for p, ps in zip(preds, in_specs)}
-        in_choice = self.choices.input_choice(n)
-        op_choice = self.choices.op_choice(n)
+        in_choice = self.choices.input_choice(q)
+        op_choice = self.choices.op_choice(q)
         op_spec = replace(spec, channels=self.relaxation.op_width(op_choice, spec.channels)) if op_choice else spec
         ops = {name: build_op(name, op_spec, in_specs) for name in spec.ops}
         input_mixer = self.relaxation.input_mixer(in_choice, self.arch) if in_choice else SumInputs()
         op_mixer = self.relaxation.op_mixer(op_choice, self.arch, spec.channels) if op_choice else SingleOp()
         return NodeModule(branches, ops, input_mixer, op_mixer, False)
 
-    def _build_plan(self, order: list[str]) -> tuple[Step, ...]:
+    def _build_cell(self, n: str, g: nx.DiGraph, prefix: str) -> CellModule:
+        """Branches align each input to (cell scale, body input width); the body compiles recursively."""
+        spec = node_spec(g, n)
+        q = qualify(prefix, n)
+        body = spec.body
+        assert body is not None  # validate() guarantees it
+        if spec.has_input_choice or spec.has_op_choice:
+            raise GraphError(f"node {q!r}: a cell's choices live in its body; give the cell one op name and no keep_inputs")
+        body_in = input_node(body)
+        width = node_spec(body, body_in).channels
+        target = replace(spec, channels=width)
+        branches = {p: build_alignment(node_spec(g, p), target) for p in inputs_of(g, n)}
+        order = execution_order(body)
+        nodes = {m: self._build_node(m, body, q) for m in order if m != body_in}
+        return CellModule(branches, BodyNetwork(nodes, self._build_plan(order, body, body_in)))
+
+    def _build_plan(self, order: list[str], g: nx.DiGraph | None = None, input_name: str | None = None) -> tuple[Step, ...]:
+        g = self.graph if g is None else g
+        input_name = self.input_name if input_name is None else input_name
         slot = {n: i for i, n in enumerate(order)}
         last_use: dict[int, str] = {}
         for n in order:
-            for p in inputs_of(self.graph, n):
+            for p in inputs_of(g, n):
                 last_use[slot[p]] = n
         frees: dict[str, list[int]] = {}
         for s, n in last_use.items():
             frees.setdefault(n, []).append(s)
         return tuple(
-            Step(n, tuple(slot[p] for p in inputs_of(self.graph, n)), slot[n], tuple(sorted(frees.get(n, ()))))
+            Step(n, tuple(slot[p] for p in inputs_of(g, n)), slot[n], tuple(sorted(frees.get(n, ()))))
             for n in order
-            if n != self.input_name
+            if n != input_name
         )
 
     # ---------------------------------------------------------------- execution
@@ -152,6 +213,24 @@ class CompiledNetwork(nn.Module):
     def arch_parameters(self) -> Iterator[nn.Parameter]:
         """alpha and beta (Adam in bi-level search); empty for a fixed network."""
         return iter(()) if self.arch is None else self.arch.parameters()
+
+
+def _graph_ops(g: nx.DiGraph) -> set[str]:
+    ops = set()
+    for n in g.nodes:
+        ops.update(g.nodes[n].get("ops", ()))
+        body = g.nodes[n].get("body")
+        if body is not None:
+            ops |= _graph_ops(body)
+    return ops
+
+
+def _ensure_ops(graph: nx.DiGraph) -> None:
+    """Ops a space registers in its own module (Auto-DeepLab's ``none``) exist once plug-ins load."""
+    if not _graph_ops(graph) <= set(OPS):
+        from archgraph.registry import load_plugins
+
+        load_plugins()
 
 
 def compile_graph(graph: nx.DiGraph, relaxation: Relaxation | None = None, arch: ArchParams | None = None, arch_seed: int = 0) -> CompiledNetwork:

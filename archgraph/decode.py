@@ -9,21 +9,78 @@
 The result validates, serializes and compiles on its own. Scores are plain ``{label: [p, ...]}``
 dicts (what :meth:`ArchParams.scores` returns), so a strategy can hand over transformed scores (e.g.
 PC-DARTS multiplies op and edge weights) without the decoder knowing any strategy.
+
+Nested cell bodies are decoded the same way, recursively (their choice points have qualified ids,
+see :mod:`archgraph.choices`).
+
+**Space-specific decoding rules.** A space whose final architecture is derived by another rule
+(Auto-DeepLab: a Viterbi path over the trellis and DARTS's top-2 cell decoding) names a decoder in
+its graph, ``graph.graph["decoder"] = "<name>"``, registered with :func:`register_decoder` (in the
+space's module, loaded with the space's plug-in). :func:`decode` and :func:`decisions` dispatch on
+it, so strategies, the search loop and the CLI keep calling the same two functions and the graph
+stays the single source of truth. The decisions hook maps scores to the op/input indices of the
+supernet's subnet mode, i.e. what S-mIoU evaluates.
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
 import networkx as nx
 
-from archgraph.choices import ChoicePoints, discover_choices
+from archgraph.choices import ChoicePoints, discover_choices, qualify
 from archgraph.errors import GraphError
 from archgraph.graph import NodeSpec, add_edge, add_node, head_node, inputs_of, new_graph, node_spec, validate
 
 Scores = Mapping[str, Sequence[float]]
+DecodeFn = Callable[[nx.DiGraph, Scores, Scores, "int | None"], nx.DiGraph]
+DecisionsFn = Callable[[ChoicePoints, Scores, Scores, "int | None"], tuple[dict[str, int], dict[str, list[int]]]]
+# graph attributes that describe a supernet's choices; a derived graph (no choices) drops them
+SUPERNET_ONLY_ATTRS = ("beta_groups", "choice_kinds")
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """A space's own decoding rule: ``decode(graph, op_scores, input_scores, keep) -> derived graph``
+    and, optionally, ``decisions(choices, op_scores, input_scores, keep) -> (op idx, input idx)`` for
+    the supernet's subnet mode (the default decisions are used when it is ``None``)."""
+
+    name: str
+    decode: DecodeFn
+    decisions: DecisionsFn | None = None
+
+
+DECODERS: dict[str, Decoder] = {}
+
+
+def register_decoder(name: str, decisions: DecisionsFn | None = None) -> Callable[[DecodeFn], DecodeFn]:
+    """Register ``fn`` as the decoder a graph selects with ``graph.graph["decoder"] = name``."""
+
+    def deco(fn: DecodeFn) -> DecodeFn:
+        DECODERS[name] = Decoder(name, fn, decisions)
+        return fn
+
+    return deco
+
+
+def get_decoder(graph: nx.DiGraph | None) -> Decoder | None:
+    """The decoder ``graph`` names, or ``None`` for the default BFS decoder."""
+    name = None if graph is None else graph.graph.get("decoder")
+    if name is None:
+        return None
+    if name not in DECODERS:
+        from archgraph.registry import load_plugins
+
+        load_plugins()
+    if name not in DECODERS:
+        raise GraphError(
+            f"graph {graph.graph.get('name')!r} names decoder {name!r}, which is not registered "
+            f"(registered: {', '.join(sorted(DECODERS)) or 'none'}); install the plug-in of space {graph.graph.get('space')!r}"
+        )
+    return DECODERS[name]
 
 
 def _argmax(values: Sequence[float]) -> int:
@@ -38,8 +95,16 @@ def decisions(choices: ChoicePoints, op_scores: Scores, input_scores: Scores, ke
     """Steps 1-2 of decoding as indices per choice label: the argmax op, the top-k inputs.
 
     The same indices drive a supernet's subnet mode (:meth:`Relaxation.fixed_subnet`), so S-mIoU
-    evaluates exactly what :func:`decode` derives.
+    evaluates exactly what :func:`decode` derives. A space's decoder may supply its own rule.
     """
+    decoder = get_decoder(choices.graph) if choices.decoder else None
+    if decoder is not None and decoder.decisions is not None:
+        return decoder.decisions(choices, op_scores, input_scores, keep)
+    return default_decisions(choices, op_scores, input_scores, keep)
+
+
+def default_decisions(choices: ChoicePoints, op_scores: Scores, input_scores: Scores, keep: int | None = None) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Argmax op per op label, top-k inputs per input label."""
     ops = {c.label: _argmax(_scores_for(op_scores, c.label, len(c.candidates), c.node, "op")) for c in choices.ops}
     inputs = {}
     for c in choices.inputs:
@@ -49,40 +114,65 @@ def decisions(choices: ChoicePoints, op_scores: Scores, input_scores: Scores, ke
 
 
 def decode(graph: nx.DiGraph, op_scores: Scores, input_scores: Scores, keep: int | None = None) -> nx.DiGraph:
-    """Derive the final architecture from ``graph`` and the scores of its choice points."""
+    """Derive the final architecture from ``graph`` and the scores of its choice points (with the
+    space's own decoder when the graph names one, else the BFS decoder)."""
+    decoder = get_decoder(graph)
+    if decoder is not None:
+        return decoder.decode(graph, op_scores, input_scores, keep)
+    return bfs_decode(graph, op_scores, input_scores, keep)
+
+
+def bfs_decode(graph: nx.DiGraph, op_scores: Scores, input_scores: Scores, keep: int | None = None) -> nx.DiGraph:
+    """The default rule: argmax ops, top-k inputs, BFS from the head; nested bodies alike."""
     choices = discover_choices(graph)
-    op_idx, input_idx = decisions(choices, op_scores, input_scores, keep)
+    op_idx, input_idx = default_decisions(choices, op_scores, input_scores, keep)
     chosen_ops = {c.node: c.candidates[op_idx[c.label]] for c in choices.ops}
     kept: dict[str, list[tuple[str, float]]] = {
         c.node: [(c.candidates[i], float(input_scores[c.label][i])) for i in input_idx[c.label]] for c in choices.inputs
     }
+    derived = derive_graph(graph, chosen_ops, kept)
+    validate(derived)
+    return derived
 
+
+def derive_graph(graph: nx.DiGraph, chosen_ops: Mapping[str, str], kept: Mapping[str, Sequence[tuple[str, float]]], prefix: str = "") -> nx.DiGraph:
+    """``graph`` reduced to the chosen ops and kept edges, minus what no longer reaches the head.
+
+    ``chosen_ops`` / ``kept`` are keyed by qualified node id (kept sources qualified too); nodes with
+    no entry keep their ops / all their inputs. Cell bodies are reduced recursively.
+    """
+    def local(q: str) -> str:
+        return q[len(prefix) + 1:] if prefix else q
+
+    kept_local = {local(n): [(local(p), sc) for p, sc in v] for n, v in kept.items() if (n.rsplit("/", 1)[0] if "/" in n else "") == prefix}
     head = head_node(graph)
     reached = {head}
     queue = deque([head])
     while queue:
         n = queue.popleft()
-        sources = [p for p, _ in kept[n]] if n in kept else inputs_of(graph, n)
+        sources = [p for p, _ in kept_local[n]] if n in kept_local else inputs_of(graph, n)
         for p in sources:
             if p not in reached:
                 reached.add(p)
                 queue.append(p)
 
-    derived = new_graph(f"{graph.graph.get('name', 'arch')}-derived", **{k: v for k, v in graph.graph.items() if k != "name"})
+    attrs = {k: v for k, v in graph.graph.items() if k != "name" and k not in SUPERNET_ONLY_ATTRS}
+    derived = new_graph(f"{graph.graph.get('name', 'arch')}-derived", **attrs)
     for n in graph.nodes:  # keep the supernet's node order: stable files, stable drawings
         if n not in reached:
             continue
         s = node_spec(graph, n)
-        ops = (chosen_ops[n],) if n in chosen_ops else s.ops
-        add_node(derived, n, NodeSpec(s.kind, s.layer, s.scale, s.channels, ops, None, None, s.body))
+        q = qualify(prefix, n)
+        ops = (chosen_ops[q],) if q in chosen_ops else s.ops
+        body = derive_graph(s.body, chosen_ops, kept, q) if s.body is not None else None
+        add_node(derived, n, NodeSpec(s.kind, s.layer, s.scale, s.channels, ops, None, None, body))
     for n in derived.nodes:
-        if n in kept:
-            for p, score in kept[n]:
+        if n in kept_local:
+            for p, score in kept_local[n]:
                 add_edge(derived, p, n, score=score)
         else:
             for p in inputs_of(graph, n):
                 add_edge(derived, p, n)
-    validate(derived)
     return derived
 
 

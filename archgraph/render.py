@@ -11,7 +11,12 @@ positions and straight edges; ``dot``'s layered layout would reorder the grid an
   node shows its most probable op with its probability.
 - A **derived architecture** shows the chosen op on every node and the kept edges, their width
   following the ``score`` the decoder recorded.
-- A ``cell`` node's nested body is drawn as a cluster of its own below the grid.
+- A ``cell`` node's nested body is drawn as a cluster of its own below the grid; cells whose bodies
+  are alike (a repeated cell, as Auto-DeepLab's shared cell) get one cluster, not one each.
+- A graph whose space names its own decoder (``graph.graph["decoder"]``, e.g. Auto-DeepLab's Viterbi
+  path) has the edges *that* decoder keeps drawn dark: the chosen trellis path.
+- :func:`render` also writes the cell on its own, ``<name>_cell.<fmt>`` next to the picture, when the
+  graph has cells (:func:`render_cell`: the body of the first cell, scored edges and ops included).
 
 Formats by suffix: ``.svg``, ``.png``, ``.pdf``, ``.dot``. If Graphviz's ``dot`` program is missing,
 the DOT source is written next to the requested file and the result carries a warning saying how to
@@ -44,6 +49,7 @@ X_STEP, Y_STEP = 1.9, 1.15  # inches between grid columns (layers) and rows (sca
 class RenderResult:
     path: Path  # the file written (the .dot file when Graphviz is missing)
     warning: str | None = None
+    extra: tuple[Path, ...] = ()  # further pictures written alongside (the cell of a hierarchical space)
 
 
 def short_op(name: str) -> str:
@@ -71,6 +77,15 @@ def _edge_probabilities(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> 
             i = max(range(len(values)), key=lambda j: values[j])
             best[c.node] = (c.candidates[i], float(values[i]))
     kept: set[tuple[str, str]] = set()
+    if graph.graph.get("decoder"):  # the space's own rule (e.g. a Viterbi path): draw what it keeps
+        from archgraph.decode import decode
+
+        try:
+            derived = decode(graph, ops, inputs)
+        except (ArchgraphError, KeyError):
+            return probs, kept, best
+        kept.update((u, v) for u, v in derived.edges if graph.has_edge(u, v))
+        return probs, kept, best
     try:
         _, input_idx = decisions(choices, ops, inputs)
     except ArchgraphError:
@@ -89,9 +104,13 @@ def _positions(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
     pos = {}
     for (layer, scale), members in cells.items():
         row = math.log2(scale)
-        for i, n in enumerate(members):
-            offset = (i - (len(members) - 1) / 2) * 0.45
-            pos[n] = (layer * X_STEP, -(row + offset) * Y_STEP)
+        # cell nodes (hierarchical spaces) sit half a column left of the node they feed
+        cell_members = [n for n in members if graph.nodes[n].get("kind") == "cell"]
+        others = [n for n in members if graph.nodes[n].get("kind") != "cell"]
+        for group, shift in ((others, 0.0), (cell_members, -0.5)):
+            for i, n in enumerate(group):
+                offset = (i - (len(group) - 1) / 2) * 0.45
+                pos[n] = ((layer + shift) * X_STEP, -(row + offset) * Y_STEP)
     return pos
 
 
@@ -100,6 +119,8 @@ def _node_label(graph: nx.DiGraph, n: str, best: Mapping[str, tuple[str, float]]
     where = f"{n}\\n1/{spec.scale} · {spec.channels}ch"
     if spec.kind == "input":
         return f"{n}\\n3ch"
+    if spec.kind == "cell":  # many per grid point in hierarchical spaces: keep the box small (id in the tooltip)
+        return f"cell\\n{spec.channels}ch"
     if n in best:
         op, p = best[n]
         return f"{where}\\n{short_op(op)} ({p:.2f})"
@@ -133,7 +154,7 @@ def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: st
     pos = _positions(graph)
     for n in graph.nodes:
         x, y = pos[n]
-        dot.node(n, _node_label(graph, n, best), fillcolor=_node_colour(graph, n), pos=f"{x:.3f},{y:.3f}!")
+        dot.node(n, _node_label(graph, n, best), fillcolor=_node_colour(graph, n), pos=f"{x:.3f},{y:.3f}!", tooltip=n)
     max_p = max(probs.values(), default=1.0) or 1.0
     for u, v, attrs in graph.edges(data=True):
         if (u, v) in probs:  # a candidate edge of a scored supernet
@@ -150,11 +171,80 @@ def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: st
             dot.edge(u, v, penwidth=f"{width:.2f}", color="#1f4e9a", tooltip=f"{u} -> {v}: p={p:.3f}")
         else:
             dot.edge(u, v, penwidth="1.0" if not supernet else "0.8", color="#404040")
-    for n in graph.nodes:  # nested cell bodies, each as its own cluster under the grid
+    drawn: set[str] = set()
+    for n in graph.nodes:  # nested cell bodies, each distinct one as its own cluster under the grid
         body = node_spec(graph, n).body
         if body is not None:
-            _add_body_cluster(dot, n, body, pos[n])
+            signature = _body_signature(body)
+            if signature in drawn:
+                continue
+            drawn.add(signature)
+            lowest = min(y for _, y in pos.values()) + 2.5 * Y_STEP - 1.0 * len(drawn)  # below the grid
+            _add_body_cluster(dot, n, body, (pos[n][0], lowest))
     return dot.source
+
+
+def _body_signature(body: nx.DiGraph) -> str:
+    """Bodies with the same nodes, ops, labels and edges draw alike (widths may differ)."""
+    nodes = [(n, tuple(body.nodes[n].get("ops", ())), body.nodes[n].get("label")) for n in body.nodes]
+    return repr((nodes, sorted(body.edges)))
+
+
+def first_cell(graph: nx.DiGraph) -> str | None:
+    return next((n for n in graph.nodes if node_spec(graph, n).body is not None), None)
+
+
+def cell_to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None) -> str:
+    """The body of ``graph``'s first cell as a picture of its own (left to right by block).
+
+    With scores, each op-choice node shows its best op and probability and, for a graph that names a
+    decoder, the edges and ops the decoded cell keeps are drawn dark.
+    """
+    import graphviz
+
+    cell = first_cell(graph)
+    if cell is None:
+        raise ArchgraphError(f"graph {graph.graph.get('name')!r} has no cell with a nested body to draw")
+    body = node_spec(graph, cell).body
+    kept_nodes: set[str] | None = None
+    ops = (scores or {}).get("ops", {})
+    if scores and graph.graph.get("decoder"):
+        from archgraph.decode import decode
+
+        try:
+            derived = decode(graph, ops, scores.get("inputs", {}))
+            cells = [n for n in derived.nodes if node_spec(derived, n).body is not None]
+            if cells:
+                kept_nodes = set(node_spec(derived, cells[0]).body.nodes)
+        except (ArchgraphError, KeyError):
+            kept_nodes = None
+    dot = graphviz.Digraph(name="cell", engine="dot")
+    dot.attr("graph", rankdir="LR", fontname="Helvetica", labelloc="t", fontsize="16",
+             label=title or f"cell of {graph.graph.get('name', '')} ({cell})")
+    dot.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="10")
+    for n in body.nodes:
+        spec = node_spec(body, n)
+        label = spec.label or n
+        if spec.has_op_choice and label in ops:
+            values = ops[label]
+            i = max(range(len(values)), key=lambda j: (values[j], -j))
+            text = f"{n}\\n{short_op(spec.ops[i])} ({values[i]:.2f})"
+        elif spec.has_op_choice:
+            text = f"{n}\\n{len(spec.ops)} candidate ops"
+        else:
+            text = f"{n}\\n{short_op(spec.ops[0]) if spec.ops else spec.kind}"
+        faded = kept_nodes is not None and n not in kept_nodes
+        dot.node(n, text, fillcolor="#f3f3f3" if faded else KIND_COLOURS.get(spec.kind, "#dbe9f6"), color="#bbbbbb" if faded else "#404040",
+                 fontcolor="#999999" if faded else "#000000")
+    for u, v in body.edges:
+        faded = kept_nodes is not None and (u not in kept_nodes or v not in kept_nodes)
+        dot.edge(u, v, color="#cccccc" if faded else "#1f4e9a", penwidth="0.6" if faded else "1.4")
+    return dot.source
+
+
+def render_cell(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None) -> RenderResult:
+    """Draw the first cell's body of ``graph`` to ``output`` (format from its suffix)."""
+    return _write(cell_to_dot(graph, scores, title), Path(output), "dot")
 
 
 def _add_body_cluster(dot, owner: str, body: nx.DiGraph, anchor: tuple[float, float]) -> None:
@@ -170,20 +260,31 @@ def _add_body_cluster(dot, owner: str, body: nx.DiGraph, anchor: tuple[float, fl
 
 
 def render(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None) -> RenderResult:
-    """Draw ``graph`` to ``output`` (format from its suffix); never raises for a missing Graphviz."""
+    """Draw ``graph`` to ``output`` (format from its suffix); never raises for a missing Graphviz.
+
+    A graph with cells also gets its cell drawn on its own, ``<stem>_cell<suffix>`` (``extra``).
+    """
+    output = Path(output)
+    source = to_dot(graph, scores, title)
+    result = _write(source, output, "neato")
+    if first_cell(graph) is None:
+        return result
+    cell_out = output.with_name(f"{output.stem}_cell{output.suffix}")
+    cell = _write(cell_to_dot(graph, scores, f"cell of {title or graph.graph.get('name', '')}"), cell_out, "dot")
+    return RenderResult(result.path, result.warning, (cell.path,))
+
+
+def _write(source: str, output: Path, engine: str) -> RenderResult:
     import graphviz
 
-    output = Path(output)
     fmt = output.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ArchgraphError(f"{output}: unknown picture format {fmt!r}; use one of {', '.join('.' + f for f in FORMATS)}")
-    source = to_dot(graph, scores, title)
     if fmt == "dot":
         return RenderResult(atomic_write_text(output, source))
     try:
-        data = graphviz.Source(source, engine="neato").pipe(format=fmt)
+        data = graphviz.Source(source, engine=engine).pipe(format=fmt)
     except graphviz.ExecutableNotFound:
         dot_path = atomic_write_text(output.with_suffix(".dot"), source)
         return RenderResult(dot_path, f"Graphviz's `dot` program was not found, so {output.name} was not drawn; wrote {dot_path.name} instead. {INSTALL_HINT}")
     return RenderResult(atomic_write_bytes(output, data))
-

@@ -70,29 +70,49 @@ def space_graph(cfg):
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    from archgraph.registry import list_spaces
+    from archgraph.registry import PLUGIN_ERRORS, list_spaces, space_kinds
 
     table = Table(title="search spaces")
-    for col in ("name", "description", "hyper-parameters (space.KEY, default)"):
+    for col in ("name", "description", "choice kinds", "hyper-parameters (space.KEY, default)"):
         table.add_column(col)
     for info in list_spaces():
         params = ", ".join(f"{f.name}={_default(f)}" for f in dataclasses.fields(info.params))
-        table.add_row(info.name, info.doc, params)
+        try:
+            kinds = ", ".join(sorted(space_kinds(info)))
+        except Exception as exc:  # noqa: BLE001 - a broken plug-in space must not hide the others
+            kinds = f"? ({exc.__class__.__name__}: {exc})"
+        table.add_row(info.name, info.doc, kinds, params)
     console.print(table)
+    _plugin_errors(PLUGIN_ERRORS)
     return 0
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    from archgraph.registry import list_strategies
+    from archgraph.registry import PLUGIN_ERRORS, list_spaces, list_strategies, strategy_handles, support_matrix
 
     table = Table(title="search strategies")
-    for col in ("name", "description", "options (strategy.KEY, default)"):
+    for col in ("name", "description", "handles", "options (strategy.KEY, default)"):
         table.add_column(col)
     for info in list_strategies():
         params = ", ".join(f"{f.name}={_default(f)}" for f in dataclasses.fields(info.params))
-        table.add_row(info.name, info.doc, params)
+        table.add_row(info.name, info.doc, ", ".join(sorted(strategy_handles(info))), params)
     console.print(table)
+    spaces = [s.name for s in list_spaces()]
+    matrix = Table(title="which strategy runs on which space (yes, or why not)")
+    matrix.add_column("strategy \\ space")
+    for name in spaces:
+        matrix.add_column(name)
+    cells: dict[tuple[str, str], str | None] = {(st, sp): reason for st, sp, reason in support_matrix()}
+    for info in list_strategies():
+        matrix.add_row(info.name, *("yes" if cells[(info.name, sp)] is None else f"no: {cells[(info.name, sp)]}" for sp in spaces))
+    console.print(matrix)
+    _plugin_errors(PLUGIN_ERRORS)
     return 0
+
+
+def _plugin_errors(errors: list[str]) -> None:
+    for message in errors:
+        console.print(f"[yellow]warning:[/] {message}")
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
@@ -113,7 +133,11 @@ def _default(f: dataclasses.Field) -> str:
         return repr(f.default)
     if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
         value = f.default_factory()  # type: ignore[misc]
-        return "[6 MobileNetV3 blocks]" if isinstance(value, list) and len(value) > 4 else repr(value)
+        if isinstance(value, list) and len(value) > 4:
+            from archgraph.ops import MBCONV_OPS
+
+            return "[6 MobileNetV3 blocks]" if tuple(value) == MBCONV_OPS else f"[{len(value)} ops: {', '.join(map(str, value))}]"
+        return repr(value)
     return "?"
 
 

@@ -1,0 +1,70 @@
+"""A tiny archgraph plug-in: not part of archgraph, installed like any third-party package.
+
+- ``tiny_chain``: image -> stem -> two searchable nodes (an op choice each, the second also an input
+  choice) -> head. Small enough to search in seconds.
+- ``tiny_width``: the same graph declaring a ``width`` choice kind (a channel-width choice needing a
+  relaxation no strategy provides), so every strategy refuses it before any data is loaded.
+- ``tiny_darts``: a strategy; the plain continuous relaxation under another name, declaring the kinds
+  it handles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import networkx as nx
+
+from archgraph.graph import NodeSpec, add_edge, add_node, new_graph
+from archgraph.registry import register_space, register_strategy
+from strategies.base import Strategy, StrategyParams
+
+
+@dataclass
+class TinyParams:
+    """Hyper-parameters of the tiny spaces."""
+
+    channels: int = 4
+    num_classes: int = 0
+
+
+def _tiny(p: TinyParams, space: str) -> nx.DiGraph:
+    g = new_graph(f"{space}-C{p.channels}", space=space, params=asdict(p), num_classes=p.num_classes or 5)
+    add_node(g, "image", NodeSpec("input", 0, 1, 3))
+    add_node(g, "stem", NodeSpec("stem", 0, 4, p.channels, ("conv3x3",)))
+    add_edge(g, "image", "stem")
+    add_node(g, "a", NodeSpec("fusion", 1, 4, p.channels, ("conv3x3", "skip_connect")))
+    add_edge(g, "stem", "a")
+    add_node(g, "b", NodeSpec("fusion", 2, 8, 2 * p.channels, ("conv1x1", "max_pool_3x3"), keep_inputs=1))
+    add_edge(g, "stem", "b", kind="candidate")
+    add_edge(g, "a", "b", kind="candidate")
+    add_node(g, "head", NodeSpec("head", 3, 1, p.num_classes or 5, ("head_simple",)))
+    add_edge(g, "a", "head")
+    add_edge(g, "b", "head")
+    return g
+
+
+@register_space("tiny_chain", TinyParams)
+def build_tiny_chain(p: TinyParams) -> nx.DiGraph:
+    """A four-node example space from a third-party plug-in."""
+    return _tiny(p, "tiny_chain")
+
+
+@register_space("tiny_width", TinyParams)
+def build_tiny_width(p: TinyParams) -> nx.DiGraph:
+    """The example space declaring a 'width' choice kind that no strategy handles."""
+    g = _tiny(p, "tiny_width")
+    g.graph["choice_kinds"] = ["width"]
+    return g
+
+
+@dataclass
+class TinyDARTSParams(StrategyParams):
+    """No options."""
+
+
+@register_strategy("tiny_darts", TinyDARTSParams)
+class TinyDARTS(Strategy):
+    """Plain relaxation, registered by a third-party plug-in."""
+
+    name = "tiny_darts"
+    handles = frozenset({"op", "input"})
