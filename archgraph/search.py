@@ -37,7 +37,7 @@ from archgraph.graph import graph_hash, save
 from archgraph.graph import load as load_graph
 from archgraph.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
-from archgraph.registry import get_strategy
+from archgraph.registry import check_support, get_strategy
 from archgraph.spaces_api import build_space
 
 CHECKPOINT = "checkpoint.pt"
@@ -198,13 +198,15 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
     seed_everything(cfg.seed, cfg.search.deterministic)
+    info = get_strategy(cfg.strategy_name)
+    params = dataclass_from_dict(info.params, cfg.strategy_params, "strategy")
+    # An unsupported strategy/space pair fails here, before any data is read.
+    check_support(info, build_space(cfg.space_name, cfg.space_params))
     data = build_search_data(cfg)
     if not cfg.space.get("num_classes"):
         cfg.space["num_classes"] = data.num_classes
     atomic_write_text(out / "config.yaml", cfg.to_yaml())
 
-    info = get_strategy(cfg.strategy_name)
-    params = dataclass_from_dict(info.params, cfg.strategy_params, "strategy")
     graph = build_space(cfg.space_name, cfg.space_params)
     strategy = info.cls(graph, params, cfg.search, cfg.seed)
 
@@ -215,7 +217,8 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
     record: dict[str, Any] = {}
     net: CompiledNetwork | None = None
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    stop = GracefulStop(f"archgraph search --out {out} --resume")
+    with stop, Progress(*columns, disable=not progress, transient=False) as bar:
         for stage in range(start_stage, strategy.num_stages()):
             resuming = state is not None and state["stage"] == stage
             if resuming:
@@ -278,29 +281,24 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                     torch.cuda.reset_peak_memory_stats(device)
                 t0 = time.perf_counter()
                 step = first
-                try:
-                    for step, batch_w in enumerate(a_iter, start=first):
-                        strategy.on_step_start(epoch * steps + step, steps)
-                        batch_a = next(b_iter)
-                        batch_w = tuple(t.to(device) for t in batch_w)
-                        batch_a = tuple(t.to(device) for t in batch_a)
-                        try:
-                            losses = strategy.search_step(net, batch_w, batch_a, w_opt, a_opt)
-                        except NonFiniteLoss as exc:
-                            losses = _non_finite(cfg, net, exc, stage, epoch, step, out)
-                        _check_finite(net, losses, stage, epoch, step, out)
-                        for k, v in losses.items():
-                            sums[k] = sums.get(k, 0.0) + v
-                        bar.update(task, advance=1, info=f"epoch {epoch + 1}/{epochs} loss {losses.get('loss', float('nan')):.3f}")
-                        step += 1
-                        every = cfg.search.checkpoint_every
-                        if every and step % every == 0 and step < steps:
-                            checkpoint(epoch, step, False, sums)
-                except KeyboardInterrupt:
-                    checkpoint(epoch, step, False, sums)
-                    print(f"\ninterrupted at stage {stage} epoch {epoch} step {step}: checkpoint saved in {out / CHECKPOINT}; "
-                          f"continue with: archgraph search --out {out} --resume", file=sys.stderr)
-                    raise
+                for step, batch_w in enumerate(a_iter, start=first):
+                    strategy.on_step_start(epoch * steps + step, steps)
+                    batch_a = next(b_iter)
+                    batch_w = tuple(t.to(device) for t in batch_w)
+                    batch_a = tuple(t.to(device) for t in batch_a)
+                    try:
+                        losses = strategy.search_step(net, batch_w, batch_a, w_opt, a_opt)
+                    except NonFiniteLoss as exc:
+                        losses = _non_finite(cfg, net, exc, stage, epoch, step, out)
+                    _check_finite(net, losses, stage, epoch, step, out)
+                    for k, v in losses.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    bar.update(task, advance=1, info=f"epoch {epoch + 1}/{epochs} loss {losses.get('loss', float('nan')):.3f}")
+                    step += 1
+                    every = cfg.search.checkpoint_every
+                    if step < steps and (stop.requested or (every and step % every == 0)):
+                        checkpoint(epoch, step, False, sums)
+                        stop.exit_if_requested(f"stage {stage} epoch {epoch} step {step}")
                 elapsed = time.perf_counter() - t0
                 done = max(steps - first, 1)
                 sched.step()
@@ -323,6 +321,7 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                 record["seconds"] = time.perf_counter() - t0
                 _write_epoch(out, net, strategy, derived, record)
                 checkpoint(epoch, steps, True, {})
+                stop.exit_if_requested(f"the end of stage {stage} epoch {epoch}")
     assert net is not None
     # Strategies that pick the architecture after supernet training (SPOS's evolution) do it here.
     scorer = lambda ops, inputs, recalib_batches=None: score_subnet(net, strategy.relaxation, ops, inputs, data, cfg, device, recalib_batches)
@@ -332,6 +331,45 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
     _finish(out, net, strategy)
     atomic_write_json(out / "final.json", {"arch_hash": graph_hash(load_graph(out / "arch.yaml")), **record})
     return record
+
+
+class GracefulStop:
+    """Ctrl-C (SIGINT) during a run: finish the current step, save a checkpoint, exit with a message.
+
+    The first Ctrl-C only sets a flag that the loop checks after every step, so a checkpoint is
+    never written from a half-done step; a second Ctrl-C aborts at once (the last checkpoint stays).
+    Outside the main thread (where signals cannot be caught) it does nothing.
+    """
+
+    def __init__(self, resume_command: str):
+        self.resume_command = resume_command
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: saving a checkpoint after this step (press Ctrl-C again to abort without saving)", file=sys.stderr)
+
+    def __enter__(self) -> "GracefulStop":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def exit_if_requested(self, where: str) -> None:
+        if self.requested:
+            print(f"interrupted at {where}: checkpoint saved; continue with: {self.resume_command}", file=sys.stderr)
+            raise KeyboardInterrupt
 
 
 def _non_finite(cfg: Config, net: CompiledNetwork, exc: NonFiniteLoss, stage: int, epoch: int, step: int, out: Path) -> dict[str, float]:

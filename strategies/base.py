@@ -47,6 +47,9 @@ class Strategy:
     """Base strategy: the plain continuous relaxation with first-order bi-level alternation."""
 
     name: ClassVar[str] = "base"
+    # Kinds of choice point this strategy's relaxation handles; the support matrix and the early
+    # check in `archgraph search` read it (a space whose graphs have other kinds is refused).
+    handles: ClassVar[frozenset[str]] = frozenset({"op", "input"})
 
     def __init__(self, graph: nx.DiGraph, params: Any, search: SearchConfig, seed: int = 0):
         self.space_graph = graph  # the space as built from the config

@@ -13,6 +13,8 @@ from archgraph import build_space
 # Tiny tensors gain nothing from intra-op threads, and when other processes share the cores, spinning
 # OpenMP workers slow every op down by orders of magnitude. ARCHGRAPH_TEST_THREADS overrides.
 THREADS = int(os.environ.get("ARCHGRAPH_TEST_THREADS", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # subprocesses the tests start (CLI, benchmarks)
+torch.set_num_threads(THREADS)  # at import too: module-scoped fixtures run before the autouse one
 
 
 @pytest.fixture(autouse=True)

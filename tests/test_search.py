@@ -53,10 +53,11 @@ def test_search_moves_alpha_and_beta_and_the_arch_trains(run):
     assert max(b.abs().max() for b in betas) > 1e-2
     arch = load_graph(run / "arch.yaml")
     net = compile_graph(arch)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    torch.manual_seed(0)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 5, (2, 32, 32))
     losses = []
-    for _ in range(5):
+    for _ in range(10):
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(net(x), y)
         loss.backward()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "search_cost.py"
-TINY = ["--layers", "2", "--channels", "4", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "0"]
+TINY = ["--layers", "2", "--channels", "4", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "0", "--threads", "1"]
 ROW_KEYS = {
     "variant", "strategy", "params", "layers", "connections", "connections_formula", "arch_step", "step_s", "step_s_all",
     "peak_mem_mb", "baseline_mb", "memory_source", "branches_run", "ops_run", "saved_mb",
@@ -27,7 +27,7 @@ def test_two_variants_report_json(tmp_path):
     out = tmp_path / "cost.json"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), *TINY, "--variants", "full,dcnas", "--depths", "", "--json", str(out), "--markdown"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(out.read_text())
