@@ -14,8 +14,8 @@ datasets produce) and returns ``N x C x H x W`` logits.
 - fixed (default): ``1 x 3 x H x W`` with ``H, W`` = ``data.crop`` of the run, or ``--size H W``. Any
   ``H, W`` works; the padding to a multiple of the network's output stride is part of the program.
 - ``--dynamic``: batch, height and width are symbolic; height and width must be multiples of the
-  network's coarsest scale (its output stride, 32 for DCSS), so the caller pads (e.g. with zeros,
-  bottom/right) and crops the logits back. Why not any size: the network's pad-to-a-multiple step
+  network's coarsest scale (its output stride, 32 for DCSS) and at least twice it, so the caller pads
+  (e.g. with zeros, bottom/right) and crops the logits back. Why not any size: the network's pad-to-a-multiple step
   depends on the size, which ``torch.export`` can only express for sizes it can reason about.
 
 Next to the model a ``<output>.json`` records the input shape, whether it is dynamic, the stride,
@@ -59,10 +59,13 @@ def _check_size(size: tuple[int, int] | None, default: tuple[int, int], stride: 
     if h < 1 or w < 1:
         raise ConfigError(f"--size {h} {w}: height and width must be positive")
     if dynamic:
-        if size is None:  # round the crop up to the stride for the example input
-            h, w = -(-h // stride) * stride, -(-w // stride) * stride
-        elif h % stride or w % stride:
-            raise ConfigError(f"--size {h} {w}: with --dynamic, height and width must be multiples of the network's stride {stride}")
+        if size is None:  # round the crop up to the stride (and at least 2 strides) for the example input
+            h, w = (max(2, -(-v // stride)) * stride for v in (h, w))
+        elif h % stride or w % stride or min(h, w) < 2 * stride:
+            raise ConfigError(
+                f"--size {h} {w}: with --dynamic, height and width must be multiples of the network's stride {stride}, "
+                f"at least {2 * stride}"
+            )
     return h, w
 
 
@@ -70,8 +73,9 @@ def _dynamic_shapes(stride: int) -> dict[str, dict[int, Any]]:
     from torch.export import Dim
 
     batch = Dim("batch", min=1, max=4096)
-    h = Dim("h_blocks", min=1, max=MAX_SIDE // stride)
-    w = Dim("w_blocks", min=1, max=MAX_SIDE // stride)
+    # At least 2 blocks: a 1x1 coarsest feature map would be a special case torch.export specialises on.
+    h = Dim("h_blocks", min=2, max=MAX_SIDE // stride)
+    w = Dim("w_blocks", min=2, max=MAX_SIDE // stride)
     return {"x": {0: batch, 2: stride * h, 3: stride * w}}
 
 
@@ -113,7 +117,7 @@ def export_run(run_dir: str | Path, output: str | Path, fmt: str = "pt2", size: 
         "example_shape": list(example.shape),
         "dynamic": dynamic,
         "stride": stride,
-        "size_rule": f"H and W multiples of {stride}" if dynamic else f"exactly {h} x {w}",
+        "size_rule": f"H and W multiples of {stride}, at least {2 * stride}" if dynamic else f"exactly {h} x {w}",
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "num_classes": len(run.class_names),

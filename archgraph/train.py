@@ -165,6 +165,8 @@ def prepare_training(arch: str | Path | None, cfg_path: str | None, overrides: l
         return cfg, graph
     if arch is None:
         raise ConfigError("no architecture given; pass ARCH.yaml (or a search run folder), or --resume to continue --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; pass a folder for the run")
     if (out / LAST).exists() or (out / METRICS).exists():
         raise ConfigError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     return load_config(cfg_path, overrides), load_architecture(arch)

@@ -55,13 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(torch.export.load(path).module()), no archgraph needed; or as ONNX with --format onnx "
         "(pip install archgraph[onnx]). Input: N x 3 x H x W normalised image; output: N x C x H x W logits. "
         "Fixed input size by default (data.crop of the run, or --size H W); --dynamic makes batch, height and width "
-        "symbolic, with H and W multiples of the network's stride. A sidecar OUTPUT.json describes the input.",
+        "symbolic, with H and W multiples of the network's stride (at least twice it). A sidecar OUTPUT.json describes the input.",
     )
     p.add_argument("run_dir", help="a run folder written by `archgraph train`")
     p.add_argument("-o", "--output", required=True, help="file to write, e.g. model.pt2 or model.onnx")
     p.add_argument("--format", default="pt2", choices=("pt2", "onnx"), help="pt2 (torch.export, default) or onnx")
     p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=None, help="input height and width (default: the run's data.crop)")
-    p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width (H, W multiples of the stride)")
+    p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width (H, W multiples of the stride, at least twice it)")
     p.add_argument("--checkpoint", default="best.pt", choices=("best.pt", "last.pt"), help="which weights (default: best.pt)")
     p.set_defaults(func=cmd_export)
 
@@ -75,7 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     console.print(f"training [bold]{graph.graph.get('name', 'architecture')}[/] on [bold]{cfg.data.name}[/] for {cfg.train.epochs} epochs -> {out}")
     metrics = run_training(cfg, graph, out, resume=args.resume, progress=not args.no_progress, source=source)
     console.print(
-        f"done: mIoU {metrics['miou']:.4f} pixel acc {metrics['pixel_acc']:.4f} (best epoch {metrics['best_epoch'] + 1}), "
+        f"done: mIoU {metrics['miou']:.4f} pixel acc {metrics['pixel_acc']:.4f} (best at epoch {metrics['best_epoch'] + 1}/{metrics['epochs']}), "
         f"{metrics['params']:,} params, {metrics['flops'] / 1e9:.3f} GFLOPs at {metrics['flops_input'][0]}x{metrics['flops_input'][1]} "
         f"-> {out / 'metrics.json'}"
     )
@@ -113,6 +113,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     result = export_run(args.run_dir, args.output, args.format, tuple(args.size) if args.size else None, args.dynamic, args.checkpoint)
     n, c, h, w = result.input_shape
-    shape = f"N x 3 x H x W (H, W multiples of {result.stride})" if result.dynamic else f"{n} x {c} x {h} x {w}"
+    shape = f"N x 3 x H x W (H, W multiples of {result.stride}, at least {2 * result.stride})" if result.dynamic else f"{n} x {c} x {h} x {w}"
     console.print(f"wrote {result.path} (input {shape}) and {result.info_path}")
     return 0
