@@ -105,7 +105,26 @@ def load_checkpoint(path: str | Path, check: Callable[[dict[str, Any]], None] | 
         return state
     if not problems:
         raise CheckpointError(f"{path} does not exist: nothing to resume; run without --resume to start afresh")
-    raise CheckpointError(f"no usable checkpoint in {path.parent}: {'; '.join(problems)}. Delete the run folder's checkpoints and start again without --resume")
+    raise CheckpointError(f"no usable checkpoint in {path.parent}: {'; '.join(problems)}. The run cannot continue from these files: start it again in a new folder")
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global random state a run draws from: restoring it makes a resumed run bit-identical."""
+    import random
+
+    import numpy as np
+
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
 
 
 def has_checkpoint(path: str | Path) -> bool:

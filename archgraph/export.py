@@ -34,7 +34,7 @@ import torch
 
 from archgraph.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from archgraph.errors import ArchgraphError, ConfigError
-from archgraph.io import _atomic, atomic_write_bytes, atomic_write_json
+from archgraph.io import atomic_write_with, atomic_write_bytes, atomic_write_json
 from archgraph.train import BEST, load_run
 
 FORMATS = ("pt2", "onnx")
@@ -103,7 +103,7 @@ def export_run(run_dir: str | Path, output: str | Path, fmt: str = "pt2", size: 
                 atomic_write_bytes(output, buffer.getvalue())
             else:
                 onnx_program = torch.onnx.export(program, (example,), dynamic_shapes=shapes, dynamo=True)
-                _atomic(output, lambda p: onnx_program.save(str(p)))
+                atomic_write_with(output, lambda p: onnx_program.save(str(p)))
     except ArchgraphError:
         raise
     except (RuntimeError, ValueError, TypeError) as exc:  # torch.export / onnx failures

@@ -18,7 +18,8 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write_with(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -36,11 +37,11 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    return _atomic(path, lambda p: p.write_text(text))
+    return atomic_write_with(path, lambda p: p.write_text(text))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    return _atomic(path, lambda p: p.write_bytes(data))
+    return atomic_write_with(path, lambda p: p.write_bytes(data))
 
 
 def atomic_write_json(path: Path, obj: Any) -> Path:
@@ -50,7 +51,7 @@ def atomic_write_json(path: Path, obj: Any) -> Path:
 def atomic_torch_save(path: Path, obj: Any) -> Path:
     import torch
 
-    return _atomic(path, lambda p: torch.save(obj, p))
+    return atomic_write_with(path, lambda p: torch.save(obj, p))
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ from archgraph.decode import decisions
 from archgraph.errors import CheckpointError, ConfigError, NonFiniteLoss, NumericalError
 from archgraph.graph import graph_hash, save
 from archgraph.graph import load as load_graph
-from archgraph.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from archgraph.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
 from archgraph.registry import check_support, get_strategy
 from archgraph.spaces_api import build_space
@@ -92,7 +92,7 @@ def _cycle(loader: DataLoader) -> Iterator:
         yield from loader
 
 
-def _set_dataset_epoch(ds: Dataset, epoch: int) -> None:
+def set_dataset_epoch(ds: Dataset, epoch: int) -> None:
     base = ds.dataset if isinstance(ds, Subset) else ds
     if hasattr(base, "set_epoch"):
         base.set_epoch(epoch)
@@ -244,7 +244,7 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                 if a_opt is not None and state.get("a_opt") is not None:
                     a_opt.load_state_dict(state["a_opt"])
                 strategy.load_state_dict(state["strategy"])
-                _set_rng_state(state["rng"])
+                set_rng_state(state["rng"])
                 if state["finished_epoch"]:
                     start_epoch = state["epoch"] + 1
                 else:
@@ -256,7 +256,7 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                 save_checkpoint(out / CHECKPOINT, {
                     "version": CHECKPOINT_VERSION, "stage": stage, "epoch": epoch, "step": step, "finished_epoch": finished,
                     "sums": dict(sums), "net": net.state_dict(), "w_opt": w_opt.state_dict(), "sched": sched.state_dict(),
-                    "a_opt": a_opt.state_dict() if a_opt else None, "strategy": strategy.state_dict(), "rng": _rng_state(),
+                    "a_opt": a_opt.state_dict() if a_opt else None, "strategy": strategy.state_dict(), "rng": rng_state(),
                     "record": record,
                 })
 
@@ -268,7 +268,7 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                 epoch_seed = cfg.seed + 1000 * stage + 10 * epoch
                 loader_a = _loader(data.train_a, cfg, epoch_seed)
                 b_iter = _cycle(_loader(data.train_b, cfg, epoch_seed + 1))
-                _set_dataset_epoch(data.train_a, epoch)
+                set_dataset_epoch(data.train_a, epoch)
                 first = start_step if epoch == start_epoch else 0
                 if epoch != start_epoch:
                     sums = {}
@@ -433,16 +433,6 @@ def _finish(out: Path, net: CompiledNetwork, strategy) -> None:
         result = render(graph, out / f"{name}.svg", scores=sc, title=f"{name} ({strategy.name})")
         if result.warning:
             print(f"warning: {result.warning}")
-
-
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
 
 
 def _load_checkpoint(out: Path) -> dict[str, Any]:

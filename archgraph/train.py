@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import pickle
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +40,11 @@ from archgraph.config import Config, config_from_dict, load_config
 from archgraph.costs import count_params, model_flops
 from archgraph.data.transforms import IGNORE_INDEX
 from archgraph.errors import CheckpointError, ConfigError, GraphError, NumericalError
-from archgraph.graph import graph_hash, has_choices, head_node, node_spec, save
-from archgraph.graph import load as load_graph
-from archgraph.io import append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_text
-from archgraph.search import _rng_state, _set_dataset_epoch, _set_rng_state, peak_memory_mb, seed_everything
+from archgraph.graph import graph_hash, head_node, node_spec, save
+from archgraph.archfile import load_architecture as check_architecture
+from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
+from archgraph.checkpoint import load_checkpoint as load_verified, previous_path, rng_state, save_checkpoint, set_rng_state
+from archgraph.search import peak_memory_mb, seed_everything, set_dataset_epoch
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -82,15 +83,10 @@ def arch_file(path: str | Path) -> Path:
 
 
 def load_architecture(path: str | Path) -> nx.DiGraph:
-    """Load a derived architecture (no choice points) from a YAML file or a search run folder."""
-    file = arch_file(path)
-    graph = load_graph(file)  # GraphError naming the file when it is not a graph
-    if has_choices(graph):
-        raise GraphError(
-            f"{file} is a supernet with choice points, not an architecture; derive one first "
-            f"(`archgraph search` writes RUN/arch.yaml, `archgraph sample` a random one)"
-        )
-    compile_graph(graph)  # validates the schema and the ops now, with the file's name in context
+    """Load a derived architecture (no choice points, part of its space) from a YAML file or a search
+    run folder; see :func:`archgraph.archfile.load_architecture` for what is checked."""
+    graph = check_architecture(arch_file(path))
+    compile_graph(graph)  # builds every op now, with the file's name in context
     return graph
 
 
@@ -185,23 +181,23 @@ def poly_factor(total_steps: int, power: float):
 def _checkpoint(net, opt, sched, epoch: int, best: dict[str, Any], record: dict[str, Any], graph: nx.DiGraph, names: list[str]) -> dict[str, Any]:
     return {
         "kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "epoch": epoch, "net": net.state_dict(),
-        "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": _rng_state(), "best": dict(best),
+        "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng_state(), "best": dict(best),
         "record": record, "arch_hash": graph_hash(graph), "class_names": names,
     }
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A training checkpoint; :class:`CheckpointError` naming the file when missing or corrupt."""
+    """A training checkpoint, checksum-verified, falling back to the previous good one of the same
+    name; :class:`CheckpointError` naming the file when none is usable."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not previous_path(path).is_file():
         raise CheckpointError(f"{path} does not exist; train first (`archgraph train ... --out {path.parent}`) or pick the other checkpoint with --checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"{path} is corrupt or truncated ({exc.__class__.__name__}); delete it and train again (or use the other checkpoint)") from None
-    if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND or state.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} is not an archgraph training checkpoint (version {CHECKPOINT_VERSION}); pass a folder written by `archgraph train`")
-    return state
+
+    def check(state: dict[str, Any]) -> None:
+        if state.get("kind") != CHECKPOINT_KIND or state.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(f"{path} is not an archgraph training checkpoint (version {CHECKPOINT_VERSION}); pass a folder written by `archgraph train`")
+
+    return load_verified(path, check, warn=lambda msg: print(f"warning: {msg}", file=sys.stderr))
 
 
 def _load_weights(net: CompiledNetwork, state: dict[str, Any], path: Path) -> None:
@@ -266,7 +262,7 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
         _load_weights(net, state, out / LAST)
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         best = state["best"]
         start = state["epoch"] + 1
         _truncate_log(out / LOG, state["epoch"])
@@ -280,7 +276,7 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
             # The batch order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
             loader = DataLoader(train_ds, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True,
                                 num_workers=cfg.data.workers, generator=torch.Generator().manual_seed(cfg.seed + 10 * epoch))
-            _set_dataset_epoch(train_ds, epoch)
+            set_dataset_epoch(train_ds, epoch)
             net.train()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -317,11 +313,11 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
                 record.update(miou=summary["miou"], pixel_acc=summary["pixel_acc"], eval_seconds=time.perf_counter() - t1)
                 if summary["miou"] > best["miou"]:
                     best = {"miou": summary["miou"], "epoch": epoch, "summary": summary}
-                    atomic_torch_save(out / BEST, _checkpoint(net, opt, sched, epoch, best, record, graph, val.class_names))
+                    save_checkpoint(out / BEST, _checkpoint(net, opt, sched, epoch, best, record, graph, val.class_names))
             record["best_miou"] = best["miou"]
             record["seconds"] = time.perf_counter() - t0
             append_jsonl(out / LOG, record)
-            atomic_torch_save(out / LAST, _checkpoint(net, opt, sched, epoch, best, record, graph, val.class_names))
+            save_checkpoint(out / LAST, _checkpoint(net, opt, sched, epoch, best, record, graph, val.class_names))
     return finish(cfg, out, val, progress=progress)
 
 

@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     s = result["setting"]
     print(f"compiled vs hand-written DCSS architecture: L={s['layers']} F={s['channels']} {s['size']}x{s['size']} batch {s['batch']}, "
           f"{result['params']:,} params, outputs identical: {same}")
-    print(f"| measure | compiled | hand-written | ratio |\n|---|---|---|---|")
+    print("| measure | compiled | hand-written | ratio |\n|---|---|---|---|")
     print(f"| fwd+bwd median (s) | {med['compiled']:.4f} | {med['hand']:.4f} | {result['time_ratio']:.3f}x |")
     print(f"| saved activations (MB) | {saved['compiled'] / 2**20:.1f} | {saved['hand'] / 2**20:.1f} | {result['saved_ratio']:.3f}x |")
     if args.rss:

@@ -127,13 +127,13 @@ def test_resume_after_a_kill_ends_like_an_uninterrupted_run(tmp_path, monkeypatc
     assert train(arch, tmp_path / "full", *TINY) == 0
 
     def die_after_first_epoch(path, obj):
-        from archgraph.io import atomic_torch_save as save
+        from archgraph.checkpoint import save_checkpoint as save
 
         save(path, obj)
         if path.name == "last.pt" and obj["epoch"] == 0:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "atomic_torch_save", die_after_first_epoch)
+    monkeypatch.setattr(engine, "save_checkpoint", die_after_first_epoch)
     killed = tmp_path / "killed"
     assert train(arch, killed, *TINY) == 130
     monkeypatch.undo()
@@ -215,7 +215,7 @@ def test_missing_or_corrupt_checkpoint_is_named(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(broken), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "best.pt is corrupt" in err
+    assert "best.pt" in err and "no usable checkpoint" in err and "SHA-256" in err
     assert main(["evaluate", str(broken), "--checkpoint", "last.pt", "--no-progress"]) == 2
     assert "last.pt does not exist" in capsys.readouterr().err
     assert not list(broken.glob("eval-*.json"))

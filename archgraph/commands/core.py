@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from archgraph.commands import add_config_args, add_set_option
+from archgraph.commands import add_config_args
 from archgraph.errors import ArchgraphError
 
 console = Console()
@@ -144,7 +144,6 @@ def _default(f: dataclasses.Field) -> str:
 def space_summary(graph) -> dict:
     from archgraph.choices import discover_choices
     from archgraph.compile import compile_graph
-    from archgraph.costs import count_params
 
     choices = discover_choices(graph)
     connections = sum(1 for _, _, k in graph.edges(data="kind") if k == "candidate")

@@ -1,0 +1,214 @@
+"""A disk cache of stand-alone training runs: the same architecture, recipe and seed is trained once.
+
+Why: the correlation study (``archgraph correlate``) and the strategy comparison (``archgraph
+compare``) both need the stand-alone mIoU of many architectures, and the same architecture turns up
+again and again (the random samples of a space are the same for every strategy; a strategy's derived
+architecture is often one another strategy found). Stand-alone training is by far the most expensive
+step, so it is keyed by what determines its result and done once.
+
+**Key.** ``(arch, recipe, seed)``:
+
+- ``arch``: :func:`archgraph.graph.graph_hash` of the derived architecture (topology, ops, scales,
+  channels; names and decoder scores do not count);
+- ``recipe``: the first 12 hex digits of the SHA-1 of the canonical JSON of the config's ``train``
+  and ``data`` sections (:func:`recipe_dict`), without ``data.workers`` (loader processes change the
+  speed, not the result). ``space``, ``strategy``, ``search`` and ``device`` are not part of it:
+  they do not change how a given architecture is trained;
+- ``seed``: the training seed (``cfg.seed`` of the run; weight init, data order, augmentation).
+
+**Layout.** ::
+
+    CACHE_DIR/
+      <arch>/                       one folder per architecture
+        <recipe>-s<seed>/           one `archgraph train` run folder per (recipe, seed)
+          key.json                  the key and the full recipe, written before training starts
+          config.yaml arch.yaml train.jsonl last.pt best.pt metrics.json   (see archgraph.train)
+          .lock                     an advisory lock held while the entry is trained
+
+An entry is **complete** when ``metrics.json`` holds a result (``miou``); then nothing is trained. An
+entry with ``last.pt`` but no result (a killed training) **resumes** from its last finished epoch
+(exact on the CPU, see :mod:`archgraph.train`); an entry with neither starts afresh. Every file is
+written atomically by the training engine, so a kill never leaves a half-written result that would
+be mistaken for a finished one.
+
+**Concurrency.** One process may call :func:`trained_metrics` from several threads, and several
+processes may share a cache folder: each entry is trained under an exclusive lock (a thread lock per
+entry plus ``fcntl.flock`` on ``.lock`` where available), and a caller that waited for the lock
+finds the result the other one wrote. Different entries train in parallel.
+
+The default folder is ``$ARCHGRAPH_CACHE_DIR``, else ``$XDG_CACHE_HOME/archgraph/standalone``, else
+``~/.cache/archgraph/standalone`` (:func:`default_cache_dir`); commands take ``--cache DIR``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import networkx as nx
+
+from archgraph.config import Config, config_from_dict
+from archgraph.errors import CheckpointError, ConfigError, GraphError
+from archgraph.graph import graph_hash, has_choices
+from archgraph.io import atomic_write_json
+
+KEY_FILE = "key.json"
+LOCK_FILE = ".lock"
+# data keys that change how fast a run goes, not what it computes
+_NOT_RECIPE = {"data": ("workers",)}
+
+_locks_guard = threading.Lock()
+_locks: dict[str, threading.Lock] = {}
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What determines a stand-alone result: architecture hash, recipe hash, seed."""
+
+    arch: str
+    recipe: str
+    seed: int
+
+    @property
+    def relpath(self) -> Path:
+        """The entry's folder relative to the cache folder (module docstring, "Layout")."""
+        return Path(self.arch) / f"{self.recipe}-s{self.seed}"
+
+
+def default_cache_dir() -> Path:
+    """``$ARCHGRAPH_CACHE_DIR``, else ``$XDG_CACHE_HOME/archgraph/standalone``, else ``~/.cache/...``."""
+    env = os.environ.get("ARCHGRAPH_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "archgraph" / "standalone"
+
+
+def recipe_dict(cfg: Config) -> dict[str, Any]:
+    """The training recipe: the config's ``train`` and ``data`` sections as plain data (no workers)."""
+    plain = cfg.to_dict()
+    out: dict[str, Any] = {}
+    for section in ("train", "data"):
+        drop = _NOT_RECIPE.get(section, ())
+        out[section] = {k: v for k, v in plain[section].items() if k not in drop}
+    return out
+
+
+def recipe_hash(cfg: Config) -> str:
+    blob = json.dumps(recipe_dict(cfg), sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def cache_key(arch_graph: nx.DiGraph, cfg: Config, seed: int) -> CacheKey:
+    """The key of training ``arch_graph`` with ``cfg``'s recipe and ``seed``."""
+    if has_choices(arch_graph):
+        raise GraphError(
+            f"graph {arch_graph.graph.get('name')!r} still has choice points; the run cache trains derived "
+            "architectures only (decode it first, e.g. archgraph.decode.sample_architecture)"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"the training seed must be an integer, got {seed!r}")
+    return CacheKey(graph_hash(arch_graph), recipe_hash(cfg), int(seed))
+
+
+def entry_dir(cache_dir: str | Path, key: CacheKey) -> Path:
+    return Path(cache_dir) / key.relpath
+
+
+def _read_result(entry: Path) -> dict[str, Any] | None:
+    """metrics.json's dict when the entry is complete, else ``None`` (missing, corrupt, no mIoU)."""
+    path = entry / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("miou"), (int, float)):
+        return None
+    return data
+
+
+def cached_metrics(arch_graph: nx.DiGraph, cfg: Config, seed: int, cache_dir: str | Path) -> dict[str, Any] | None:
+    """The cached result, or ``None`` when this (architecture, recipe, seed) was never finished.
+
+    Trains nothing: for reports that show what exists (e.g. ``archgraph compare`` without training).
+    """
+    return _read_result(entry_dir(cache_dir, cache_key(arch_graph, cfg, seed)))
+
+
+def status(arch_graph: nx.DiGraph, cfg: Config, seed: int, cache_dir: str | Path) -> str:
+    """``"done"``, ``"partial"`` (a killed run that will resume) or ``"missing"``."""
+    entry = entry_dir(cache_dir, cache_key(arch_graph, cfg, seed))
+    if _read_result(entry) is not None:
+        return "done"
+    return "partial" if (entry / "last.pt").is_file() else "missing"
+
+
+@contextlib.contextmanager
+def _entry_lock(entry: Path) -> Iterator[None]:
+    """Exclusive access to one entry: a thread lock (this process), then an flock (other processes)."""
+    with _locks_guard:
+        lock = _locks.setdefault(str(entry.resolve()), threading.Lock())
+    with lock:
+        entry.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # no advisory file locks on this platform: thread safety only
+            yield
+            return
+        with open(entry / LOCK_FILE, "a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _seeded(cfg: Config, seed: int) -> Config:
+    """``cfg`` with its seed set to the training seed (the engine seeds from ``cfg.seed``)."""
+    if cfg.seed == seed:
+        return cfg
+    return config_from_dict({**cfg.to_dict(), "seed": seed})
+
+
+def trained_metrics(arch_graph: nx.DiGraph, cfg: Config, seed: int, cache_dir: str | Path | None = None, progress: bool = False, log=None) -> dict[str, Any]:
+    """Stand-alone metrics of ``arch_graph`` trained with ``cfg``'s recipe and ``seed``, from the cache.
+
+    Trains (:func:`archgraph.train.run_training`) only when the entry is missing, and resumes a
+    killed training; returns metrics.json's dict (``miou``, ``pixel_acc``, ``per_class_iou``,
+    ``params``, ``flops``, ...). ``log(message)`` is told when a training starts or resumes.
+    """
+    from archgraph import train as engine
+
+    key = cache_key(arch_graph, cfg, seed)
+    entry = entry_dir(cache_dir if cache_dir is not None else default_cache_dir(), key)
+    result = _read_result(entry)
+    if result is not None:
+        return result
+    say = log or (lambda msg: None)
+    with _entry_lock(entry):
+        result = _read_result(entry)  # another caller may have finished it while we waited
+        if result is not None:
+            return result
+        run_cfg = _seeded(cfg, seed)
+        atomic_write_json(entry / KEY_FILE, {"arch_hash": key.arch, "recipe_hash": key.recipe, "seed": key.seed, "recipe": recipe_dict(run_cfg)})
+        (entry / "metrics.json").unlink(missing_ok=True)  # an unreadable result is redone
+        resume = (entry / engine.LAST).is_file()
+        source = f"cached architecture {key.arch}"
+        if resume:
+            say(f"resuming the stand-alone training of {key.arch} in {entry}")
+            try:
+                return engine.run_training(run_cfg, arch_graph, entry, resume=True, progress=progress, source=source)
+            except CheckpointError as exc:  # a damaged last.pt: the result is redone from scratch
+                print(f"warning: {entry / engine.LAST} is unusable ({exc}); training {key.arch} again from the start", file=sys.stderr)
+                (entry / engine.LAST).unlink(missing_ok=True)
+        say(f"training {key.arch} stand-alone in {entry}")
+        return engine.run_training(run_cfg, arch_graph, entry, resume=False, progress=progress, source=source)

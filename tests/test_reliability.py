@@ -1,0 +1,176 @@
+"""Runs that survive kills, Ctrl-C and numerical faults (docs/reliability.md has the table these back).
+
+The kill tests run real `archgraph search` processes and kill them with SIGKILL at points spread over
+the run (right after a checkpoint write, or a random moment later); the resumed search must end with
+exactly the architecture and the alpha/beta of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from archgraph.checkpoint import load_checkpoint, previous_path, save_checkpoint
+from archgraph.cli import main
+from archgraph.errors import CheckpointError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]", "data.batch_size=2",
+    "search.epochs=3", "search.warmup_epochs=1", "search.steps_per_epoch=3", "search.bn_recalib_batches=1",
+    "data.val_limit=2", "search.checkpoint_every=1",
+]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _argv(out: Path, resume: bool) -> list[str]:
+    argv = [sys.executable, "-m", "archgraph.cli", "search", "--out", str(out), "--no-progress"]
+    return argv + ["--resume"] if resume else argv + ["--set", *TINY]
+
+
+def _arch_params(out: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    return {k: v for k, v in state["net"].items() if k.startswith("arch.")}
+
+
+def _checkpoint_count(out: Path) -> int:
+    index = out / "checkpoint.pt.sha256.json"
+    try:
+        return len(json.loads(index.read_text())["sha256"]) + 10 * index.stat().st_mtime_ns
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reliability") / "reference"
+    subprocess.run(_argv(out, False), env=ENV, check=True, capture_output=True, timeout=600, cwd=ROOT)
+    return out
+
+
+def _assert_same_result(out: Path, reference: Path) -> None:
+    assert (out / "final.json").is_file()
+    assert (out / "arch.yaml").read_text() == (reference / "arch.yaml").read_text()
+    ref, got = _arch_params(reference), _arch_params(out)
+    assert ref.keys() == got.keys()
+    for k in ref:
+        assert torch.equal(ref[k], got[k]), k  # bit-identical on CPU in deterministic mode
+    lines = [json.loads(l) for l in (out / "search.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in lines] == [(0, 0), (0, 1), (0, 2)]  # no duplicated epochs
+
+
+def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_result(reference, tmp_path):
+    out = tmp_path / "killed"
+    rng = random.Random(1234)
+    kills = 0
+    while kills < 3:
+        resume = (out / "checkpoint.pt").exists() or (out / "checkpoint.prev.pt").exists()
+        proc = subprocess.Popen(_argv(out, resume), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+        seen = _checkpoint_count(out)
+        wait_for = rng.randint(1, 3)  # kill after this many new checkpoint writes...
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _checkpoint_count(out) != seen:
+                wait_for -= 1
+                seen = _checkpoint_count(out)
+                if wait_for == 0:
+                    time.sleep(rng.uniform(0.0, 0.4))  # ...plus a random moment: mid-step, mid-write
+                    break
+            time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if (out / "final.json").is_file():
+            break
+    if not (out / "final.json").is_file():
+        done = subprocess.run(_argv(out, True), env=ENV, capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert kills >= 1
+    _assert_same_result(out, reference)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(reference, tmp_path):
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(_argv(out, False), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 300
+    while _checkpoint_count(out) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "checkpoint saved" in err and "--resume" in err and "Traceback" not in err
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert not (state["finished_epoch"] and state["epoch"] == 2)  # it stopped before the end
+    done = subprocess.run(_argv(out, True), env=ENV, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _assert_same_result(out, reference)
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"epoch": 0})
+    save_checkpoint(path, {"epoch": 1})
+    assert previous_path(path).is_file()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: still a loadable zip for torch, but not what was written
+    path.write_bytes(bytes(data))
+    warnings = []
+    assert load_checkpoint(path, warn=warnings.append)["epoch"] == 0
+    assert "previous good checkpoint" in warnings[0]
+    path.write_bytes(b"")  # truncated to nothing
+    assert load_checkpoint(path)["epoch"] == 0
+    previous_path(path).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="no usable checkpoint"):
+        load_checkpoint(path)
+
+
+def _inject_nan_at(monkeypatch, call: int) -> None:
+    from strategies.base import Strategy
+
+    original = Strategy.loss
+    calls = {"n": 0}
+
+    def loss(self, net, logits, target, with_regularisers):
+        calls["n"] += 1
+        if calls["n"] == call:
+            logits = logits * float("nan")
+        return original(self, net, logits, target, with_regularisers)
+
+    monkeypatch.setattr(Strategy, "loss", loss)
+
+
+FAST = [s for s in TINY if not s.startswith("search.checkpoint_every")]
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    _inject_nan_at(monkeypatch, call=5)  # epoch 1 (warm-up ends after 3 weight steps)
+    out = tmp_path / "nan"
+    assert main(["search", "--out", str(out), "--no-progress", "--set", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "search.on_nonfinite=skip" in err and "Traceback" not in err
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["epoch"] == 0 and state["finished_epoch"]  # the last good one: after epoch 0
+    for k, v in state["net"].items():
+        if v.is_floating_point():
+            assert torch.isfinite(v).all(), k
+
+
+def test_nan_loss_can_skip_the_batch_instead(tmp_path, monkeypatch, capsys):
+    _inject_nan_at(monkeypatch, call=5)
+    out = tmp_path / "skip"
+    assert main(["search", "--out", str(out), "--no-progress", "--set", *FAST, "search.on_nonfinite=skip"]) == 0
+    assert "batch skipped" in capsys.readouterr().err
+    records = [json.loads(l) for l in (out / "search.jsonl").read_text().splitlines()]
+    assert sum(r.get("skipped", 0) for r in records) > 0
+    for k, v in _arch_params(out).items():
+        assert torch.isfinite(v).all(), k
