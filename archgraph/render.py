@@ -61,8 +61,6 @@ def _edge_probabilities(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> 
     """(edge -> softmax(beta) entry, edges the decoder keeps, node -> (best op, its probability))."""
     if not scores:
         return {}, set(), {}
-    from archgraph.decode import decisions
-
     choices = discover_choices(graph)
     ops, inputs = scores.get("ops", {}), scores.get("inputs", {})
     probs: dict[tuple[str, str], float] = {}
@@ -77,21 +75,15 @@ def _edge_probabilities(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> 
             i = max(range(len(values)), key=lambda j: values[j])
             best[c.node] = (c.candidates[i], float(values[i]))
     kept: set[tuple[str, str]] = set()
-    if graph.graph.get("decoder"):  # the space's own rule (e.g. a Viterbi path): draw what it keeps
-        from archgraph.decode import decode
+    # Draw exactly what decoding keeps (the space's own rule if it has one; else top-k + BFS, so
+    # inputs of nodes that do not reach the head stay light).
+    from archgraph.decode import decode
 
-        try:
-            derived = decode(graph, ops, inputs)
-        except (ArchgraphError, KeyError):
-            return probs, kept, best
-        kept.update((u, v) for u, v in derived.edges if graph.has_edge(u, v))
-        return probs, kept, best
     try:
-        _, input_idx = decisions(choices, ops, inputs)
-    except ArchgraphError:
+        derived = decode(graph, ops, inputs)
+    except (ArchgraphError, KeyError):
         return probs, kept, best  # partial scores: draw what they say, emphasise nothing
-    for c in choices.inputs:
-        kept.update((c.candidates[i], c.node) for i in input_idx[c.label])
+    kept.update((u, v) for u, v in derived.edges if (u, v) in probs)
     return probs, kept, best
 
 

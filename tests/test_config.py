@@ -46,6 +46,13 @@ def test_parse_overrides_nested_yaml_values():
         ("strategy.name=dcnass", "did you mean 'dcnas'"),
         ("space.name=dccs", "did you mean 'dcss'"),
         ("noequals", "expected section.key=value"),
+        ("space.layers=0", "space.layers: 0 is out of range; allowed: >= 1"),
+        ("strategy.channel_ratio=1.5", "strategy.channel_ratio: 1.5 is out of range; allowed: (0, 1]"),
+        ("space.keep_inputs=5", "space.keep_inputs: 5 is out of range; allowed: [1, 4]"),
+        ("search.split_ratio=1", "allowed: (0, 1)"),
+        ("data.crop=[0,64]", "data.crop: 0 is out of range"),
+        ("search.on_nonfinite=skp", "did you mean 'skip'"),
+        ("space.connectivity=dens", "did you mean 'dense'"),
     ],
 )
 def test_bad_overrides_name_the_key_and_the_fix(override, message):
