@@ -404,7 +404,7 @@ def run_study(sup: SearchedSupernet, train_cfg: Config, out: Path, opts: StudyOp
     t_quick = time.perf_counter() - t0
     picked = [pool[i] for i in spread_pick([c.quick for c in pool], opts.archs - 1)]
     cands = [derived] + picked
-    log(f"scoring {len(cands)} architectures with the supernet's weights ({sup.cfg.search.bn_recalib_batches} BN batches)")
+    log(f"scoring {len(cands)} architectures with the supernet's weights (BN recalibrated on {sup.cfg.search.bn_recalib_batches} batch(es))")
     for c in cands:
         c.supernet = sup.score(c.op_idx, c.input_idx)
     t_super = time.perf_counter() - t0 - t_quick

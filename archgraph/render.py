@@ -147,13 +147,18 @@ def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: st
     for n in graph.nodes:
         x, y = pos[n]
         dot.node(n, _node_label(graph, n, best), fillcolor=_node_colour(graph, n), pos=f"{x:.3f},{y:.3f}!", tooltip=n)
-    max_p = max(probs.values(), default=1.0) or 1.0
+    # Widths are relative to the strongest input of the same node: a node with 56 candidate inputs
+    # spreads its probability thinner than one with 4, yet its favourites should look as strong.
+    node_max: dict[str, float] = {}
+    for (_, v), p in probs.items():
+        node_max[v] = max(node_max.get(v, 0.0), p)
     for u, v, attrs in graph.edges(data=True):
         if (u, v) in probs:  # a candidate edge of a scored supernet
             p = probs[(u, v)]
             strong = (u, v) in kept
-            width = 0.4 + 3.6 * p / max_p
-            colour = ("#1f4e9a" if strong else "#7f7f7f") + _alpha_hex(p / max_p if strong else 0.6 * p / max_p)
+            rel = p / (node_max[v] or 1.0)
+            width = 1.2 + 2.8 * rel if strong else 0.3 + 1.2 * rel * rel
+            colour = ("#1f4e9a" + _alpha_hex(rel)) if strong else ("#7f7f7f" + _alpha_hex(0.25 * rel * rel))
             dot.edge(u, v, penwidth=f"{width:.2f}", color=colour, tooltip=f"{u} -> {v}: p={p:.3f}")
         elif attrs.get("kind") == "candidate":  # an unscored supernet: every candidate alike
             dot.edge(u, v, penwidth="0.3", color="#9e9e9e80")

@@ -26,8 +26,9 @@ step, so it is keyed by what determines its result and done once.
           .lock                     an advisory lock held while the entry is trained
 
 An entry is **complete** when ``metrics.json`` holds a result (``miou``); then nothing is trained. An
-entry with ``last.pt`` but no result (a killed training) **resumes** from its last finished epoch
-(exact on the CPU, see :mod:`archgraph.train`); an entry with neither starts afresh. Every file is
+entry with ``last.pt`` (or its previous good copy ``last.prev.pt``) but no result (a killed
+training) **resumes** from its last finished epoch (exact on the CPU, see :mod:`archgraph.train`);
+an entry with neither starts afresh, and so does one whose checkpoints are all unusable. Every file is
 written atomically by the training engine, so a kill never leaves a half-written result that would
 be mistaken for a finished one.
 
@@ -54,6 +55,7 @@ from typing import Any, Iterator
 
 import networkx as nx
 
+from archgraph.checkpoint import has_checkpoint, previous_path
 from archgraph.config import Config, config_from_dict
 from archgraph.errors import CheckpointError, ConfigError, GraphError
 from archgraph.graph import graph_hash, has_choices
@@ -149,7 +151,7 @@ def status(arch_graph: nx.DiGraph, cfg: Config, seed: int, cache_dir: str | Path
     entry = entry_dir(cache_dir, cache_key(arch_graph, cfg, seed))
     if _read_result(entry) is not None:
         return "done"
-    return "partial" if (entry / "last.pt").is_file() else "missing"
+    return "partial" if has_checkpoint(entry / "last.pt") else "missing"
 
 
 @contextlib.contextmanager
@@ -201,7 +203,7 @@ def trained_metrics(arch_graph: nx.DiGraph, cfg: Config, seed: int, cache_dir: s
         run_cfg = _seeded(cfg, seed)
         atomic_write_json(entry / KEY_FILE, {"arch_hash": key.arch, "recipe_hash": key.recipe, "seed": key.seed, "recipe": recipe_dict(run_cfg)})
         (entry / "metrics.json").unlink(missing_ok=True)  # an unreadable result is redone
-        resume = (entry / engine.LAST).is_file()
+        resume = has_checkpoint(entry / engine.LAST)  # last.pt, or its previous good copy
         source = f"cached architecture {key.arch}"
         if resume:
             say(f"resuming the stand-alone training of {key.arch} in {entry}")
@@ -209,6 +211,7 @@ def trained_metrics(arch_graph: nx.DiGraph, cfg: Config, seed: int, cache_dir: s
                 return engine.run_training(run_cfg, arch_graph, entry, resume=True, progress=progress, source=source)
             except CheckpointError as exc:  # a damaged last.pt: the result is redone from scratch
                 print(f"warning: {entry / engine.LAST} is unusable ({exc}); training {key.arch} again from the start", file=sys.stderr)
-                (entry / engine.LAST).unlink(missing_ok=True)
+                for stale in (entry / engine.LAST, previous_path(entry / engine.LAST)):
+                    stale.unlink(missing_ok=True)
         say(f"training {key.arch} stand-alone in {entry}")
         return engine.run_training(run_cfg, arch_graph, entry, resume=False, progress=progress, source=source)

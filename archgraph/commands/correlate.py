@@ -49,14 +49,12 @@ def _differs(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, ...]) -> s
     return None
 
 
-def _without_auto_classes(d: dict[str, Any]) -> dict[str, Any]:
-    """A config dict with space.num_classes dropped when 0/None: the search fills it in from the data."""
-    out = dict(d)
-    space = dict(out.get("space", {}))
-    if not space.get("num_classes"):
-        space.pop("num_classes", None)
-    out["space"] = space
-    return out
+def _auto_classes_filled(wanted: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` with space.num_classes as ``wanted`` has it when ``wanted`` left it to the data (0):
+    the search fills it in from the dataset, which is no difference in settings."""
+    if wanted.get("space", {}).get("num_classes"):
+        return saved
+    return {**saved, "space": {**saved.get("space", {}), "num_classes": wanted.get("space", {}).get("num_classes")}}
 
 
 def _search(args: argparse.Namespace, out: Path) -> Path:
@@ -78,8 +76,9 @@ def _search(args: argparse.Namespace, out: Path) -> Path:
     wanted = load_config(args.config, overrides)
     if (run / "final.json").is_file():
         saved = yaml.safe_load((run / "config.yaml").read_text()) or {}
-        got = _without_auto_classes(load_config(None, [], base=saved).to_dict())
-        section = _differs(_without_auto_classes(wanted.to_dict()), got, ("train",))
+        want = wanted.to_dict()
+        got = _auto_classes_filled(want, load_config(None, [], base=saved).to_dict())
+        section = _differs(want, got, ("train", "device"))
         if section is not None:
             raise ConfigError(f"{run} holds a finished search with another {section!r} section; use a new --out, or --search-dir {run} to study it as it is")
         console.print(f"reusing the finished search in {run}")

@@ -1,0 +1,173 @@
+"""The correlation study: statistics on known pairs, the bootstrap, candidate picking, `archgraph correlate` end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import archgraph.train as engine
+from archgraph.choices import discover_choices
+from archgraph.cli import main
+from archgraph.correlate import (
+    bootstrap_ci, correlation_stats, correlation_summary, indices_of, kendall, one_hot_scores, pearson, spread_pick,
+)
+from archgraph.decode import decode, uniform_scores
+from archgraph.graph import graph_hash
+
+# ------------------------------------------------------------------------------------------------- statistics
+
+
+def test_perfect_inverted_and_tied_pairs_give_the_known_values():
+    x = [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert pearson(x, [2 * v + 1 for v in x]) == pytest.approx(1.0)
+    assert kendall(x, [v ** 3 for v in x]) == pytest.approx(1.0)  # monotone, not linear: tau 1
+    assert pearson(x, [-v for v in x]) == pytest.approx(-1.0)
+    assert kendall(x, x[::-1]) == pytest.approx(-1.0)
+    # ties: x = 1..4, y = 1,1,2,2. By hand: cov 2, sum of squares 5 and 1 -> rho = 2/sqrt(5);
+    # 4 concordant, 0 discordant of 6 pairs, 2 tied in y -> tau-b = 4 / sqrt(6 * 4).
+    assert pearson([1, 2, 3, 4], [1, 1, 2, 2]) == pytest.approx(2 / math.sqrt(5))
+    assert kendall([1, 2, 3, 4], [1, 1, 2, 2]) == pytest.approx(4 / math.sqrt(24))
+    # one discordant pair of 6: tau = (5 - 1) / 6
+    assert kendall([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+    # a constant side carries no ranking: undefined, not 0
+    assert math.isnan(pearson([1, 2, 3], [5, 5, 5])) and math.isnan(kendall([1, 2, 3], [5, 5, 5]))
+
+
+def test_bootstrap_ci_contains_the_estimate_and_is_reproducible():
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.2, 0.6, 20)
+    y = x + rng.normal(0, 0.05, 20)  # a clear but noisy relation
+    for fn in (pearson, kendall):
+        est = fn(x, y)
+        ci = bootstrap_ci(x, y, fn, resamples=500, seed=3)
+        assert ci.low <= est <= ci.high, (fn.__name__, est, ci)
+        assert -1 <= ci.low < ci.high <= 1
+        assert ci.valid == 500
+        assert bootstrap_ci(x, y, fn, resamples=500, seed=3) == ci  # same seed, same interval
+        assert bootstrap_ci(x, y, fn, resamples=500, seed=4) != ci
+        assert bootstrap_ci(x, y, fn, resamples=500, seed=3, level=0.5).high < ci.high  # a lower level is narrower
+    # no relation at all: the interval straddles 0
+    noise = rng.uniform(0, 1, 20)
+    ci = bootstrap_ci(x, noise, pearson, resamples=500, seed=0)
+    assert ci.low < 0 < ci.high
+    # a constant side: no valid resample, an undefined interval rather than a made-up one
+    ci = bootstrap_ci([1, 2, 3], [4, 4, 4], pearson, resamples=50)
+    assert ci.valid == 0 and math.isnan(ci.low)
+    stats = correlation_stats([1, 2, 3, 4], [1, 2, 3, 4], resamples=200)
+    assert stats["pearson"]["value"] == pytest.approx(1.0) and stats["kendall"]["ci"]["resamples"] == 200
+    json.dumps(correlation_stats([1, 2, 3], [4, 4, 4], resamples=20), allow_nan=False)  # NaN -> null: valid JSON
+
+
+def test_spread_pick_covers_the_score_range():
+    scores = [0.50, 0.10, 0.11, 0.12, 0.13, 0.90, 0.30, 0.70]
+    picked = spread_pick(scores, 3)
+    assert [scores[i] for i in picked] == [0.10, 0.50, 0.90]  # min, middle, max, not the crowded bottom
+    assert len(set(spread_pick(scores, 5))) == 5
+    assert sorted(spread_pick(scores, 20)) == list(range(len(scores)))
+    flat = spread_pick([0.2] * 6, 3)
+    assert len(set(flat)) == 3
+
+
+def test_indices_of_a_derived_graph_decode_back_to_it(tiny_space):
+    choices = discover_choices(tiny_space)
+    for seed in range(5):
+        arch = decode(tiny_space, *uniform_scores(choices, seed))
+        op_idx, input_idx = indices_of(choices, arch)
+        assert graph_hash(decode(tiny_space, *one_hot_scores(choices, op_idx, input_idx))) == graph_hash(arch)
+
+
+# ------------------------------------------------------------------------------------------------- end to end
+
+TINY = [
+    "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]", "data.batch_size=2",
+    "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=3", "search.bn_recalib_batches=1",
+    "data.val_limit=4", "train.epochs=1", "train.steps_per_epoch=3",
+]
+
+
+def correlate(out, cache, *extra, sets=()):
+    return main(["correlate", "--archs", "4", "--out", str(out), "--cache", str(cache), "--pool", "8", "--quick-val", "2",
+                 "--bootstrap", "200", "--no-progress", *extra, "--set", *TINY, *sets])
+
+
+@pytest.fixture
+def trainings(monkeypatch):
+    seen: list[str] = []
+    real = engine.run_training
+
+    def counting(cfg, graph, out, **kw):
+        seen.append(str(out))
+        return real(cfg, graph, out, **kw)
+
+    monkeypatch.setattr(engine, "run_training", counting)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("correlate")
+    assert correlate(root / "study", root / "cache", "--strategy", "dcnas") == 0
+    return root
+
+
+def test_correlate_writes_the_study(study):
+    out = study / "study"
+    for name in ("correlation.json", "correlation.md", "correlation.png", "correlation.svg"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 100, name
+    result = json.loads((out / "correlation.json").read_text())
+    archs = result["archs"]
+    assert result["strategy"] == "dcnas" and result["n"] == 4 and len(archs) == 4
+    assert [a["source"] for a in archs].count("derived") == 1 and len({a["arch_hash"] for a in archs}) == 4
+    derived = next(a for a in archs if a["source"] == "derived")
+    assert derived["arch_hash"] == json.loads((out / "search" / "final.json").read_text())["arch_hash"]
+    # the derived architecture's supernet score is the search's own S-mIoU (same measurement)
+    assert derived["supernet_miou"] == pytest.approx(json.loads((out / "search" / "final.json").read_text())["s_miou"], abs=1e-9)
+    xs, ys = [a["supernet_miou"] for a in archs], [a["standalone_miou"] for a in archs]
+    assert all(0 <= v <= 1 for v in xs + ys)
+    if result["pearson"]["value"] is not None:
+        assert result["pearson"]["value"] == pytest.approx(pearson(xs, ys))
+    if result["kendall"]["value"] is not None:
+        assert result["kendall"]["value"] == pytest.approx(kendall(xs, ys))
+    for a in archs:
+        assert (out / a["file"]).is_file()
+        assert json.loads(open(a["cache_entry"] + "/metrics.json").read())["miou"] == a["standalone_miou"]
+    # picked samples span the pre-score range of the pool
+    quick = sorted(a["quick_score"] for a in archs if a["source"] == "sample")
+    assert quick[0] == pytest.approx(result["pool"]["quick_range"][0]) and quick[-1] == pytest.approx(result["pool"]["quick_range"][1])
+    assert "Kendall tau-b" in (out / "correlation.md").read_text()
+
+
+def test_reusing_the_search_trains_nothing_again_and_summary(study, trainings):
+    search = study / "study" / "search"
+    assert correlate(study / "study", study / "cache", "--strategy", "dcnas") == 0  # the same command again (after a kill)
+    assert trainings == []  # the finished search is reused, the stand-alone runs come from the cache
+    assert correlate(study / "again", study / "cache", "--search-dir", str(search)) == 0
+    assert trainings == []  # every stand-alone run came from the cache
+    first = json.loads((study / "study" / "correlation.json").read_text())
+    again = json.loads((study / "again" / "correlation.json").read_text())
+    assert [a["standalone_miou"] for a in again["archs"]] == [a["standalone_miou"] for a in first["archs"]]
+    assert again["pearson"] == first["pearson"]  # same seeds: the same bootstrap interval
+    # another training recipe is another cache entry: everything is trained (once per architecture)
+    assert correlate(study / "longer", study / "cache", "--search-dir", str(search), sets=["train.lr=0.02"]) == 0
+    assert len(trainings) == 4 and len(set(trainings)) == 4
+    summary = correlation_summary(study / "study")
+    assert summary["strategy"] == "dcnas" and summary["n"] == 4 and summary["pearson"] == first["pearson"]["value"]
+    assert set(summary) >= {"pearson_low", "pearson_high", "kendall", "kendall_low", "kendall_high", "level", "path"}
+    assert correlation_summary(search) == summary  # from the search folder inside the study
+    assert correlation_summary(study / "nothing-here") == {}
+
+
+def test_bad_input_fails_clearly(study, capsys):
+    search = study / "study" / "search"
+    assert correlate(study / "bad", study / "cache", "--search-dir", str(search), "--strategy", "spos") == 2
+    assert "--strategy spos" in capsys.readouterr().err
+    assert correlate(study / "bad", study / "cache", "--search-dir", str(search), sets=["data.crop=[64,64]"]) == 2
+    assert "'data'" in capsys.readouterr().err
+    assert main(["correlate", "--archs", "2", "--out", str(study / "bad"), "--cache", str(study / "cache")]) == 2
+    assert "at least 3" in capsys.readouterr().err
+    assert correlate(study / "bad", study / "cache", "--search-dir", str(study / "missing")) == 2
+    assert "not a search run folder" in capsys.readouterr().err
