@@ -10,7 +10,7 @@ from importlib import import_module
 from archgraph import __version__
 from archgraph.errors import ArchgraphError
 
-COMMAND_MODULES = ("archgraph.commands.core", "archgraph.commands.search", "archgraph.commands.train", "archgraph.commands.correlate")
+COMMAND_MODULES = ("archgraph.commands.core", "archgraph.commands.search", "archgraph.commands.train", "archgraph.commands.correlate", "archgraph.commands.compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -114,19 +114,6 @@ def deeplabv3_topology(layers: int) -> Topology:
     return topo
 
 
-def _hourglass_path(layers: int) -> list[int]:
-    """Scale indices of one or more hourglasses laid end to end over ``layers`` layers."""
-    stacks = max(1, layers // 6) if layers >= 12 else 1
-    sizes = [layers // stacks + (1 if i < layers % stacks else 0) for i in range(stacks)]
-    path: list[int] = []
-    for size in sizes:
-        down = (size + 1) // 2  # layers going down (the last of them at 1/32)
-        up = size - down  # layers coming back up (the last of them at 1/4)
-        path += [round(3 * l / down) for l in range(1, down + 1)]
-        path += [round(3 * (up - l) / up) for l in range(1, up + 1)]
-    return path
-
-
 def _stack_sizes(layers: int) -> list[int]:
     """Layers per hourglass: one hourglass, or (L >= 12) as many as fit with >= 6 layers each."""
     stacks = max(1, layers // 6) if layers >= 12 else 1
@@ -238,3 +225,21 @@ def preset_architecture(name: str, space_params: Mapping[str, Any] | None = None
     from archgraph.spaces_api import build_space
 
     return build_preset(name, build_space("dcss", dict(space_params or {})), op)
+
+
+def preset_for_config(name: str, cfg: Any, op: str | None = None) -> nx.DiGraph:
+    """The preset in ``cfg``'s space, its head sized for ``cfg``'s dataset (for training)."""
+    from archgraph.compare import space_for_training
+
+    return build_preset(name, space_for_training(cfg), op)
+
+
+def write_preset(name: str, config_path: str | None, overrides: list[str], out: Any) -> Any:
+    """``archgraph train --preset NAME``: write the preset to ``OUT/preset.yaml`` and return the path."""
+    from pathlib import Path
+
+    from archgraph.config import load_config
+    from archgraph.graph import save
+
+    arch = preset_for_config(name, load_config(config_path, overrides))
+    return save(arch, Path(out) / "preset.yaml")

@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", nargs="?", default=None, help="graph/architecture YAML or a run folder")
     p.add_argument("--space", default=None, help="draw the supernet of this space instead of FILE")
     p.add_argument("--supernet", action="store_true", help="for a run folder: draw the supernet with its searched edge weights")
+    p.add_argument("--preset", default=None, metavar="NAME", help="draw a hand-designed architecture of DCSS: fcn, hourglass, deeplabv3, hrnet (with --set space.KEY=...)")
     add_config_args(p, positional=False)
     p.add_argument("-o", "--output", required=True, help="output picture; the suffix picks the format (.svg .png .pdf .dot)")
     p.set_defaults(func=cmd_render)
@@ -180,7 +181,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     from archgraph.render import render
 
     scores = None
-    if args.space or args.file is None:
+    if args.preset:
+        from spaces.dcss_presets import build_preset
+
+        if args.file is not None or args.supernet:
+            raise ArchgraphError("give either FILE or --preset, not both (and no --supernet: a preset is an architecture)")
+        graph = build_preset(args.preset, space_graph(resolve_config(args)))
+        title = f"preset {args.preset} ({graph.graph.get('name')})"
+    elif args.space or args.file is None:
         if args.file is not None:
             raise ArchgraphError("give either FILE or --space, not both")
         graph = space_graph(resolve_config(args))

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("arch", nargs="?", default=None,
                    help="architecture YAML (from `archgraph search` or `sample`) or a search run folder (uses its arch.yaml); "
                    "optional with --resume")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="train a hand-designed architecture of the config's DCSS space instead of ARCH: fcn, hourglass, deeplabv3, hrnet")
     p.add_argument("--config", default=None, help="YAML config (optional: every key has a default; the train and data sections matter)")
     add_set_option(p)
     p.add_argument("--out", required=True, help="run folder to write (created if missing)")
@@ -67,9 +69,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from archgraph.errors import ConfigError
     from archgraph.train import prepare_training, run_training
 
     out = Path(args.out)
+    if args.preset and not args.resume:
+        from spaces.dcss_presets import write_preset
+
+        if args.arch is not None:
+            raise ConfigError("give either ARCH or --preset, not both")
+        args.arch = write_preset(args.preset, args.config, args.overrides, out)
     cfg, graph = prepare_training(args.arch, args.config, args.overrides, out, args.resume)
     source = str(args.arch) if args.arch else str(out / "arch.yaml")
     console.print(f"training [bold]{graph.graph.get('name', 'architecture')}[/] on [bold]{cfg.data.name}[/] for {cfg.train.epochs} epochs -> {out}")

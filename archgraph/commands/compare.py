@@ -1,0 +1,81 @@
+"""``archgraph compare``: search with several strategies and seeds, train everything with one recipe,
+compare against hand-designed (preset) and random baselines; one results table and one report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from archgraph.commands import add_config_args
+
+console = Console()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from archgraph.compare import DEFAULT_STRATEGIES
+
+    p = sub.add_parser(
+        "compare",
+        help="strategies head to head: search x seeds, stand-alone training with one recipe, preset and random baselines",
+        description="For every strategy and seed: search (the config with strategy.name and seed set), then train the "
+        "derived architecture stand-alone with the config's train section. Every baseline is trained the same way: "
+        "'presets' (FCN, hourglass, DeepLabv3, HRNet inside DCSS), 'preset:NAME', 'random:N' (N architectures drawn "
+        "uniformly from the space, optionally within a FLOPs band). Writes OUT/results.json, results.md, plots "
+        "(PNG+SVG), topologies/*.svg and report.html. Running the same command again resumes: finished runs are "
+        "skipped, unfinished searches and trainings continue. Stand-alone trainings go through the run cache "
+        "(--cache), so an architecture is trained once per recipe and seed. See docs/comparing.md.",
+    )
+    add_config_args(p)
+    p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help="comma-separated strategies (default: %(default)s)")
+    p.add_argument("--seeds", default="1", help="a number of seeds from the config's seed on (3), or a list (0,1,2); default 1")
+    p.add_argument("--baselines", default="presets",
+                   help="comma-separated: presets | preset:NAME | random:N | none (default: presets)")
+    p.add_argument("--flops-band", type=float, default=None, metavar="FRACTION",
+                   help="random baselines: keep architectures with FLOPs within +-FRACTION of --flops-reference (e.g. 0.25)")
+    p.add_argument("--flops-reference", default=None, metavar="REF",
+                   help="a preset (hrnet), a strategy of this compare (its first seed's architecture) or an arch.yaml")
+    p.add_argument("--cache", default=None, help="run cache folder for stand-alone trainings (default: $ARCHGRAPH_CACHE_DIR or ~/.cache/archgraph/standalone)")
+    p.add_argument("--out", required=True, help="comparison folder (created if missing; an existing one is resumed)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the comparison in --out (running the same command again does the same; this checks it exists)")
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of the live table")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from archgraph.compare import Plan, parse_baselines, parse_seeds, parse_strategies, run_compare, table_rows, TABLE_HEAD
+    from archgraph.config import load_config
+    from archgraph.errors import ConfigError
+
+    base = load_config(args.config, args.overrides)
+    if args.flops_band is not None and args.flops_band <= 0:
+        raise ConfigError(f"--flops-band {args.flops_band}: give a positive fraction, e.g. 0.25 for +-25%")
+    plan = Plan(
+        base=base, strategies=parse_strategies(args.strategies), seeds=parse_seeds(args.seeds, base.seed),
+        baselines=parse_baselines(args.baselines), flops_band=args.flops_band, flops_reference=args.flops_reference,
+        cache_dir=Path(args.cache) if args.cache else None,
+    )
+    if plan.flops_band is not None and not any(b.kind == "random" for b in plan.baselines):
+        raise ConfigError("--flops-band applies to random baselines; add random:N to --baselines")
+    out = Path(args.out)
+    if args.resume and not (out / "compare.json").is_file():
+        raise ConfigError(f"--resume: {out} holds no comparison (no compare.json); run without --resume to start one")
+    console.print(f"comparing {', '.join(plan.strategies)} x seeds {plan.seeds}"
+                  f"{' + ' + ', '.join(b.entry for b in plan.baselines) if plan.baselines else ''} -> {out}")
+    results = run_compare(plan, out, progress=not args.no_progress, log=lambda m: console.print(m, highlight=False))
+    from rich.table import Table
+
+    table = Table(title=f"results ({out / 'results.md'})")
+    for h in TABLE_HEAD:
+        table.add_column(h)
+    for row in table_rows(results):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'report.html'}")
+    failed = sum(r.get("status") == "failed" for e in results["entries"] for r in e["runs"])
+    if failed:
+        console.print(f"[red]{failed} run(s) failed[/]; fix the cause and run the same command again to retry them")
+        return 1
+    return 0

@@ -1,0 +1,159 @@
+"""`archgraph compare` end to end on tiny synthetic settings: files and their schema, resume without
+recomputation, random baselines within a FLOPs band, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rich.console import Console
+
+import archgraph.search
+import archgraph.train
+from archgraph import build_space
+from archgraph.cli import main
+from archgraph.compare import LiveTable, Plan, parse_baselines, parse_seeds, plan_runs, random_architectures, architecture_flops
+from archgraph.config import load_config
+from archgraph.errors import ConfigError
+from archgraph.graph import graph_hash
+from archgraph.archfile import check_in_space
+
+TINY = [
+    "space.layers=2", "space.base_channels=4", "data.num_samples=8", "data.crop=[32,32]", "data.batch_size=2",
+    "data.val_limit=2", "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1", "train.epochs=1", "train.steps_per_epoch=2",
+]
+ENTRIES = ["dcnas", "pc_darts", "preset:fcn", "random"]
+
+
+class Counter:
+    """Wraps a function and counts its calls (with the ``resume`` flags it was given)."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append(kwargs.get("resume", False))
+        return self.fn(*args, **kwargs)
+
+
+def compare(out, *extra):
+    return main(["compare", "--strategies", "dcnas,pc_darts", "--seeds", "1", "--baselines", "preset:fcn,random:1",
+                 "--cache", str(out.parent / "cache"), "--out", str(out), "--no-progress", "--set", *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    """One compare, with the search and training engines counted."""
+    out = tmp_path_factory.mktemp("compare") / "cmp"
+    mp = pytest.MonkeyPatch()
+    search, train = Counter(archgraph.search.run_search), Counter(archgraph.train.run_training)
+    mp.setattr(archgraph.search, "run_search", search)
+    mp.setattr(archgraph.train, "run_training", train)
+    try:
+        assert compare(out) == 0
+    finally:
+        mp.undo()
+    return out, search.calls, train.calls
+
+
+def test_compare_writes_results_plots_topologies_and_report(first):
+    out, searches, trainings = first
+    assert searches == [False, False]  # one search per strategy x seed
+    assert 1 <= len(trainings) <= 4  # one per run, fewer when two runs share an architecture (the cache)
+    res = json.loads((out / "results.json").read_text())
+    assert res["format"] == "archgraph/compare-v1"
+    assert res["plan"]["strategies"] == ["dcnas", "pc_darts"] and res["plan"]["seeds"] == [0]
+    assert [e["name"] for e in res["entries"]] == ENTRIES
+    assert [e["kind"] for e in res["entries"]] == ["strategy", "strategy", "preset", "random"]
+    for e in res["entries"]:
+        s = e["summary"]
+        assert s["runs"] == s["finished"] == 1
+        assert 0.0 <= s["t_miou_mean"] <= 1.0 and s["t_miou_std"] is None  # one run: no std
+        assert s["params_mean"] > 0 and s["flops_mean"] > 0
+        (run,) = e["runs"]
+        assert run["status"] == "done" and (out / run["folder"] / "metrics.json").is_file()
+        assert (out / run["folder"]).parent.parent == out / "runs"
+        if e["kind"] == "strategy":
+            assert 0.0 <= run["s_miou"] <= 1.0 and run["search_seconds"] > 0 and run["peak_mem_mb"] > 50
+            assert (out / run["folder"] / "search" / "final.json").is_file()
+            assert run["arch_hash"] == json.loads((out / run["folder"] / "search" / "final.json").read_text())["arch_hash"]
+        else:
+            assert s["s_miou_mean"] is None and s["search_seconds_mean"] is None
+    # a preset run trains the preset itself
+    fcn = json.loads((out / "runs/preset-fcn/seed0/metrics.json").read_text())
+    assert fcn["arch_hash"] == res["entries"][2]["runs"][0]["arch_hash"]
+    md = (out / "results.md").read_text()
+    assert "| entry | runs | S-mIoU | T-mIoU |" in md and "fcn (preset)" in md and "random (n=1)" in md
+    for stem in ("tmiou", "tmiou_vs_cost"):
+        assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "<svg" in (out / f"{stem}.svg").read_text()
+    assert sorted(p.name for p in (out / "topologies").iterdir()) == ["dcnas.svg", "pc_darts.svg", "preset-fcn.svg", "random.svg"]
+    page = (out / "report.html").read_text()
+    assert page.count("<svg") >= 6  # 2 plots + 4 topologies, inline
+    assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
+    for name in ("dcnas", "pc_darts", "fcn (preset)"):
+        assert name in page
+
+
+def test_second_call_resumes_without_recomputing(first, monkeypatch):
+    out, _, _ = first
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("runs/**/*") if p.name in ("final.json", "metrics.json", "arch.yaml")}
+    before = json.loads((out / "results.json").read_text())
+    search, train = Counter(archgraph.search.run_search), Counter(archgraph.train.run_training)
+    monkeypatch.setattr(archgraph.search, "run_search", search)
+    monkeypatch.setattr(archgraph.train, "run_training", train)
+    assert compare(out) == 0
+    assert search.calls == [] and train.calls == []
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    after = json.loads((out / "results.json").read_text())
+    assert [e["summary"]["t_miou_mean"] for e in after["entries"]] == [e["summary"]["t_miou_mean"] for e in before["entries"]]
+
+    # An interrupted search (no final.json) resumes from its checkpoint; its training comes from the cache.
+    run = out / "runs" / "pc_darts" / "seed0"
+    (run / "search" / "final.json").unlink()
+    (run / "metrics.json").unlink()
+    assert compare(out) == 0
+    assert search.calls == [True] and train.calls == []
+    assert (run / "search" / "final.json").is_file() and (run / "metrics.json").is_file()
+    cost = json.loads((run / "search_cost.json").read_text())
+    assert [s["resumed"] for s in cost["sessions"]] == [False, True]
+
+    # The base config is part of the comparison: another one is refused, naming the fix.
+    assert compare(out, "train.epochs=2") == 2
+
+
+def test_random_baseline_is_uniform_distinct_and_respects_the_flops_band():
+    space = build_space("dcss", {"layers": 2, "base_channels": 4, "num_classes": 3})
+    plain = random_architectures(space, 4, seed=0, image_hw=(32, 32))
+    assert [s for s, _ in plain] == [s for s, _ in random_architectures(space, 4, seed=0, image_hw=(32, 32))]  # seeded
+    assert len({graph_hash(a) for _, a in plain}) == 4
+    for _, arch in plain:
+        check_in_space(arch)
+    flops = [architecture_flops(a, (32, 32)) for _, a in random_architectures(space, 12, seed=1, image_hw=(32, 32))]
+    ref = sorted(flops)[len(flops) // 2]
+    banded = random_architectures(space, 3, seed=2, image_hw=(32, 32), band=0.1, reference_flops=ref)
+    assert all(abs(architecture_flops(a, (32, 32)) - ref) <= 0.1 * ref for _, a in banded)
+    with pytest.raises(ConfigError, match="widen --flops-band"):
+        random_architectures(space, 2, seed=0, image_hw=(32, 32), band=1e-9, reference_flops=1.0, max_tries=5)
+
+
+def test_plan_parsing_and_the_live_table(tmp_path):
+    assert parse_seeds("3", 5) == [5, 6, 7] and parse_seeds("0,4") == [0, 4]
+    with pytest.raises(ConfigError, match="--seeds"):
+        parse_seeds("x")
+    assert [b.entry for b in parse_baselines("presets,random:3")] == ["preset:fcn", "preset:hourglass", "preset:deeplabv3", "preset:hrnet", "random"]
+    with pytest.raises(ConfigError, match="did you mean 'hrnet'"):
+        parse_baselines("preset:hrnett")
+    with pytest.raises(ConfigError, match="random:N"):
+        parse_baselines("random:0")
+    plan = Plan(load_config(None, TINY), ["dcnas"], [0, 1], parse_baselines("hrnet,random:3"))
+    runs = plan_runs(plan, tmp_path)
+    assert [r.label for r in runs] == ["dcnas s0", "dcnas s1", "hrnet (preset) s0", "hrnet (preset) s1", "random #0 s0", "random #1 s1", "random #2 s0"]
+    runs[0].status, runs[0].result = "done", {"s_miou": 0.25, "t_miou": 0.5, "search_seconds": 12.0}
+    runs[1].status = "search"
+    console = Console(record=True, width=140)
+    console.print(LiveTable(runs, plan))
+    text = console.export_text()
+    assert "1/7 runs done" in text and "0.5000" in text and "search epoch 0" in text and "random #2 s0" in text
+    assert main(["compare", "--strategies", "dcnas,nope", "--out", str(tmp_path / "x")]) == 2
