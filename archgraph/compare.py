@@ -87,12 +87,13 @@ class Plan:
     flops_band: float | None = None  # random baselines: keep FLOPs within +-band of the reference
     flops_reference: str | None = None  # a preset name, a strategy of the plan (its first seed), or a YAML
     cache_dir: Path | None = None  # the run cache (None: archgraph.runcache.default_cache_dir())
+    strategy_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # --strategy-set NAME.key=value
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT, "config": self.base.to_dict(), "strategies": self.strategies, "seeds": self.seeds,
             "baselines": [b.__dict__ for b in self.baselines], "flops_band": self.flops_band,
-            "flops_reference": self.flops_reference,
+            "flops_reference": self.flops_reference, "strategy_options": self.strategy_options,
         }
 
 
@@ -155,15 +156,36 @@ def parse_baselines(text: str | None) -> list[Baseline]:
     return unique
 
 
-def run_config(base: Config, seed: int, strategy: str | None = None) -> Config:
+def parse_strategy_options(items: list[str], strategies: list[str]) -> dict[str, dict[str, Any]]:
+    """``["spos.population=8", "dcnas.paths=2"]`` -> per-strategy option overrides (values as YAML).
+
+    Each is checked against that strategy's options now, so a typo fails before any run starts."""
+    from archgraph.config import parse_overrides
+    from archgraph.configtools import dataclass_from_dict
+    from archgraph.registry import get_strategy
+
+    options: dict[str, dict[str, Any]] = {}
+    for name, values in parse_overrides(items).items():
+        if name not in strategies:
+            raise ConfigError(f"--strategy-set {name}.*: {name!r} is not one of --strategies ({', '.join(strategies)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"--strategy-set {name}={values!r}: write NAME.key=value, e.g. spos.population=8")
+        dataclass_from_dict(get_strategy(name).params, values, "strategy")
+        options[name] = values
+    return options
+
+
+def run_config(base: Config, seed: int, strategy: str | None = None, options: dict[str, dict[str, Any]] | None = None) -> Config:
     """The config of one run: ``base`` with ``seed`` and, for a search, ``strategy.name``.
 
     The base config's strategy options apply only to the strategy it names; every other strategy
-    runs with its own defaults (their papers' settings)."""
+    runs with its own defaults (their papers' settings), plus what ``--strategy-set`` gives it."""
     data = base.to_dict()
     data["seed"] = seed
     if strategy is not None and strategy != base.strategy_name:
         data["strategy"] = {"name": strategy}
+    if strategy is not None and options and strategy in options:
+        data["strategy"] = {**data["strategy"], **options[strategy]}
     return config_from_dict(data)
 
 
@@ -410,9 +432,9 @@ def check_plan(plan: Plan, out: Path) -> None:
     path = out / PLAN
     if path.is_file():
         saved = json.loads(path.read_text())
-        if saved.get("config") != plan.base.to_dict():
+        if saved.get("config") != plan.base.to_dict() or saved.get("strategy_options", {}) != plan.strategy_options:
             raise ConfigError(f"{out} holds a comparison made with another config; rerun with the same config and --set "
-                              "values (see its compare.json), or choose another --out")
+                              "values and --strategy-set options (see its compare.json), or choose another --out")
     atomic_write_json(path, plan.to_dict())
 
 
@@ -485,7 +507,7 @@ def _execute(plan: Plan, out: Path, runs: list[Run], log, search_fn: SearchFn, t
     cache = plan.cache_dir if plan.cache_dir is not None else default_cache_dir()
     for run in runs:
         run.started = time.perf_counter()
-        cfg = run_config(plan.base, run.seed, run.entry if run.kind == "strategy" else None)
+        cfg = run_config(plan.base, run.seed, run.entry if run.kind == "strategy" else None, plan.strategy_options)
         try:
             if run.kind == "strategy":
                 run.status = "search"

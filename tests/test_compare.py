@@ -157,3 +157,18 @@ def test_plan_parsing_and_the_live_table(tmp_path):
     text = console.export_text()
     assert "1/7 runs done" in text and "0.5000" in text and "search epoch 0" in text and "random #2 s0" in text
     assert main(["compare", "--strategies", "dcnas,nope", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_per_strategy_options_reach_only_their_strategy():
+    from archgraph.compare import parse_strategy_options, run_config
+
+    options = parse_strategy_options(["spos.population=8", "spos.generations=2", "dcnas.paths=2"], ["dcnas", "spos"])
+    assert options == {"spos": {"population": 8, "generations": 2}, "dcnas": {"paths": 2}}
+    base = load_config(None, TINY)
+    assert run_config(base, 0, "spos", options).strategy["population"] == 8
+    assert run_config(base, 0, "dcnas", options).strategy["paths"] == 2
+    assert run_config(base, 0, "pc_darts", options).strategy_name == "pc_darts"
+    with pytest.raises(ConfigError, match="did you mean 'strategy.population'"):
+        parse_strategy_options(["spos.populaton=8"], ["spos"])
+    with pytest.raises(ConfigError, match="not one of --strategies"):
+        parse_strategy_options(["p_darts.stages=2"], ["dcnas"])

@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="random baselines: keep architectures with FLOPs within +-FRACTION of --flops-reference (e.g. 0.25)")
     p.add_argument("--flops-reference", default=None, metavar="REF",
                    help="a preset (hrnet), a strategy of this compare (its first seed's architecture) or an arch.yaml")
+    p.add_argument("--strategy-set", dest="strategy_options", metavar="NAME.KEY=VALUE", nargs="+", action="extend", default=[],
+                   help="options of one strategy of the comparison, e.g. --strategy-set spos.population=8 spos.generations=3")
     p.add_argument("--cache", default=None, help="run cache folder for stand-alone trainings (default: $ARCHGRAPH_CACHE_DIR or ~/.cache/archgraph/standalone)")
     p.add_argument("--out", required=True, help="comparison folder (created if missing; an existing one is resumed)")
     p.add_argument("--resume", action="store_true",
@@ -45,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from archgraph.compare import Plan, parse_baselines, parse_seeds, parse_strategies, run_compare, table_rows, TABLE_HEAD
+    from archgraph.compare import Plan, parse_baselines, parse_seeds, parse_strategies, parse_strategy_options, run_compare, table_rows, TABLE_HEAD
     from archgraph.config import load_config
     from archgraph.errors import ConfigError
 
@@ -57,6 +59,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         baselines=parse_baselines(args.baselines), flops_band=args.flops_band, flops_reference=args.flops_reference,
         cache_dir=Path(args.cache) if args.cache else None,
     )
+    plan.strategy_options = parse_strategy_options(args.strategy_options, plan.strategies)
     if plan.flops_band is not None and not any(b.kind == "random" for b in plan.baselines):
         raise ConfigError("--flops-band applies to random baselines; add random:N to --baselines")
     out = Path(args.out)
