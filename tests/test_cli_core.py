@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from archgraph.cli import build_parser, main
 from archgraph.graph import load, validate

@@ -18,6 +18,7 @@ from archgraph.config import SearchConfig
 from archgraph.errors import ConfigError, RegistryError
 from archgraph.graph import graphs_equal
 from strategies.p_darts import PDARTS, FreeOpDropoutMix, PDARTSParams, PDARTSRelaxation
+from helpers import assert_architecture_trains
 
 SIX_OPS = ["skip_connect", "max_pool_3x3", "mbconv_k3_r3", "mbconv_k5_r3", "mbconv_k3_r6", "mbconv_k5_r6"]
 
@@ -243,18 +244,7 @@ def test_search_end_to_end_through_the_cli(full_run):
 
     arch = load_graph(out / "arch.yaml")
     assert sum(op_of(arch, n) in ("skip_connect", "max_pool_3x3") for n in arch) <= 2
-    net = compile_graph(arch)
-    torch.manual_seed(0)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 5, (2, 32, 32))
-    losses = []
-    for _ in range(5):
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < losses[0]
+    assert_architecture_trains(arch, classes=5)
 
 
 def test_killed_in_stage_two_resumes_with_the_saved_candidate_sets(full_run, tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ import pytest
 
 from archgraph.errors import ConfigError
 from archgraph.registry import (
-    DEFAULT_HANDLES, SPACES, STRATEGIES, StrategyInfo, check_support, get_space, get_strategy, load_plugins,
+    DEFAULT_HANDLES, SPACES, STRATEGIES, StrategyInfo, check_support, get_strategy, load_plugins,
     support_matrix, unsupported_reason,
 )
 from archgraph.spaces_api import build_space

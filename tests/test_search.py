@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from archgraph import compile_graph, load_graph
+from archgraph import load_graph
 from archgraph.cli import main
 from archgraph.graph import graphs_equal
+from helpers import assert_architecture_trains
 
 TINY = [
     "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]",
@@ -52,18 +53,7 @@ def test_search_moves_alpha_and_beta_and_the_arch_trains(run):
     assert max(a.abs().max() for a in alphas) > 1e-2  # init is 1e-3 * N(0, 1)
     assert max(b.abs().max() for b in betas) > 1e-2
     arch = load_graph(run / "arch.yaml")
-    net = compile_graph(arch)
-    torch.manual_seed(0)
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 5, (2, 32, 32))
-    losses = []
-    for _ in range(10):
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < losses[0]
+    assert_architecture_trains(arch, classes=5)
 
 
 def test_same_seed_gives_identical_arch_yaml(run, tmp_path):
