@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from archgraph.choices import discover_choices
+from archgraph.choices import discover_choices, resolve_node
 from archgraph.graph import NodeSpec, inputs_of, node_spec
 from archgraph.ops import build_alignment, build_op
 
@@ -63,6 +63,15 @@ def _feature(spec: NodeSpec, image_hw: tuple[int, int]) -> torch.Tensor:
     return torch.zeros(1, spec.channels, h, w)
 
 
+def _accumulate(table: dict[str, list[float]], label: str, costs: list[float]) -> None:
+    """Choices sharing a label (one alpha for every cell) decide every occurrence at once, so the
+    expected cost of a label is the sum over its occurrences."""
+    if label in table:
+        table[label] = [a + b for a, b in zip(table[label], costs)]
+    else:
+        table[label] = list(costs)
+
+
 def cost_table(graph: nx.DiGraph, image_hw: tuple[int, int]) -> CostTable:
     """Measure every candidate of every choice point of ``graph`` at input size ``image_hw``."""
     choices = discover_choices(graph)
@@ -75,18 +84,21 @@ def cost_table(graph: nx.DiGraph, image_hw: tuple[int, int]) -> CostTable:
 
     ops: dict[str, list[float]] = {}
     for c in choices.ops:
-        spec = node_spec(graph, c.node)
-        preds = [node_spec(graph, p) for p in inputs_of(graph, c.node)]
-        ops.setdefault(c.label, [measure(("op", name, spec.channels, spec.scale), lambda name=name: build_op(name, spec, preds), _feature(spec, image_hw)) for name in c.candidates])
+        holder, local = resolve_node(graph, c.node)  # choices inside a cell's body have qualified ids
+        spec = node_spec(holder, local)
+        preds = [node_spec(holder, p) for p in inputs_of(holder, local)]
+        costs = [measure(("op", name, spec.channels, spec.scale), lambda name=name: build_op(name, spec, preds), _feature(spec, image_hw)) for name in c.candidates]
+        _accumulate(ops, c.label, costs)
     inputs: dict[str, list[float]] = {}
     keep: dict[str, int] = {}
     for c in choices.inputs:
-        dst = node_spec(graph, c.node)
+        holder, local = resolve_node(graph, c.node)
+        dst = node_spec(holder, local)
         costs = []
         for p in c.candidates:
-            src = node_spec(graph, p)
+            src = node_spec(holder, p)
             key = ("align", src.channels, src.scale, dst.channels, dst.scale)
             costs.append(measure(key, lambda src=src: build_alignment(src, dst), _feature(src, image_hw)))
-        inputs.setdefault(c.label, costs)
+        _accumulate(inputs, c.label, costs)
         keep[c.label] = c.keep
     return CostTable(ops, inputs, keep)
