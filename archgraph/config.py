@@ -57,6 +57,9 @@ class SearchConfig:
     deterministic: bool = True  # torch.use_deterministic_algorithms on CPU
     checkpoint_every: int = bounded(0, 0)  # also checkpoint every N steps inside an epoch (0 = after each epoch only)
     on_nonfinite: str = one_of("stop", "skip")  # a NaN/Inf loss: stop (keep the last good checkpoint) | skip (drop the batch)
+    amp: str = one_of("auto", "bf16", "fp32")  # bf16 autocast of the forward passes: auto = on for a CUDA device, off on CPU
+    channels_last: str = one_of("auto", "channels_last", "contiguous")  # channels-last memory format: auto = on for a CUDA device, off on CPU
+    sync_bn: bool = True  # under torchrun: BatchNorm statistics over the global batch (all processes)
 
 
 @dataclass
@@ -71,6 +74,9 @@ class TrainConfig:
     multi_scale_eval: list[float] = field(default_factory=lambda: [1.0])  # e.g. [0.75, 1.0, 1.25]
     flip_eval: bool = False
     deterministic: bool = False
+    amp: str = one_of("auto", "bf16", "fp32")  # bf16 autocast of the training forward passes: auto = on for a CUDA device
+    channels_last: str = one_of("auto", "channels_last", "contiguous")  # channels-last memory format: auto = on for a CUDA device
+    sync_bn: bool = True  # under torchrun: BatchNorm statistics over the global batch (all processes)
 
 
 @dataclass

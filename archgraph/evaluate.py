@@ -54,12 +54,25 @@ def evaluate(
     batch_size: int = 1,
     device: torch.device | str | None = None,
     description: str = "evaluate",
+    shard: bool = False,
 ) -> ConfusionMatrix:
     """Confusion matrix of ``net`` over ``dataset`` (whole images; pixels labelled 255 ignored).
 
     The network is put in eval mode for the pass and restored afterwards. ``batch_size > 1`` pads
     the images of a batch to the largest one with the ignore label, so padding never counts.
+
+    ``shard=True`` under ``torchrun``: each rank evaluates a disjoint share of ``dataset`` and the
+    confusion matrices are summed, so every rank returns the matrix of the whole set (the same as one
+    process). Every rank must then call it (it is a collective); progress is drawn on rank 0 only.
     """
+    from torch.utils.data import Subset
+
+    from archgraph import distributed as D
+
+    sharded = shard and D.is_distributed()
+    if sharded:
+        dataset = Subset(dataset, D.shard_indices(len(dataset)))  # type: ignore[arg-type]
+        progress = progress and D.is_main()
     if device is None:
         first = next(iter(net.parameters()), None)
         device = first.device if first is not None else torch.device("cpu")
@@ -81,4 +94,6 @@ def evaluate(
             cm.update(probs.argmax(dim=1), labels)
     finally:
         net.train(was_training)
+    if sharded:
+        cm.reduce_()
     return cm

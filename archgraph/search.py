@@ -27,10 +27,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from archgraph import distributed as D
 from archgraph.compile import CompiledNetwork
 from archgraph.config import Config, config_from_dict, load_config
 from archgraph.configtools import dataclass_from_dict
 from archgraph.costs import cost_table
+from archgraph.data.transforms import IGNORE_INDEX
 from archgraph.decode import decisions
 from archgraph.errors import CheckpointError, ConfigError, NonFiniteLoss, NumericalError
 from archgraph.graph import graph_hash, save
@@ -84,7 +86,8 @@ def build_search_data(cfg: Config) -> SearchData:
 
 
 def _loader(ds: Dataset, cfg: Config, seed: int) -> DataLoader:
-    return DataLoader(ds, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True, num_workers=cfg.data.workers, generator=torch.Generator().manual_seed(seed))
+    """Shuffled batches of ``data.batch_size``; under torchrun this rank's share of each global batch."""
+    return D.sharded_loader(ds, cfg.data.batch_size, seed, cfg.data.workers)
 
 
 def _cycle(loader: DataLoader) -> Iterator:
@@ -138,7 +141,7 @@ def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input
         for x, _ in itertools.islice(_cycle(loader), max(batches, 1)):
             net(x.to(device))
         net.eval()
-        cm = evaluate(net, data.val, data.num_classes, progress=False)
+        cm = evaluate(net, data.val, data.num_classes, progress=False, shard=True)
     net.train(was_training)
     return float(cm.miou())
 
@@ -196,7 +199,11 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.device)
+    D.init_from_env()
+    main = D.is_main()  # only rank 0 writes files and draws progress bars
+    device = D.resolve_device(cfg.device)
+    D.local_batch_size(cfg.data.batch_size)  # the global batch must split evenly over the processes
+    precision = D.resolve_precision(cfg.search.amp, cfg.search.channels_last, device, "search")
     seed_everything(cfg.seed, cfg.search.deterministic)
     info = get_strategy(cfg.strategy_name)
     params = dataclass_from_dict(info.params, cfg.strategy_params, "strategy")
@@ -205,20 +212,21 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
     data = build_search_data(cfg)
     if not cfg.space.get("num_classes"):
         cfg.space["num_classes"] = data.num_classes
-    atomic_write_text(out / "config.yaml", cfg.to_yaml())
+    if main:
+        atomic_write_text(out / "config.yaml", cfg.to_yaml())
 
     graph = build_space(cfg.space_name, cfg.space_params)
     strategy = info.cls(graph, params, cfg.search, cfg.seed)
 
-    state = _load_checkpoint(out) if resume else None
-    if state is not None:
+    state = D.from_main(lambda: _load_checkpoint(out)) if resume else None
+    if state is not None and main:
         _truncate_log(out, state["stage"], state["epoch"], state["finished_epoch"])
     start_stage = state["stage"] if state else 0
     record: dict[str, Any] = {}
     net: CompiledNetwork | None = None
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
     stop = GracefulStop(f"archgraph search --out {out} --resume")
-    with stop, Progress(*columns, disable=not progress, transient=False) as bar:
+    with stop, Progress(*columns, disable=not (progress and main), transient=False) as bar:
         for stage in range(start_stage, strategy.num_stages()):
             resuming = state is not None and state["stage"] == stage
             if resuming:
@@ -226,7 +234,7 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                 # candidate sets), so it is loaded before the stage begins and again after the build.
                 strategy.load_state_dict(state["strategy"])
             strategy.begin_stage(stage, net)
-            net = strategy.build_supernet().to(device)
+            net = D.sync_batchnorm(strategy.build_supernet().to(device), device)
             if cfg.search.flops_weight > 0:
                 strategy.costs = cost_table(strategy.graph, tuple(cfg.data.crop))
             epochs = strategy.stage_epochs(stage)
@@ -235,7 +243,11 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                 steps = min(steps, cfg.search.steps_per_epoch)
             w_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.search.w_lr, momentum=cfg.search.w_momentum, weight_decay=cfg.search.w_weight_decay)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=max(epochs, 1), eta_min=cfg.search.w_lr_min)
-            a_opt = strategy.arch_optimizer(net)
+            # alpha/beta stay out of DDP: their gradients are averaged right before the arch step
+            # (strategies such as ProxylessNAS write them outside autograd); see docs/distributed.md.
+            a_opt = D.average_gradients_before_step(strategy.arch_optimizer(net))
+            step_net = D.parallelize(net, device, precision, find_unused=True, broadcast_buffers=not cfg.search.sync_bn,
+                                     ignore=[f"arch.{name}" for name, _ in net.arch.named_parameters()] if net.arch is not None else [])
             start_epoch, start_step, sums = 0, 0, {}
             if resuming:
                 net.load_state_dict(state["net"])
@@ -253,6 +265,8 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                 state = None
 
             def checkpoint(epoch: int, step: int, finished: bool, sums: dict[str, float]) -> None:
+                if not main:
+                    return
                 save_checkpoint(out / CHECKPOINT, {
                     "version": CHECKPOINT_VERSION, "stage": stage, "epoch": epoch, "step": step, "finished_epoch": finished,
                     "sums": dict(sums), "net": net.state_dict(), "w_opt": w_opt.state_dict(), "sched": sched.state_dict(),
@@ -286,15 +300,22 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                     batch_a = next(b_iter)
                     batch_w = tuple(t.to(device) for t in batch_w)
                     batch_a = tuple(t.to(device) for t in batch_a)
+                    if step_net is not net:  # the mean over the global batch's labelled pixels (distributed.py)
+                        scales = D.global_mean_scales([batch_w[1], batch_a[1]], IGNORE_INDEX)
+                        step_net.set_loss_scales([(batch_w[0], scales[0]), (batch_a[0], scales[1])])
                     try:
-                        losses = strategy.search_step(net, batch_w, batch_a, w_opt, a_opt)
+                        losses = strategy.search_step(step_net, batch_w, batch_a, w_opt, a_opt)
                     except NonFiniteLoss as exc:
                         losses = _non_finite(cfg, net, exc, stage, epoch, step, out)
                     _check_finite(net, losses, stage, epoch, step, out)
+                    if step_net is not net and D.world_size() > 1:
+                        # weighted like the gradients, so the ranks' mean is the global batch's loss
+                        losses = {k: v * scales[1 if k.startswith("arch_") else 0] for k, v in losses.items()}
                     for k, v in losses.items():
                         sums[k] = sums.get(k, 0.0) + v
                     bar.update(task, advance=1, info=f"epoch {epoch + 1}/{epochs} loss {losses.get('loss', float('nan')):.3f}")
                     step += 1
+                    stop.requested = D.any_rank(stop.requested)  # every rank stops at the same step
                     every = cfg.search.checkpoint_every
                     if step < steps and (stop.requested or (every and step % every == 0)):
                         checkpoint(epoch, step, False, sums)
@@ -302,35 +323,82 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
                 elapsed = time.perf_counter() - t0
                 done = max(steps - first, 1)
                 sched.step()
+                _check_ranks_agree(net, strategy, stage, epoch)
                 derived = strategy.derive(net)
                 record = {
                     "stage": stage,
                     "epoch": epoch,
-                    **{k: v / max(steps, 1) for k, v in sums.items()},
+                    **{k: v / max(steps, 1) for k, v in D.mean_over_ranks(sums).items()},
                     "lr": w_opt.param_groups[0]["lr"],
                     "arch_active": strategy.arch_active(),
-                    **strategy.log_state(),
+                    **_log_state(strategy),
                     **choice_entropies(net),
                     "step_time": elapsed / done,
-                    "peak_mem_mb": peak_memory_mb(device),
+                    "peak_mem_mb": D.max_over_ranks(peak_memory_mb(device)),
                     "arch_hash": graph_hash(derived),
+                    **_parallel_fields(precision),
                 }
                 last = epoch == epochs - 1
                 if cfg.search.eval_every and ((epoch + 1) % cfg.search.eval_every == 0 or last):
                     record["s_miou"] = supernet_miou(net, strategy, data, cfg, device)
                 record["seconds"] = time.perf_counter() - t0
-                _write_epoch(out, net, strategy, derived, record)
+                if main:
+                    _write_epoch(out, net, strategy, derived, record)
                 checkpoint(epoch, steps, True, {})
+                stop.requested = D.any_rank(stop.requested)
                 stop.exit_if_requested(f"the end of stage {stage} epoch {epoch}")
     assert net is not None
     # Strategies that pick the architecture after supernet training (SPOS's evolution) do it here.
     scorer = lambda ops, inputs, recalib_batches=None: score_subnet(net, strategy.relaxation, ops, inputs, data, cfg, device, recalib_batches)
-    if strategy.on_search_end(net, scorer, out):
-        derived = strategy.derive(net)
-        save(derived, out / "arch.yaml")
-    _finish(out, net, strategy)
-    atomic_write_json(out / "final.json", {"arch_hash": graph_hash(load_graph(out / "arch.yaml")), **record})
+    # Every rank takes part (its scores need all ranks); only rank 0's files land in the run folder.
+    with _rank_folder(out) as end_out:
+        if strategy.on_search_end(net, scorer, end_out) and main:
+            derived = strategy.derive(net)
+            save(derived, out / "arch.yaml")
+    if main:
+        _finish(out, net, strategy)
+        atomic_write_json(out / "final.json", {"arch_hash": graph_hash(load_graph(out / "arch.yaml")), **record})
+    D.barrier()  # callers on every rank (compare, correlate) read the files next
     return record
+
+
+@contextlib.contextmanager
+def _rank_folder(out: Path) -> Iterator[Path]:
+    """``out`` on rank 0; a scratch folder, deleted afterwards, on the other ranks."""
+    if D.is_main():
+        yield out
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"archgraph-rank{D.rank()}-") as tmp:
+        yield Path(tmp)
+
+
+def _log_state(strategy) -> dict[str, Any]:
+    """The strategy's per-epoch values; numbers averaged over the ranks (e.g. ProxylessNAS's arch losses)."""
+    values = strategy.log_state()
+    if D.world_size() > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()):
+        return D.mean_over_ranks(values)
+    return values
+
+
+def _parallel_fields(precision: D.Precision) -> dict[str, Any]:
+    """Log fields of multi-process / mixed-precision runs (absent from plain single-process runs)."""
+    fields: dict[str, Any] = {}
+    if D.world_size() > 1:
+        fields["world_size"] = D.world_size()
+    if precision.label:
+        fields["precision"] = precision.label
+    return fields
+
+
+def _check_ranks_agree(net: CompiledNetwork, strategy, stage: int, epoch: int) -> None:
+    """alpha/beta and the strategy's sampling state must be bit-identical on every rank."""
+    if D.world_size() == 1:
+        return
+    tensors = list(net.arch_parameters()) + [b for name, b in net.named_buffers() if name.endswith("channel_index")]
+    D.check_identical(f"architecture parameters, channel masks or sampling state after stage {stage} epoch {epoch}",
+                      D.fingerprint(tensors, strategy.state_dict()))
 
 
 class GracefulStop:

@@ -33,8 +33,9 @@ from typing import Any
 import networkx as nx
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
+from archgraph import distributed as D
 from archgraph.compile import CompiledNetwork, compile_graph
 from archgraph.config import Config, config_from_dict, load_config
 from archgraph.costs import count_params, model_flops
@@ -234,7 +235,11 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
         raise ConfigError("train.eval_every and train.steps_per_epoch must be >= 0 (0 = only at the end / a full pass)")
     if not t.multi_scale_eval or any(s <= 0 for s in t.multi_scale_eval):
         raise ConfigError(f"train.multi_scale_eval={t.multi_scale_eval} must be a non-empty list of positive scales, e.g. [1.0] or [0.75,1.0,1.25]")
-    device = torch.device(cfg.device)
+    D.init_from_env()
+    main = D.is_main()  # only rank 0 writes files and draws progress bars
+    device = D.resolve_device(cfg.device)
+    D.local_batch_size(cfg.data.batch_size)  # the global batch must split evenly over the processes
+    precision = D.resolve_precision(t.amp, t.channels_last, device, "train")
     seed_everything(cfg.seed, t.deterministic)
     train_ds = _dataset(cfg, cfg.data.train_split, train=True)
     val = build_eval_data(cfg)
@@ -246,78 +251,93 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
         steps = min(steps, t.steps_per_epoch)
 
     out.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if not resume and main:
         atomic_write_text(out / "config.yaml", cfg.to_yaml())
         save(graph, out / "arch.yaml")
         for stale in (LOG, BEST):  # leftovers of a run killed before its first checkpoint
             (out / stale).unlink(missing_ok=True)
 
-    net = compile_graph(graph).to(device)
+    net = D.sync_batchnorm(compile_graph(graph).to(device), device)
     opt = torch.optim.SGD(net.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    # DDP (under torchrun) and autocast/channels-last (when configured) around the forward pass only.
+    step_net = D.parallelize(net, device, precision, find_unused=False, broadcast_buffers=not t.sync_bn)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, poly_factor(t.epochs * steps, t.poly_power))
     best: dict[str, Any] = {"miou": -1.0, "epoch": -1, "summary": None}
     start = 0
     if resume:
-        state = load_checkpoint(out / LAST)
+        state = D.from_main(lambda: load_checkpoint(out / LAST))
         _load_weights(net, state, out / LAST)
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         set_rng_state(state["rng"])
         best = state["best"]
         start = state["epoch"] + 1
-        _truncate_log(out / LOG, state["epoch"])
-        if start >= t.epochs and (out / METRICS).is_file():
+        if main:
+            _truncate_log(out / LOG, state["epoch"])
+        if start >= t.epochs and D.from_main(lambda: (out / METRICS).is_file()):
             raise CheckpointError(f"{out} holds a finished training run ({t.epochs} epochs); nothing to resume")
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress) as bar:
+    with Progress(*columns, disable=not (progress and main)) as bar:
         task = bar.add_task("train", total=t.epochs * steps, completed=start * steps, info="")
         for epoch in range(start, t.epochs):
             # The batch order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
-            loader = DataLoader(train_ds, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True,
-                                num_workers=cfg.data.workers, generator=torch.Generator().manual_seed(cfg.seed + 10 * epoch))
+            # Under torchrun each rank loads its share of every global batch (archgraph.distributed).
+            loader = D.sharded_loader(train_ds, cfg.data.batch_size, cfg.seed + 10 * epoch, cfg.data.workers)
             set_dataset_epoch(train_ds, epoch)
-            net.train()
+            step_net.train()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             loss_sum, correct, counted = 0.0, 0, 0
             t0 = time.perf_counter()
             for step, (images, labels) in enumerate(itertools.islice(loader, steps)):
                 images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                logits = net(images)
+                logits = step_net(images)
                 loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
                 if not math.isfinite(loss.item()):
                     raise NumericalError(f"non-finite loss at epoch {epoch} step {step}; {out / LAST} keeps the last good epoch. Lower train.lr, then --resume")
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                # Under torchrun: weight by this rank's share of the global batch's labelled pixels, so
+                # the DDP-averaged gradient is that of the global mean (archgraph.distributed).
+                scale = D.global_mean_scales([labels], IGNORE_INDEX)[0]
+                (loss * scale if scale != 1.0 else loss).backward()
                 opt.step()
                 sched.step()
                 with torch.no_grad():
                     keep = labels != IGNORE_INDEX
                     correct += int((logits.argmax(1)[keep] == labels[keep]).sum())
                     counted += int(keep.sum())
-                loss_sum += loss.item()
+                loss_sum += loss.item() * scale  # weighted like the gradient: the ranks average to the global loss
                 bar.update(task, advance=1, info=f"epoch {epoch + 1}/{t.epochs} loss {loss.item():.3f}")
             train_time = time.perf_counter() - t0
+            if D.world_size() > 1:  # per-rank sums -> the global batch's numbers
+                loss_sum, correct, counted = D.sum_over_ranks([loss_sum / D.world_size(), correct, counted])
             record: dict[str, Any] = {
                 "epoch": epoch, "loss": loss_sum / steps, "train_pixel_acc": correct / max(counted, 1),
                 "lr": opt.param_groups[0]["lr"], "steps": steps, "step_time": train_time / steps,
-                "peak_mem_mb": peak_memory_mb(device),
+                "peak_mem_mb": D.max_over_ranks(peak_memory_mb(device)),
             }
+            if D.world_size() > 1:
+                record["world_size"] = D.world_size()
+            if precision.label:
+                record["precision"] = precision.label
             last = epoch == t.epochs - 1
             if (t.eval_every and (epoch + 1) % t.eval_every == 0) or last:
                 # Model selection on single-scale whole images; multi-scale/flip only for the final number.
                 t1 = time.perf_counter()
-                summary = evaluate(net, val.dataset, val.num_classes, progress=progress, device=device,
-                                   description=f"evaluate epoch {epoch + 1}").summary(val.class_names)
+                summary = evaluate(net, val.dataset, val.num_classes, progress=progress and main, device=device,
+                                   description=f"evaluate epoch {epoch + 1}", shard=True).summary(val.class_names)
                 record.update(miou=summary["miou"], pixel_acc=summary["pixel_acc"], eval_seconds=time.perf_counter() - t1)
                 if summary["miou"] > best["miou"]:
                     best = {"miou": summary["miou"], "epoch": epoch, "summary": summary}
-                    save_checkpoint(out / BEST, _checkpoint(net, opt, sched, epoch, best, record, graph, val.class_names))
+                    if main:
+                        save_checkpoint(out / BEST, _checkpoint(net, opt, sched, epoch, best, record, graph, val.class_names))
             record["best_miou"] = best["miou"]
             record["seconds"] = time.perf_counter() - t0
-            append_jsonl(out / LOG, record)
-            save_checkpoint(out / LAST, _checkpoint(net, opt, sched, epoch, best, record, graph, val.class_names))
+            if main:
+                append_jsonl(out / LOG, record)
+                save_checkpoint(out / LAST, _checkpoint(net, opt, sched, epoch, best, record, graph, val.class_names))
+    D.barrier()
     return finish(cfg, out, val, progress=progress)
 
 
@@ -325,17 +345,17 @@ def finish(cfg: Config, out: Path, val: EvalData, progress: bool = False) -> dic
     """metrics.json from ``best.pt``: re-evaluated when multi-scale or flip testing is configured."""
     from archgraph.evaluate import evaluate
 
-    state = load_checkpoint(out / BEST)
-    graph = load_architecture(out / "arch.yaml")
+    # Under torchrun rank 0 reads the files it wrote and sends them (other machines may not see them).
+    state, graph = D.from_main(lambda: (load_checkpoint(out / BEST), load_architecture(out / "arch.yaml")))
     net = compile_graph(graph)
     _load_weights(net, state, out / BEST)
-    device = torch.device(cfg.device)
+    device = D.resolve_device(cfg.device)
     net.to(device)
     scales = [float(s) for s in cfg.train.multi_scale_eval]
     summary = state["best"]["summary"]
     if scales != [1.0] or cfg.train.flip_eval:
         summary = evaluate(net, val.dataset, val.num_classes, progress=progress, scales=scales, flip=cfg.train.flip_eval,
-                           device=device, description="final evaluation").summary(val.class_names)
+                           device=device, description="final evaluation", shard=True).summary(val.class_names)
     metrics = {
         **summary,
         "params": count_params(net),
@@ -351,7 +371,9 @@ def finish(cfg: Config, out: Path, val: EvalData, progress: bool = False) -> dic
         "checkpoint": BEST,
         "arch_hash": graph_hash(graph),
     }
-    atomic_write_json(out / METRICS, metrics)
+    if D.is_main():
+        atomic_write_json(out / METRICS, metrics)
+    D.barrier()  # callers on every rank may read metrics.json next
     return metrics
 
 

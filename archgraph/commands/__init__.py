@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+
+from rich.console import Console
+
+
+def rank_console() -> Console:
+    """The commands' console: silent on every process but rank 0 of a torchrun launch (which sets
+    RANK), so N processes print one set of messages."""
+    return Console(quiet=os.environ.get("RANK", "0") != "0")
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:

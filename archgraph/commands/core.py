@@ -7,13 +7,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-from archgraph.commands import add_config_args
+from archgraph.commands import add_config_args, rank_console
 from archgraph.errors import ArchgraphError
 
-console = Console()
+console = rank_console()
 
 
 def register(sub: argparse._SubParsersAction) -> None:

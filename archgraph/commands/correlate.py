@@ -6,11 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 
-from archgraph.commands import add_config_args
+from archgraph.commands import add_config_args, rank_console
 
-console = Console()
+console = rank_console()
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
 
-from archgraph.commands import add_config_args
+from archgraph.commands import add_config_args, rank_console
 
-console = Console()
+console = rank_console()
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-from archgraph.commands import add_set_option
+from archgraph.commands import add_set_option, rank_console
 
-console = Console()
+console = rank_console()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
