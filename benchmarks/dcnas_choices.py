@@ -55,10 +55,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names from: " + ", ".join(VARIANTS))
     p.add_argument("--json", default=None)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps runs comparable on a shared machine)")
     args = p.parse_args()
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     results = {}
     for name in names:
