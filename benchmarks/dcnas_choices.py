@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 VARIANTS = {
-    "default: n=4, tau exp 5->0.5": [],
+    "default: n=4 tau exp 5->0.5": [],
     "n=2": ["strategy.paths=2"],
     "n=8": ["strategy.paths=8"],
     "tau constant 5": ["strategy.tau_schedule=constant"],
@@ -73,7 +73,7 @@ def main() -> None:
         }
         r = results[name]
         print(f"{name:28s} S-mIoU {r['s_miou_mean']:.4f} ± {r['s_miou_std']:.4f}   step {r['step_time'] * 1000:7.1f} ms   H(beta) {r['entropy_beta']:.3f}", flush=True)
-    ref = results.get("default: n=4, tau exp 5->0.5")
+    ref = results.get("default: n=4 tau exp 5->0.5")
     if ref:
         print("\nstep time relative to the default:")
         for name, r in results.items():
