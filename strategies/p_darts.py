@@ -46,7 +46,7 @@ from archgraph.registry import register_strategy
 from archgraph.relaxation import Mixer, Relaxation, SoftmaxInputMix
 from archgraph.spaces_api import build_space
 from strategies.base import Scores, Strategy
-from strategies.pc_darts import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction
+from strategies.darts_family import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction
 
 Candidates = dict[str, list[str]]  # node id -> candidate ops of its op choice (one op = fixed)
 

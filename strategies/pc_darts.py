@@ -36,48 +36,8 @@ from archgraph.configtools import bounded
 from archgraph.errors import ConfigError
 from archgraph.registry import register_strategy
 from archgraph.relaxation import Mixer, Relaxation, SoftmaxInputMix
-from strategies.base import Scores, Strategy, StrategyParams
-
-
-@dataclass
-class PaperArchParams(StrategyParams):
-    """The architecture optimiser and warm-up of the DARTS family's official code.
-
-    They live in the strategy section (not ``search.arch_*``) so that each strategy's defaults are its
-    paper's; the shared ``search.arch_lr`` etc. are not read by strategies built on this.
-    """
-
-    arch_lr: float = bounded(6e-4, 0, lo_open=True)  # Adam lr for alpha/beta (official --arch_learning_rate)
-    arch_betas: tuple[float, float] = bounded((0.5, 0.999), 0, 1, hi_open=True)
-    arch_weight_decay: float = bounded(1e-3, 0)  # official --arch_weight_decay
-    warmup_fraction: float = bounded(0.3, 0, 1, hi_open=True)  # weight-only epochs / epochs (PC-DARTS: 15 of 50)
-
-
-def check_arch_params(p: PaperArchParams) -> None:
-    if p.arch_lr <= 0:
-        raise ConfigError(f"strategy.arch_lr must be > 0, got {p.arch_lr}")
-    if p.arch_weight_decay < 0:
-        raise ConfigError(f"strategy.arch_weight_decay must be >= 0, got {p.arch_weight_decay}")
-    if not all(0 <= b < 1 for b in p.arch_betas):
-        raise ConfigError(f"strategy.arch_betas must both be in [0, 1), got {list(p.arch_betas)}")
-    if not 0 <= p.warmup_fraction < 1:
-        raise ConfigError(f"strategy.warmup_fraction must be in [0, 1), got {p.warmup_fraction}; 0.3 = 15 of 50 epochs")
-
-
-def paper_adam(net: CompiledNetwork, p: PaperArchParams) -> torch.optim.Adam | None:
-    params = list(net.arch_parameters())
-    if not params:
-        return None
-    return torch.optim.Adam(params, lr=p.arch_lr, betas=tuple(p.arch_betas), weight_decay=p.arch_weight_decay)
-
-
-def warmup_from_fraction(fraction: float, epochs: int) -> int:
-    """round(fraction * epochs), but always leaving at least one architecture epoch when epochs > 1.
-
-    Without the cap a tiny budget (2 epochs at 0.3 -> 1, at 0.6 -> 1; 1 epoch -> 0) could end with
-    alpha and beta never updated, and the derived architecture would be the random initialisation's.
-    """
-    return min(int(round(fraction * epochs)), max(epochs - 1, 0))
+from strategies.base import Scores, Strategy
+from strategies.darts_family import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction
 
 
 @dataclass

@@ -14,7 +14,8 @@ from archgraph.cli import main
 from archgraph.config import SearchConfig
 from archgraph.decode import decisions, decode
 from archgraph.errors import ConfigError
-from strategies.pc_darts import PCDARTS, PCDARTSParams, PartialShuffleMix, warmup_from_fraction
+from strategies.darts_family import warmup_from_fraction
+from strategies.pc_darts import PCDARTS, PCDARTSParams, PartialShuffleMix
 from helpers import assert_architecture_trains
 
 
