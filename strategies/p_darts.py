@@ -26,6 +26,7 @@ with softmax(beta) over every input (DCNAS Eq. 3-4). See docs/strategies.md for 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archgraph.choices import ArchParams, InputChoice, OpChoice
+from archgraph.choices import SEP, ArchParams, InputChoice, OpChoice, resolve_node
 from archgraph.compile import CompiledNetwork
 from archgraph.configtools import bounded
 from archgraph.decode import decode
@@ -137,8 +138,33 @@ def shrink(net: CompiledNetwork, current: Candidates, drop: int, keep_parametric
     return out
 
 
-def searchable_nodes(g: nx.DiGraph) -> list[str]:
-    return [n for n in g.nodes if len(g.nodes[n].get("ops", ())) > 1]
+def searchable_nodes(g: nx.DiGraph, prefix: str = "") -> list[str]:
+    """Ids of every node with an op choice, cell bodies included (``cell/node``, as choice points)."""
+    found = []
+    for n in g.nodes:
+        if len(g.nodes[n].get("ops", ())) > 1:
+            found.append(prefix + n)
+        body = g.nodes[n].get("body")
+        if body is not None:
+            found += searchable_nodes(body, f"{prefix}{n}{SEP}")
+    return found
+
+
+def _node_attrs(g: nx.DiGraph, node: str) -> dict[str, Any]:
+    holder, local = resolve_node(g, node)
+    return holder.nodes[local]
+
+
+def _inherited_for(node: str, g: nx.DiGraph, inherited: Candidates, positions: Mapping[str, tuple[str, int, int]]) -> str | None:
+    """Whose candidate set ``node`` takes: its own, else the nearest old node's. A node inside a new
+    cell takes the set of the same body node in another cell: cells share alpha (one label per body
+    node), so every cell's set for it is the same."""
+    if node in inherited:
+        return node
+    if SEP in node:
+        local = node.rsplit(SEP, 1)[1]
+        return next((m for m in inherited if m.rsplit(SEP, 1)[-1] == local and SEP in m), None)
+    return nearest(node, g, {m: positions[m] for m in inherited if m in positions})
 
 
 def nearest(node: str, g: nx.DiGraph, positions: Mapping[str, tuple[str, int, int]]) -> str | None:
@@ -157,11 +183,12 @@ def apply_candidates(g: nx.DiGraph, inherited: Candidates, positions: Mapping[st
     """
     applied: Candidates = {}
     for n in searchable_nodes(g):
-        own = list(g.nodes[n]["ops"])
-        source = n if n in inherited else nearest(n, g, {m: positions[m] for m in inherited if m in positions})
+        holder, local = resolve_node(g, n)
+        own = list(holder.nodes[local]["ops"])
+        source = _inherited_for(n, g, inherited, positions)
         wanted = set(inherited[source]) if source is not None else set(own)
         kept = [op for op in own if op in wanted] or own
-        g.nodes[n]["ops"] = kept
+        holder.nodes[local]["ops"] = kept
         applied[n] = kept
     return g, applied
 
@@ -254,13 +281,13 @@ class PDARTS(Strategy):
         depth = self.depths[stage]
         g = self.space_graph
         if depth is None or depth == g.graph["params"]["layers"]:
-            return g.copy()
+            return copy.deepcopy(g)  # deep: cell bodies are edited in place by apply_candidates
         return build_space(g.graph["space"], {**g.graph["params"], "layers": depth})
 
     def _build_stage(self, stage: int, inherited: Candidates, positions: Mapping[str, tuple[str, int, int]]) -> tuple[nx.DiGraph, Candidates]:
         g = self._raw_stage_graph(stage)
         if not inherited:
-            return g, {n: list(g.nodes[n]["ops"]) for n in searchable_nodes(g)}
+            return g, {n: list(_node_attrs(g, n)["ops"]) for n in searchable_nodes(g)}
         return apply_candidates(g, inherited, positions)
 
     def stage_graph(self, stage: int, previous: CompiledNetwork | None) -> nx.DiGraph:

@@ -273,3 +273,22 @@ def test_killed_in_stage_two_resumes_with_the_saved_candidate_sets(full_run, tmp
     for k, v in final.items():
         if k.startswith("arch."):
             assert torch.equal(resumed[k], v), k
+
+
+def test_p_darts_shrinks_the_op_sets_inside_auto_deeplab_cells(tmp_path):
+    """Choices inside cell bodies shrink too; cells share alpha, so every cell keeps the same sets."""
+    from archgraph.cli import main
+
+    out = tmp_path / "adl"
+    assert main(["search", "--out", str(out), "--no-progress", "--set", "space.name=autodeeplab", "space.layers=3",
+                 "space.base_channels=4", "space.blocks=2", "strategy.name=p_darts", "data.num_samples=16",
+                 "data.crop=[32,32]", "data.batch_size=2", "search.epochs=2", "search.steps_per_epoch=1",
+                 "search.bn_recalib_batches=1", "data.val_limit=2", "search.eval_every=2"]) == 0
+    records = [json.loads(l) for l in (out / "search.jsonl").read_text().splitlines()]
+    assert [r["candidates_max"] for r in records] == [8, 8, 6, 6, 4, 4]
+    supernet = load_graph(out / "supernet.yaml")
+    bodies = [d["body"] for _, d in supernet.nodes(data=True) if d.get("body") is not None]
+    assert len(bodies) > 2
+    sets = [{n: tuple(b.nodes[n]["ops"]) for n in b.nodes if len(b.nodes[n]["ops"]) > 1} for b in bodies]
+    assert sets[0] and all(len(ops) == 4 for ops in sets[0].values())
+    assert all(s == sets[0] for s in sets)
