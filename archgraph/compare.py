@@ -39,7 +39,6 @@ the search log's ``peak_mem_mb`` (process-wide peak) is used and ``peak_mem_sour
 from __future__ import annotations
 
 import html
-import io
 import json
 import statistics
 import threading
@@ -688,22 +687,17 @@ def results_markdown(results: dict[str, Any], plots: list[str], topologies: dict
 
 def write_plots(out: Path, results: dict[str, Any]) -> list[str]:
     """T-mIoU with error bars, and T-mIoU against search cost; PNG and SVG of each."""
-    import matplotlib
+    from archgraph.plots import figure_bytes, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     entries = [e for e in results["entries"] if e["summary"]["t_miou_mean"] is not None]
     colour = {"strategy": "#3b75af", "preset": "#e1812c", "random": "#7f7f7f"}
     written: list[str] = []
 
     def save_fig(fig, stem: str) -> None:
-        for fmt in ("png", "svg"):
-            buf = io.BytesIO()
-            fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight")
-            atomic_write_bytes(out / f"{stem}.{fmt}", buf.getvalue())
+        for fmt, data in zip(("png", "svg"), figure_bytes(fig, dpi=120, tight=True)):
+            atomic_write_bytes(out / f"{stem}.{fmt}", data)
             written.append(f"{stem}.{fmt}")
-        plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(entries) + 1.5), 3.6))
     xs = range(len(entries))

@@ -465,13 +465,9 @@ def _fmt_stat(s: dict[str, Any]) -> str:
 
 def scatter_plot(result: dict[str, Any]) -> tuple[bytes, bytes]:
     """(PNG, SVG): supernet mIoU against stand-alone mIoU, the derived architecture marked."""
-    import io
+    from archgraph.plots import figure_bytes, pyplot
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     archs = result["archs"]
     fig, ax = plt.subplots(figsize=(5, 4.2))
     for source, marker, color, label in (("sample", "o", "#4c72b0", "sampled"), ("derived", "*", "#dd4444", "derived (searched)")):
@@ -485,11 +481,7 @@ def scatter_plot(result: dict[str, Any]) -> tuple[bytes, bytes]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    png, svg = io.BytesIO(), io.BytesIO()
-    fig.savefig(png, format="png", dpi=110)
-    fig.savefig(svg, format="svg")
-    plt.close(fig)
-    return png.getvalue(), svg.getvalue()
+    return figure_bytes(fig)
 
 
 def markdown_table(result: dict[str, Any]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -44,11 +43,9 @@ def read_log(run_dir: Path) -> list[dict[str, Any]]:
 
 def plot_curves(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
     """(PNG, SVG) of every logged curve against the epoch (stages laid end to end)."""
-    import matplotlib
+    from archgraph.plots import figure_bytes, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     present = [(k, title) for k, title in CURVES if any(k in r for r in records)]
     cols = 3
     rows = max(1, -(-len(present) // cols))
@@ -67,11 +64,7 @@ def plot_curves(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
     for ax in list(axes.flat)[len(present):]:
         ax.axis("off")
     fig.tight_layout()
-    png, svg = io.BytesIO(), io.BytesIO()
-    fig.savefig(png, format="png", dpi=110)
-    fig.savefig(svg, format="svg")
-    plt.close(fig)
-    return png.getvalue(), svg.getvalue()
+    return figure_bytes(fig)
 
 
 def derived_size(run_dir: Path) -> dict[str, Any]:
