@@ -27,7 +27,7 @@ class DataConfig:
     crop: tuple[int, int] = bounded((64, 64), 1)  # training crop (H, W); synthetic image size
     scale: float = bounded(1.0, 0, 8, lo_open=True)  # resize every image by this factor first (0.5 = the low-resolution proxy)
     batch_size: int = bounded(4, 1)
-    num_samples: int = bounded(64, 1)  # synthetic: samples per split
+    num_samples: int = bounded(256, 1)  # synthetic: samples per split
     num_classes: int = bounded(0, 0)  # synthetic / pascal_context variant; 0 = the dataset's default
     train_split: str = "train"
     val_split: str = "val"
@@ -38,8 +38,8 @@ class DataConfig:
 
 @dataclass
 class SearchConfig:
-    epochs: int = bounded(4, 1)
-    warmup_epochs: int = bounded(1, 0)  # weight-only epochs before architecture updates
+    epochs: int = bounded(6, 1)
+    warmup_epochs: int = bounded(2, 0)  # weight-only epochs before architecture updates
     split_ratio: float = bounded(0.5, 0, 1, lo_open=True, hi_open=True)  # fraction of the training set used as trainA (weights); the rest is trainB
     w_lr: float = bounded(0.05, 0, lo_open=True)  # SGD for weights
     w_lr_min: float = bounded(0.001, 0)  # cosine annealing floor
