@@ -115,18 +115,21 @@ class Strategy:
             a_opt.step()
             out["arch_loss"] = float(loss.detach())
             out.update({f"arch_{k}": v for k, v in parts.items()})
+        out.update(self.weight_step(net, batch_w, w_opt))
+        return out
+
+    def weight_step(self, net: CompiledNetwork, batch: Batch, w_opt: torch.optim.Optimizer) -> dict[str, float]:
+        """SGD on the weights (cross-entropy only, gradients clipped to ``search.grad_clip``)."""
         w_opt.zero_grad(set_to_none=True)
-        x, y = batch_w
+        x, y = batch
         loss, _ = self.loss(net, net(x), y, with_regularisers=False)
         loss.backward()
         if self.search.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(list(net.weight_parameters()), self.search.grad_clip)
         w_opt.step()
-        if net.arch is not None:  # weight steps must not leave gradients on alpha/beta behind
-            for p in net.arch_parameters():
-                p.grad = None
-        out["loss"] = float(loss.detach())
-        return out
+        for p in net.arch_parameters():  # weight steps must not leave gradients on alpha/beta behind
+            p.grad = None
+        return {"loss": float(loss.detach())}
 
     # -------------------------------------------------------------- 4. schedule hooks
 

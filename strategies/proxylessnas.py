@@ -298,16 +298,7 @@ class ProxylessNAS(Strategy):
     def weight_step(self, net: CompiledNetwork, batch, w_opt: torch.optim.Optimizer) -> dict[str, float]:
         """One sampled path per forward; SGD on the weights of that path only."""
         self.relaxation.step_kind = "weight"
-        w_opt.zero_grad(set_to_none=True)
-        x, y = batch
-        loss, _ = self.loss(net, net(x), y, with_regularisers=False)
-        loss.backward()
-        if self.search.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(list(net.weight_parameters()), self.search.grad_clip)
-        w_opt.step()
-        for p in net.arch_parameters():
-            p.grad = None
-        return {"loss": float(loss.detach())}
+        return super().weight_step(net, batch, w_opt)
 
     def arch_step(self, net: CompiledNetwork, batch, a_opt: torch.optim.Optimizer) -> dict[str, float]:
         """nas_manager.gradient_step: binarise (two mode), forward, loss (+ hardware term), backward,
