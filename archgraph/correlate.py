@@ -68,28 +68,28 @@ def _finite(values: Sequence[float]) -> np.ndarray:
     return arr
 
 
-def pearson(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson's rho; NaN when either side is constant (no ranking information) or n < 2."""
-    from scipy.stats import pearsonr
-
+def _rank_statistic(test, x: Sequence[float], y: Sequence[float]) -> float:
+    """``test(a, b)[0]``; NaN when either side is constant (no ranking information) or n < 2."""
     a, b = _finite(x), _finite(y)
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return math.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(pearsonr(a, b)[0])
+        return float(test(a, b)[0])
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson's rho; NaN when either side is constant or n < 2."""
+    from scipy.stats import pearsonr
+
+    return _rank_statistic(pearsonr, x, y)
 
 
 def kendall(x: Sequence[float], y: Sequence[float]) -> float:
     """Kendall's tau-b (ties on either side count as in scipy); NaN when a side is constant."""
     from scipy.stats import kendalltau
 
-    a, b = _finite(x), _finite(y)
-    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(kendalltau(a, b)[0])
+    return _rank_statistic(kendalltau, x, y)
 
 
 def p_values(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
