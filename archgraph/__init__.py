@@ -12,13 +12,13 @@ Everything is a graph first::
 See docs/architecture.md for the data flow.
 """
 
-from archgraph.compile import CompiledNetwork, compile_graph, transfer_weights
-from archgraph.decode import decode, sample_architecture
+from archgraph.core.compile import CompiledNetwork, compile_graph, transfer_weights
+from archgraph.core.decode import decode, sample_architecture
 from archgraph.errors import ArchgraphError, CheckpointError, ConfigError, GraphError, RegistryError
-from archgraph.graph import load as load_graph
-from archgraph.graph import save as save_graph
-from archgraph.graph import validate
-from archgraph.spaces_api import build_space
+from archgraph.core.graph import load as load_graph
+from archgraph.core.graph import save as save_graph
+from archgraph.core.graph import validate
+from archgraph.core.spaces_api import build_space
 
 __version__ = "0.1.0"
 

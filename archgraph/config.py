@@ -202,7 +202,7 @@ class _Top:
 
 def _check_plugin_sections(cfg: Config) -> None:
     """Validate the space and strategy sections against the named plug-in's parameter dataclass."""
-    from archgraph.registry import get_space, get_strategy
+    from archgraph.core.registry import get_space, get_strategy
 
     space = get_space(cfg.space_name)
     cfg.space = {"name": cfg.space_name, **to_plain(dataclass_from_dict(space.params, cfg.space_params, "space"))}

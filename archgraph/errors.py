@@ -8,7 +8,7 @@ class ArchgraphError(ValueError):
 
 
 class GraphError(ArchgraphError):
-    """A graph does not follow the schema (see :mod:`archgraph.graph`)."""
+    """A graph does not follow the schema (see :mod:`archgraph.core.graph`)."""
 
 
 class ConfigError(ArchgraphError):

@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from archgraph import build_space, compile_graph, decode  # noqa: E402
-from archgraph.choices import discover_choices  # noqa: E402
-from archgraph.graph import NodeSpec  # noqa: E402
-from archgraph.ops import MBCONV_OPS, build_alignment, build_op  # noqa: E402
+from archgraph.core.choices import discover_choices  # noqa: E402
+from archgraph.core.graph import NodeSpec  # noqa: E402
+from archgraph.core.ops import MBCONV_OPS, build_alignment, build_op  # noqa: E402
 
 SCALES = (4, 8, 16, 32)
 

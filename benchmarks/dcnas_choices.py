@@ -30,7 +30,7 @@ VARIANTS = {
 
 def run_variant(overrides: list[str], seed: int, args: argparse.Namespace) -> dict:
     from archgraph.config import load_config
-    from archgraph.search import run_search
+    from archgraph.engine.search import run_search
 
     base = [
         f"seed={seed}", f"space.layers={args.layers}", f"space.base_channels={args.channels}",

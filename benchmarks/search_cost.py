@@ -89,7 +89,7 @@ def resolve_variant(name: str) -> tuple[str, dict[str, Any], str]:
 
 def default_variants() -> list[str]:
     """The fixed variants, then every other registered strategy with its defaults."""
-    from archgraph.registry import list_strategies
+    from archgraph.core.registry import list_strategies
 
     covered = {strategy for strategy, overrides, _ in VARIANTS.values() if not overrides}
     return list(VARIANTS) + [s.name for s in list_strategies() if s.name not in covered]
@@ -182,11 +182,11 @@ class _Probe:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from archgraph.choices import discover_choices
+    from archgraph.core.choices import discover_choices
     from archgraph.config import SearchConfig
     from archgraph.configtools import dataclass_from_dict, to_plain
-    from archgraph.registry import get_strategy
-    from archgraph.spaces_api import build_space
+    from archgraph.core.registry import get_strategy
+    from archgraph.core.spaces_api import build_space
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -9,7 +9,7 @@ is reachable from the stem (s <= 4 * 2^l). ``H(l, s)`` sums the cells ``L{l}_s{s
 the previous layer's ``H(l-1, s')`` for s' in {s/2, s, 2s} (where it exists), each cell with its own
 weights and taking ``H(l-2, s)`` as its second input (Eq. 5-6). The beta of those paths is
 normalised over the *outgoing* directions of each source ``H(l-1, s')`` (``graph.graph["beta_groups"]``,
-see :mod:`archgraph.choices`). Inner width at scale s is ``F * s / 4``; a cell outputs the
+see :mod:`archgraph.core.choices`). Inner width at scale s is ``F * s / 4``; a cell outputs the
 concatenation of its B blocks, ``B * F * s / 4`` channels.
 
 **Cell level**: a nested graph (the cell node's ``body``) of B blocks; block i sums one edge from each
@@ -48,12 +48,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archgraph.choices import ChoicePoints, discover_choices, qualify
-from archgraph.decode import SUPERNET_ONLY_ATTRS, Scores, default_decisions, derive_graph, register_decoder
+from archgraph.core.choices import ChoicePoints, discover_choices, qualify
+from archgraph.core.decode import SUPERNET_ONLY_ATTRS, Scores, default_decisions, derive_graph, register_decoder
 from archgraph.errors import ConfigError, GraphError
-from archgraph.graph import NodeSpec, add_edge, add_node, head_node, inputs_of, new_graph, node_spec, validate
-from archgraph.ops import ASPP, OPS, register_op
-from archgraph.registry import register_space
+from archgraph.core.graph import NodeSpec, add_edge, add_node, head_node, inputs_of, new_graph, node_spec, validate
+from archgraph.core.ops import ASPP, OPS, register_op
+from archgraph.core.registry import register_space
 
 SCALES = (4, 8, 16, 32)
 NONE = "none"
@@ -63,7 +63,7 @@ DECODER = "autodeeplab"
 
 
 # --------------------------------------------------------------------------------------------------
-# Ops this space needs (registered here, not in archgraph/ops.py)
+# Ops this space needs (registered here, not in archgraph/core/ops.py)
 
 
 class Zero(nn.Module):

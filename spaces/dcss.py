@@ -17,9 +17,9 @@ import networkx as nx
 
 from archgraph.configtools import bounded, one_of
 from archgraph.errors import ConfigError
-from archgraph.graph import NodeSpec, add_edge, add_node, new_graph
-from archgraph.ops import MBCONV_OPS
-from archgraph.registry import register_space
+from archgraph.core.graph import NodeSpec, add_edge, add_node, new_graph
+from archgraph.core.ops import MBCONV_OPS
+from archgraph.core.registry import register_space
 
 SCALES = (4, 8, 16, 32)
 

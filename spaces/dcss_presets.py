@@ -4,10 +4,10 @@ DCNAS argues that its densely connected space *contains* the hand-designed multi
 FCN, the stacked hourglass, DeepLabv3 and HRNet are all sub-graphs of the dense layer x scale grid.
 This module makes that concrete. Each preset picks, for every fusion node of a DCSS supernet, which
 incoming connections it keeps and which candidate op it runs, then derives the architecture with the
-decoder's own pruning step (:func:`archgraph.decode.derive_graph`: keep the chosen ops and edges,
+decoder's own pruning step (:func:`archgraph.core.decode.derive_graph`: keep the chosen ops and edges,
 BFS back from the head, drop what does not reach it). The result therefore has the supernet's node
 ids, scales, channels and op candidates and only the supernet's connections, so
-:func:`archgraph.archfile.check_in_space` accepts it and ``archgraph train`` trains it like any
+:func:`archgraph.core.archfile.check_in_space` accepts it and ``archgraph train`` trains it like any
 searched architecture.
 
 Shared by every preset (fixed by the space, not by the design): the stem pyramid (layer 0, scales
@@ -38,12 +38,14 @@ inside the space's connections, not necessarily among what a top-k decoder could
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Mapping
 
 import networkx as nx
 
+from archgraph.core.graph import node_spec, validate
+from archgraph.core.registry import register_preset
 from archgraph.errors import ConfigError
-from archgraph.graph import node_spec, validate
 
 SCALES = (4, 8, 16, 32)
 PREFERRED_OP = "mbconv_k3_r6"
@@ -62,7 +64,7 @@ class Preset:
 
 
 def _nid(layer: int, scale_index: int) -> str:
-    from spaces.dcss import node_id
+    from archgraph.spaces.dcss import node_id
 
     return node_id(layer, SCALES[scale_index])
 
@@ -188,8 +190,8 @@ def build_preset(name: str, supernet: nx.DiGraph, op: str | None = None) -> nx.D
     first candidate). Raises :class:`ConfigError` when the space cannot hold the design (a
     ``previous``-connectivity space for designs with skips, an op the space does not offer).
     """
-    from archgraph.decode import derive_graph
-    from archgraph.ops import OPS
+    from archgraph.core.decode import derive_graph
+    from archgraph.core.ops import OPS
 
     preset = get_preset(name)
     if supernet.graph.get("space") != "dcss":
@@ -222,24 +224,16 @@ def build_preset(name: str, supernet: nx.DiGraph, op: str | None = None) -> nx.D
 
 def preset_architecture(name: str, space_params: Mapping[str, Any] | None = None, op: str | None = None) -> nx.DiGraph:
     """Build DCSS with ``space_params`` (``space`` config keys) and derive the preset from it."""
-    from archgraph.spaces_api import build_space
+    from archgraph.core.spaces_api import build_space
 
     return build_preset(name, build_space("dcss", dict(space_params or {})), op)
 
 
-def preset_for_config(name: str, cfg: Any, op: str | None = None) -> nx.DiGraph:
-    """The preset in ``cfg``'s space, its head sized for ``cfg``'s dataset (for training)."""
-    from archgraph.compare import space_for_training
+def _register_all() -> None:
+    """Each preset joins the registry as a preset of space ``dcss`` (``archgraph render --preset``,
+    ``train --preset`` and ``compare --baselines presets`` find them there)."""
+    for preset in PRESETS.values():
+        register_preset("dcss", preset.name, preset.doc)(partial(build_preset, preset.name))
 
-    return build_preset(name, space_for_training(cfg), op)
 
-
-def write_preset(name: str, config_path: str | None, overrides: list[str], out: Any) -> Any:
-    """``archgraph train --preset NAME``: write the preset to ``OUT/preset.yaml`` and return the path."""
-    from pathlib import Path
-
-    from archgraph.config import load_config
-    from archgraph.graph import save
-
-    arch = preset_for_config(name, load_config(config_path, overrides))
-    return save(arch, Path(out) / "preset.yaml")
+_register_all()

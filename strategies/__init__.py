@@ -1,1 +1,1 @@
-"""Search strategies: each module registers one :class:`strategies.base.Strategy` subclass."""
+"""Search strategies: each module registers one :class:`archgraph.strategies.base.Strategy` subclass."""

@@ -3,9 +3,9 @@
 A strategy sees a graph's choice points, never a particular space. It supplies:
 
 1. its **relaxation** (:attr:`Strategy.relaxation`): what runs at choice points (the compiler asks
-   it for mixers; see :mod:`archgraph.relaxation`);
+   it for mixers; see :mod:`archgraph.core.relaxation`);
 2. its **architecture parameters** and their optimiser (:meth:`arch_optimizer`; by default alpha
-   and beta of :class:`~archgraph.choices.ArchParams` with Adam);
+   and beta of :class:`~archgraph.core.choices.ArchParams` with Adam);
 3. **one search step** (:meth:`search_step`; by default first-order bi-level alternation: an
    architecture step on a trainB batch, then a weight step on a trainA batch);
 4. **schedule hooks** (:meth:`on_epoch_start`, :meth:`on_step_start`) for temperatures, warm-up, ...;
@@ -14,7 +14,7 @@ A strategy sees a graph's choice points, never a particular space. It supplies:
    stage on the space's own graph by default;
 7. its resumable **state** (:meth:`state_dict`), saved in checkpoints.
 
-The search loop (:mod:`archgraph.search`) owns data, weight optimiser, logging and checkpoints.
+The search loop (:mod:`archgraph.engine.search`) owns data, weight optimiser, logging and checkpoints.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ import networkx as nx
 import torch
 import torch.nn.functional as F
 
-from archgraph.compile import CompiledNetwork, compile_graph
+from archgraph.core.archstats import mean_entropy
+from archgraph.core.compile import CompiledNetwork, compile_graph
 from archgraph.config import SearchConfig
-from archgraph.costs import CostTable
+from archgraph.core.costs import CostTable
 from archgraph.data import IGNORE_INDEX
 from archgraph.errors import NonFiniteLoss
-from archgraph.decode import decode
-from archgraph.relaxation import ContinuousRelaxation, Relaxation
+from archgraph.core.decode import decode
+from archgraph.core.relaxation import ContinuousRelaxation, Relaxation
 
 Scores = dict[str, list[float]]
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -205,24 +206,6 @@ def expected_flops(net: CompiledNetwork, costs: CostTable) -> torch.Tensor:
         p = torch.softmax(net.arch.input_logits(label), -1)
         total = total + costs.keep[label] * (p * torch.tensor(table, dtype=p.dtype, device=p.device)).sum()
     return total
-
-
-def _entropy(logits: torch.Tensor) -> torch.Tensor:
-    logp = torch.log_softmax(logits, -1)
-    return -(logp.exp() * logp).sum()
-
-
-def mean_entropy(net: CompiledNetwork, which: str = "both") -> torch.Tensor:
-    """Mean entropy (nats) of the choice distributions; minimising it makes choices decisive."""
-    assert net.arch is not None
-    vectors = []
-    if which in ("both", "ops"):
-        vectors += list(net.arch.alpha.values())
-    if which in ("both", "inputs"):
-        vectors += list(net.arch.beta.values())
-    if not vectors:
-        return torch.zeros(())
-    return torch.stack([_entropy(v) for v in vectors]).mean()
 
 
 StrategyFactory = Callable[[nx.DiGraph, Any, SearchConfig, int], Strategy]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archgraph.registry import register_strategy
-from strategies.base import Strategy, StrategyParams
+from archgraph.core.registry import register_strategy
+from archgraph.strategies.base import Strategy, StrategyParams
 
 
 @dataclass

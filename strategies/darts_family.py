@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from archgraph.compile import CompiledNetwork
+from archgraph.core.compile import CompiledNetwork
 from archgraph.configtools import bounded
 from archgraph.errors import ConfigError
-from strategies.base import StrategyParams
+from archgraph.strategies.base import StrategyParams
 
 
 @dataclass

@@ -12,7 +12,7 @@ Architecture Search for Semantic Segmentation", CVPR 2021 (arXiv:2003.11883).
   ``channel_ratio`` of the channels go through the softmax(alpha)-weighted mix of candidate ops, the
   rest bypass unchanged. There is no edge normalisation (unlike PC-DARTS).
 - Bi-level alternation (weights SGD on trainA, alpha/beta Adam on trainB) and the warm-up come from
-  :class:`strategies.base.Strategy`.
+  :class:`archgraph.strategies.base.Strategy`.
 
 There is no public DCNAS code; the choices the paper leaves open (the ``tau`` schedule, ``n``, what
 evaluation mode does) are documented and justified in docs/strategies.md.
@@ -27,12 +27,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from archgraph.choices import ArchParams, InputChoice, OpChoice
+from archgraph.core.choices import ArchParams, InputChoice, OpChoice
 from archgraph.configtools import bounded, one_of
 from archgraph.errors import ConfigError
-from archgraph.registry import register_strategy
-from archgraph.relaxation import Mixer, Relaxation, sum_branches
-from strategies.base import Strategy, StrategyParams
+from archgraph.core.registry import register_strategy
+from archgraph.core.relaxation import Mixer, Relaxation, sum_branches
+from archgraph.strategies.base import Strategy, StrategyParams
 
 
 @dataclass

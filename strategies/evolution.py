@@ -1,6 +1,6 @@
 """Architecture costs and SPOS's evolutionary search, knowing no particular space.
 
-Two pieces shared by :mod:`strategies.spos` and :mod:`strategies.proxylessnas`:
+Two pieces shared by :mod:`archgraph.strategies.spos` and :mod:`archgraph.strategies.proxylessnas`:
 
 - :class:`ArchCost`: the cost (FLOPs or latency on this machine) and parameter count of every
   module a derived architecture can contain, measured once per node and edge of the supernet graph.
@@ -33,11 +33,11 @@ import networkx as nx
 import torch
 from torch import nn
 
-from archgraph.choices import discover_choices
-from archgraph.costs import count_flops, count_params
+from archgraph.core.choices import discover_choices
+from archgraph.core.costs import count_flops, count_params
 from archgraph.errors import ConfigError
-from archgraph.graph import head_node, input_node, inputs_of, node_spec
-from archgraph.ops import build_alignment, build_op, get_op
+from archgraph.core.graph import head_node, input_node, inputs_of, node_spec
+from archgraph.core.ops import build_alignment, build_op, get_op
 
 GeneValue = Union[int, tuple[int, ...]]
 Candidate = tuple[GeneValue, ...]
@@ -143,7 +143,7 @@ class ArchCost:
     def expected(self, op_probs: Mapping[str, torch.Tensor], input_probs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Differentiable expected cost of the whole supernet graph (no pruning): fixed modules count
         fully, an op choice by its op probabilities, an input choice by ``k`` times its path
-        probabilities (as the expected-FLOPs regulariser of strategies.base). Labels missing from the
+        probabilities (as the expected-FLOPs regulariser of archgraph.strategies.base). Labels missing from the
         mappings count at uniform probabilities."""
         total = torch.zeros((), dtype=torch.float64)
         keep = {c.node: c.keep for c in self.choices.inputs}

@@ -36,18 +36,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archgraph.choices import SEP, ArchParams, InputChoice, OpChoice, resolve_node
-from archgraph.compile import CompiledNetwork
+from archgraph.core.choices import SEP, ArchParams, InputChoice, OpChoice, resolve_node
+from archgraph.core.compile import CompiledNetwork
 from archgraph.configtools import bounded
-from archgraph.decode import decode
+from archgraph.core.decode import decode
 from archgraph.errors import ConfigError
-from archgraph.graph import log2
-from archgraph.ops import OPS, get_op
-from archgraph.registry import register_strategy
-from archgraph.relaxation import Mixer, Relaxation, SoftmaxInputMix
-from archgraph.spaces_api import build_space
-from strategies.base import Scores, Strategy
-from strategies.darts_family import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction
+from archgraph.core.graph import log2
+from archgraph.core.ops import OPS, get_op
+from archgraph.core.registry import register_strategy
+from archgraph.core.relaxation import Mixer, Relaxation, SoftmaxInputMix
+from archgraph.core.spaces_api import build_space
+from archgraph.strategies.base import Scores, Strategy
+from archgraph.strategies.darts_family import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction
 
 Candidates = dict[str, list[str]]  # node id -> candidate ops of its op choice (one op = fixed)
 

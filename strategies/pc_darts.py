@@ -30,14 +30,14 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from archgraph.choices import ArchParams, InputChoice, OpChoice
-from archgraph.compile import CompiledNetwork
+from archgraph.core.choices import ArchParams, InputChoice, OpChoice
+from archgraph.core.compile import CompiledNetwork
 from archgraph.configtools import bounded
 from archgraph.errors import ConfigError
-from archgraph.registry import register_strategy
-from archgraph.relaxation import Mixer, Relaxation, SoftmaxInputMix
-from strategies.base import Scores, Strategy
-from strategies.darts_family import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction
+from archgraph.core.registry import register_strategy
+from archgraph.core.relaxation import Mixer, Relaxation, SoftmaxInputMix
+from archgraph.strategies.base import Scores, Strategy
+from archgraph.strategies.darts_family import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction
 
 
 @dataclass

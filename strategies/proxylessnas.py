@@ -22,7 +22,7 @@ ICLR 2019 (arXiv:1812.00332); official code: mit-han-lab/proxylessnas, ``search/
 - **Schedule**: one architecture step (Adam lr 1e-3, betas (0, 0.999)) after every ``arch_every`` = 5
   weight steps, after the loop's weight-only warm-up epochs (``search.warmup_epochs``).
 - **Hardware-aware loss** (optional): the expected cost under the sampled probabilities (FLOPs or
-  latency of every candidate measured once, :class:`strategies.evolution.ArchCost`), as
+  latency of every candidate measured once, :class:`archgraph.strategies.evolution.ArchCost`), as
   ``mul#log``: alpha * CE * (log(E) / log(target))^beta or ``add#linear``: CE + lambda (E - target) / target.
 """
 
@@ -36,13 +36,13 @@ import networkx as nx
 import torch
 from torch import nn
 
-from archgraph.choices import ArchParams, InputChoice, OpChoice
-from archgraph.compile import CompiledNetwork
+from archgraph.core.choices import ArchParams, InputChoice, OpChoice
+from archgraph.core.compile import CompiledNetwork
 from archgraph.errors import ConfigError
-from archgraph.registry import register_strategy
-from archgraph.relaxation import Mixer, Relaxation, sum_branches
-from strategies.base import Strategy, StrategyParams
-from strategies.evolution import COST_METRICS, ArchCost
+from archgraph.core.registry import register_strategy
+from archgraph.core.relaxation import Mixer, Relaxation, sum_branches
+from archgraph.strategies.base import Strategy, StrategyParams
+from archgraph.strategies.evolution import COST_METRICS, ArchCost
 
 MODES = ("two", "full")
 HW_LOSSES = ("none", "mul#log", "add#linear")

@@ -8,7 +8,7 @@ Sampling", ECCV 2020 (arXiv:1904.00420); official code: megvii-model/SinglePathO
    is one decision. No architecture parameters are optimised (``arch_optimizer`` returns None; the
    mixers never read alpha/beta). Optionally only paths within a FLOPs band are trained: a FLOPs bin
    is drawn uniformly, then candidates are drawn until one falls in it (500 tries, then any).
-2. **Evolution** (``src/Search/search.py``, :func:`strategies.evolution.evolve`) after the last epoch,
+2. **Evolution** (``src/Search/search.py``, :func:`archgraph.strategies.evolution.evolve`) after the last epoch,
    in :meth:`SPOS.on_search_end`: every candidate within the FLOPs/params limits is scored by the
    search loop's scorer, which recalibrates the BN statistics on training batches (reset, then a
    cumulative average in train mode under no_grad) and evaluates validation mIoU in subnet mode.
@@ -27,15 +27,15 @@ import networkx as nx
 import torch
 from torch import nn
 
-from archgraph.choices import ArchParams, ChoicePoints, InputChoice, OpChoice, discover_choices
-from archgraph.compile import CompiledNetwork
-from archgraph.decode import decode
+from archgraph.core.choices import ArchParams, ChoicePoints, InputChoice, OpChoice, discover_choices
+from archgraph.core.compile import CompiledNetwork
+from archgraph.core.decode import decode
 from archgraph.errors import ConfigError
 from archgraph.io import append_jsonl
-from archgraph.registry import register_strategy
-from archgraph.relaxation import Mixer, Relaxation, sum_branches
-from strategies.base import Scores, Strategy, StrategyParams
-from strategies.evolution import ArchCost, Candidate, EvolutionConfig, Gene, evolve
+from archgraph.core.registry import register_strategy
+from archgraph.core.relaxation import Mixer, Relaxation, sum_branches
+from archgraph.strategies.base import Scores, Strategy, StrategyParams
+from archgraph.strategies.evolution import ArchCost, Candidate, EvolutionConfig, Gene, evolve
 
 OpIdx = dict[str, int]
 InputIdx = dict[str, list[int]]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from archgraph import build_space, sample_architecture
-from archgraph.archfile import load_architecture
+from archgraph.core.archfile import load_architecture
 from archgraph.errors import GraphError
-from archgraph.graph import add_edge, save
+from archgraph.core.graph import add_edge, save
 
 
 @pytest.fixture

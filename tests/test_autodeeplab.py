@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from archgraph import build_space, compile_graph, decode, load_graph
-from archgraph.choices import discover_choices
+from archgraph.core.choices import discover_choices
 from archgraph.cli import main
-from archgraph.graph import node_spec, validate
-from archgraph.registry import STRATEGIES, load_plugins
-from spaces.autodeeplab import NONE, cell_rule, node_id, viterbi
+from archgraph.core.graph import node_spec, validate
+from archgraph.core.registry import STRATEGIES, load_plugins
+from archgraph.spaces.autodeeplab import NONE, cell_rule, node_id, viterbi
 
 TINY = {"layers": 3, "base_channels": 4, "blocks": 2, "num_classes": 3}
 
@@ -156,7 +156,7 @@ def test_dense_connectivity_ablation_builds_decodes_and_compiles():
 
 
 def test_render_draws_the_trellis_path_and_the_cell(space, tmp_path):
-    from archgraph.render import render, to_dot
+    from archgraph.outputs.render import render, to_dot
 
     good = {(node_id(1, 8), "stem_s4"): 0.9, (node_id(2, 8), "L1_s8"): 0.9, (node_id(3, 8), "L2_s8"): 0.9}
     scores = {"ops": {c.label: [1.0 / 8] * 8 for c in discover_choices(space).ops}, "inputs": _transition_scores(space, good)}

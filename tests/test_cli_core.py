@@ -8,7 +8,7 @@ import sys
 
 
 from archgraph.cli import build_parser, main
-from archgraph.graph import load, validate
+from archgraph.core.graph import load, validate
 
 
 def run_json(capsys, argv):

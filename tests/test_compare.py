@@ -8,15 +8,15 @@ import json
 import pytest
 from rich.console import Console
 
-import archgraph.search
-import archgraph.train
+import archgraph.engine.search
+import archgraph.engine.train
 from archgraph import build_space
 from archgraph.cli import main
-from archgraph.compare import LiveTable, Plan, parse_baselines, parse_seeds, plan_runs, random_architectures, architecture_flops
+from archgraph.studies.compare import LiveTable, Plan, parse_baselines, parse_seeds, plan_runs, random_architectures, architecture_flops
 from archgraph.config import load_config
 from archgraph.errors import ConfigError
-from archgraph.graph import graph_hash
-from archgraph.archfile import check_in_space
+from archgraph.core.graph import graph_hash
+from archgraph.core.archfile import check_in_space
 
 TINY = [
     "space.layers=2", "space.base_channels=4", "data.num_samples=8", "data.crop=[32,32]", "data.batch_size=2",
@@ -47,9 +47,9 @@ def first(tmp_path_factory):
     """One compare, with the search and training engines counted."""
     out = tmp_path_factory.mktemp("compare") / "cmp"
     mp = pytest.MonkeyPatch()
-    search, train = Counter(archgraph.search.run_search), Counter(archgraph.train.run_training)
-    mp.setattr(archgraph.search, "run_search", search)
-    mp.setattr(archgraph.train, "run_training", train)
+    search, train = Counter(archgraph.engine.search.run_search), Counter(archgraph.engine.train.run_training)
+    mp.setattr(archgraph.engine.search, "run_search", search)
+    mp.setattr(archgraph.engine.train, "run_training", train)
     try:
         assert compare(out) == 0
     finally:
@@ -100,9 +100,9 @@ def test_second_call_resumes_without_recomputing(first, monkeypatch):
     out, _, _ = first
     finished = {p: p.stat().st_mtime_ns for p in out.glob("runs/**/*") if p.name in ("final.json", "metrics.json", "arch.yaml")}
     before = json.loads((out / "results.json").read_text())
-    search, train = Counter(archgraph.search.run_search), Counter(archgraph.train.run_training)
-    monkeypatch.setattr(archgraph.search, "run_search", search)
-    monkeypatch.setattr(archgraph.train, "run_training", train)
+    search, train = Counter(archgraph.engine.search.run_search), Counter(archgraph.engine.train.run_training)
+    monkeypatch.setattr(archgraph.engine.search, "run_search", search)
+    monkeypatch.setattr(archgraph.engine.train, "run_training", train)
     assert compare(out) == 0
     assert search.calls == [] and train.calls == []
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
@@ -160,7 +160,7 @@ def test_plan_parsing_and_the_live_table(tmp_path):
 
 
 def test_per_strategy_options_reach_only_their_strategy():
-    from archgraph.compare import parse_strategy_options, run_config
+    from archgraph.studies.compare import parse_strategy_options, run_config
 
     options = parse_strategy_options(["spos.population=8", "spos.generations=2", "dcnas.paths=2"], ["dcnas", "spos"])
     assert options == {"spos": {"population": 8, "generations": 2}, "dcnas": {"paths": 2}}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from archgraph import build_space, compile_graph, sample_architecture, transfer_weights
-from archgraph.relaxation import Relaxation
+from archgraph.core.relaxation import Relaxation
 
 
 def test_supernet_backward_reaches_every_alpha_beta_and_weight(tiny_space):
@@ -82,7 +82,7 @@ def test_weights_transfer_from_supernet_to_derived_net(tiny_space):
 
 def test_subnet_mode_of_supernet_matches_derived_network(tiny_space):
     """Subnet mode computes exactly the derived network (same weights, same function)."""
-    from archgraph.decode import decisions
+    from archgraph.core.decode import decisions
 
     torch.manual_seed(0)
     supernet = compile_graph(tiny_space).eval()
@@ -100,7 +100,7 @@ def test_subnet_mode_of_supernet_matches_derived_network(tiny_space):
 
 
 def test_deterministic_builder():
-    from archgraph.graph import graphs_equal
+    from archgraph.core.graph import graphs_equal
 
     a = build_space("dcss", {"layers": 3})
     b = build_space("dcss", {"layers": 3})

@@ -9,7 +9,7 @@ import pytest
 
 from archgraph.config import DataConfig, SearchConfig, TrainConfig, load_config, parse_overrides
 from archgraph.errors import ConfigError
-from archgraph.registry import list_spaces, list_strategies
+from archgraph.core.registry import list_spaces, list_strategies
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -7,14 +7,14 @@ import math
 
 import pytest
 
-import archgraph.train as engine
-from archgraph.choices import discover_choices
+import archgraph.engine.train as engine
+from archgraph.core.choices import discover_choices
 from archgraph.cli import main
-from archgraph.correlate import (
+from archgraph.studies.correlate import (
     bootstrap_ci, correlation_stats, correlation_summary, indices_of, kendall, one_hot_scores, pearson, spread_pick,
 )
-from archgraph.decode import decode, uniform_scores
-from archgraph.graph import graph_hash
+from archgraph.core.decode import decode, uniform_scores
+from archgraph.core.graph import graph_hash
 
 # ------------------------------------------------------------------------------------------------- statistics
 

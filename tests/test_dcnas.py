@@ -8,9 +8,9 @@ import pytest
 import torch
 from scipy import stats
 
-from archgraph.choices import ArchParams, ChoicePoints, InputChoice
+from archgraph.core.choices import ArchParams, ChoicePoints, InputChoice
 from archgraph.config import SearchConfig
-from strategies.dcnas import DCNAS, DCNASParams, DCNASRelaxation, PathSamplingMix, PartialChannelMix, temperature
+from archgraph.strategies.dcnas import DCNAS, DCNASParams, DCNASRelaxation, PathSamplingMix, PartialChannelMix, temperature
 
 
 def inclusion_probabilities(p: list[float], n: int) -> list[float]:

@@ -6,7 +6,7 @@ import pytest
 
 from archgraph import compile_graph, decode
 from archgraph.errors import GraphError
-from archgraph.graph import NodeSpec, add_edge, add_node, graphs_equal, inputs_of, new_graph, node_spec, validate
+from archgraph.core.graph import NodeSpec, add_edge, add_node, graphs_equal, inputs_of, new_graph, node_spec, validate
 
 OPS = ("mbconv_k3_r3", "mbconv_k5_r6", "mbconv_k7_r3")
 

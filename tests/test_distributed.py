@@ -60,9 +60,9 @@ def torchrun(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
 
 def _record_search(out: str, dump: str, overrides: list[str]) -> None:
     """Run `archgraph search` here, recording path draws and the final alpha/beta of this rank."""
-    import archgraph.search as search_mod
+    import archgraph.engine.search as search_mod
     from archgraph.cli import main
-    from strategies.dcnas import DCNASRelaxation
+    from archgraph.strategies.dcnas import DCNASRelaxation
 
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)  # weights and alpha/beta built in float64 ...
@@ -77,7 +77,7 @@ def _record_search(out: str, dump: str, overrides: list[str]) -> None:
                 yield x.double(), y
 
     search_mod._loader = lambda ds, cfg, seed: Float64Batches(make_loader(ds, cfg, seed))
-    import archgraph.evaluate as evaluate_mod
+    import archgraph.engine.evaluate as evaluate_mod
 
     predict = evaluate_mod.predict_probs
     evaluate_mod.predict_probs = lambda net, images, *a, **k: predict(net, images.double(), *a, **k)  # S-mIoU
@@ -184,7 +184,7 @@ def test_torchrun_module_cli_trains_like_one_process(runs, tmp_path):
 def _cm_worker(rank: int, port: int, preds: torch.Tensor, labels: torch.Tensor, out: str) -> None:
     import torch.distributed as dist
 
-    from archgraph.metrics import ConfusionMatrix
+    from archgraph.data.metrics import ConfusionMatrix
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
@@ -200,7 +200,7 @@ def _cm_worker(rank: int, port: int, preds: torch.Tensor, labels: torch.Tensor, 
 def test_reduced_confusion_matrix_equals_one_process(tmp_path):
     import torch.multiprocessing as mp
 
-    from archgraph.metrics import ConfusionMatrix
+    from archgraph.data.metrics import ConfusionMatrix
 
     g = torch.Generator().manual_seed(3)
     labels = torch.randint(0, 5, (6, 8, 8), generator=g)
@@ -220,7 +220,7 @@ def test_reduced_confusion_matrix_equals_one_process(tmp_path):
 
 def test_precision_switches_resolve_and_validate():
     from archgraph.config import load_config
-    from archgraph.distributed import resolve_precision
+    from archgraph.engine.distributed import resolve_precision
     from archgraph.errors import ConfigError
 
     cfg = load_config(None, [])
@@ -253,7 +253,7 @@ def test_bf16_channels_last_search_runs_on_cpu_and_is_logged(tmp_path):
 def test_global_batch_must_split_over_the_processes(monkeypatch):
     import torch.distributed as dist
 
-    from archgraph import distributed as D
+    from archgraph.engine import distributed as D
     from archgraph.errors import ConfigError
 
     monkeypatch.setattr(D, "is_distributed", lambda: True)

@@ -13,8 +13,8 @@ import torch
 
 from archgraph import build_space, save_graph
 from archgraph.cli import main
-from archgraph.decode import sample_architecture
-from archgraph.train import load_run
+from archgraph.core.decode import sample_architecture
+from archgraph.engine.train import load_run
 
 TINY = [
     "data.crop=[40,48]", "data.batch_size=2", "data.num_samples=8", "data.val_limit=2",

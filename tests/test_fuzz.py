@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from archgraph import build_space, sample_architecture
-from archgraph.archfile import load_architecture
+from archgraph.core.archfile import load_architecture
 from archgraph.config import Config, load_config
 from archgraph.errors import ArchgraphError
-from archgraph.graph import to_dict, to_yaml
+from archgraph.core.graph import to_dict, to_yaml
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

@@ -6,7 +6,7 @@ import pytest
 
 from archgraph import build_space, sample_architecture
 from archgraph.errors import GraphError
-from archgraph.graph import (
+from archgraph.core.graph import (
     NodeSpec, add_edge, add_node, dump, from_yaml, graph_hash, graphs_equal, load, new_graph, save, to_yaml, validate,
 )
 
@@ -69,7 +69,7 @@ def test_bad_scale_and_keep_inputs():
 
 
 def test_unknown_op_is_reported_with_registry():
-    from archgraph.ops import OPS
+    from archgraph.core.ops import OPS
 
     g = small_graph()
     g.nodes["b"]["ops"] = ["mbconv_k9_r3"]

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from archgraph.metrics import ConfusionMatrix
+from archgraph.data.metrics import ConfusionMatrix
 
 
 def t(rows):

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from archgraph import build_space, compile_graph, load_graph
-from archgraph.choices import ArchParams, ChoicePoints, OpChoice
+from archgraph.core.choices import ArchParams, ChoicePoints, OpChoice
 from archgraph.cli import main
 from archgraph.config import SearchConfig
 from archgraph.errors import ConfigError, RegistryError
-from archgraph.graph import graphs_equal
-from strategies.p_darts import PDARTS, FreeOpDropoutMix, PDARTSParams, PDARTSRelaxation
+from archgraph.core.graph import graphs_equal
+from archgraph.strategies.p_darts import PDARTS, FreeOpDropoutMix, PDARTSParams, PDARTSRelaxation
 from helpers import assert_architecture_trains
 
 SIX_OPS = ["skip_connect", "max_pool_3x3", "mbconv_k3_r3", "mbconv_k5_r3", "mbconv_k3_r6", "mbconv_k5_r6"]
@@ -74,7 +74,7 @@ def test_stages_deepen_a_fresh_supernet_and_drop_the_weakest_ops():
 
 
 def test_shrink_keeps_a_parametric_candidate_while_the_cap_is_on():
-    from strategies.p_darts import shrink
+    from archgraph.strategies.p_darts import shrink
 
     space = free_space(layers=1)
     strategy = PDARTS(space, PDARTSParams(), SearchConfig(), seed=0)
@@ -250,8 +250,8 @@ def test_search_end_to_end_through_the_cli(full_run):
 def test_killed_in_stage_two_resumes_with_the_saved_candidate_sets(full_run, tmp_path, monkeypatch):
     """Killed after the first epoch of stage 2: --resume rebuilds that stage's shrunk, deeper graph
     from the checkpoint (no previous supernet exists then) and ends with the uninterrupted result."""
-    import archgraph.search as engine
-    from archgraph.checkpoint import save_checkpoint
+    import archgraph.engine.search as engine
+    from archgraph.engine.checkpoint import save_checkpoint
 
     def die_after_checkpoint(path, obj):
         save_checkpoint(path, obj)

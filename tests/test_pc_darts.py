@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from archgraph import compile_graph, load_graph
-from archgraph.choices import ArchParams
+from archgraph.core.choices import ArchParams
 from archgraph.cli import main
 from archgraph.config import SearchConfig
-from archgraph.decode import decisions, decode
+from archgraph.core.decode import decisions, decode
 from archgraph.errors import ConfigError
-from strategies.darts_family import warmup_from_fraction
-from strategies.pc_darts import PCDARTS, PCDARTSParams, PartialShuffleMix
+from archgraph.strategies.darts_family import warmup_from_fraction
+from archgraph.strategies.pc_darts import PCDARTS, PCDARTSParams, PartialShuffleMix
 from helpers import assert_architecture_trains
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from archgraph.errors import ConfigError
-from archgraph.registry import (
+from archgraph.core.registry import (
     DEFAULT_HANDLES, SPACES, STRATEGIES, StrategyInfo, check_support, get_strategy, load_plugins,
     support_matrix, unsupported_reason,
 )
-from archgraph.spaces_api import build_space
+from archgraph.core.spaces_api import build_space
 
 EXAMPLE = Path(__file__).parent / "plugin_example"
 ROOT = Path(__file__).parent.parent
@@ -112,11 +112,11 @@ def test_a_strategy_declaring_a_new_kind_is_supported_there(plugin_in_process):
 
 
 def test_search_refuses_an_unsupported_pair_before_loading_data(site, tmp_path):
-    import archgraph.search as search_module
+    import archgraph.engine.search as search_module
     import inspect
 
     if "check_support" not in inspect.getsource(search_module):
-        pytest.skip("archgraph/search.py does not call registry.check_support yet (the lead wires it in)")
+        pytest.skip("archgraph/engine/search.py does not call registry.check_support yet (the lead wires it in)")
     proc = cli(site, "search", "--out", str(tmp_path / "run"), "--no-progress", "--set", "space.name=tiny_width",
                "strategy.name=darts", "data.name=camvid", "data.root=/nonexistent")  # data would fail: it must not be reached
     assert proc.returncode == 2

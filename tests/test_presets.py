@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from archgraph import build_space, compile_graph
-from archgraph.archfile import check_in_space, load_architecture
+from archgraph.core.archfile import check_in_space, load_architecture
 from archgraph.cli import main
 from archgraph.errors import ConfigError
-from archgraph.graph import graph_hash, has_choices, head_node, inputs_of, node_spec, save
-from spaces.dcss import SCALES
-from spaces.dcss_presets import PRESETS, build_preset, preset_architecture
+from archgraph.core.graph import graph_hash, has_choices, head_node, inputs_of, node_spec, save
+from archgraph.spaces.dcss import SCALES
+from archgraph.spaces.dcss_presets import PRESETS, build_preset, preset_architecture
 
 LAYERS = (2, 3, 4, 6, 14)
 

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from archgraph import compile_graph, load_graph
-from archgraph.choices import ArchParams, ChoicePoints, OpChoice
+from archgraph.core.choices import ArchParams, ChoicePoints, OpChoice
 from archgraph.cli import main
 from archgraph.config import SearchConfig
-from strategies.proxylessnas import BinaryGateOp, ProxylessNAS, ProxylessParams, ProxylessRelaxation
+from archgraph.strategies.proxylessnas import BinaryGateOp, ProxylessNAS, ProxylessParams, ProxylessRelaxation
 from helpers import assert_architecture_trains
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from archgraph.checkpoint import load_checkpoint, previous_path, save_checkpoint
+from archgraph.engine.checkpoint import load_checkpoint, previous_path, save_checkpoint
 from archgraph.cli import main
 from archgraph.errors import CheckpointError
 
@@ -135,7 +135,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caps
 
 
 def _inject_nan_at(monkeypatch, call: int) -> None:
-    from strategies.base import Strategy
+    from archgraph.strategies.base import Strategy
 
     original = Strategy.loss
     calls = {"n": 0}

@@ -11,7 +11,7 @@ import torch
 from archgraph import build_space, compile_graph, decode
 from archgraph.errors import ArchgraphError
 from archgraph.io import atomic_write_with
-from archgraph.render import render, to_dot
+from archgraph.outputs.render import render, to_dot
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-import archgraph.train as engine
+import archgraph.engine.train as engine
 from archgraph import build_space
 from archgraph.config import load_config
-from archgraph.decode import sample_architecture
+from archgraph.core.decode import sample_architecture
 from archgraph.errors import GraphError
-from archgraph.runcache import cache_key, cached_metrics, entry_dir, recipe_hash, status, trained_metrics
+from archgraph.studies.runcache import cache_key, cached_metrics, entry_dir, recipe_hash, status, trained_metrics
 
 TINY = [
     "data.crop=[32,32]", "data.batch_size=2", "data.num_samples=4", "data.val_limit=2",

@@ -9,7 +9,7 @@ import torch
 
 from archgraph import load_graph
 from archgraph.cli import main
-from archgraph.graph import graphs_equal
+from archgraph.core.graph import graphs_equal
 from helpers import assert_architecture_trains
 
 TINY = [
@@ -64,7 +64,7 @@ def test_same_seed_gives_identical_arch_yaml(run, tmp_path):
 def test_channel_masks_never_change_during_search(run):
     """The masks in the final checkpoint are the ones drawn when the supernet was built."""
     from archgraph.config import SearchConfig
-    from strategies.dcnas import DCNAS, DCNASParams
+    from archgraph.strategies.dcnas import DCNAS, DCNASParams
 
     fresh = DCNAS(load_graph(run / "supernet.yaml"), DCNASParams(), SearchConfig(), seed=0).build_supernet()
     saved = torch.load(run / "checkpoint.pt", weights_only=False)["net"]
@@ -76,14 +76,14 @@ def test_channel_masks_never_change_during_search(run):
 
 def test_kill_after_first_epoch_then_resume(tmp_path, monkeypatch):
     """A search interrupted after its first epoch resumes and ends with the uninterrupted result."""
-    import archgraph.search as engine
+    import archgraph.engine.search as engine
 
     full = tmp_path / "full"
     assert search(full) == 0
 
     out = tmp_path / "killed"
     def die_after_checkpoint(path, obj):
-        from archgraph.checkpoint import save_checkpoint
+        from archgraph.engine.checkpoint import save_checkpoint
 
         save_checkpoint(path, obj)
         if obj.get("epoch") == 0 and obj.get("finished_epoch"):

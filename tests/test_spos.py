@@ -12,10 +12,10 @@ from scipy import stats
 from archgraph import compile_graph, load_graph
 from archgraph.cli import main
 from archgraph.config import SearchConfig, load_config
-from archgraph.costs import count_params, model_flops
-from archgraph.decode import decode
-from strategies.evolution import ArchCost, EvolutionConfig, Gene, evolve
-from strategies.spos import SPOS, SPOSParams
+from archgraph.core.costs import count_params, model_flops
+from archgraph.core.decode import decode
+from archgraph.strategies.evolution import ArchCost, EvolutionConfig, Gene, evolve
+from archgraph.strategies.spos import SPOS, SPOSParams
 from helpers import assert_architecture_trains
 
 
@@ -87,8 +87,8 @@ def test_flops_band_sampling(tiny_space):
 
 
 def test_bn_recalibration_changes_running_stats_only(tiny_space, monkeypatch):
-    import archgraph.evaluate
-    from archgraph.search import build_search_data, score_subnet
+    import archgraph.engine.evaluate
+    from archgraph.engine.search import build_search_data, score_subnet
 
     cfg = load_config(None, ["data.num_samples=8", "data.crop=[32,32]", "data.batch_size=2", "data.val_limit=2", "space.num_classes=3"])
     data = build_search_data(cfg)
@@ -100,8 +100,8 @@ def test_bn_recalibration_changes_running_stats_only(tiny_space, monkeypatch):
         seen.update({k: v.clone() for k, v in model.state_dict().items()})
         return real(model, *args, **kwargs)
 
-    real = archgraph.evaluate.evaluate
-    monkeypatch.setattr(archgraph.evaluate, "evaluate", spy)
+    real = archgraph.engine.evaluate.evaluate
+    monkeypatch.setattr(archgraph.engine.evaluate, "evaluate", spy)
     ops = {c.label: 0 for c in net.choices.ops}
     inputs = {c.label: [0, 1] for c in net.choices.inputs}
     miou = score_subnet(net, strategy.relaxation, ops, inputs, data, cfg, torch.device("cpu"), recalib_batches=2)

@@ -10,9 +10,9 @@ import torch
 
 from archgraph import build_space, compile_graph, load_graph, save_graph
 from archgraph.cli import main
-from archgraph.costs import count_params, model_flops
-from archgraph.decode import sample_architecture
-from archgraph.graph import graphs_equal
+from archgraph.core.costs import count_params, model_flops
+from archgraph.core.decode import sample_architecture
+from archgraph.core.graph import graphs_equal
 
 CLASSES = 5  # the synthetic dataset's default
 # 16 epochs x 16 steps of 64x64 crops: ~12 s on one idle core, enough to learn the objects
@@ -54,8 +54,8 @@ def trained(tmp_path_factory):
 def background_only_miou(run) -> float:
     """mIoU of predicting class 0 everywhere on the run's validation images: the chance level."""
     from archgraph.config import load_config
-    from archgraph.metrics import ConfusionMatrix
-    from archgraph.train import build_eval_data
+    from archgraph.data.metrics import ConfusionMatrix
+    from archgraph.engine.train import build_eval_data
 
     val = build_eval_data(load_config(run / "config.yaml"))
     cm = ConfusionMatrix(CLASSES)
@@ -121,13 +121,13 @@ def test_evaluate_prints_the_table_and_writes_json(trained, tmp_path, capsys):
 
 
 def test_resume_after_a_kill_ends_like_an_uninterrupted_run(tmp_path, monkeypatch):
-    import archgraph.train as engine
+    import archgraph.engine.train as engine
 
     arch = write_arch(tmp_path / "arch.yaml")
     assert train(arch, tmp_path / "full", *TINY) == 0
 
     def die_after_first_epoch(path, obj):
-        from archgraph.checkpoint import save_checkpoint as save
+        from archgraph.engine.checkpoint import save_checkpoint as save
 
         save(path, obj)
         if path.name == "last.pt" and obj["epoch"] == 0:

@@ -13,7 +13,7 @@ console = rank_console()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from archgraph.compare import DEFAULT_STRATEGIES
+    from archgraph.studies.compare import DEFAULT_STRATEGIES
 
     p = sub.add_parser(
         "compare",
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from archgraph.compare import Plan, parse_baselines, parse_seeds, parse_strategies, parse_strategy_options, run_compare, table_rows, TABLE_HEAD
+    from archgraph.studies.compare import Plan, parse_baselines, parse_seeds, parse_strategies, parse_strategy_options, run_compare, table_rows, TABLE_HEAD
     from archgraph.config import load_config
     from archgraph.errors import ConfigError
 
@@ -55,7 +55,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--flops-band {args.flops_band}: give a positive fraction, e.g. 0.25 for +-25%")
     plan = Plan(
         base=base, strategies=parse_strategies(args.strategies), seeds=parse_seeds(args.seeds, base.seed),
-        baselines=parse_baselines(args.baselines), flops_band=args.flops_band, flops_reference=args.flops_reference,
+        baselines=parse_baselines(args.baselines, base.space_name), flops_band=args.flops_band, flops_reference=args.flops_reference,
         cache_dir=Path(args.cache) if args.cache else None,
     )
     plan.strategy_options = parse_strategy_options(args.strategy_options, plan.strategies)

@@ -64,13 +64,13 @@ def resolve_config(args: argparse.Namespace):
 
 
 def space_graph(cfg):
-    from archgraph.spaces_api import build_space
+    from archgraph.core.spaces_api import build_space
 
     return build_space(cfg.space_name, cfg.space_params)
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    from archgraph.registry import PLUGIN_ERRORS, list_spaces, space_kinds
+    from archgraph.core.registry import PLUGIN_ERRORS, list_spaces, space_kinds
 
     table = Table(title="search spaces")
     for col in ("name", "description", "choice kinds", "hyper-parameters (space.KEY, default)"):
@@ -88,7 +88,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    from archgraph.registry import PLUGIN_ERRORS, list_spaces, list_strategies, strategy_handles, support_matrix
+    from archgraph.core.registry import PLUGIN_ERRORS, list_spaces, list_strategies, strategy_handles, support_matrix
 
     table = Table(title="search strategies")
     for col in ("name", "description", "handles", "options (strategy.KEY, default)"):
@@ -116,7 +116,7 @@ def _plugin_errors(errors: list[str]) -> None:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
-    from archgraph.ops import OPS
+    from archgraph.core.ops import OPS
 
     table = Table(title="ops")
     for col in ("name", "kind", "description"):
@@ -134,7 +134,7 @@ def _default(f: dataclasses.Field) -> str:
     if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
         value = f.default_factory()  # type: ignore[misc]
         if isinstance(value, list) and len(value) > 4:
-            from archgraph.ops import MBCONV_OPS
+            from archgraph.core.ops import MBCONV_OPS
 
             return "[6 MobileNetV3 blocks]" if tuple(value) == MBCONV_OPS else f"[{len(value)} ops: {', '.join(map(str, value))}]"
         return repr(value)
@@ -142,8 +142,8 @@ def _default(f: dataclasses.Field) -> str:
 
 
 def space_summary(graph) -> dict:
-    from archgraph.choices import discover_choices
-    from archgraph.compile import compile_graph
+    from archgraph.core.choices import discover_choices
+    from archgraph.core.compile import compile_graph
 
     choices = discover_choices(graph)
     connections = sum(1 for _, _, k in graph.edges(data="kind") if k == "candidate")
@@ -176,12 +176,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from archgraph.graph import load
-    from archgraph.render import render
+    from archgraph.core.graph import load
+    from archgraph.outputs.render import render
 
     scores = None
     if args.preset:
-        from spaces.dcss_presets import build_preset
+        from archgraph.core.spaces_api import build_preset
 
         if args.file is not None or args.supernet:
             raise ArchgraphError("give either FILE or --preset, not both (and no --supernet: a preset is an architecture)")
@@ -215,8 +215,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from archgraph.decode import sample_architecture
-    from archgraph.graph import graph_hash, save
+    from archgraph.core.decode import sample_architecture
+    from archgraph.core.graph import graph_hash, save
 
     graph = space_graph(resolve_config(args))
     arch = sample_architecture(graph, args.seed)

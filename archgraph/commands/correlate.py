@@ -62,7 +62,7 @@ def _search(args: argparse.Namespace, out: Path) -> Path:
 
     from archgraph.config import load_config
     from archgraph.errors import ConfigError
-    from archgraph.search import CHECKPOINT, prepare_config, run_search
+    from archgraph.engine.search import CHECKPOINT, prepare_config, run_search
 
     overrides = list(args.overrides) + ([f"strategy.name={args.strategy}"] if args.strategy else [])
     if args.search_dir:
@@ -91,9 +91,9 @@ def _search(args: argparse.Namespace, out: Path) -> Path:
 
 def cmd_correlate(args: argparse.Namespace) -> int:
     from archgraph.config import load_config
-    from archgraph.correlate import StudyOptions, load_searched_supernet, run_study
+    from archgraph.studies.correlate import StudyOptions, load_searched_supernet, run_study
     from archgraph.errors import ConfigError
-    from archgraph.runcache import default_cache_dir
+    from archgraph.studies.runcache import default_cache_dir
 
     opts = StudyOptions(archs=args.archs, pool=args.pool, quick_batches=args.quick_batches, quick_val=args.quick_val,
                         sample_seed=args.sample_seed, train_seed=args.train_seed, resamples=args.bootstrap, level=args.level,

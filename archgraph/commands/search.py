@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from archgraph.search import prepare_config, run_search
+    from archgraph.engine.search import prepare_config, run_search
 
     out = Path(args.out)
     cfg = prepare_config(args.config, args.overrides, out, args.resume)
@@ -43,7 +43,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from archgraph.report import write_report
+    from archgraph.outputs.report import write_report
 
     path = write_report(Path(args.run_dir), Path(args.output) if args.output else None)
     console.print(f"wrote {path}")

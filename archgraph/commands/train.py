@@ -69,11 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from archgraph.errors import ConfigError
-    from archgraph.train import prepare_training, run_training
+    from archgraph.engine.train import prepare_training, run_training
 
     out = Path(args.out)
     if args.preset and not args.resume:
-        from spaces.dcss_presets import write_preset
+        from archgraph.builders import write_preset
 
         if args.arch is not None:
             raise ConfigError("give either ARCH or --preset, not both")
@@ -105,7 +105,7 @@ def print_iou_table(result: dict, title: str) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from archgraph.train import evaluate_run
+    from archgraph.engine.train import evaluate_run
 
     overrides = ([f"data.name={args.data}"] if args.data else []) + list(args.overrides)
     result, path = evaluate_run(args.run_dir, overrides, args.checkpoint, Path(args.output) if args.output else None,
@@ -117,7 +117,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from archgraph.export import export_run
+    from archgraph.engine.export import export_run
 
     result = export_run(args.run_dir, args.output, args.format, tuple(args.size) if args.size else None, args.dynamic, args.checkpoint)
     n, c, h, w = result.input_shape

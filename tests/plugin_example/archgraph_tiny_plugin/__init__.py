@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 
 import networkx as nx
 
-from archgraph.graph import NodeSpec, add_edge, add_node, new_graph
-from archgraph.registry import register_space, register_strategy
-from strategies.base import Strategy, StrategyParams
+from archgraph.core.graph import NodeSpec, add_edge, add_node, new_graph
+from archgraph.core.registry import register_space, register_strategy
+from archgraph.strategies.base import Strategy, StrategyParams
 
 
 @dataclass

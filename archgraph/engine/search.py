@@ -27,20 +27,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from archgraph import distributed as D
-from archgraph.compile import CompiledNetwork
+from archgraph.engine import distributed as D
+from archgraph.core.compile import CompiledNetwork
 from archgraph.config import Config, config_from_dict, load_config
 from archgraph.configtools import dataclass_from_dict
-from archgraph.costs import cost_table
+from archgraph.core.costs import cost_table
 from archgraph.data.transforms import IGNORE_INDEX
-from archgraph.decode import decisions
+from archgraph.core.decode import decisions
 from archgraph.errors import CheckpointError, ConfigError, NonFiniteLoss, NumericalError
-from archgraph.graph import graph_hash, save
-from archgraph.graph import load as load_graph
-from archgraph.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from archgraph.core.graph import graph_hash, save
+from archgraph.core.graph import load as load_graph
+from archgraph.engine.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
-from archgraph.registry import check_support, get_strategy
-from archgraph.spaces_api import build_space
+from archgraph.core.registry import check_support, get_strategy
+from archgraph.core.spaces_api import build_space
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 2
@@ -65,12 +65,11 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def build_search_data(cfg: Config) -> SearchData:
     """trainA / trainB: a seeded random split of the training set; val: the validation split."""
-    from archgraph.data import build_dataset
+    from archgraph.builders import dataset_split
 
     d = cfg.data
-    common = dict(root=d.root, crop=tuple(d.crop), scale=d.scale, num_samples=d.num_samples, seed=cfg.seed, num_classes=d.num_classes or None, **d.options)
-    train = build_dataset(d.name, d.train_split, train=True, **common)
-    val = build_dataset(d.name, d.val_split, train=False, **common)
+    train = dataset_split(cfg, d.train_split, train=True)
+    val = dataset_split(cfg, d.val_split, train=False)
     if not 0 < cfg.search.split_ratio < 1:
         raise ConfigError(f"search.split_ratio must be in (0, 1), got {cfg.search.split_ratio}")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
@@ -128,7 +127,7 @@ def _preserved_batchnorm(net: nn.Module) -> Iterator[list[nn.modules.batchnorm._
 def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config, device: torch.device, recalib_batches: int | None = None) -> float:
     """Validation mIoU of one architecture inside the supernet (its subnet mode), with the BN
     statistics re-estimated on training batches first; the supernet's own BN state is restored."""
-    from archgraph.evaluate import evaluate
+    from archgraph.engine.evaluate import evaluate
 
     batches = cfg.search.bn_recalib_batches if recalib_batches is None else recalib_batches
     was_training = net.training
@@ -154,7 +153,7 @@ def supernet_miou(net: CompiledNetwork, strategy, data: SearchData, cfg: Config,
 
 
 def choice_entropies(net: CompiledNetwork) -> dict[str, float]:
-    from strategies.base import mean_entropy
+    from archgraph.core.archstats import mean_entropy
 
     if net.arch is None:
         return {}
@@ -493,8 +492,8 @@ def _write_epoch(out: Path, net: CompiledNetwork, strategy, derived: nx.DiGraph,
 def _finish(out: Path, net: CompiledNetwork, strategy) -> None:
     import json
 
-    from archgraph.graph import load
-    from archgraph.render import render
+    from archgraph.core.graph import load
+    from archgraph.outputs.render import render
 
     scores = json.loads((out / "scores.json").read_text())
     for name, graph, sc in (("supernet", strategy.graph, scores), ("arch", load(out / "arch.yaml"), None)):

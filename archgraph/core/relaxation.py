@@ -30,7 +30,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from archgraph.choices import ArchParams, ChoicePoints, InputChoice, OpChoice
+from archgraph.core.choices import ArchParams, ChoicePoints, InputChoice, OpChoice
 
 
 class Mixer(nn.Module):

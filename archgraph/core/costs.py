@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from archgraph.choices import discover_choices, resolve_node
-from archgraph.graph import NodeSpec, inputs_of, node_spec
-from archgraph.ops import build_alignment, build_op
+from archgraph.core.choices import discover_choices, resolve_node
+from archgraph.core.graph import NodeSpec, inputs_of, node_spec
+from archgraph.core.ops import build_alignment, build_op
 
 
 def count_params(module: nn.Module) -> int:

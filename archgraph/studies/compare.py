@@ -1,12 +1,12 @@
 """``archgraph compare``: strategies head to head, against hand-designed and random baselines.
 
-For every strategy and seed the comparison searches (:func:`archgraph.search.run_search` with the
+For every strategy and seed the comparison searches (:func:`archgraph.engine.search.run_search` with the
 config, ``strategy.name`` and ``seed`` set) and then trains the derived architecture stand-alone with
-the config's ``train`` section; every baseline (the DCSS presets of :mod:`spaces.dcss_presets`,
+the config's ``train`` section; every baseline (the DCSS presets of :mod:`archgraph.spaces.dcss_presets`,
 architectures drawn uniformly from the space) is trained the same way. One recipe and one data
 setting for everything is what makes the T-mIoU column comparable.
 
-All stand-alone training goes through the run cache (:mod:`archgraph.runcache`): an architecture
+All stand-alone training goes through the run cache (:mod:`archgraph.studies.runcache`): an architecture
 trained with the same recipe and seed is trained once, whichever entry (or earlier compare, or
 ``archgraph correlate``) asked for it first.
 
@@ -49,10 +49,11 @@ from typing import Any, Callable, Iterable
 
 import networkx as nx
 
+from archgraph.builders import space_for_training
 from archgraph.config import Config, config_from_dict
 from archgraph.errors import ArchgraphError, ConfigError
-from archgraph.graph import graph_hash, save
-from archgraph.graph import load as load_graph
+from archgraph.core.graph import graph_hash, save
+from archgraph.core.graph import load as load_graph
 from archgraph.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 FORMAT = "archgraph/compare-v1"
@@ -85,7 +86,7 @@ class Plan:
     baselines: list[Baseline] = field(default_factory=list)
     flops_band: float | None = None  # random baselines: keep FLOPs within +-band of the reference
     flops_reference: str | None = None  # a preset name, a strategy of the plan (its first seed), or a YAML
-    cache_dir: Path | None = None  # the run cache (None: archgraph.runcache.default_cache_dir())
+    cache_dir: Path | None = None  # the run cache (None: archgraph.studies.runcache.default_cache_dir())
     strategy_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # --strategy-set NAME.key=value
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,7 +98,7 @@ class Plan:
 
 
 def parse_strategies(text: str) -> list[str]:
-    from archgraph.registry import get_strategy
+    from archgraph.core.registry import get_strategy
 
     names = [s.strip() for s in str(text).split(",") if s.strip()]
     if not names:
@@ -127,16 +128,18 @@ def parse_seeds(text: str | int, base_seed: int = 0) -> list[int]:
     return seeds
 
 
-def parse_baselines(text: str | None) -> list[Baseline]:
-    """``presets`` (all), ``preset:NAME`` or a bare preset name, ``random:N``; comma-separated; ``none``."""
-    from spaces.dcss_presets import get_preset, preset_names
+def parse_baselines(text: str | None, space: str = "dcss") -> list[Baseline]:
+    """``presets`` (all of ``space``'s), ``preset:NAME`` or a bare preset name, ``random:N``;
+    comma-separated; ``none``."""
+    from archgraph.core.registry import get_preset
+    from archgraph.core.spaces_api import preset_names
 
     out: list[Baseline] = []
     for item in (s.strip() for s in str(text or "").split(",")):
         if not item or item == "none":
             continue
         if item == "presets":
-            out += [Baseline("preset", n) for n in preset_names()]
+            out += [Baseline("preset", n) for n in preset_names(space)]
         elif item.startswith("random"):
             _, _, count = item.partition(":")
             try:
@@ -148,7 +151,7 @@ def parse_baselines(text: str | None) -> list[Baseline]:
             out.append(Baseline("random", count=n))
         else:
             name = item.split(":", 1)[1] if item.startswith("preset:") else item
-            get_preset(name)  # ConfigError listing the presets
+            get_preset(space, name)  # ConfigError listing the presets
             out.append(Baseline("preset", name))
     seen: set[str] = set()
     unique = [b for b in out if not (b.entry in seen or seen.add(b.entry))]
@@ -161,7 +164,7 @@ def parse_strategy_options(items: list[str], strategies: list[str]) -> dict[str,
     Each is checked against that strategy's options now, so a typo fails before any run starts."""
     from archgraph.config import parse_overrides
     from archgraph.configtools import dataclass_from_dict
-    from archgraph.registry import get_strategy
+    from archgraph.core.registry import get_strategy
 
     options: dict[str, dict[str, Any]] = {}
     for name, values in parse_overrides(items).items():
@@ -227,8 +230,8 @@ def search_run(cfg: Config, folder: Path, progress: bool = False) -> dict[str, A
     An unfinished search (a checkpoint, no final.json) resumes with its saved config."""
     import torch
 
-    from archgraph.checkpoint import has_checkpoint
-    from archgraph.search import CHECKPOINT, prepare_config, run_search
+    from archgraph.engine.checkpoint import has_checkpoint
+    from archgraph.engine.search import CHECKPOINT, prepare_config, run_search
 
     out = folder / "search"
     cost_file = folder / "search_cost.json"
@@ -268,7 +271,7 @@ def search_run(cfg: Config, folder: Path, progress: bool = False) -> dict[str, A
 def train_architecture(cfg: Config, graph: nx.DiGraph, folder: Path, cache_dir: Path | None, progress: bool = False) -> dict[str, Any]:
     """Stand-alone metrics of ``graph`` with ``cfg``'s recipe and seed: ``folder/metrics.json`` if
     this run finished before, else from the run cache (which trains, or resumes, only when needed)."""
-    from archgraph.runcache import cache_key, default_cache_dir, entry_dir, trained_metrics
+    from archgraph.studies.runcache import cache_key, default_cache_dir, entry_dir, trained_metrics
 
     done = folder / "metrics.json"
     if done.is_file():
@@ -296,20 +299,9 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 # baselines
 
 
-def space_for_training(cfg: Config) -> nx.DiGraph:
-    """The config's space, with the head sized for the dataset (as a search would size it)."""
-    from archgraph.spaces_api import build_space
-    from archgraph.train import build_eval_data
-
-    params = dict(cfg.space_params)
-    if not params.get("num_classes"):
-        params["num_classes"] = build_eval_data(cfg).num_classes
-    return build_space(cfg.space_name, params)
-
-
 def architecture_flops(graph: nx.DiGraph, image_hw: tuple[int, int]) -> int:
-    from archgraph.compile import compile_graph
-    from archgraph.costs import model_flops
+    from archgraph.core.compile import compile_graph
+    from archgraph.core.costs import model_flops
 
     return model_flops(compile_graph(graph), image_hw)
 
@@ -325,7 +317,7 @@ def random_architectures(space: nx.DiGraph, count: int, seed: int = 0, image_hw:
     band. Duplicates (same :func:`graph_hash`) are redrawn, so a tiny space may run out of draws:
     after ``max_tries`` (default ``200 * count``) a :class:`ConfigError` says so.
     """
-    from archgraph.decode import sample_architecture
+    from archgraph.core.decode import sample_architecture
 
     if band is not None and (band <= 0 or reference_flops is None):
         raise ConfigError("--flops-band needs a positive fraction (e.g. 0.25) and a reference (--flops-reference)")
@@ -501,7 +493,7 @@ class _TermAsInterrupt:
 
 
 def _execute(plan: Plan, out: Path, runs: list[Run], log, search_fn: SearchFn, train_fn: TrainFn) -> None:
-    from archgraph.runcache import cache_key, default_cache_dir, entry_dir
+    from archgraph.studies.runcache import cache_key, default_cache_dir, entry_dir
 
     cache = plan.cache_dir if plan.cache_dir is not None else default_cache_dir()
     for run in runs:
@@ -541,7 +533,7 @@ def _baseline_arch(plan: Plan, out: Path, run: Run, cfg: Config) -> nx.DiGraph:
     if path.is_file():
         return load_graph(path)
     if run.kind == "preset":
-        from spaces.dcss_presets import build_preset
+        from archgraph.core.spaces_api import build_preset
 
         arch = build_preset(run.entry.split(":", 1)[1], space_for_training(cfg))
         save(arch, path)
@@ -563,12 +555,12 @@ def _baseline_arch(plan: Plan, out: Path, run: Run, cfg: Config) -> nx.DiGraph:
 
 def reference_flops(plan: Plan, out: Path, space: nx.DiGraph, crop: tuple[int, int]) -> float:
     """FLOPs of ``--flops-reference``: a preset, a strategy of this compare (first seed), or a YAML."""
-    from spaces.dcss_presets import PRESETS, build_preset
+    from archgraph.core.spaces_api import build_preset, preset_names
 
     ref = plan.flops_reference
     if not ref:
         raise ConfigError("--flops-band needs --flops-reference: a preset (hrnet), a strategy of this compare (dcnas) or an arch.yaml")
-    if ref in PRESETS:
+    if ref in preset_names(str(space.graph.get("space"))):
         graph = build_preset(ref, space)
     elif ref in plan.strategies:
         path = out / "runs" / ref / f"seed{plan.seeds[0]}" / "search" / "arch.yaml"
@@ -687,7 +679,7 @@ def results_markdown(results: dict[str, Any], plots: list[str], topologies: dict
 
 def write_plots(out: Path, results: dict[str, Any]) -> list[str]:
     """T-mIoU with error bars, and T-mIoU against search cost; PNG and SVG of each."""
-    from archgraph.plots import figure_bytes, pyplot
+    from archgraph.outputs.plots import figure_bytes, pyplot
 
     plt = pyplot()
     entries = [e for e in results["entries"] if e["summary"]["t_miou_mean"] is not None]
@@ -735,7 +727,7 @@ def _entry_arch(out: Path, entry: dict[str, Any]) -> Path | None:
 
 def write_topologies(out: Path, results: dict[str, Any]) -> dict[str, str]:
     """Every entry's architecture (its first run) drawn on the same layer x scale grid."""
-    from archgraph.render import render
+    from archgraph.outputs.render import render
 
     drawn: dict[str, str] = {}
     for e in results["entries"]:

@@ -18,7 +18,7 @@ every cell of the trellis). Strategies see no difference: they only ever read la
 **Choice kinds.** ``"op"`` and ``"input"`` are the kinds the compiler relaxes through a strategy's
 mixers. A space may declare further kinds in ``graph.graph["choice_kinds"]`` (e.g. a channel-width
 choice it needs a custom relaxation for); :func:`choice_kinds` reports them, and
-:func:`archgraph.registry.check_support` refuses a strategy that does not declare it handles them.
+:func:`archgraph.core.registry.check_support` refuses a strategy that does not declare it handles them.
 
 **Beta normalisation.** By default softmax(beta) is taken over a node's incoming edges (DCNAS Eq. 3-4).
 A space can instead declare ``graph.graph["beta_groups"]``: a list of groups, each a list of
@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from archgraph.errors import GraphError
-from archgraph.graph import execution_order, inputs_of, node_spec
+from archgraph.core.graph import execution_order, inputs_of, node_spec
 
 SEP = "/"  # qualified ids of nested nodes: "<cell>/<body node>" (node ids never contain it... see qualify)
 CORE_KINDS: tuple[str, ...] = ("op", "input")  # the kinds the compiler relaxes through mixers

@@ -11,7 +11,7 @@ dicts (what :meth:`ArchParams.scores` returns), so a strategy can hand over tran
 PC-DARTS multiplies op and edge weights) without the decoder knowing any strategy.
 
 Nested cell bodies are decoded the same way, recursively (their choice points have qualified ids,
-see :mod:`archgraph.choices`).
+see :mod:`archgraph.core.choices`).
 
 **Space-specific decoding rules.** A space whose final architecture is derived by another rule
 (Auto-DeepLab: a Viterbi path over the trellis and DARTS's top-2 cell decoding) names a decoder in
@@ -31,9 +31,9 @@ from typing import Callable, Mapping, Sequence
 
 import networkx as nx
 
-from archgraph.choices import ChoicePoints, discover_choices, qualify
+from archgraph.core.choices import ChoicePoints, discover_choices, qualify
 from archgraph.errors import GraphError
-from archgraph.graph import NodeSpec, add_edge, add_node, head_node, inputs_of, new_graph, node_spec, validate
+from archgraph.core.graph import NodeSpec, add_edge, add_node, head_node, inputs_of, new_graph, node_spec, validate
 
 Scores = Mapping[str, Sequence[float]]
 DecodeFn = Callable[[nx.DiGraph, Scores, Scores, "int | None"], nx.DiGraph]
@@ -72,7 +72,7 @@ def get_decoder(graph: nx.DiGraph | None) -> Decoder | None:
     if name is None:
         return None
     if name not in DECODERS:
-        from archgraph.registry import load_plugins
+        from archgraph.core.registry import load_plugins
 
         load_plugins()
     if name not in DECODERS:

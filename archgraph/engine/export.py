@@ -35,7 +35,7 @@ import torch
 from archgraph.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from archgraph.errors import ArchgraphError, ConfigError
 from archgraph.io import atomic_write_with, atomic_write_bytes, atomic_write_json
-from archgraph.train import BEST, load_run
+from archgraph.engine.train import BEST, load_run
 
 FORMATS = ("pt2", "onnx")
 MAX_SIDE = 8192  # upper bound of the symbolic height/width of a dynamic export

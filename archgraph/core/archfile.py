@@ -13,7 +13,7 @@ from pathlib import Path
 import networkx as nx
 
 from archgraph.errors import ArchgraphError, GraphError
-from archgraph.graph import has_choices, inputs_of, load, node_spec, validate
+from archgraph.core.graph import has_choices, inputs_of, load, node_spec, validate
 
 
 def load_architecture(path: str | Path, check_space: bool = True) -> nx.DiGraph:
@@ -22,7 +22,7 @@ def load_architecture(path: str | Path, check_space: bool = True) -> nx.DiGraph:
     graph = load(path)
     where = str(path)
     try:
-        from archgraph.ops import OPS
+        from archgraph.core.ops import OPS
 
         validate(graph, OPS)
         if has_choices(graph):
@@ -50,8 +50,8 @@ def check_in_space(arch: nx.DiGraph, where: str = "architecture") -> None:
     params = arch.graph.get("params")
     if not space_name or not isinstance(params, dict):
         return
-    from archgraph.registry import SPACES, load_plugins
-    from archgraph.spaces_api import build_space
+    from archgraph.core.registry import SPACES, load_plugins
+    from archgraph.core.spaces_api import build_space
 
     load_plugins()
     if space_name not in SPACES:

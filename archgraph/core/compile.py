@@ -16,7 +16,7 @@ order, to its body: a nested graph compiled the same way into a plan of its own
 (``nodes.<cell>.body.nodes.<body node>...``). Inside the body, the ``input`` node's value is that list;
 body nodes have the same semantics as top-level ones, and the body's head op (``takes_list``) makes
 the cell's output. Choice points inside bodies are relaxed by the same relaxation and parameter store
-(qualified ids ``<cell>/<node>``, see :mod:`archgraph.choices`).
+(qualified ids ``<cell>/<node>``, see :mod:`archgraph.core.choices`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archgraph.choices import ArchParams, ChoicePoints, discover_choices, qualify
+from archgraph.core.choices import ArchParams, ChoicePoints, discover_choices, qualify
 from archgraph.errors import GraphError
-from archgraph.graph import execution_order, input_node, inputs_of, node_spec, validate
-from archgraph.ops import OPS, build_alignment, build_op, get_op
-from archgraph.relaxation import ContinuousRelaxation, Relaxation, SingleOp, SumInputs
+from archgraph.core.graph import execution_order, input_node, inputs_of, node_spec, validate
+from archgraph.core.ops import OPS, build_alignment, build_op, get_op
+from archgraph.core.relaxation import ContinuousRelaxation, Relaxation, SingleOp, SumInputs
 
 
 class NodeModule(nn.Module):
@@ -228,7 +228,7 @@ def _graph_ops(g: nx.DiGraph) -> set[str]:
 def _ensure_ops(graph: nx.DiGraph) -> None:
     """Ops a space registers in its own module (Auto-DeepLab's ``none``) exist once plug-ins load."""
     if not _graph_ops(graph) <= set(OPS):
-        from archgraph.registry import load_plugins
+        from archgraph.core.registry import load_plugins
 
         load_plugins()
 

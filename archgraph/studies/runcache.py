@@ -8,7 +8,7 @@ step, so it is keyed by what determines its result and done once.
 
 **Key.** ``(arch, recipe, seed)``:
 
-- ``arch``: :func:`archgraph.graph.graph_hash` of the derived architecture (topology, ops, scales,
+- ``arch``: :func:`archgraph.core.graph.graph_hash` of the derived architecture (topology, ops, scales,
   channels; names and decoder scores do not count);
 - ``recipe``: the first 12 hex digits of the SHA-1 of the canonical JSON of the config's ``train``
   and ``data`` sections (:func:`recipe_dict`), without ``data.workers`` (loader processes change the
@@ -22,12 +22,12 @@ step, so it is keyed by what determines its result and done once.
       <arch>/                       one folder per architecture
         <recipe>-s<seed>/           one `archgraph train` run folder per (recipe, seed)
           key.json                  the key and the full recipe, written before training starts
-          config.yaml arch.yaml train.jsonl last.pt best.pt metrics.json   (see archgraph.train)
+          config.yaml arch.yaml train.jsonl last.pt best.pt metrics.json   (see archgraph.engine.train)
           .lock                     an advisory lock held while the entry is trained
 
 An entry is **complete** when ``metrics.json`` holds a result (``miou``); then nothing is trained. An
 entry with ``last.pt`` (or its previous good copy ``last.prev.pt``) but no result (a killed
-training) **resumes** from its last finished epoch (exact on the CPU, see :mod:`archgraph.train`);
+training) **resumes** from its last finished epoch (exact on the CPU, see :mod:`archgraph.engine.train`);
 an entry with neither starts afresh, and so does one whose checkpoints are all unusable. Every file is
 written atomically by the training engine, so a kill never leaves a half-written result that would
 be mistaken for a finished one.
@@ -55,10 +55,10 @@ from typing import Any, Iterator
 
 import networkx as nx
 
-from archgraph.checkpoint import has_checkpoint, previous_path
+from archgraph.engine.checkpoint import has_checkpoint, previous_path
 from archgraph.config import Config, config_from_dict
 from archgraph.errors import CheckpointError, ConfigError, GraphError
-from archgraph.graph import graph_hash, has_choices
+from archgraph.core.graph import graph_hash, has_choices
 from archgraph.io import atomic_write_json
 
 KEY_FILE = "key.json"
@@ -113,7 +113,7 @@ def cache_key(arch_graph: nx.DiGraph, cfg: Config, seed: int) -> CacheKey:
     if has_choices(arch_graph):
         raise GraphError(
             f"graph {arch_graph.graph.get('name')!r} still has choice points; the run cache trains derived "
-            "architectures only (decode it first, e.g. archgraph.decode.sample_architecture)"
+            "architectures only (decode it first, e.g. archgraph.core.decode.sample_architecture)"
         )
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"the training seed must be an integer, got {seed!r}")
@@ -184,11 +184,11 @@ def _seeded(cfg: Config, seed: int) -> Config:
 def trained_metrics(arch_graph: nx.DiGraph, cfg: Config, seed: int, cache_dir: str | Path | None = None, progress: bool = False, log=None) -> dict[str, Any]:
     """Stand-alone metrics of ``arch_graph`` trained with ``cfg``'s recipe and ``seed``, from the cache.
 
-    Trains (:func:`archgraph.train.run_training`) only when the entry is missing, and resumes a
+    Trains (:func:`archgraph.engine.train.run_training`) only when the entry is missing, and resumes a
     killed training; returns metrics.json's dict (``miou``, ``pixel_acc``, ``per_class_iou``,
     ``params``, ``flops``, ...). ``log(message)`` is told when a training starts or resumes.
     """
-    from archgraph import train as engine
+    from archgraph.engine import train as engine
 
     key = cache_key(arch_graph, cfg, seed)
     entry = entry_dir(cache_dir if cache_dir is not None else default_cache_dir(), key)

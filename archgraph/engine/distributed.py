@@ -20,7 +20,7 @@ adds, around an unchanged loop:
   strategies that write ``alpha.grad`` themselves (ProxylessNAS's BinaryConnect gradients);
 - **BatchNorm** (:func:`sync_batchnorm`): statistics over the global batch (torch's
   ``SyncBatchNorm`` on GPU, :class:`GlooSyncBatchNorm2d` on CPU, where torch's needs a GPU);
-- **metrics** (:func:`shard_indices`, :meth:`archgraph.metrics.ConfusionMatrix.reduce_`): every
+- **metrics** (:func:`shard_indices`, :meth:`archgraph.data.metrics.ConfusionMatrix.reduce_`): every
   rank evaluates a disjoint share of the validation set; confusion matrices are summed;
 - **agreement checks** (:func:`check_identical`): a divergence of alpha/beta or of the strategy's
   sampling state between ranks is an error, not a silently wrong search.

@@ -32,9 +32,9 @@ from typing import Any, Mapping
 
 import networkx as nx
 
-from archgraph.choices import discover_choices
+from archgraph.core.choices import discover_choices
 from archgraph.errors import ArchgraphError
-from archgraph.graph import node_spec
+from archgraph.core.graph import node_spec
 from archgraph.io import atomic_write_bytes, atomic_write_text
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -77,7 +77,7 @@ def _edge_probabilities(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> 
     kept: set[tuple[str, str]] = set()
     # Draw exactly what decoding keeps (the space's own rule if it has one; else top-k + BFS, so
     # inputs of nodes that do not reach the head stay light).
-    from archgraph.decode import decode
+    from archgraph.core.decode import decode
 
     try:
         derived = decode(graph, ops, inputs)
@@ -206,7 +206,7 @@ def cell_to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, titl
     kept_nodes: set[str] | None = None
     ops = (scores or {}).get("ops", {})
     if scores and graph.graph.get("decoder"):
-        from archgraph.decode import decode
+        from archgraph.core.decode import decode
 
         try:
             derived = decode(graph, ops, scores.get("inputs", {}))

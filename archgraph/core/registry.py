@@ -42,15 +42,26 @@ class SpaceInfo:
 @dataclass(frozen=True)
 class StrategyInfo:
     name: str
-    cls: type  # a strategies.base.Strategy subclass
+    cls: type  # a archgraph.strategies.base.Strategy subclass
     params: type  # dataclass of its options (the `strategy` config section)
+    doc: str
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    """A space's own named architecture (e.g. DCSS's ``hrnet``): built from a supernet of that space."""
+
+    space: str
+    name: str
+    build: Callable[..., nx.DiGraph]  # (supernet, op=None) -> a derived architecture of the supernet
     doc: str
 
 
 SPACES: dict[str, SpaceInfo] = {}
 STRATEGIES: dict[str, StrategyInfo] = {}
-_BUILTIN_SPACES = ("spaces.dcss", "spaces.autodeeplab")
-_BUILTIN_STRATEGIES = ("strategies.dcnas", "strategies.pc_darts", "strategies.p_darts", "strategies.proxylessnas", "strategies.spos", "strategies.darts")
+PRESETS: dict[str, dict[str, PresetInfo]] = {}  # space name -> preset name -> info
+_BUILTIN_SPACES = ("archgraph.spaces.dcss", "archgraph.spaces.dcss_presets", "archgraph.spaces.autodeeplab")
+_BUILTIN_STRATEGIES = ("archgraph.strategies.dcnas", "archgraph.strategies.pc_darts", "archgraph.strategies.p_darts", "archgraph.strategies.proxylessnas", "archgraph.strategies.spos", "archgraph.strategies.darts")
 _loaded = False
 
 
@@ -68,6 +79,39 @@ def register_space(name: str, params: type, kinds: Iterable[str] | None = None) 
         return fn
 
     return deco
+
+
+def register_preset(space: str, name: str, doc: str | None = None) -> Callable:
+    """Register ``fn(supernet, op=None) -> architecture`` as preset ``name`` of ``space``, so that
+    ``archgraph render --preset``, ``train --preset`` and ``compare --baselines presets`` find it."""
+
+    def deco(fn: Callable) -> Callable:
+        text = doc if doc is not None else (fn.__doc__ or "").strip().split("\n")[0]
+        PRESETS.setdefault(space, {})[name] = PresetInfo(space, name, fn, text)
+        return fn
+
+    return deco
+
+
+def list_presets(space: str) -> list[PresetInfo]:
+    """The presets of ``space`` in registration order (empty when it registers none)."""
+    load_plugins()
+    return list(PRESETS.get(space, {}).values())
+
+
+def get_preset(space: str, name: str) -> PresetInfo:
+    """Preset ``name`` of ``space``; :class:`ConfigError` naming the space's presets otherwise."""
+    load_plugins()
+    table = PRESETS.get(space, {})
+    if name in table:
+        return table[name]
+    if not table:
+        others = sorted(s for s, t in PRESETS.items() if name in t)
+        where = f"; {name!r} is a preset of {', '.join(others)} (set space.name)" if others else ""
+        raise ConfigError(f"space {space!r} registers no presets{where}; presets exist for: {', '.join(sorted(PRESETS)) or 'no space'}")
+    close = difflib.get_close_matches(name, table, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"unknown preset {name!r}{hint}; {space} presets: {', '.join(table)}")
 
 
 def register_strategy(name: str, params: type) -> Callable:
@@ -161,7 +205,7 @@ def space_kinds(info: SpaceInfo) -> frozenset[str]:
     if info.kinds is not None:
         return info.kinds
     if info.name not in _kinds_cache:
-        from archgraph.choices import choice_kinds
+        from archgraph.core.choices import choice_kinds
         from archgraph.configtools import dataclass_from_dict
 
         _kinds_cache[info.name] = choice_kinds(info.build(dataclass_from_dict(info.params, {}, section="space")))
@@ -182,7 +226,7 @@ def check_support(strategy_info: StrategyInfo, graph: nx.DiGraph) -> None:
 
     Cheap (no compiling, no data): the search calls it right after building the space's graph.
     """
-    from archgraph.choices import choice_kinds
+    from archgraph.core.choices import choice_kinds
 
     space = str(graph.graph.get("space") or graph.graph.get("name") or "<graph>")
     reason = unsupported_reason(strategy_info, choice_kinds(graph), space)

@@ -1,7 +1,7 @@
 """The operator registry: candidate ops, shape-alignment branches, heads.
 
 An op is registered under a name with a builder ``(node, inputs) -> nn.Module`` where ``node`` is the
-:class:`~archgraph.graph.NodeSpec` it runs in and ``inputs`` the specs of the node's inputs. Ops of
+:class:`~archgraph.core.graph.NodeSpec` it runs in and ``inputs`` the specs of the node's inputs. Ops of
 ``fusion``/``stem``/``cell`` nodes map ``node.channels`` to ``node.channels`` at ``node.scale`` (the
 alignment branches already brought every input there); head ops (``takes_list=True``) receive the raw
 list of input tensors.
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archgraph.errors import RegistryError
-from archgraph.graph import NodeSpec, log2
+from archgraph.core.graph import NodeSpec, log2
 
 OpBuilder = Callable[[NodeSpec, Sequence[NodeSpec]], nn.Module]
 

@@ -35,17 +35,17 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
-from archgraph import distributed as D
-from archgraph.compile import CompiledNetwork, compile_graph
+from archgraph.engine import distributed as D
+from archgraph.core.compile import CompiledNetwork, compile_graph
 from archgraph.config import Config, config_from_dict, load_config
-from archgraph.costs import count_params, model_flops
+from archgraph.core.costs import count_params, model_flops
 from archgraph.data.transforms import IGNORE_INDEX
 from archgraph.errors import CheckpointError, ConfigError, GraphError, NumericalError
-from archgraph.graph import graph_hash, head_node, node_spec, save
-from archgraph.archfile import load_architecture as check_architecture
+from archgraph.core.graph import graph_hash, head_node, node_spec, save
+from archgraph.core.archfile import load_architecture as check_architecture
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
-from archgraph.checkpoint import load_checkpoint as load_verified, previous_path, rng_state, save_checkpoint, set_rng_state
-from archgraph.search import peak_memory_mb, seed_everything, set_dataset_epoch
+from archgraph.engine.checkpoint import load_checkpoint as load_verified, previous_path, rng_state, save_checkpoint, set_rng_state
+from archgraph.engine.search import peak_memory_mb, seed_everything, set_dataset_epoch
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -85,7 +85,7 @@ def arch_file(path: str | Path) -> Path:
 
 def load_architecture(path: str | Path) -> nx.DiGraph:
     """Load a derived architecture (no choice points, part of its space) from a YAML file or a search
-    run folder; see :func:`archgraph.archfile.load_architecture` for what is checked."""
+    run folder; see :func:`archgraph.core.archfile.load_architecture` for what is checked."""
     graph = check_architecture(arch_file(path))
     compile_graph(graph)  # builds every op now, with the file's name in context
     return graph
@@ -112,14 +112,10 @@ def check_classes(graph: nx.DiGraph, num_classes: int, dataset: str, source: str
 
 
 def _dataset(cfg: Config, split: str, train: bool):
-    """One split, with exactly the options :func:`archgraph.search.build_search_data` passes."""
-    from archgraph.data import build_dataset
+    """One split, built exactly as the search builds it (:func:`archgraph.builders.dataset_split`)."""
+    from archgraph.builders import dataset_split
 
-    d = cfg.data
-    return build_dataset(
-        d.name, split, train=train, root=d.root, crop=tuple(d.crop), scale=d.scale, num_samples=d.num_samples,
-        seed=cfg.seed, num_classes=d.num_classes or None, **d.options,
-    )
+    return dataset_split(cfg, split, train)
 
 
 def build_eval_data(cfg: Config) -> EvalData:
@@ -225,7 +221,7 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from archgraph.evaluate import evaluate
+    from archgraph.engine.evaluate import evaluate
 
     out = Path(out)
     t = cfg.train
@@ -282,7 +278,7 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
         task = bar.add_task("train", total=t.epochs * steps, completed=start * steps, info="")
         for epoch in range(start, t.epochs):
             # The batch order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
-            # Under torchrun each rank loads its share of every global batch (archgraph.distributed).
+            # Under torchrun each rank loads its share of every global batch (archgraph.engine.distributed).
             loader = D.sharded_loader(train_ds, cfg.data.batch_size, cfg.seed + 10 * epoch, cfg.data.workers)
             set_dataset_epoch(train_ds, epoch)
             step_net.train()
@@ -298,7 +294,7 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
                     raise NumericalError(f"non-finite loss at epoch {epoch} step {step}; {out / LAST} keeps the last good epoch. Lower train.lr, then --resume")
                 opt.zero_grad(set_to_none=True)
                 # Under torchrun: weight by this rank's share of the global batch's labelled pixels, so
-                # the DDP-averaged gradient is that of the global mean (archgraph.distributed).
+                # the DDP-averaged gradient is that of the global mean (archgraph.engine.distributed).
                 scale = D.global_mean_scales([labels], IGNORE_INDEX)[0]
                 (loss * scale if scale != 1.0 else loss).backward()
                 opt.step()
@@ -343,7 +339,7 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
 
 def finish(cfg: Config, out: Path, val: EvalData, progress: bool = False) -> dict[str, Any]:
     """metrics.json from ``best.pt``: re-evaluated when multi-scale or flip testing is configured."""
-    from archgraph.evaluate import evaluate
+    from archgraph.engine.evaluate import evaluate
 
     # Under torchrun rank 0 reads the files it wrote and sends them (other machines may not see them).
     state, graph = D.from_main(lambda: (load_checkpoint(out / BEST), load_architecture(out / "arch.yaml")))
@@ -411,7 +407,7 @@ def load_run(run_dir: str | Path, checkpoint: str = BEST, overrides: list[str] |
 
 def evaluate_run(run_dir: str | Path, overrides: list[str], checkpoint: str = BEST, output: Path | None = None, progress: bool = True) -> tuple[dict[str, Any], Path]:
     """Evaluate a trained run on ``data`` (saved config <- overrides); write and return the JSON."""
-    from archgraph.evaluate import evaluate
+    from archgraph.engine.evaluate import evaluate
 
     run = load_run(run_dir, checkpoint, overrides)
     cfg = run.cfg

@@ -2,7 +2,7 @@
 
 Why whole images, one at a time by default: segmentation papers report mIoU on the full frame, not
 on crops, and validation images may differ in size. The network pads its input to a multiple of its
-coarsest scale and crops the logits back (see :class:`~archgraph.compile.CompiledNetwork`), so any
+coarsest scale and crops the logits back (see :class:`~archgraph.core.compile.CompiledNetwork`), so any
 size works. Multi-scale + flip testing (as DeepLab and DCNAS report it) averages the softmax
 probabilities of the image resized by each scale, and of its mirror image, at the original size.
 """
@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from archgraph.data.transforms import IGNORE_INDEX, pad_collate
-from archgraph.metrics import ConfusionMatrix
+from archgraph.data.metrics import ConfusionMatrix
 
 
 @torch.no_grad()
@@ -67,7 +67,7 @@ def evaluate(
     """
     from torch.utils.data import Subset
 
-    from archgraph import distributed as D
+    from archgraph.engine import distributed as D
 
     sharded = shard and D.is_distributed()
     if sharded:

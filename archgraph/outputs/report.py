@@ -43,7 +43,7 @@ def read_log(run_dir: Path) -> list[dict[str, Any]]:
 
 def plot_curves(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
     """(PNG, SVG) of every logged curve against the epoch (stages laid end to end)."""
-    from archgraph.plots import figure_bytes, pyplot
+    from archgraph.outputs.plots import figure_bytes, pyplot
 
     plt = pyplot()
     present = [(k, title) for k, title in CURVES if any(k in r for r in records)]
@@ -70,9 +70,9 @@ def plot_curves(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
 def derived_size(run_dir: Path) -> dict[str, Any]:
     import yaml
 
-    from archgraph.compile import compile_graph
-    from archgraph.costs import count_params, model_flops
-    from archgraph.graph import load
+    from archgraph.core.compile import compile_graph
+    from archgraph.core.costs import count_params, model_flops
+    from archgraph.core.graph import load
 
     arch = load(run_dir / "arch.yaml")
     net = compile_graph(arch)

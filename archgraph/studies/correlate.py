@@ -9,16 +9,16 @@ reproduces the measurement for any strategy of archgraph:
    back: the strategy is rebuilt at its last stage and the supernet gets its trained weights.
 2. **Candidates.** The searched (derived) architecture, plus ``N - 1`` architectures of the
    supernet's space chosen to *spread over its quality range*: a pool of uniformly random
-   architectures (:func:`archgraph.decode.uniform_scores`, seeds ``sample_seed + i``, so every
+   architectures (:func:`archgraph.core.decode.uniform_scores`, seeds ``sample_seed + i``, so every
    strategy draws the same pool) is scored cheaply (1 BN-recalibration batch, the first few
    validation images), and the picks are the pool members nearest to ``N - 1`` evenly spaced
    targets between the lowest and the highest cheap score. Without that spread, random samples bunch
    in the middle of the range and the correlation says little about ranking good against bad.
 3. **Supernet score** of each candidate: validation mIoU in the supernet's subnet mode after BN
-   recalibration (:func:`archgraph.search.score_subnet`, ``search.bn_recalib_batches`` batches), the
+   recalibration (:func:`archgraph.engine.search.score_subnet`, ``search.bn_recalib_batches`` batches), the
    same measurement as S-mIoU.
 4. **Stand-alone score**: mIoU after short training with one fixed recipe (the config's ``train``
-   section) through the run cache (:mod:`archgraph.runcache`), so an architecture that another
+   section) through the run cache (:mod:`archgraph.studies.runcache`), so an architecture that another
    strategy or command already trained with the same recipe and seed is not trained again.
 5. **Statistics**: ``scipy.stats.pearsonr`` and ``kendalltau`` (tau-b, which handles ties), with
    percentile bootstrap confidence intervals over resampled architecture pairs (seeded).
@@ -43,11 +43,11 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from archgraph.choices import ChoicePoints, resolve_node
-from archgraph.compile import CompiledNetwork
+from archgraph.core.choices import ChoicePoints, resolve_node
+from archgraph.core.compile import CompiledNetwork
 from archgraph.config import Config, config_from_dict
 from archgraph.errors import CheckpointError, ConfigError, GraphError
-from archgraph.graph import graph_hash, inputs_of, node_spec, save
+from archgraph.core.graph import graph_hash, inputs_of, node_spec, save
 from archgraph.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 RESULT = "correlation.json"
@@ -178,7 +178,7 @@ class SearchedSupernet:
     cfg: Config
     strategy: Any
     net: CompiledNetwork
-    data: Any  # archgraph.search.SearchData
+    data: Any  # archgraph.engine.search.SearchData
     device: torch.device
 
     @property
@@ -190,7 +190,7 @@ class SearchedSupernet:
 
         ``val_images`` > 0 evaluates the first that many validation images only (the cheap pre-score).
         """
-        from archgraph.search import SearchData, score_subnet
+        from archgraph.engine.search import SearchData, score_subnet
 
         data = self.data
         if val_images and val_images < len(data.val):
@@ -202,11 +202,11 @@ def load_searched_supernet(run_dir: str | Path, device: str | None = None) -> Se
     """Rebuild the supernet of ``run_dir`` (a finished ``archgraph search`` folder) with its weights."""
     import yaml
 
-    from archgraph.checkpoint import load_checkpoint
+    from archgraph.engine.checkpoint import load_checkpoint
     from archgraph.configtools import dataclass_from_dict
-    from archgraph.registry import get_strategy
-    from archgraph.search import CHECKPOINT, CHECKPOINT_VERSION, build_search_data
-    from archgraph.spaces_api import build_space
+    from archgraph.core.registry import get_strategy
+    from archgraph.engine.search import CHECKPOINT, CHECKPOINT_VERSION, build_search_data
+    from archgraph.core.spaces_api import build_space
 
     run = Path(run_dir)
     if not (run / "config.yaml").is_file() or not (run / CHECKPOINT).is_file():
@@ -297,8 +297,8 @@ def _node_of(arch: nx.DiGraph, qualified: str) -> tuple[nx.DiGraph, str] | None:
 
 def derived_candidate(sup: SearchedSupernet) -> Candidate:
     """The searched architecture (``arch.yaml``) with its subnet indices, checked by decoding them."""
-    from archgraph.decode import decisions, decode
-    from archgraph.graph import load
+    from archgraph.core.decode import decisions, decode
+    from archgraph.core.graph import load
 
     arch = load(sup.run_dir / "arch.yaml")
     target = graph_hash(arch)
@@ -321,7 +321,7 @@ def sample_pool(sup: SearchedSupernet, size: int, sample_seed: int, exclude: set
 
     Duplicates (small spaces) and ``exclude`` hashes are skipped; at most ``4 * size`` draws.
     """
-    from archgraph.decode import decisions, decode, uniform_scores
+    from archgraph.core.decode import decisions, decode, uniform_scores
 
     pool: list[Candidate] = []
     seen = set(exclude)
@@ -384,7 +384,7 @@ class StudyOptions:
 
 def run_study(sup: SearchedSupernet, train_cfg: Config, out: Path, opts: StudyOptions, cache_dir: Path, log: Callable[[str], None] = print, progress: bool = False) -> dict[str, Any]:
     """Candidates, both scores, statistics; write DIR/correlation.{json,md,png,svg} and DIR/archs/."""
-    from archgraph.runcache import cache_key, entry_dir, recipe_dict, recipe_hash, trained_metrics
+    from archgraph.studies.runcache import cache_key, entry_dir, recipe_dict, recipe_hash, trained_metrics
 
     opts.check()
     out = Path(out)
@@ -465,7 +465,7 @@ def _fmt_stat(s: dict[str, Any]) -> str:
 
 def scatter_plot(result: dict[str, Any]) -> tuple[bytes, bytes]:
     """(PNG, SVG): supernet mIoU against stand-alone mIoU, the derived architecture marked."""
-    from archgraph.plots import figure_bytes, pyplot
+    from archgraph.outputs.plots import figure_bytes, pyplot
 
     plt = pyplot()
     archs = result["archs"]

@@ -1,0 +1,53 @@
+"""What a run config builds before any engine runs: its dataset splits and its space, sized for
+its dataset. One place, so the search, the stand-alone training, the studies and the presets build
+them alike (a search and a training of the same config see the same data and the same head)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from archgraph.config import Config
+
+
+def dataset_split(cfg: Config, split: str, train: bool) -> Any:
+    """One split of ``cfg.data`` (a :class:`archgraph.data.SegmentationDataset`)."""
+    from archgraph.data import build_dataset
+
+    d = cfg.data
+    return build_dataset(
+        d.name, split, train=train, root=d.root, crop=tuple(d.crop), scale=d.scale, num_samples=d.num_samples,
+        seed=cfg.seed, num_classes=d.num_classes or None, **d.options,
+    )
+
+
+def dataset_classes(cfg: Config) -> int:
+    """How many classes ``cfg``'s dataset has (read from its validation split)."""
+    return int(dataset_split(cfg, cfg.data.val_split, train=False).num_classes)
+
+
+def space_for_training(cfg: Config) -> nx.DiGraph:
+    """The config's space, with the head sized for the dataset (as a search sizes it)."""
+    from archgraph.core.spaces_api import build_space
+
+    params = dict(cfg.space_params)
+    if not params.get("num_classes"):
+        params["num_classes"] = dataset_classes(cfg)
+    return build_space(cfg.space_name, params)
+
+
+def preset_for_config(name: str, cfg: Config, op: str | None = None) -> nx.DiGraph:
+    """Preset ``name`` of ``cfg``'s space, its head sized for ``cfg``'s dataset (for training)."""
+    from archgraph.core.spaces_api import build_preset
+
+    return build_preset(name, space_for_training(cfg), op)
+
+
+def write_preset(name: str, config_path: str | None, overrides: list[str], out: str | Path) -> Path:
+    """``archgraph train --preset NAME``: write the preset to ``OUT/preset.yaml`` and return the path."""
+    from archgraph.config import load_config
+    from archgraph.core.graph import save
+
+    return save(preset_for_config(name, load_config(config_path, overrides)), Path(out) / "preset.yaml")
