@@ -163,6 +163,11 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     for k, v in state["net"].items():
         if v.is_floating_point():
             assert torch.isfinite(v).all(), k
+    # The suggested fix works when typed (the NaN is still injected: skipping gets past it).
+    suggested = err[err.index("archgraph search "):].split()[1:]
+    _inject_nan_at(monkeypatch, call=5)
+    assert main([*suggested, "--no-progress"]) == 0
+    assert (Path(str(out) + "-retry") / "final.json").is_file()
 
 
 def test_nan_loss_can_skip_the_batch_instead(tmp_path, monkeypatch, capsys):

@@ -108,8 +108,10 @@ def test_kill_after_first_epoch_then_resume(tmp_path, monkeypatch):
 
 def test_existing_run_is_not_overwritten_and_bad_resume_is_clear(run, tmp_path, capsys):
     before = (run / "arch.yaml").read_text()
-    assert search(run) == 2
-    assert "--resume" in capsys.readouterr().err
+    for resume in (False, True):  # a finished search gets one message, with or without --resume
+        assert search(run, resume=resume) == 2
+        err = capsys.readouterr().err
+        assert "finished search" in err and "new --out" in err and "pass --resume" not in err
     assert (run / "arch.yaml").read_text() == before
     assert search(tmp_path / "nothing", resume=True) == 2
     assert "nothing to resume" in capsys.readouterr().err

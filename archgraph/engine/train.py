@@ -45,7 +45,7 @@ from archgraph.core.graph import graph_hash, head_node, node_spec, save
 from archgraph.core.archfile import load_architecture as check_architecture
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
 from archgraph.engine.checkpoint import load_checkpoint as load_verified, previous_path, rng_state, save_checkpoint, set_rng_state
-from archgraph.engine.search import peak_memory_mb, seed_everything, set_dataset_epoch
+from archgraph.engine.loop import EpochPrinter, GracefulStop, epoch_line, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -204,35 +204,69 @@ def _load_weights(net: CompiledNetwork, state: dict[str, Any], path: Path) -> No
         raise CheckpointError(f"{path} does not match {path.parent / 'arch.yaml'} (different layers or shapes); the run folder was mixed up, train again") from None
 
 
-def _truncate_log(path: Path, last_epoch: int) -> None:
-    """Keep only records of epochs the checkpoint covers (a kill between log and checkpoint)."""
-    if not path.is_file():
-        return
-    lines = [l for l in path.read_text().splitlines() if l.strip()]
-    keep = [l for l in lines if json.loads(l).get("epoch", -1) <= last_epoch]
-    if len(keep) != len(lines):
-        atomic_write_text(path, "".join(l + "\n" for l in keep))
+EPOCH_LINE = [("loss", "loss", "{:.3f}"), ("train_pixel_acc", "train acc", "{:.3f}"), ("miou", "mIoU", "{:.4f}"),
+              ("pixel_acc", "pixel acc", "{:.4f}"), ("best_miou", "best", "{:.4f}"), ("seconds", "time", "{:.1f}s")]
 
 
-def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False, progress: bool = True, source: str = "the architecture") -> dict[str, Any]:
-    """Train ``graph`` stand-alone, write the run folder (module docstring), return metrics.json's dict.
+@dataclass
+class TrainingRun:
+    """One stand-alone training: the network, its optimiser and schedule, the data, the best epoch."""
 
-    ``source`` names the architecture file in error messages.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    cfg: Config
+    graph: nx.DiGraph
+    out: Path
+    main: bool  # rank 0: writes files, draws progress
+    device: torch.device
+    precision: D.Precision
+    train_ds: Dataset
+    val: EvalData
+    steps: int
+    net: CompiledNetwork
+    step_net: Any
+    opt: torch.optim.Optimizer
+    sched: Any
+    progress: bool
+    best: dict[str, Any]
+    start: int = 0
 
-    from archgraph.engine.evaluate import evaluate
 
-    out = Path(out)
-    t = cfg.train
+def _check_recipe(t) -> None:
     if t.epochs < 1:
         raise ConfigError(f"train.epochs={t.epochs} must be >= 1")
     if t.eval_every < 0 or t.steps_per_epoch < 0:
         raise ConfigError("train.eval_every and train.steps_per_epoch must be >= 0 (0 = only at the end / a full pass)")
     if not t.multi_scale_eval or any(s <= 0 for s in t.multi_scale_eval):
         raise ConfigError(f"train.multi_scale_eval={t.multi_scale_eval} must be a non-empty list of positive scales, e.g. [1.0] or [0.75,1.0,1.25]")
+
+
+def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False, progress: bool = True, source: str = "the architecture") -> dict[str, Any]:
+    """Train ``graph`` stand-alone, write the run folder (module docstring), return metrics.json's dict.
+
+    ``source`` names the architecture file in error messages. Ctrl-C or SIGTERM stops after the
+    current step; ``last.pt`` keeps the last finished epoch and ``--resume`` continues from there.
+    """
+    run = _set_up_training(cfg, graph, Path(out), resume, progress, source)
+    with GracefulStop(f"archgraph train --resume --out {run.out}") as stop, progress_bar(progress and run.main) as bar:
+        say = EpochPrinter(bar, run.main)
+        if resume:
+            say(f"resuming {run.out} at epoch {run.start + 1}/{cfg.train.epochs}")
+        task = bar.add_task("train", total=cfg.train.epochs * run.steps, completed=run.start * run.steps, info="")
+        for epoch in range(run.start, cfg.train.epochs):
+            if epoch == 0:  # nothing to resume until an epoch has finished
+                stop.resume_command = "the same command again (no epoch had finished, so nothing was saved)"
+            record, t0 = _train_epoch(run, epoch, lambda loss: bar.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.train.epochs} loss {loss:.3f}"), stop)
+            stop.resume_command = f"archgraph train --resume --out {run.out}"
+            _end_training_epoch(run, epoch, record, t0)
+            say(epoch_line("train", epoch, cfg.train.epochs, record, EPOCH_LINE))
+    D.barrier()
+    return finish(cfg, run.out, run.val, progress=progress)
+
+
+def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, progress: bool, source: str = "the architecture") -> TrainingRun:
+    """Data, network, optimiser and schedule; the state of ``last.pt`` when resuming."""
+    t = cfg.train
+    _check_recipe(t)
     D.init_from_env()
-    main = D.is_main()  # only rank 0 writes files and draws progress bars
     device = D.resolve_device(cfg.device)
     D.local_batch_size(cfg.data.batch_size)  # the global batch must split evenly over the processes
     precision = D.resolve_precision(t.amp, t.channels_last, device, "train")
@@ -243,98 +277,117 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
     steps = len(train_ds) // cfg.data.batch_size
     if steps == 0:
         raise ConfigError(f"the training split has {len(train_ds)} images, fewer than data.batch_size={cfg.data.batch_size}; lower data.batch_size")
-    if t.steps_per_epoch:
-        steps = min(steps, t.steps_per_epoch)
-
+    steps = min(steps, t.steps_per_epoch) if t.steps_per_epoch else steps
+    main = D.is_main()
     out.mkdir(parents=True, exist_ok=True)
     if not resume and main:
         atomic_write_text(out / "config.yaml", cfg.to_yaml())
         save(graph, out / "arch.yaml")
         for stale in (LOG, BEST):  # leftovers of a run killed before its first checkpoint
             (out / stale).unlink(missing_ok=True)
-
     net = D.sync_batchnorm(compile_graph(graph).to(device), device)
     opt = torch.optim.SGD(net.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     # DDP (under torchrun) and autocast/channels-last (when configured) around the forward pass only.
     step_net = D.parallelize(net, device, precision, find_unused=False, broadcast_buffers=not t.sync_bn)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, poly_factor(t.epochs * steps, t.poly_power))
-    best: dict[str, Any] = {"miou": -1.0, "epoch": -1, "summary": None}
-    start = 0
+    run = TrainingRun(cfg, graph, out, main, device, precision, train_ds, val, steps, net, step_net, opt, sched, progress,
+                      {"miou": -1.0, "epoch": -1, "summary": None})
     if resume:
-        state = D.from_main(lambda: load_checkpoint(out / LAST))
-        _load_weights(net, state, out / LAST)
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        set_rng_state(state["rng"])
-        best = state["best"]
-        start = state["epoch"] + 1
-        if main:
-            _truncate_log(out / LOG, state["epoch"])
-        if start >= t.epochs and D.from_main(lambda: (out / METRICS).is_file()):
-            raise CheckpointError(f"{out} holds a finished training run ({t.epochs} epochs); nothing to resume")
+        _resume_training(run)
+    return run
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not (progress and main)) as bar:
-        task = bar.add_task("train", total=t.epochs * steps, completed=start * steps, info="")
-        for epoch in range(start, t.epochs):
-            # The batch order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
-            # Under torchrun each rank loads its share of every global batch (archgraph.engine.distributed).
-            loader = D.sharded_loader(train_ds, cfg.data.batch_size, cfg.seed + 10 * epoch, cfg.data.workers)
-            set_dataset_epoch(train_ds, epoch)
-            step_net.train()
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            loss_sum, correct, counted = 0.0, 0, 0
-            t0 = time.perf_counter()
-            for step, (images, labels) in enumerate(itertools.islice(loader, steps)):
-                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                logits = step_net(images)
-                loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
-                if not math.isfinite(loss.item()):
-                    raise NumericalError(f"non-finite loss at epoch {epoch} step {step}; {out / LAST} keeps the last good epoch. Lower train.lr, then --resume")
-                opt.zero_grad(set_to_none=True)
-                # Under torchrun: weight by this rank's share of the global batch's labelled pixels, so
-                # the DDP-averaged gradient is that of the global mean (archgraph.engine.distributed).
-                scale = D.global_mean_scales([labels], IGNORE_INDEX)[0]
-                (loss * scale if scale != 1.0 else loss).backward()
-                opt.step()
-                sched.step()
-                with torch.no_grad():
-                    keep = labels != IGNORE_INDEX
-                    correct += int((logits.argmax(1)[keep] == labels[keep]).sum())
-                    counted += int(keep.sum())
-                loss_sum += loss.item() * scale  # weighted like the gradient: the ranks average to the global loss
-                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{t.epochs} loss {loss.item():.3f}")
-            train_time = time.perf_counter() - t0
-            if D.world_size() > 1:  # per-rank sums -> the global batch's numbers
-                loss_sum, correct, counted = D.sum_over_ranks([loss_sum / D.world_size(), correct, counted])
-            record: dict[str, Any] = {
-                "epoch": epoch, "loss": loss_sum / steps, "train_pixel_acc": correct / max(counted, 1),
-                "lr": opt.param_groups[0]["lr"], "steps": steps, "step_time": train_time / steps,
-                "peak_mem_mb": D.max_over_ranks(peak_memory_mb(device)),
-            }
-            if D.world_size() > 1:
-                record["world_size"] = D.world_size()
-            if precision.label:
-                record["precision"] = precision.label
-            last = epoch == t.epochs - 1
-            if (t.eval_every and (epoch + 1) % t.eval_every == 0) or last:
-                # Model selection on single-scale whole images; multi-scale/flip only for the final number.
-                t1 = time.perf_counter()
-                summary = evaluate(net, val.dataset, val.num_classes, progress=progress and main, device=device,
-                                   description=f"evaluate epoch {epoch + 1}", shard=True).summary(val.class_names)
-                record.update(miou=summary["miou"], pixel_acc=summary["pixel_acc"], eval_seconds=time.perf_counter() - t1)
-                if summary["miou"] > best["miou"]:
-                    best = {"miou": summary["miou"], "epoch": epoch, "summary": summary}
-                    if main:
-                        save_checkpoint(out / BEST, _checkpoint(net, opt, sched, epoch, best, record, graph, val.class_names))
-            record["best_miou"] = best["miou"]
-            record["seconds"] = time.perf_counter() - t0
-            if main:
-                append_jsonl(out / LOG, record)
-                save_checkpoint(out / LAST, _checkpoint(net, opt, sched, epoch, best, record, graph, val.class_names))
-    D.barrier()
-    return finish(cfg, out, val, progress=progress)
+
+def _resume_training(run: TrainingRun) -> None:
+    state = D.from_main(lambda: load_checkpoint(run.out / LAST))
+    _load_weights(run.net, state, run.out / LAST)
+    run.opt.load_state_dict(state["opt"])
+    run.sched.load_state_dict(state["sched"])
+    set_rng_state(state["rng"])
+    run.best = state["best"]
+    run.start = state["epoch"] + 1
+    if run.main:
+        truncate_jsonl(run.out / LOG, lambda r: r.get("epoch", -1) <= state["epoch"])
+    if run.start >= run.cfg.train.epochs and D.from_main(lambda: (run.out / METRICS).is_file()):
+        raise CheckpointError(f"{run.out} holds a finished training run ({run.cfg.train.epochs} epochs); nothing to resume")
+
+
+def _train_epoch(run: TrainingRun, epoch: int, advance, stop: GracefulStop) -> tuple[dict[str, Any], float]:
+    """One epoch of SGD steps; the epoch's record (loss, train pixel accuracy, lr, time, memory) and
+    the time it started."""
+    cfg = run.cfg
+    # The batch order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
+    # Under torchrun each rank loads its share of every global batch (archgraph.engine.distributed).
+    loader = D.sharded_loader(run.train_ds, cfg.data.batch_size, cfg.seed + 10 * epoch, cfg.data.workers)
+    set_dataset_epoch(run.train_ds, epoch)
+    run.step_net.train()
+    reset_peak_memory(run.device)
+    loss_sum, correct, counted = 0.0, 0, 0
+    t0 = time.perf_counter()
+    for step, (images, labels) in enumerate(itertools.islice(loader, run.steps)):
+        loss, scale, hits, pixels = _train_step(run, images, labels, epoch, step)
+        loss_sum, correct, counted = loss_sum + loss * scale, correct + hits, counted + pixels
+        advance(loss)
+        stop.requested = D.any_rank(stop.requested)
+        saved = f"{run.out / LAST} holds the {epoch} finished epoch(s)" if epoch else "nothing saved"
+        stop.exit_if_requested(f"epoch {epoch + 1} step {step + 1}", saved)
+    train_time = time.perf_counter() - t0
+    if D.world_size() > 1:  # per-rank sums -> the global batch's numbers
+        loss_sum, correct, counted = D.sum_over_ranks([loss_sum / D.world_size(), correct, counted])
+    record: dict[str, Any] = {
+        "epoch": epoch, "loss": loss_sum / run.steps, "train_pixel_acc": correct / max(counted, 1),
+        "lr": run.opt.param_groups[0]["lr"], "steps": run.steps, "step_time": train_time / run.steps,
+        "peak_mem_mb": D.max_over_ranks(peak_memory_mb(run.device)),
+    }
+    if D.world_size() > 1:
+        record["world_size"] = D.world_size()
+    if run.precision.label:
+        record["precision"] = run.precision.label
+    return record, t0
+
+
+def _train_step(run: TrainingRun, images: torch.Tensor, labels: torch.Tensor, epoch: int, step: int) -> tuple[float, float, int, int]:
+    """One SGD step; (loss, its weight in the global mean, correct pixels, labelled pixels)."""
+    images, labels = images.to(run.device, non_blocking=True), labels.to(run.device, non_blocking=True)
+    logits = run.step_net(images)
+    loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+    if not math.isfinite(loss.item()):
+        raise NumericalError(
+            f"non-finite loss at epoch {epoch + 1} step {step + 1}; {run.out / LAST} keeps the last good epoch. A resumed run keeps "
+            f"its settings, so train again in a new folder with a lower train.lr (now {run.cfg.train.lr:g}), e.g. "
+            f"archgraph train {run.out / 'arch.yaml'} --config {run.out / 'config.yaml'} --set train.lr={run.cfg.train.lr / 10:g} --out {run.out}-retry"
+        )
+    run.opt.zero_grad(set_to_none=True)
+    # Under torchrun: weight by this rank's share of the global batch's labelled pixels, so the
+    # DDP-averaged gradient is that of the global mean (archgraph.engine.distributed).
+    scale = D.global_mean_scales([labels], IGNORE_INDEX)[0]
+    (loss * scale if scale != 1.0 else loss).backward()
+    run.opt.step()
+    run.sched.step()
+    with torch.no_grad():
+        keep = labels != IGNORE_INDEX
+        hits = int((logits.argmax(1)[keep] == labels[keep]).sum())
+    return loss.item(), scale, hits, int(keep.sum())
+
+
+def _end_training_epoch(run: TrainingRun, epoch: int, record: dict[str, Any], t0: float) -> None:
+    """Evaluate when due (model selection on single-scale whole images), keep best.pt, log, last.pt."""
+    from archgraph.engine.evaluate import evaluate
+
+    t = run.cfg.train
+    if (t.eval_every and (epoch + 1) % t.eval_every == 0) or epoch == t.epochs - 1:
+        t1 = time.perf_counter()
+        summary = evaluate(run.net, run.val.dataset, run.val.num_classes, progress=run.progress and run.main, device=run.device,
+                           description=f"evaluate epoch {epoch + 1}", shard=True).summary(run.val.class_names)
+        record.update(miou=summary["miou"], pixel_acc=summary["pixel_acc"], eval_seconds=time.perf_counter() - t1)
+        if summary["miou"] > run.best["miou"]:
+            run.best = {"miou": summary["miou"], "epoch": epoch, "summary": summary}
+            if run.main:
+                save_checkpoint(run.out / BEST, _checkpoint(run.net, run.opt, run.sched, epoch, run.best, record, run.graph, run.val.class_names))
+    record["best_miou"] = run.best["miou"]
+    record["seconds"] = time.perf_counter() - t0
+    if run.main:
+        append_jsonl(run.out / LOG, record)
+        save_checkpoint(run.out / LAST, _checkpoint(run.net, run.opt, run.sched, epoch, run.best, record, run.graph, run.val.class_names))
 
 
 def finish(cfg: Config, out: Path, val: EvalData, progress: bool = False) -> dict[str, Any]:

@@ -1,0 +1,158 @@
+"""What the search loop and the stand-alone training loop share: seeding, interruption (Ctrl-C and
+SIGTERM), progress display with one line per epoch, the log file a resumed run trims, and memory.
+
+The two loops differ in their step (a strategy's ``search_step`` against one SGD step) and in what
+an epoch records; everything a run needs *around* its steps lives here once (STYLE.md, section 6).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+
+from archgraph.io import atomic_write_text
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def set_dataset_epoch(ds: Dataset, epoch: int) -> None:
+    """Tell a dataset (inside a Subset too) which epoch it serves: its random crops depend on it."""
+    base = ds.dataset if isinstance(ds, Subset) else ds
+    if hasattr(base, "set_epoch"):
+        base.set_epoch(epoch)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+# --------------------------------------------------------------------------------------------------
+# interruption
+
+
+class GracefulStop:
+    """Ctrl-C (SIGINT) or SIGTERM during a run: finish the current step, save, exit with a message.
+
+    The first signal only sets a flag that the loop checks after every step, so a checkpoint is never
+    written from a half-done step; a second one aborts at once (the last checkpoint stays). SIGTERM is
+    what a cluster scheduler or ``kill`` sends, so it is treated like Ctrl-C. Outside the main thread
+    (where signals cannot be caught) it does nothing.
+    """
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self, resume_command: str):
+        self.resume_command = resume_command
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        import signal
+
+        name = signal.Signals(signum).name
+        print(f"\n{name}: saving a checkpoint after this step (send it again to abort without saving)", file=sys.stderr)
+
+    def __enter__(self) -> "GracefulStop":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    def exit_if_requested(self, where: str, saved: str = "checkpoint saved") -> None:
+        if self.requested:
+            print(f"interrupted at {where}: {saved}; continue with: {self.resume_command}", file=sys.stderr)
+            raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------------------------------
+# progress
+
+
+def progress_bar(enabled: bool):
+    """A rich progress bar (task description, bar, done/total, a free ``info`` field, times)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    return Progress(*columns, disable=not enabled, transient=False)
+
+
+def epoch_line(what: str, epoch: int, epochs: int, fields: dict[str, Any], keys: list[tuple[str, str, str]]) -> str:
+    """``"search epoch 3/6: loss 0.712 | H(alpha) 1.79 | ..."``: the fields of ``keys``
+    (record key, label, format) that the record has, epochs counted from 1 as everywhere a person reads."""
+    parts = [f"{label} {fmt.format(fields[key])}" for key, label, fmt in keys if fields.get(key) is not None]
+    return f"{what} epoch {epoch + 1}/{epochs}: " + " | ".join(parts)
+
+
+class EpochPrinter:
+    """One line per finished epoch: above the live bar when it is shown, on stdout otherwise (so a
+    run with ``--no-progress`` or written to a log file still says how it is doing)."""
+
+    def __init__(self, bar, enabled: bool):
+        self.bar = bar
+        self.enabled = enabled
+
+    def __call__(self, line: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None and not self.bar.disable:
+            self.bar.console.print(line, highlight=False, markup=False)
+        else:
+            print(line, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# the per-epoch log
+
+
+def truncate_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Keep only the log records ``keep`` accepts (a resumed run drops records of epochs its
+    checkpoint does not hold, written just before a kill); a line cut by the kill is dropped."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if keep(record):
+            kept.append(json.dumps(record))
+    atomic_write_text(path, "".join(k + "\n" for k in kept))
