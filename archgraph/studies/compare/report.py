@@ -1,0 +1,135 @@
+"""What a comparison writes besides results.json's numbers: the plots, the topologies, report.html.
+
+``tmiou.{png,svg}`` (T-mIoU with error bars), ``tmiou_vs_cost.{png,svg}`` (T-mIoU against search
+time), ``topologies/<entry>.svg`` (each entry's first architecture, drawn alike) and one
+self-contained ``report.html`` with the plots and pictures inline.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from archgraph.core.graph import load as load_graph
+from archgraph.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from archgraph.studies.compare.plan import entry_slug
+from archgraph.studies.compare.results import TABLE_HEAD, display_name, format_value, results_markdown, table_rows
+
+
+def write_outputs(out: Path, results: dict[str, Any]) -> None:
+    atomic_write_json(out / "results.json", results)
+    plots = write_plots(out, results)
+    topologies = write_topologies(out, results)
+    atomic_write_text(out / "results.md", results_markdown(results, plots, topologies))
+    atomic_write_text(out / "report.html", report_html(out, results, plots, topologies))
+
+
+def write_plots(out: Path, results: dict[str, Any]) -> list[str]:
+    """T-mIoU with error bars, and T-mIoU against search cost; PNG and SVG of each."""
+    from archgraph.outputs.plots import figure_bytes, pyplot
+
+    plt = pyplot()
+    entries = [e for e in results["entries"] if e["summary"]["t_miou_mean"] is not None]
+    colour = {"strategy": "#3b75af", "preset": "#e1812c", "random": "#7f7f7f"}
+    written: list[str] = []
+
+    def save_fig(fig, stem: str) -> None:
+        for fmt, data in zip(("png", "svg"), figure_bytes(fig, dpi=120, tight=True)):
+            atomic_write_bytes(out / f"{stem}.{fmt}", data)
+            written.append(f"{stem}.{fmt}")
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(entries) + 1.5), 3.6))
+    xs = range(len(entries))
+    ax.bar(xs, [e["summary"]["t_miou_mean"] for e in entries], yerr=[e["summary"]["t_miou_std"] or 0 for e in entries],
+           color=[colour[e["kind"]] for e in entries], capsize=4)
+    ax.set_xticks(list(xs), [display_name(e) for e in entries], rotation=30, ha="right")
+    ax.set_ylabel("T-mIoU (stand-alone)")
+    ax.set_title("stand-alone mIoU, mean ± std over runs")
+    ax.grid(axis="y", alpha=0.3)
+    save_fig(fig, "tmiou")
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for e in entries:
+        s = e["summary"]
+        x = s["search_seconds_mean"] or 0.0  # baselines: no search
+        ax.errorbar([x], [s["t_miou_mean"]], xerr=[s["search_seconds_std"] or 0], yerr=[s["t_miou_std"] or 0],
+                    fmt="o" if e["kind"] == "strategy" else "s", color=colour[e["kind"]], capsize=3)
+        ax.annotate(display_name(e), (x, s["t_miou_mean"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("search wall time (s); baselines at 0")
+    ax.set_ylabel("T-mIoU (stand-alone)")
+    ax.set_title("accuracy against search cost")
+    ax.grid(alpha=0.3)
+    save_fig(fig, "tmiou_vs_cost")
+    return written
+
+
+def _entry_arch(out: Path, entry: dict[str, Any]) -> Path | None:
+    for r in entry["runs"]:
+        folder = out / r["folder"]
+        for path in (folder / "search" / "arch.yaml", folder / "arch.yaml"):
+            if path.is_file():
+                return path
+    return None
+
+
+def write_topologies(out: Path, results: dict[str, Any]) -> dict[str, str]:
+    """Every entry's architecture (its first run) drawn on the same layer x scale grid."""
+    from archgraph.outputs.render import render
+
+    drawn: dict[str, str] = {}
+    for e in results["entries"]:
+        path = _entry_arch(out, e)
+        if path is None:
+            continue
+        result = render(load_graph(path), out / "topologies" / f"{entry_slug(e['name'])}.svg", title=display_name(e))
+        drawn[display_name(e)] = str(result.path.relative_to(out))
+    return drawn
+
+
+def _inline_svg(path: Path) -> str:
+    if path.suffix != ".svg" or not path.is_file():
+        return f"<p><em>{html.escape(path.name)}: no picture (install Graphviz to draw it)</em></p>"
+    text = path.read_text()
+    return text[text.find("<svg"):]
+
+
+def report_html(out: Path, results: dict[str, Any], plots: list[str], topologies: dict[str, str]) -> str:
+    plan = results["plan"]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in TABLE_HEAD)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table_rows(results))
+    run_head = ("entry", "seed", "status", "S-mIoU", "T-mIoU", "search s", "peak MB", "params", "GFLOPs", "arch", "folder")
+    run_rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+            display_name(e), r["seed"], r.get("error") or r["status"], format_value(r.get("s_miou")), format_value(r.get("t_miou")), format_value(r.get("search_seconds"), "{:.0f}"),
+            format_value(r.get("peak_mem_mb"), "{:.0f}"), r.get("params", ""), format_value(r.get("flops") and r["flops"] / 1e9, "{:.3g}"), r.get("arch_hash", ""), r["folder"],
+        )) + "</tr>"
+        for e in results["entries"] for r in e["runs"]
+    )
+    pics = "".join(f'<div class="pic">{_inline_svg(out / p)}</div>' for p in plots if p.endswith(".svg"))
+    topo = "".join(f'<figure><figcaption>{html.escape(n)}</figcaption>{_inline_svg(out / p)}</figure>' for n, p in topologies.items())
+    notes = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in results["notes"].items())
+    config = html.escape(json.dumps(plan["config"], indent=2))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>archgraph compare: {html.escape(out.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }}
+h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.2em; border-bottom: 1px solid #ddd; }}
+table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 12px 2px 0; font-size: 0.9em; }}
+.pics, .topos {{ display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }}
+.pic svg {{ max-width: 640px; height: auto; }} figure {{ margin: 0; max-width: 440px; }}
+figure svg {{ max-width: 440px; height: auto; }} pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
+</style></head><body>
+<h1>Strategy comparison <code>{html.escape(str(out))}</code></h1>
+<p>Strategies {html.escape(', '.join(plan['strategies']))}; seeds {html.escape(', '.join(map(str, plan['seeds'])))};
+baselines {html.escape(', '.join(b['kind'] + (':' + b['name'] if b['name'] else f":{b['count']}") for b in plan['baselines']) or 'none')}.
+Every architecture is trained with the same recipe (the config's <code>train</code> and <code>data</code> sections).</p>
+<h2>Results (mean ± sample std over runs)</h2><table><tr>{head}</tr>{body}</table>
+<ul>{notes}</ul>
+<h2>Plots</h2><div class="pics">{pics}</div>
+<h2>Topologies (first run of each entry)</h2><div class="topos">{topo}</div>
+<h2>Runs</h2><table><tr>{''.join(f'<th>{h}</th>' for h in run_head)}</tr>{run_rows}</table>
+<h2>Config</h2><pre>{config}</pre>
+</body></html>
+"""

@@ -1,0 +1,109 @@
+"""What the study writes and reads back: correlation.json, correlation.{png,svg}, correlation.md.
+
+:func:`write_outputs` writes a study's result; :func:`correlation_summary` reads one back for
+``archgraph compare``'s report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from archgraph.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+RESULT = "correlation.json"
+RESULT_VERSION = 1
+
+
+def write_outputs(out: Path, result: dict[str, Any]) -> None:
+    """``out/correlation.json``, the scatter plot as PNG and SVG, and ``correlation.md``."""
+    atomic_write_json(out / RESULT, result)
+    png, svg = scatter_plot(result)
+    atomic_write_bytes(out / "correlation.png", png)
+    atomic_write_bytes(out / "correlation.svg", svg)
+    atomic_write_text(out / "correlation.md", markdown_table(result))
+
+
+def _fmt_stat(s: dict[str, Any]) -> str:
+    v, ci = s["value"], s["ci"]
+    if v is None:
+        return "n/a (a side is constant)"
+    band = "" if ci["low"] is None else f" [{ci['low']:.2f}, {ci['high']:.2f}]"
+    return f"{v:.3f}{band}"
+
+
+def scatter_plot(result: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(PNG, SVG): supernet mIoU against stand-alone mIoU, the derived architecture marked."""
+    from archgraph.outputs.plots import figure_bytes, pyplot
+
+    plt = pyplot()
+    archs = result["archs"]
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    for source, marker, color, label in (("sample", "o", "#4c72b0", "sampled"), ("derived", "*", "#dd4444", "derived (searched)")):
+        pts = [(a["supernet_miou"], a["standalone_miou"]) for a in archs if a["source"] == source]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, s=120 if marker == "*" else 36, color=color, label=label, zorder=3)
+    level = int(round(result["pearson"]["ci"]["level"] * 100))
+    ax.set_title(f"{result['strategy']}: rho {_fmt_stat(result['pearson'])}, tau {_fmt_stat(result['kendall'])}\n(n={result['n']}, {level}% bootstrap CI)", fontsize=9)
+    ax.set_xlabel("supernet mIoU (shared weights, BN recalibrated)")
+    ax.set_ylabel("stand-alone mIoU")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return figure_bytes(fig)
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    level = int(round(result["pearson"]["ci"]["level"] * 100))
+    lines = [
+        f"# Correlation study: {result['strategy']}",
+        "",
+        f"Search: `{result['search_dir']}`; {result['n']} architectures; stand-alone recipe `{result['standalone']['recipe_hash']}` "
+        f"(seed {result['standalone']['seed']}, {result['standalone']['recipe']['train']['epochs']} epochs).",
+        "",
+        f"| statistic | value [{level}% CI] | p-value |",
+        "|---|---|---|",
+    ]
+    for name, title in (("pearson", "Pearson rho"), ("kendall", "Kendall tau-b")):
+        s = result[name]
+        p = "-" if s["p_value"] is None else f"{s['p_value']:.3g}"
+        lines.append(f"| {title} | {_fmt_stat(s)} | {p} |")
+    lines += ["", "| # | architecture | source | supernet mIoU | stand-alone mIoU | params | pre-score |", "|---|---|---|---|---|---|---|"]
+    for i, a in enumerate(sorted(result["archs"], key=lambda a: -a["standalone_miou"]), 1):
+        params = "-" if a["params"] is None else f"{a['params']:,}"
+        quick = "-" if a["quick_score"] is None else f"{a['quick_score']:.4f}"
+        lines.append(f"| {i} | [`{a['arch_hash']}`]({a['file']}) | {a['source']} | {a['supernet_miou']:.4f} | {a['standalone_miou']:.4f} | {params} | {quick} |")
+    lines += ["", "![scatter](correlation.png)", ""]
+    return "\n".join(lines)
+
+
+def correlation_summary(path: str | Path) -> dict[str, Any]:
+    """The numbers ``archgraph compare`` shows for one strategy; ``{}`` when no study exists.
+
+    ``path`` is a correlate folder (``archgraph correlate --out DIR``), a ``correlation.json``, or a
+    search run folder: then ``RUN/correlation.json`` or, when the search ran inside a correlate folder
+    (``DIR/search``), ``DIR/correlation.json`` are used if their ``search_dir`` is that run.
+    Keys: ``strategy``, ``n``, ``pearson``, ``pearson_low``, ``pearson_high``, ``kendall``,
+    ``kendall_low``, ``kendall_high`` (floats or None), ``level``, ``path``.
+    """
+    p = Path(path)
+    candidates = [p] if p.suffix == ".json" else [p / RESULT, p.parent / RESULT]
+    for file in candidates:
+        if not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_text())
+        except (json.JSONDecodeError, OSError):
+            continue
+        if not isinstance(data, dict) or data.get("version") != RESULT_VERSION:
+            continue
+        if file == p.parent / RESULT and p.is_dir() and Path(data.get("search_dir", "")) != p.resolve():
+            continue  # a sibling study of another search
+        return {
+            "strategy": data["strategy"], "n": data["n"],
+            "pearson": data["pearson"]["value"], "pearson_low": data["pearson"]["ci"]["low"], "pearson_high": data["pearson"]["ci"]["high"],
+            "kendall": data["kendall"]["value"], "kendall_low": data["kendall"]["ci"]["low"], "kendall_high": data["kendall"]["ci"]["high"],
+            "level": data["pearson"]["ci"]["level"], "path": str(file),
+        }
+    return {}

@@ -1,0 +1,159 @@
+"""The study itself: candidates, their two scores, the statistics, in named phases.
+
+:func:`run_study` takes a loaded supernet (:mod:`~archgraph.studies.correlate.supernet`) through
+the phases: pre-score a random pool cheaply and pick candidates spread over its range
+(:mod:`~archgraph.studies.correlate.candidates`), score each candidate with the supernet's shared
+weights, train each stand-alone through the run cache (:mod:`archgraph.studies.runcache`), compute
+the statistics (:mod:`~archgraph.studies.correlate.stats`), and write the outputs
+(:mod:`~archgraph.studies.correlate.report`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from archgraph.config import Config
+from archgraph.core.graph import save
+from archgraph.errors import ConfigError
+from archgraph.studies.correlate.candidates import Candidate, derived_candidate, sample_pool, spread_pick
+from archgraph.studies.correlate.report import RESULT_VERSION, write_outputs
+from archgraph.studies.correlate.stats import correlation_stats
+from archgraph.studies.correlate.supernet import SearchedSupernet
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class StudyOptions:
+    """The settings of one study (``archgraph correlate``'s options)."""
+
+    archs: int = 8  # N: architectures in the study, the derived one included
+    pool: int = 0  # random architectures pre-scored (0: max(4 N, 16))
+    quick_batches: int = 1  # BN-recalibration batches of the cheap pre-score
+    quick_val: int = 8  # validation images of the cheap pre-score (0: all)
+    sample_seed: int = 0
+    train_seed: int | None = None  # stand-alone training seed (None: the config's seed)
+    resamples: int = 1000
+    level: float = 0.95
+    bootstrap_seed: int = 0
+
+    def check(self) -> None:
+        if self.archs < 3:
+            raise ConfigError(f"--archs {self.archs}: a correlation needs at least 3 architectures (the paper's figure uses dozens)")
+        if self.pool and self.pool < self.archs - 1:
+            raise ConfigError(f"--pool {self.pool} is smaller than --archs - 1 = {self.archs - 1}; raise --pool or leave it at 0 (automatic)")
+        if self.quick_batches < 0 or self.quick_val < 0:
+            raise ConfigError("--quick-batches and --quick-val must be >= 0")
+
+
+
+def run_study(sup: SearchedSupernet, train_cfg: Config, out: Path, opts: StudyOptions, cache_dir: Path, log: Log = print, progress: bool = False) -> dict[str, Any]:
+    """Candidates, both scores, statistics; write DIR/correlation.{json,md,png,svg} and DIR/archs/."""
+    opts.check()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    laps = _Laps()
+    derived = derived_candidate(sup)
+    pool = _pre_scored_pool(sup, opts, {derived.hash}, log)
+    laps.lap("pre_score")
+    cands = [derived] + [pool[i] for i in spread_pick([c.quick for c in pool], opts.archs - 1)]
+    _score_in_supernet(sup, cands, log)
+    laps.lap("supernet_score")
+    seed = sup.cfg.seed if opts.train_seed is None else opts.train_seed
+    _train_standalone(cands, train_cfg, seed, cache_dir, out / "archs", log, progress)
+    laps.lap("standalone")
+    xs = [float(c.supernet) for c in cands]
+    ys = [float(c.standalone["miou"]) for c in cands]
+    result: dict[str, Any] = {
+        "version": RESULT_VERSION,
+        "strategy": sup.cfg.strategy_name,
+        "space": sup.cfg.space,
+        "search_dir": str(sup.run_dir.resolve()),
+        **correlation_stats(xs, ys, opts.resamples, opts.level, opts.bootstrap_seed),
+        **_settings(sup, train_cfg, seed, cache_dir, pool, opts),
+        "archs": [_arch_record(c, train_cfg, seed, cache_dir) for c in cands],
+        "seconds": laps.seconds(),
+    }
+    write_outputs(out, result)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# the phases
+
+
+class _Laps:
+    """Wall time of consecutive phases, and the total since the start."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.times: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.times[phase], self.last = now - self.last, now
+
+    def seconds(self) -> dict[str, float]:
+        return {**self.times, "total": time.perf_counter() - self.start}
+
+
+def _pre_scored_pool(sup: SearchedSupernet, opts: StudyOptions, exclude: set[str], log: Log) -> list[Candidate]:
+    """The random pool (none of ``exclude``), each member with its cheap supernet score ``quick``."""
+    size = opts.pool or max(4 * opts.archs, 16)
+    pool = sample_pool(sup, size, opts.sample_seed, exclude)
+    if len(pool) < opts.archs - 1:
+        raise ConfigError(
+            f"the space of {sup.run_dir} has only {len(pool) + 1} distinct architectures within {4 * size} draws; "
+            f"lower --archs to {len(pool) + 1} or use a larger space"
+        )
+    log(f"pre-scoring {len(pool)} random architectures ({opts.quick_batches} BN batch, {opts.quick_val or 'all'} val images)")
+    for c in pool:
+        c.quick = sup.score(c.op_idx, c.input_idx, recalib_batches=opts.quick_batches, val_images=opts.quick_val)
+    return pool
+
+
+def _score_in_supernet(sup: SearchedSupernet, cands: list[Candidate], log: Log) -> None:
+    """Each candidate's ``supernet`` score: val mIoU with the shared weights, BN recalibrated."""
+    log(f"scoring {len(cands)} architectures with the supernet's weights (BN recalibrated on {sup.cfg.search.bn_recalib_batches} batch(es))")
+    for c in cands:
+        c.supernet = sup.score(c.op_idx, c.input_idx)
+
+
+def _train_standalone(cands: list[Candidate], train_cfg: Config, seed: int, cache_dir: Path, arch_dir: Path, log: Log, progress: bool) -> None:
+    """Each candidate saved to ``arch_dir`` and its ``standalone`` metrics (trained, resumed or cached)."""
+    from archgraph.studies.runcache import trained_metrics
+
+    for i, c in enumerate(cands):
+        save(c.graph, arch_dir / f"{c.hash}.yaml")
+        log(f"stand-alone {i + 1}/{len(cands)}: {c.hash} ({c.source})")
+        c.standalone = trained_metrics(c.graph, train_cfg, seed, cache_dir, progress=progress, log=log)
+
+
+def _settings(sup: SearchedSupernet, train_cfg: Config, seed: int, cache_dir: Path, pool: list[Candidate], opts: StudyOptions) -> dict[str, Any]:
+    """How each score was measured: correlation.json's ``supernet_score``, ``standalone`` and ``pool``."""
+    from archgraph.studies.runcache import recipe_dict, recipe_hash
+
+    quick = [c.quick for c in pool]
+    return {
+        "supernet_score": {"what": "val mIoU in the supernet's subnet mode, BN recalibrated", "bn_recalib_batches": sup.cfg.search.bn_recalib_batches,
+                           "val_images": len(sup.data.val)},
+        "standalone": {"recipe_hash": recipe_hash(train_cfg), "recipe": recipe_dict(train_cfg), "seed": seed, "cache_dir": str(Path(cache_dir).resolve())},
+        "pool": {"size": len(pool), "sample_seed": opts.sample_seed, "quick_batches": opts.quick_batches, "quick_val": opts.quick_val,
+                 "quick_range": [min(quick), max(quick)]},
+    }
+
+
+def _arch_record(c: Candidate, train_cfg: Config, seed: int, cache_dir: Path) -> dict[str, Any]:
+    """One architecture of correlation.json's ``archs``."""
+    from archgraph.studies.runcache import cache_key, entry_dir
+
+    return {
+        "arch_hash": c.hash, "source": c.source, "sample_seed": c.sample_seed, "quick_score": c.quick,
+        "supernet_miou": c.supernet, "standalone_miou": c.standalone["miou"],
+        "standalone_pixel_acc": c.standalone.get("pixel_acc"), "params": c.standalone.get("params"), "flops": c.standalone.get("flops"),
+        "file": f"archs/{c.hash}.yaml",
+        "cache_entry": str(entry_dir(cache_dir, cache_key(c.graph, train_cfg, seed)).resolve()),
+    }
