@@ -67,8 +67,9 @@ def _train(cfg, graph, folder: Path) -> dict[str, Any]:
     return run_training(cfg, graph, folder, resume=(folder / LAST).is_file(), progress=False)
 
 
-def search_and_train(overrides: list[str], strategy: str, seed: int, folder: str) -> dict[str, Any]:
-    """One strategy x seed: search (resumed if unfinished), then train what it derived."""
+def search_and_train(overrides: list[str], strategy: str, seed: int, folder: str, entry: str | None = None,
+                     variant: list[str] | None = None) -> dict[str, Any]:
+    """One strategy (or variant of it) x seed: search (resumed if unfinished), then train what it derived."""
     import torch
 
     from archgraph.core.graph import load
@@ -78,13 +79,13 @@ def search_and_train(overrides: list[str], strategy: str, seed: int, folder: str
     torch.set_num_threads(1)
     root = Path(folder)
     search_dir = root / "search"
-    cfg = _config(overrides, seed, strategy)
+    cfg = _config(overrides + list(variant or []), seed, strategy)
     t0 = time.perf_counter()
     if not (search_dir / "final.json").is_file():
         run_search(cfg, search_dir, resume=has_checkpoint(search_dir / CHECKPOINT), progress=False)
     search_seconds = time.perf_counter() - t0
     metrics = _train(_config(overrides, seed), load(search_dir / "arch.yaml"), root / "train")
-    return {"entry": strategy, "seed": seed, "t_miou": metrics["miou"], "params": metrics["params"], "flops": metrics["flops"],
+    return {"entry": entry or strategy, "seed": seed, "t_miou": metrics["miou"], "params": metrics["params"], "flops": metrics["flops"],
             "search_seconds": search_seconds, **search_movement(search_dir)}
 
 
@@ -142,12 +143,23 @@ def baseline_jobs(overrides: list[str], out: Path, random_count: int, seeds: lis
     return jobs
 
 
-def run_jobs(overrides: list[str], out: Path, strategies: list[str], seeds: list[int], random_count: int, workers: int) -> list[dict[str, Any]]:
+def parse_variant(text: str) -> tuple[str, str, list[str]]:
+    """``NAME:STRATEGY:key=value,key=value`` -> (entry name, strategy, overrides)."""
+    name, strategy, settings = (text.split(":", 2) + ["", ""])[:3]
+    if not name or not strategy:
+        raise SystemExit(f"--variant {text!r}: write NAME:STRATEGY:key=value,key=value, e.g. lr0.03:dcnas:search.arch_lr=0.03")
+    return name, strategy, [s for s in settings.split(",") if s]
+
+
+def run_jobs(overrides: list[str], out: Path, strategies: list[str], seeds: list[int], random_count: int, workers: int,
+             variants: list[tuple[str, str, list[str]]] = ()) -> list[dict[str, Any]]:
     """Every job in ``workers`` processes, searches first (they take longest); results as they come."""
     results: list[dict[str, Any]] = []
     baselines = baseline_jobs(overrides, out, random_count, seeds)
+    searches = [(s, s, []) for s in strategies] + list(variants)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(search_and_train, overrides, s, seed, str(out / "runs" / f"{s}-seed{seed}")) for s in strategies for seed in seeds]
+        futures = [pool.submit(search_and_train, overrides, strategy, seed, str(out / "runs" / f"{name}-seed{seed}"), name, extra)
+                   for name, strategy, extra in searches for seed in seeds]
         futures += [pool.submit(train_baseline, overrides, entry, seed, arch, folder) for entry, seed, arch, folder in baselines]
         for future in as_completed(futures):
             result = future.result()
@@ -228,7 +240,7 @@ def markdown(summary: dict[str, Any], strategies: list[str]) -> str:
         p = f"{vs['welch_p']:.3f}" if "welch_p" in vs else "-"
         mv = lambda k: f"{item[k + '_start']:.4f} -> {item[k + '_end']:.4f}" if k + "_start" in item and k + "_end" in item else "-"
         ent = f"{item['entropy_alpha_end']:.4f}" if "entropy_alpha_end" in item else "-"
-        changed = f"{item['changed_ops']:.0f} / {item['changed_inputs']:.0f}" if "changed_ops" in item else "-"
+        changed = f"{item.get('changed_ops', 0):.0f} / {item.get('changed_inputs', 0):.0f}" if "changed_ops" in item else "-"
         name = entry.replace("preset:", "") + (" (preset)" if entry.startswith("preset:") else "")
         lines.append(f"| {name} | {item['n']} | {pm} | {sd} | {p} | {item['params_mean'] / 1e6:.3f} | {mv('margin_alpha')} | {mv('margin_beta')} | {ent} | {changed} |")
     return "\n".join(lines) + "\n"
@@ -238,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="study folder (resumed when it exists)")
     p.add_argument("--data", default="../shared/datasets/camvid", help="CamVid folder (SegNet layout)")
-    p.add_argument("--strategies", default="dcnas", help="comma-separated strategies (default: dcnas)")
+    p.add_argument("--strategies", default="dcnas", help="comma-separated strategies (default: dcnas; 'none' for variants only)")
+    p.add_argument("--variant", dest="variants", action="append", default=[], metavar="NAME:STRATEGY:KEY=VALUE,...",
+                   help="a searched entry with its own settings, e.g. lr0.03:dcnas:search.arch_lr=0.03 (repeatable)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--random", type=int, default=6, help="random architectures (default 6)")
     p.add_argument("--workers", type=int, default=2, help="worker processes, one thread each (default 2)")
@@ -249,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip() and s.strip() != "none"]
+    variants = [parse_variant(v) for v in args.variants]
     overrides = (SMOKE if args.smoke else RECIPE + [f"data.root={args.data}"]) + args.overrides
     seeds = list(range(args.seeds))
     if args.report_only:
@@ -257,15 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         (out / "jobs.jsonl").unlink(missing_ok=True)  # rebuilt from the (resumed) runs
         t0 = time.perf_counter()
-        results = run_jobs(overrides, out, strategies, seeds, args.random, args.workers)
+        results = run_jobs(overrides, out, strategies, seeds, args.random, args.workers, variants)
         print(f"all jobs: {time.perf_counter() - t0:.0f} s wall with {args.workers} workers", flush=True)
-    summary = summarise(results, strategies)
+    searched = strategies + [v[0] for v in variants] if not args.report_only else sorted({r["entry"] for r in results if "s_miou" in r})
+    summary = summarise(results, searched)
     summary["recipe"] = overrides
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    table = markdown(summary, strategies)
+    table = markdown(summary, searched)
     (out / "summary.md").write_text(table)
     print(table)
-    for s in strategies:
+    for s in searched:
         item = summary["entries"].get(s, {})
         print(f"{s}: targets {item.get('targets_met')}; vs random {json.dumps(item.get('vs_random'))}")
     return 0

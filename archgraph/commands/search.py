@@ -32,19 +32,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from archgraph.engine.search import prepare_config, run_search
+    from archgraph.runfolder import check_output_folder
 
     out = Path(args.out)
+    check_output_folder(out)
     cfg = prepare_config(args.config, args.overrides, out, args.resume)
     console.print(f"searching: space [bold]{cfg.space_name}[/] strategy [bold]{cfg.strategy_name}[/] data [bold]{cfg.data.name}[/] -> {out}")
     record = run_search(cfg, out, resume=args.resume, progress=not args.no_progress)
     s_miou = record.get("s_miou")
-    console.print(f"done: {out / 'arch.yaml'}" + (f" (S-mIoU {s_miou:.4f})" if s_miou is not None else ""))
+    pictures = ", ".join(p.name for p in sorted(out.glob("*.svg"))) or "supernet.dot, arch.dot (install Graphviz for SVGs)"
+    console.print(
+        f"done in {record.get('wall_seconds', 0.0):.0f} s: {out / 'arch.yaml'}" + (f" (S-mIoU {s_miou:.4f})" if s_miou is not None else "")
+        + f"; also {pictures}, search.jsonl, scores.json, final.json", highlight=False)
+    console.print(f"next: archgraph train {out} --out {out}-train   (or: archgraph report {out})", highlight=False)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from archgraph.outputs.report import write_report
+    import sys
 
-    path = write_report(Path(args.run_dir), Path(args.output) if args.output else None)
+    from archgraph.outputs.report import search_status, write_report
+
+    run = Path(args.run_dir)
+    path = write_report(run, Path(args.output) if args.output else None)
+    status = search_status(run)
+    if not status.finished:
+        go_on = f"; continue it with `archgraph search --out {run} --resume`" if status.resumable else " and has no checkpoint to continue from"
+        planned = f" of {status.epochs_planned}" if status.epochs_planned is not None else ""
+        print(f"warning: {run} is an unfinished search ({status.epochs_done}{planned} epochs done); the report shows it so far{go_on}", file=sys.stderr)
     console.print(f"wrote {path}")
     return 0
