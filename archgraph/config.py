@@ -2,6 +2,8 @@
 
 Every key has a default (so ``archgraph search`` runs with no file at all); a YAML file overrides
 some; ``--set section.key=value`` overrides any (values parsed as YAML: ``data.crop=[96,128]``).
+Numbers are read as people write them, in files and in ``--set`` alike: ``4e-5``, ``1E-3`` and ``.5``
+are numbers wherever a number is expected (:func:`archgraph.configtools.parse_float`).
 The ``space`` and ``strategy`` sections are checked against the parameters of the space or strategy
 they name, so ``space.layer=3`` fails with "did you mean 'space.layers'?" before anything runs.
 Every key is documented in docs/configuration.md.
@@ -46,9 +48,15 @@ class SearchConfig:
     w_momentum: float = bounded(0.9, 0, 1, hi_open=True)
     w_weight_decay: float = bounded(3e-4, 0)
     grad_clip: float = bounded(5.0, 0)
-    arch_lr: float = bounded(3e-3, 0, lo_open=True)  # Adam for alpha/beta
+    # Adam on alpha/beta. null = the strategy's own default (dcnas, darts: lr 0.01, no decay; see
+    # docs/strategies.md); pc_darts, p_darts and proxylessnas read strategy.arch_* instead.
+    arch_lr: float | None = bounded(None, 0, lo_open=True)
     arch_betas: tuple[float, float] = bounded((0.5, 0.999), 0, 1, hi_open=True)
-    arch_weight_decay: float = bounded(1e-3, 0)
+    arch_weight_decay: float | None = bounded(None, 0)  # Adam's coupled L2 on alpha/beta (before: 1e-3)
+    # BatchNorm inside candidate ops and input-choice branches of the supernet keeps gamma/beta.
+    # null = the strategy's official code (false: DARTS family, DCNAS, SPOS; true: ProxylessNAS).
+    # Stand-alone training of a derived architecture always uses affine BatchNorm.
+    affine_bn: bool | None = None
     flops_weight: float = bounded(0.0, 0)  # weight of the expected-FLOPs regulariser (0 = off)
     entropy_weight: float = bounded(0.0, 0)  # weight of the entropy regulariser on alpha and beta (0 = off)
     bn_recalib_batches: int = bounded(4, 0)  # training batches to re-estimate BN statistics for S-mIoU
@@ -155,6 +163,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), b
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is a binary file, not a YAML config; pass a config YAML (`archgraph config > config.yaml` writes one)") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config is a mapping of sections (space, strategy, data, search, train)")
         raw = _merge(raw, loaded)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from typing import Any, Mapping, TypeVar
@@ -23,12 +25,16 @@ def unknown_key_error(key: str, known: list[str], section: str) -> ConfigError:
     return ConfigError(f"unknown config key {path!r}{hint} (known keys: {', '.join(sorted(known))})")
 
 
-def bounded(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False) -> Any:
+def bounded(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False, why: str = "") -> Any:
     """A dataclass field whose value (each value, for a list or tuple) must lie in a range.
 
-    ``bounded(0.25, 0, 1, lo_open=True)`` accepts (0, 1]; the error names the key and the range.
+    ``bounded(0.25, 0, 1, lo_open=True)`` accepts (0, 1]; the error names the key and the range, and
+    ``why`` (if given) the reason for a bound that is not obvious.
     """
-    return dataclasses.field(default=default, metadata={"range": (lo, hi, lo_open, hi_open)})
+    metadata: dict[str, Any] = {"range": (lo, hi, lo_open, hi_open)}
+    if why:
+        metadata["why"] = why
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def one_of(default: str, *choices: str) -> Any:
@@ -58,7 +64,9 @@ def check_metadata(field: dataclasses.Field, value: Any, path: str) -> None:
     for v in value if isinstance(value, (list, tuple)) else (value,):
         ok = (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
         if not ok:
-            raise ConfigError(f"{path}: {v!r} is out of range; allowed: {_describe_range(lo, hi, lo_open, hi_open)}")
+            why = field.metadata.get("why")
+            reason = f" ({why})" if why else ""
+            raise ConfigError(f"{path}: {v!r} is out of range; allowed: {_describe_range(lo, hi, lo_open, hi_open)}{reason}")
 
 
 def dataclass_from_dict(cls: type[T], values: Mapping[str, Any], section: str = "") -> T:
@@ -119,14 +127,39 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
             return value
         raise ConfigError(f"{path}: expected an integer, got {value!r}")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{path}: expected a number, got {value!r}")
+        number = parse_float(value)
+        if number is None:
+            raise ConfigError(f"{path}: expected a number (e.g. 0.05, 4e-5, 1.5E+2), got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{path}: expected a string, got {value!r}")
     return value
+
+
+# A decimal number as people write it: 4e-5, 6E-4, -2e+1, .5, 5., 1_000.5 (underscores between digits,
+# as YAML and Python allow them). PyYAML follows YAML 1.1, which reads 4e-5 (no dot) and 1.0e5 (no
+# exponent sign) as strings; float fields take those strings as the numbers they are.
+_DIGITS = r"[0-9](?:_?[0-9])*"
+_DECIMAL = re.compile(rf"[+-]?(?:{_DIGITS}(?:\.(?:{_DIGITS})?)?|\.{_DIGITS})(?:[eE][+-]?{_DIGITS})?")
+
+
+def parse_float(value: Any) -> float | None:
+    """``value`` as a float when it is a number or a string holding a decimal number, else ``None``.
+
+    Booleans are not numbers here, and strings such as ``inf``, ``nan`` or ``0x1p3`` are not
+    accepted: only the decimal notation of :data:`_DECIMAL`.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return float(value.strip().replace("_", ""))
+    return None
 
 
 def _name(tp: Any) -> str:

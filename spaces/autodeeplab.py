@@ -390,7 +390,7 @@ def _decisions(choices: ChoicePoints, op_scores: Scores, input_scores: Scores, k
     return op_idx, input_idx
 
 
-@register_decoder(DECODER, decisions=_decisions)
+@register_decoder(DECODER, decisions=_decisions, rewires=True)
 def decode_autodeeplab(graph: nx.DiGraph, op_scores: Scores, input_scores: Scores, keep: int | None = None) -> nx.DiGraph:
     """Viterbi path (trellis) or top-k BFS (dense) at the network level; DARTS's rule in every cell."""
     cell_ops, cell_kept = cell_rule(graph, op_scores, keep or CELL_KEEP)

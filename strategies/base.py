@@ -5,7 +5,10 @@ A strategy sees a graph's choice points, never a particular space. It supplies:
 1. its **relaxation** (:attr:`Strategy.relaxation`): what runs at choice points (the compiler asks
    it for mixers; see :mod:`archgraph.core.relaxation`);
 2. its **architecture parameters** and their optimiser (:meth:`arch_optimizer`; by default alpha
-   and beta of :class:`~archgraph.core.choices.ArchParams` with Adam);
+   and beta of :class:`~archgraph.core.choices.ArchParams` with Adam, at ``search.arch_lr`` and
+   ``search.arch_weight_decay``, or the strategy's own defaults when those are left null), and how
+   its supernet is built (:meth:`build_supernet`: batch norms at choice points without affine
+   weights unless ``search.affine_bn`` or the strategy's default says otherwise);
 3. **one search step** (:meth:`search_step`; by default first-order bi-level alternation: an
    architecture step on a trainB batch, then a weight step on a trainA batch);
 4. **schedule hooks** (:meth:`on_epoch_start`, :meth:`on_step_start`) for temperatures, warm-up, ...;
@@ -19,8 +22,9 @@ The search loop (:mod:`archgraph.engine.search`) owns data, weight optimiser, lo
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 import networkx as nx
 import torch
@@ -51,6 +55,12 @@ class Strategy:
     # Kinds of choice point this strategy's relaxation handles; the support matrix and the early
     # check in `archgraph search` read it (a space whose graphs have other kinds is refused).
     handles: ClassVar[frozenset[str]] = frozenset({"op", "input"})
+    # What the shared search.* keys mean when a config leaves them null (docs/strategies.md has the
+    # table and the reasons). alpha/beta here are per node, not shared by every cell as in DARTS, so
+    # Adam's coupled L2 decay would pin them near |E[grad]| / decay: none by default.
+    default_arch_lr: ClassVar[float] = 1e-2
+    default_arch_weight_decay: ClassVar[float] = 0.0
+    default_affine_bn: ClassVar[bool] = False  # the DARTS-family search networks: BatchNorm(affine=False)
 
     def __init__(self, graph: nx.DiGraph, params: Any, search: SearchConfig, seed: int = 0):
         self.space_graph = graph  # the space as built from the config
@@ -68,15 +78,29 @@ class Strategy:
     def make_relaxation(self) -> Relaxation:
         return ContinuousRelaxation()
 
+    def affine_bn(self) -> bool:
+        """Whether batch norms at the supernet's choice points keep gamma/beta (``search.affine_bn``)."""
+        value = self.search.affine_bn
+        return self.default_affine_bn if value is None else bool(value)
+
     def build_supernet(self) -> CompiledNetwork:
-        return compile_graph(self.graph, self.relaxation, arch_seed=self.seed)
+        return compile_graph(self.graph, self.relaxation, arch_seed=self.seed, choice_bn_affine=self.affine_bn())
+
+    def arch_lr(self) -> float:
+        """Adam's learning rate for alpha/beta: ``search.arch_lr``, or this strategy's default."""
+        value = self.search.arch_lr
+        return self.default_arch_lr if value is None else float(value)
+
+    def arch_weight_decay(self) -> float:
+        """Adam's (coupled L2) weight decay on alpha/beta: ``search.arch_weight_decay``, or the default."""
+        value = self.search.arch_weight_decay
+        return self.default_arch_weight_decay if value is None else float(value)
 
     def arch_optimizer(self, net: CompiledNetwork) -> torch.optim.Optimizer | None:
         params = list(net.arch_parameters())
         if not params:
             return None
-        s = self.search
-        return torch.optim.Adam(params, lr=s.arch_lr, betas=tuple(s.arch_betas), weight_decay=s.arch_weight_decay)
+        return torch.optim.Adam(params, lr=self.arch_lr(), betas=tuple(self.search.arch_betas), weight_decay=self.arch_weight_decay())
 
     # -------------------------------------------------------------- 3. one search step
 
@@ -86,6 +110,12 @@ class Strategy:
 
     def warmup_epochs(self) -> int:
         return self.search.warmup_epochs
+
+    def planned_arch_steps(self, stage: int, steps_per_epoch: int) -> int | None:
+        """Architecture steps stage ``stage`` will take with ``steps_per_epoch`` steps per epoch, so
+        the search can refuse a run that would learn nothing before it starts; ``None`` for a
+        strategy that takes no gradient steps on the architecture by design (SPOS)."""
+        return max(0, self.stage_epochs(stage) - self.warmup_epochs()) * steps_per_epoch
 
     def loss(self, net: CompiledNetwork, logits: torch.Tensor, target: torch.Tensor, with_regularisers: bool) -> tuple[torch.Tensor, dict[str, float]]:
         """Cross-entropy, plus (for architecture steps) the configured regularisers."""
@@ -189,6 +219,18 @@ class Strategy:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = int(state.get("epoch", 0))
+
+
+def warn_unread_search_keys(strategy: str, search: SearchConfig, used_instead: Mapping[str, str]) -> None:
+    """For a strategy that reads its own values instead of some shared ``search.*`` keys: warn, once
+    per key and value, about each such key a config sets (to anything but its default), naming the
+    value actually used (``used_instead[key]``), so that a setting is never ignored silently."""
+    defaults = SearchConfig()
+    for key, instead in used_instead.items():
+        value = getattr(search, key)
+        if value != getattr(defaults, key):
+            shown = list(value) if isinstance(value, tuple) else value
+            warnings.warn(f"{strategy} does not read search.{key} (set to {shown}); it uses {instead}", UserWarning, stacklevel=3)
 
 
 # ------------------------------------------------------------------------------------------------

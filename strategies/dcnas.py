@@ -1,12 +1,16 @@
 """DCNAS: densely connected NAS with path-level and channel-level sampling.
 
-Zhang, Qian, Li, Zhang, Yin, Liang, Wang, Zhou, Li, Sun. "DCNAS: Densely Connected Neural
-Architecture Search for Semantic Segmentation", CVPR 2021 (arXiv:2003.11883).
+Zhang, Xu, Mo, Tan, Yang, Wang, Ren. "DCNAS: Densely Connected Neural Architecture Search for
+Semantic Segmentation", CVPR 2021 (arXiv:2003.11883).
 
 - **Path-level sampling** (Eq. 5-6). Per node and step, ``n`` inputs are drawn without replacement
-  from softmax(beta / tau); only their alignment branches run, blended with the drawn probabilities
-  renormalised to sum to one, so beta receives gradients through the weights of the drawn paths.
-  ``tau`` anneals from ``tau_max`` to ``tau_min`` over the architecture epochs.
+  from softmax(beta / tau); only their alignment branches run, blended with softmax(beta)
+  renormalised over the drawn paths (the paper's "normalised blending weight"; tau shapes only the
+  sampling, as DARTS and PC-DARTS put no temperature on a blend), so beta receives gradients through
+  the weights of the drawn paths, undivided by tau. ``blend_temperature: true`` blends with
+  softmax(beta_drawn / tau) instead (the earlier reading). ``tau`` anneals from ``tau_max`` to
+  ``tau_min`` over the architecture epochs. ``n`` must be at least 2: the blend of one drawn path is
+  the constant 1, which gives beta no gradient.
 - **Channel-level sampling** (Eq. 7). Each mixture layer owns a random channel mask, drawn once from
   the search seed and stored as a buffer (so checkpoints carry it and a resumed search keeps it):
   ``channel_ratio`` of the channels go through the softmax(alpha)-weighted mix of candidate ops, the
@@ -35,19 +39,27 @@ from archgraph.core.relaxation import Mixer, Relaxation, sum_branches
 from archgraph.strategies.base import Strategy, StrategyParams
 
 
+PATHS_WHY = (
+    "with one drawn path its blend weight is softmax over a single logit, the constant 1, so beta never gets a "
+    "gradient and the input choices stay at their initial values; set strategy.paths >= 2, the default is 4"
+)
+
+
 @dataclass
 class DCNASParams(StrategyParams):
     """Options of DCNAS (the ``strategy`` config section when ``strategy.name: dcnas``)."""
 
-    paths: int = bounded(4, 1)  # n: inputs drawn per fusion node and step (all of them if a node has fewer)
+    paths: int = bounded(4, 2, why=PATHS_WHY)  # n >= 2: inputs drawn per fusion node and step (all of them if a node has fewer)
     tau_max: float = bounded(5.0, 0, lo_open=True)  # temperature at the first architecture epoch (near-uniform sampling)
     tau_min: float = bounded(0.5, 0, lo_open=True)  # temperature at the last epoch (small but positive)
     tau_schedule: str = one_of("exponential", "linear", "cosine", "constant")  # exponential | linear | cosine | constant (tau_max)
     channel_ratio: float = bounded(0.25, 0, 1, lo_open=True)  # r: fraction of channels sent through the op mixture (1 = all)
+    blend_temperature: bool = False  # blend the drawn paths with softmax(beta/tau) (divides beta's gradient by tau) instead of softmax(beta)
 
 
 class PathSamplingMix(Mixer):
-    """Input mixer of Eq. 5-6: draw n inputs from softmax(beta/tau), run and blend only those."""
+    """Input mixer of Eq. 5-6: draw n inputs from softmax(beta/tau), run only those, blend them with
+    softmax(beta) renormalised over the drawn ones (softmax(beta/tau) with ``blend_temperature``)."""
 
     def __init__(self, label: str, arch: ArchParams, relaxation: "DCNASRelaxation", n: int):
         super().__init__(label, arch, relaxation)
@@ -68,8 +80,10 @@ class PathSamplingMix(Mixer):
         idx = picked.tolist()
         relax.record(self.label, idx)
         # p[picked] / sum(p[picked]) == softmax over the drawn logits; computed that way, undrawn
-        # paths get exactly zero gradient (no softmax-denominator round-off).
-        w = torch.softmax(self.arch.input_logits(self.label)[picked] / relax.tau, dim=-1)
+        # paths get exactly zero gradient (no softmax-denominator round-off). tau is a sampling
+        # temperature: dividing the blend's logits by it would divide beta's gradient by tau as well.
+        drawn = self.arch.input_logits(self.label)[picked]
+        w = torch.softmax(drawn / relax.tau if relax.params.blend_temperature else drawn, dim=-1)
         out = w[0] * branches[idx[0]](inputs[idx[0]])
         for j in range(1, n):
             out = out + w[j] * branches[idx[j]](inputs[idx[j]])
@@ -160,8 +174,8 @@ class DCNAS(Strategy):
     name = "dcnas"
 
     def __init__(self, graph, params: DCNASParams, search, seed: int = 0):
-        if params.paths < 1:
-            raise ConfigError(f"strategy.paths must be >= 1, got {params.paths}")
+        if params.paths < 2:
+            raise ConfigError(f"strategy.paths={params.paths}: {PATHS_WHY}")
         if not 0 < params.channel_ratio <= 1:
             raise ConfigError(f"strategy.channel_ratio must be in (0, 1], got {params.channel_ratio}")
         if not 0 < params.tau_min <= params.tau_max:

@@ -47,7 +47,7 @@ from archgraph.core.registry import register_strategy
 from archgraph.core.relaxation import Mixer, Relaxation, SoftmaxInputMix
 from archgraph.core.spaces_api import build_space
 from archgraph.strategies.base import Scores, Strategy
-from archgraph.strategies.darts_family import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction
+from archgraph.strategies.darts_family import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction, warn_unread_shared_keys
 
 Candidates = dict[str, list[str]]  # node id -> candidate ops of its op choice (one op = fixed)
 
@@ -216,6 +216,7 @@ class PDARTS(Strategy):
         self.free_replaced: list[str] = []
         super().__init__(graph, params, search, seed)
         self.depths = self._stage_depths(graph)
+        warn_unread_shared_keys(self, params, per_stage=True)
 
     @staticmethod
     def _check(p: PDARTSParams) -> None:

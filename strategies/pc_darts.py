@@ -37,7 +37,7 @@ from archgraph.errors import ConfigError
 from archgraph.core.registry import register_strategy
 from archgraph.core.relaxation import Mixer, Relaxation, SoftmaxInputMix
 from archgraph.strategies.base import Scores, Strategy
-from archgraph.strategies.darts_family import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction
+from archgraph.strategies.darts_family import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction, warn_unread_shared_keys
 
 
 @dataclass
@@ -113,6 +113,7 @@ class PCDARTS(Strategy):
             raise ConfigError(f"strategy.k must be >= 1, got {params.k}; the paper uses 4")
         check_arch_params(params)
         super().__init__(graph, params, search, seed)
+        warn_unread_shared_keys(self, params)
 
     def make_relaxation(self) -> PCDARTSRelaxation:
         return PCDARTSRelaxation(self.params.k)

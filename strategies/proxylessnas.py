@@ -19,8 +19,11 @@ ICLR 2019 (arXiv:1812.00332); official code: mit-han-lab/proxylessnas, ``search/
   active inputs; an architecture step draws ``2k`` involved inputs ("two" per kept input), picks ``k``
   active among them from the renormalised probabilities, gates them and applies the same estimate and
   rescaling to beta.
-- **Schedule**: one architecture step (Adam lr 1e-3, betas (0, 0.999)) after every ``arch_every`` = 5
-  weight steps, after the loop's weight-only warm-up epochs (``search.warmup_epochs``).
+- **Schedule**: one architecture step (Adam, betas (0, 0.999), no weight decay, as the official
+  script; lr 0.01 instead of its 1e-3, which was set for tens of thousands of architecture steps: see
+  docs/strategies.md) after every ``arch_every`` = 5 weight steps, after the loop's weight-only
+  warm-up epochs (``search.warmup_epochs``). The shared ``search.arch_*`` keys are not read (setting
+  one warns). The supernet keeps affine batch norm in its candidates, as the official one does.
 - **Hardware-aware loss** (optional): the expected cost under the sampled probabilities (FLOPs or
   latency of every candidate measured once, :class:`archgraph.strategies.evolution.ArchCost`), as
   ``mul#log``: alpha * CE * (log(E) / log(target))^beta or ``add#linear``: CE + lambda (E - target) / target.
@@ -41,7 +44,7 @@ from archgraph.core.compile import CompiledNetwork
 from archgraph.errors import ConfigError
 from archgraph.core.registry import register_strategy
 from archgraph.core.relaxation import Mixer, Relaxation, sum_branches
-from archgraph.strategies.base import Strategy, StrategyParams
+from archgraph.strategies.base import Strategy, StrategyParams, warn_unread_search_keys
 from archgraph.strategies.evolution import COST_METRICS, ArchCost
 
 MODES = ("two", "full")
@@ -53,11 +56,13 @@ class ProxylessParams(StrategyParams):
     """Options of ProxylessNAS (the ``strategy`` section when ``strategy.name: proxylessnas``).
 
     Defaults are the official search script's (imagenet_arch_search.py), except ``mode`` (the brief
-    asks for ``two``; the script's default ``full_v2`` has the gradient of ``full``)."""
+    asks for ``two``; the script's default ``full_v2`` has the gradient of ``full``) and ``arch_lr``
+    (0.01 instead of 1e-3: this toolkit's budgets make hundreds, not tens of thousands, of
+    architecture steps; ``arch_lr=0.001`` restores it)."""
 
     mode: str = "two"  # two | full: candidates involved in an architecture step
     arch_every: int = 5  # one architecture step after every N weight steps (grad_update_arch_param_every)
-    arch_lr: float = 1e-3
+    arch_lr: float = 1e-2  # official 1e-3 (see the class docstring)
     arch_betas: list[float] = field(default_factory=lambda: [0.0, 0.999])
     arch_eps: float = 1e-8
     arch_weight_decay: float = 0.0
@@ -238,6 +243,7 @@ class ProxylessNAS(Strategy):
     """ProxylessNAS: binarised paths, BinaryConnect gate gradients, two-path architecture steps (Cai et al. 2019)."""
 
     name = "proxylessnas"
+    default_affine_bn = True  # the official supernet's candidate blocks use nn.BatchNorm2d (affine)
 
     def __init__(self, graph: nx.DiGraph, params: ProxylessParams, search, seed: int = 0):
         if params.mode not in MODES:
@@ -257,6 +263,11 @@ class ProxylessNAS(Strategy):
         self.target: float | None = None
         self._arch_log: dict[str, float] = {}
         super().__init__(graph, params, search, seed)
+        warn_unread_search_keys(self.name, search, {
+            "arch_lr": f"strategy.arch_lr={params.arch_lr}",
+            "arch_weight_decay": f"strategy.arch_weight_decay={params.arch_weight_decay}",
+            "arch_betas": f"strategy.arch_betas={list(params.arch_betas)}",
+        })
 
     def make_relaxation(self) -> ProxylessRelaxation:
         return ProxylessRelaxation(self.params, self.seed)
@@ -282,6 +293,11 @@ class ProxylessNAS(Strategy):
 
     def on_step_start(self, step: int, steps_per_epoch: int) -> None:
         self.global_step = step
+
+    def planned_arch_steps(self, stage: int, steps_per_epoch: int) -> int | None:
+        """One architecture step after every ``arch_every`` steps of the active epochs."""
+        first, end, every = self.warmup_epochs() * steps_per_epoch, self.stage_epochs(stage) * steps_per_epoch, self.params.arch_every
+        return sum((g + 1) % every == 0 for g in range(first, end))
 
     def is_arch_step(self) -> bool:
         return self.arch_active() and (self.global_step + 1) % self.params.arch_every == 0

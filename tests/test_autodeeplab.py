@@ -176,6 +176,7 @@ SEARCH = [
 EXTRA = {
     "p_darts": ["strategy.stages=2", "strategy.drop=[2]", "strategy.dropout=[0.0,0.3]"],
     "spos": ["strategy.population=4", "strategy.generations=1", "strategy.select=2", "strategy.mutation=2", "strategy.crossover=2"],
+    "proxylessnas": ["strategy.arch_every=2"],  # 4 steps: one architecture step every 2 (the default 5 would take none)
 }
 
 
@@ -193,3 +194,7 @@ def test_every_strategy_searches_autodeeplab_unchanged(strategy, tmp_path):
         if body is not None:
             assert NONE not in [o for m in body.nodes for o in body.nodes[m]["ops"]]
     assert compile_graph(arch).eval()(torch.randn(1, 3, 32, 32)).shape[-2:] == (32, 32)
+    # ... and trains stand-alone from the search folder (its file passes the space check)
+    train = ["train", str(out), "--out", str(tmp_path / "train"), "--no-progress", "--set", "data.num_samples=4", "data.crop=[32,32]",
+             "data.batch_size=2", "train.epochs=1", "train.steps_per_epoch=1", "data.val_limit=1"]
+    assert main(train) == 0

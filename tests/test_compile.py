@@ -106,3 +106,61 @@ def test_deterministic_builder():
     b = build_space("dcss", {"layers": 3})
     assert graphs_equal(a, b)
     assert graphs_equal(sample_architecture(a, 7), sample_architecture(b, 7))
+
+
+def _batch_norms(module):
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def test_supernet_batch_norm_at_choice_points_is_not_affine_derived_networks_are(tiny_space):
+    from archgraph.config import SearchConfig
+    from archgraph.strategies.dcnas import DCNAS, DCNASParams
+
+    supernet = DCNAS(tiny_space, DCNASParams(), SearchConfig(), seed=0).build_supernet()  # search.affine_bn: null
+    for node, module in supernet.nodes.items():
+        searchable = supernet.choices.op_choice(node) or supernet.choices.input_choice(node)
+        bns = _batch_norms(module)
+        assert bns, node
+        assert all(bn.affine == (not searchable) for bn in bns), node  # stems and head keep gamma/beta
+        if searchable:
+            assert all(bn.weight is None and bn.bias is None for bn in bns)
+    derived = compile_graph(sample_architecture(tiny_space, 3))
+    assert all(bn.affine for bn in _batch_norms(derived))
+    assert all(bn.affine for bn in _batch_norms(compile_graph(tiny_space)))  # compile_graph's own default
+    affine = DCNAS(tiny_space, DCNASParams(), SearchConfig(affine_bn=True), seed=0).build_supernet()
+    assert all(bn.affine for bn in _batch_norms(affine))
+
+
+def test_non_affine_supernet_transfers_to_and_computes_the_derived_network(tiny_space):
+    from archgraph import decode
+    from archgraph.core.decode import decisions
+
+    torch.manual_seed(0)
+    supernet = compile_graph(tiny_space, choice_bn_affine=False).train()
+    with torch.no_grad():
+        for _ in range(2):  # move the running statistics away from (0, 1)
+            supernet(torch.randn(2, 3, 64, 64))
+    supernet.eval()
+    scores = supernet.arch.scores()
+    fixed = compile_graph(decode(tiny_space, scores["ops"], scores["inputs"])).eval()
+    copied = transfer_weights(supernet, fixed)
+    not_copied = [k for k in fixed.state_dict() if k not in supernet.state_dict()]
+    assert not_copied and all(k.endswith((".weight", ".bias")) for k in not_copied)  # gamma/beta at choice points only
+    assert copied == len(fixed.state_dict()) - len(not_copied)
+    x = torch.randn(1, 3, 64, 64)
+    ops, inputs = decisions(supernet.choices, scores["ops"], scores["inputs"])
+    with torch.no_grad(), supernet.relaxation.fixed_subnet(ops, inputs):
+        a = supernet(x)
+    assert torch.allclose(a, fixed(x), atol=1e-5)
+
+
+def test_checkpoint_with_other_batch_norm_names_the_switch(tiny_space):
+    from archgraph.errors import CheckpointError
+
+    old = compile_graph(tiny_space).state_dict()  # affine, as checkpoints before search.affine_bn
+    new = compile_graph(tiny_space, choice_bn_affine=False)
+    with pytest.raises(CheckpointError, match="search.affine_bn: true"):
+        new.load_state_dict(old)
+    with pytest.raises(CheckpointError, match="search.affine_bn: false"):
+        compile_graph(tiny_space).load_state_dict(new.state_dict())
+    new.load_state_dict(compile_graph(tiny_space, choice_bn_affine=False).state_dict())  # same kind: loads

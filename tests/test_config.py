@@ -64,6 +64,51 @@ def test_bad_overrides_name_the_key_and_the_fix(override, message):
     assert isinstance(info.value, ArchgraphError)
 
 
+NUMBERS = [("4e-5", 4e-5), ("6e-4", 6e-4), ("1E-3", 1e-3), (".5", 0.5), ("5.", 5.0), ("1.0e3", 1000.0),
+           ("1_000", 1000.0), ("1_000.5", 1000.5), ("3", 3.0), ("0.05", 0.05)]
+
+
+@pytest.mark.parametrize("written, value", NUMBERS)
+def test_numbers_as_people_write_them(tmp_path, written, value):
+    """PyYAML (YAML 1.1) reads 4e-5 and 1.0e3 as strings; every float field takes them as numbers,
+    in --set and in a YAML file alike, plug-in sections (strategy.*) included."""
+    import yaml
+
+    from archgraph.config import config_from_dict
+
+    f = tmp_path / "c.yaml"
+    f.write_text(f"train:\n  weight_decay: {written}\nstrategy:\n  tau_max: {written}\n")
+    for cfg in (load_config(None, [f"train.weight_decay={written}", f"strategy.tau_max={written}"]), load_config(f)):
+        assert cfg.train.weight_decay == value and type(cfg.train.weight_decay) is float
+        assert cfg.strategy["tau_max"] == value
+        assert config_from_dict(yaml.safe_load(cfg.to_yaml())).to_dict() == cfg.to_dict()  # a saved config reads back
+
+
+def test_signed_exponents_and_lists_of_numbers():
+    from archgraph.configtools import parse_float
+
+    assert load_config(None, ["search.arch_betas=[5e-1,9.99E-1]"]).search.arch_betas == (0.5, 0.999)
+    with pytest.raises(ConfigError, match=r"train.weight_decay: -20.0 is out of range"):  # a number, refused by its range
+        load_config(None, ["train.weight_decay=-2e+1"])
+    assert parse_float("-2e+1") == -20.0 and parse_float("+.5e2") == 50.0 and parse_float(" 2e-3 ") == 0.002
+
+
+@pytest.mark.parametrize("written", ["abc", "1e", "e5", "_1", "0x1p3", "inf", "nan", ".inf", "true", "[1]"])
+def test_what_is_not_a_number_is_still_refused(written):
+    with pytest.raises(ConfigError, match="train.weight_decay: expected a"):
+        load_config(None, [f"train.weight_decay={written}"])
+
+
+def test_cli_takes_scientific_notation(capsys, tmp_path):
+    import yaml
+
+    from archgraph.cli import main
+
+    assert main(["config", "--set", "train.weight_decay=4e-5", "search.w_lr=6e-4"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["train"]["weight_decay"] == 4e-5 and cfg["search"]["w_lr"] == 6e-4
+
+
 def test_missing_and_broken_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")

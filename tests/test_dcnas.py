@@ -151,3 +151,45 @@ def test_bad_options_are_rejected(tiny_space):
         DCNAS(tiny_space, DCNASParams(channel_ratio=0), SearchConfig())
     with pytest.raises(ConfigError, match="tau_schedule"):
         DCNAS(tiny_space, DCNASParams(tau_schedule="fast"), SearchConfig())
+
+
+def blend_grad(tau: float, blend_temperature: bool) -> torch.Tensor:
+    """d(sum of the blend)/d beta for two drawn inputs of different values, beta = 0."""
+    choice = InputChoice("v", "v", ("a", "b"), 1)
+    arch = ArchParams(ChoicePoints((), (choice,)))
+    with torch.no_grad():
+        arch.beta["v"].zero_()
+    relax = DCNASRelaxation(DCNASParams(paths=2, blend_temperature=blend_temperature), seed=0)
+    relax.tau = tau
+    mixer = PathSamplingMix("v", arch, relax, 2).train()
+    inputs = [torch.full((1, 1, 1, 1), 1.0), torch.full((1, 1, 1, 1), 3.0)]
+    mixer(inputs, [torch.nn.Identity()] * 2).sum().backward()
+    return arch.beta["v"].grad
+
+
+def test_blend_gradient_on_beta_is_not_divided_by_tau():
+    """tau shapes the draw only: the blend softmax(beta) over the drawn paths gives beta the same
+    gradient at tau = 5 as at tau = 1; the earlier reading (blend_temperature) divides it by tau."""
+    at_one, at_five = blend_grad(1.0, False), blend_grad(5.0, False)
+    assert at_one.abs().min() > 0.1  # softmax weights 1/2 each: d/dbeta = +-1/2 * (3 - 1) / 2
+    assert torch.allclose(at_five, at_one)
+    assert torch.allclose(blend_grad(5.0, True), at_one / 5)
+
+
+def test_no_weight_decay_on_alpha_beta_by_default(tiny_space):
+    strategy, net = dcnas_supernet(tiny_space)
+    group = strategy.arch_optimizer(net).param_groups[0]
+    assert (group["lr"], group["weight_decay"]) == (1e-2, 0.0)
+    old = DCNAS(tiny_space, DCNASParams(), SearchConfig(arch_lr=3e-3, arch_weight_decay=1e-3), seed=0)  # reachable by config
+    group = old.arch_optimizer(old.build_supernet()).param_groups[0]
+    assert (group["lr"], group["weight_decay"]) == (3e-3, 1e-3)
+
+
+def test_one_drawn_path_is_refused_with_the_fix(tiny_space):
+    from archgraph.config import load_config
+    from archgraph.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"strategy.paths=1: .*beta never gets a gradient.*set strategy.paths >= 2"):
+        DCNAS(tiny_space, DCNASParams(paths=1), SearchConfig())
+    with pytest.raises(ConfigError, match=r"strategy.paths: 1 is out of range; allowed: >= 2 \(with one drawn path .*gradient.*strategy.paths >= 2"):
+        load_config(None, ["strategy.paths=1"])  # before anything runs

@@ -186,12 +186,17 @@ def test_architecture_gradients_are_clipped(tiny_space):
     strategy.begin_stage(0, None)
     net = strategy.build_supernet()
     opt = strategy.arch_optimizer(net)
-    assert (opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]) == (6e-4, (0.5, 0.999))
+    assert (opt.param_groups[0]["lr"], opt.param_groups[0]["betas"], opt.param_groups[0]["weight_decay"]) == (1e-2, (0.5, 0.999), 0.0)
     for p in net.arch_parameters():
         p.grad = torch.ones_like(p)
     opt.step()
     norm = torch.cat([p.grad.flatten() for p in net.arch_parameters()]).norm()
     assert norm == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_shared_warm_up_it_does_not_read_warns(tiny_space):
+    with pytest.warns(UserWarning, match=r"p_darts does not read search.warmup_epochs \(set to 0\); it uses strategy.warmup_fraction=0.4 of every stage's search.epochs \(2 weight-only epochs of 6\)"):
+        PDARTS(tiny_space, PDARTSParams(), SearchConfig(epochs=6, warmup_epochs=0), seed=0)
 
 
 def test_bad_options_are_rejected(tiny_space):

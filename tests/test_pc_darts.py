@@ -137,11 +137,16 @@ def test_edge_score_is_edge_softmax_times_the_targets_strongest_op(tiny_space):
 
 
 def test_architecture_optimiser_and_warm_up_follow_the_paper(tiny_space):
+    """Betas and warm-up as the official code; lr and decay for per-node alpha at short budgets
+    (docs/strategies.md), the official 6e-4 and 1e-3 one option away."""
     strategy, net = pc_supernet(tiny_space)
     opt = strategy.arch_optimizer(net)
     group = opt.param_groups[0]
     assert isinstance(opt, torch.optim.Adam)
-    assert (group["lr"], tuple(group["betas"]), group["weight_decay"]) == (6e-4, (0.5, 0.999), 1e-3)
+    assert (group["lr"], tuple(group["betas"]), group["weight_decay"]) == (1e-2, (0.5, 0.999), 0.0)
+    official, net2 = pc_supernet(tiny_space, arch_lr=6e-4, arch_weight_decay=1e-3)
+    group = official.arch_optimizer(net2).param_groups[0]
+    assert (group["lr"], group["weight_decay"]) == (6e-4, 1e-3)
     assert len(group["params"]) == len(list(net.arch_parameters()))
     strategy.on_epoch_start(0, 50)
     assert strategy.warmup_epochs() == 15  # 15 of 50 epochs, as the official code
@@ -149,6 +154,29 @@ def test_architecture_optimiser_and_warm_up_follow_the_paper(tiny_space):
     strategy.on_epoch_start(15, 50)
     assert strategy.arch_active()
     assert [warmup_from_fraction(0.3, e) for e in (1, 2, 4, 10)] == [0, 1, 1, 3]
+
+
+def test_shared_search_keys_it_does_not_read_warn_with_the_value_used(tiny_space):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PCDARTS(tiny_space, PCDARTSParams(), SearchConfig(), seed=0)  # defaults: nothing to say
+    with pytest.warns(UserWarning) as caught:
+        PCDARTS(tiny_space, PCDARTSParams(), SearchConfig(epochs=10, warmup_epochs=5, arch_lr=0.05, arch_weight_decay=1e-3), seed=0)
+    messages = sorted(str(w.message) for w in caught)
+    assert messages == [
+        "pc_darts does not read search.arch_lr (set to 0.05); it uses strategy.arch_lr=0.01",
+        "pc_darts does not read search.arch_weight_decay (set to 0.001); it uses strategy.arch_weight_decay=0.0",
+        "pc_darts does not read search.warmup_epochs (set to 5); it uses strategy.warmup_fraction=0.3 of the search.epochs (3 weight-only epochs of 10)",
+    ]
+
+
+def test_supernet_batch_norm_at_choice_points_is_not_affine(tiny_space):
+    _, net = pc_supernet(tiny_space)
+    node = net.nodes["L1_s16"]
+    bns = [m for m in node.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(bn.affine for bn in bns)
 
 
 def test_bad_k_is_rejected(tiny_space):

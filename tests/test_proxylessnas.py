@@ -171,7 +171,7 @@ def test_one_arch_step_every_five_weight_steps(tiny_space):
     strategy, net = strategy_and_net(tiny_space)
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.01)
     a_opt = strategy.arch_optimizer(net)
-    assert a_opt.defaults["lr"] == 1e-3 and a_opt.defaults["betas"] == (0.0, 0.999)
+    assert a_opt.defaults["lr"] == 1e-2 and a_opt.defaults["betas"] == (0.0, 0.999)  # official lr 1e-3 (docs/strategies.md)
     batch = (torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32)))
     strategy.on_epoch_start(0, 1)
     changed = []
@@ -222,3 +222,15 @@ def test_cli_search_end_to_end(tmp_path):
     net = compile_graph(load_graph(out / "arch.yaml"))
     assert net.arch is None
     assert_architecture_trains(load_graph(out / "arch.yaml"))
+
+
+def test_supernet_keeps_affine_batch_norm_as_the_official_code(tiny_space):
+    strategy, net = strategy_and_net(tiny_space)
+    assert all(m.affine for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    off = ProxylessNAS(tiny_space, ProxylessParams(), SearchConfig(warmup_epochs=0, affine_bn=False), seed=0).build_supernet()
+    assert not any(m.affine for m in off.nodes["L1_s4"].modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_shared_arch_keys_it_does_not_read_warn(tiny_space):
+    with pytest.warns(UserWarning, match=r"proxylessnas does not read search.arch_lr \(set to 0.003\); it uses strategy.arch_lr=0.01"):
+        ProxylessNAS(tiny_space, ProxylessParams(), SearchConfig(arch_lr=3e-3), seed=0)

@@ -17,6 +17,16 @@ order, to its body: a nested graph compiled the same way into a plan of its own
 body nodes have the same semantics as top-level ones, and the body's head op (``takes_list``) makes
 the cell's output. Choice points inside bodies are relaxed by the same relaxation and parameter store
 (qualified ids ``<cell>/<node>``, see :mod:`archgraph.core.choices`).
+
+**Batch norm at choice points.** ``choice_bn_affine=False`` (what a strategy's ``build_supernet``
+passes during a search, ``search.affine_bn``) builds every BatchNorm of a node with a choice point
+(the candidate ops of its op choice, and its alignment branches) without affine weight and bias, as
+the DARTS-family search cells (``MixedOp`` and the ``preprocess`` layers) and SPOS's supernet blocks
+do (``affine=False``): a learnable gamma per candidate could otherwise rescale what alpha/beta weight.
+Stems, heads and nodes without a choice keep affine BN, and a network compiled from a derived
+architecture (no choice points) is unaffected, so stand-alone training always has affine BN. Weights still transfer by name: the derived network's gamma/beta,
+absent from such a supernet, keep their identity initialisation (1, 0), so subnet mode and the
+derived network compute the same function.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archgraph.core.choices import ArchParams, ChoicePoints, discover_choices, qualify
-from archgraph.errors import GraphError
+from archgraph.errors import CheckpointError, GraphError
 from archgraph.core.graph import execution_order, input_node, inputs_of, node_spec, validate
 from archgraph.core.ops import OPS, build_alignment, build_op, get_op
 from archgraph.core.relaxation import ContinuousRelaxation, Relaxation, SingleOp, SumInputs
@@ -100,8 +110,9 @@ class Step:
 class CompiledNetwork(nn.Module):
     """A network compiled from a graph. ``arch`` is ``None`` when the graph has no choice points."""
 
-    def __init__(self, graph: nx.DiGraph, relaxation: Relaxation | None = None, arch: ArchParams | None = None, arch_seed: int = 0):
+    def __init__(self, graph: nx.DiGraph, relaxation: Relaxation | None = None, arch: ArchParams | None = None, arch_seed: int = 0, choice_bn_affine: bool = True):
         super().__init__()
+        self.choice_bn_affine = choice_bn_affine
         _ensure_ops(graph)
         validate(graph, OPS)
         self.graph = graph
@@ -140,6 +151,9 @@ class CompiledNetwork(nn.Module):
         op_choice = self.choices.op_choice(q)
         op_spec = replace(spec, channels=self.relaxation.op_width(op_choice, spec.channels)) if op_choice else spec
         ops = {name: build_op(name, op_spec, in_specs) for name in spec.ops}
+        if not self.choice_bn_affine and (op_choice or in_choice):  # a search network's searchable node
+            for module in [*(ops.values() if op_choice else ()), *branches.values()]:
+                drop_bn_affine(module)
         input_mixer = self.relaxation.input_mixer(in_choice, self.arch) if in_choice else SumInputs()
         op_mixer = self.relaxation.op_mixer(op_choice, self.arch, spec.channels) if op_choice else SingleOp()
         return NodeModule(branches, ops, input_mixer, op_mixer, False)
@@ -204,6 +218,23 @@ class CompiledNetwork(nn.Module):
             self.__dict__["_node_module_cache"] = cached
         return cached
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As :meth:`nn.Module.load_state_dict`; a strict load of a checkpoint whose batch norms at
+        choice points have affine weights into a supernet built without them (or the reverse) names
+        the config switch instead of listing every key."""
+        if strict:
+            own = self.state_dict()
+            unexpected = [k for k in state_dict if k not in own]
+            missing = [k for k in own if k not in state_dict]
+            if (unexpected or missing) and all(_is_bn_affine_key(self, k) for k in unexpected + missing):
+                have = "has" if unexpected else "lacks"
+                raise CheckpointError(
+                    f"this checkpoint {have} the affine weights of the batch norms at choice points (e.g. {(unexpected + missing)[0]!r}) "
+                    f"but the supernet was built with search.affine_bn={'false' if unexpected else 'true'}; set search.affine_bn: "
+                    f"{'true' if unexpected else 'false'} in the run's config.yaml (checkpoints written before that switch existed used affine batch norm)"
+                )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # ---------------------------------------------------------------- parameter groups
 
     def weight_parameters(self) -> Iterator[nn.Parameter]:
@@ -233,9 +264,36 @@ def _ensure_ops(graph: nx.DiGraph) -> None:
         load_plugins()
 
 
-def compile_graph(graph: nx.DiGraph, relaxation: Relaxation | None = None, arch: ArchParams | None = None, arch_seed: int = 0) -> CompiledNetwork:
-    """Compile ``graph``. With choice points and no relaxation: the continuous relaxation (Eq. 1-4)."""
-    return CompiledNetwork(graph, relaxation, arch, arch_seed)
+def compile_graph(graph: nx.DiGraph, relaxation: Relaxation | None = None, arch: ArchParams | None = None, arch_seed: int = 0, choice_bn_affine: bool = True) -> CompiledNetwork:
+    """Compile ``graph``. With choice points and no relaxation: the continuous relaxation (Eq. 1-4).
+
+    ``choice_bn_affine=False``: batch norms of nodes with a choice point (candidate ops, alignment
+    branches) have no affine weight and bias (search networks; see the module docstring). A graph without choice
+    points is compiled the same either way.
+    """
+    return CompiledNetwork(graph, relaxation, arch, arch_seed, choice_bn_affine)
+
+
+def drop_bn_affine(module: nn.Module) -> nn.Module:
+    """Remove the affine weight and bias of every BatchNorm in ``module`` (in place, as if built with
+    ``affine=False``); running statistics are kept. Returns ``module``."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            m.affine = False
+            m.weight = None
+            m.bias = None
+    return module
+
+
+def _is_bn_affine_key(net: nn.Module, key: str) -> bool:
+    """Whether ``key`` names the weight or bias of a BatchNorm of ``net`` (affine or not)."""
+    owner, _, leaf = key.rpartition(".")
+    if leaf not in ("weight", "bias"):
+        return False
+    try:
+        return isinstance(net.get_submodule(owner), nn.modules.batchnorm._BatchNorm)
+    except AttributeError:
+        return False
 
 
 def transfer_weights(src: nn.Module, dst: CompiledNetwork) -> int:

@@ -46,21 +46,26 @@ SUPERNET_ONLY_ATTRS = ("beta_groups", "choice_kinds")
 class Decoder:
     """A space's own decoding rule: ``decode(graph, op_scores, input_scores, keep) -> derived graph``
     and, optionally, ``decisions(choices, op_scores, input_scores, keep) -> (op idx, input idx)`` for
-    the supernet's subnet mode (the default decisions are used when it is ``None``)."""
+    the supernet's subnet mode (the default decisions are used when it is ``None``).
+
+    ``rewires``: the rule may connect two nodes of the space that its supernet does not connect
+    (Auto-DeepLab's derived network feeds each cell the path's cell two layers back), so an
+    architecture file of such a space is checked for its nodes, not its edges."""
 
     name: str
     decode: DecodeFn
     decisions: DecisionsFn | None = None
+    rewires: bool = False
 
 
 DECODERS: dict[str, Decoder] = {}
 
 
-def register_decoder(name: str, decisions: DecisionsFn | None = None) -> Callable[[DecodeFn], DecodeFn]:
+def register_decoder(name: str, decisions: DecisionsFn | None = None, rewires: bool = False) -> Callable[[DecodeFn], DecodeFn]:
     """Register ``fn`` as the decoder a graph selects with ``graph.graph["decoder"] = name``."""
 
     def deco(fn: DecodeFn) -> DecodeFn:
-        DECODERS[name] = Decoder(name, fn, decisions)
+        DECODERS[name] = Decoder(name, fn, decisions, rewires)
         return fn
 
     return deco

@@ -33,3 +33,54 @@ def build_preset(name: str, supernet: nx.DiGraph, op: str | None = None) -> nx.D
 def preset_architecture(name: str, space: str, params: Mapping[str, Any] | None = None, op: str | None = None) -> nx.DiGraph:
     """Build ``space`` with ``params`` (``space`` config keys) and derive preset ``name`` from it."""
     return build_preset(name, build_space(space, params), op)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training settings of an architecture: its class count and its widths
+
+
+def retarget(arch: nx.DiGraph, **changes: Any) -> tuple[nx.DiGraph, dict[str, tuple[Any, Any]]]:
+    """``arch`` with some of its space's hyper-parameters changed (``num_classes``, ``base_channels``,
+    ``head``, ...): the topology and the chosen ops stay, every node takes the width, and the head the
+    op and classes, that the space defines under the new hyper-parameters. Returns the new graph and
+    ``{key: (old, new)}`` for what changed.
+
+    The space is the one source of truth for widths: the new values are read from the space's own
+    supernet built with the changed parameters (so "search narrow, train wide" scales every node as
+    the space does, for any space whose architectures keep their supernet's node ids).
+    """
+    from archgraph.errors import ConfigError
+
+    space = arch.graph.get("space")
+    params = dict(arch.graph.get("params") or {})
+    if not space or not params:
+        raise ConfigError(f"architecture {arch.graph.get('name')!r} names no space and parameters, so its widths and classes "
+                          "cannot be derived; build it from a registered space (archgraph sample / search)")
+    changed = {k: (params.get(k), v) for k, v in changes.items() if v is not None and params.get(k) != v}
+    if not changed:
+        return arch, {}
+    params.update({k: new for k, (_, new) in changed.items()})
+    supernet = build_space(space, params)
+    out = arch.copy()
+    out.graph.update(params=params, name=f"{arch.graph.get('name')}", retargeted=sorted(changed))
+    if "num_classes" in supernet.graph:
+        out.graph["num_classes"] = supernet.graph["num_classes"]
+    _copy_widths(out, supernet)
+    return out, changed
+
+
+def _copy_widths(arch: nx.DiGraph, supernet: nx.DiGraph) -> None:
+    """Channels of every node (inside cell bodies too) and the head's op from ``supernet``."""
+    from archgraph.core.graph import NodeSpec, node_spec
+
+    for n in arch.nodes:
+        if n not in supernet:
+            continue
+        a, s = node_spec(arch, n), node_spec(supernet, n)
+        ops = s.ops if a.kind == "head" else a.ops
+        body = a.body
+        if body is not None and s.body is not None:
+            body = body.copy()
+            _copy_widths(body, s.body)
+        arch.nodes[n].clear()
+        arch.nodes[n].update(NodeSpec(a.kind, a.layer, a.scale, s.channels, ops, a.keep_inputs, a.label, body).to_attrs())
