@@ -4,6 +4,8 @@ them alike (a search and a training of the same config see the same data and the
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +14,30 @@ import networkx as nx
 from archgraph.config import Config
 
 
-def dataset_split(cfg: Config, split: str, train: bool) -> Any:
-    """One split of ``cfg.data`` (a :class:`archgraph.data.SegmentationDataset`)."""
+def dataset_split(cfg: Config, split: str, train: bool, check: bool = True) -> Any:
+    """One split of ``cfg.data`` (a :class:`archgraph.data.SegmentationDataset`).
+
+    With ``check`` its labels are read first (:meth:`~archgraph.data.SegmentationDataset.check_labels`),
+    so a bad label of either split stops a search or training before its first step, not after an
+    epoch; a training crop larger than the images is warned about on stderr.
+    """
     from archgraph.data import build_dataset
 
     d = cfg.data
-    return build_dataset(
+    ds = build_dataset(
         d.name, split, train=train, root=d.root, crop=tuple(d.crop), scale=d.scale, num_samples=d.num_samples,
         seed=cfg.seed, num_classes=d.num_classes or None, **d.options,
     )
+    if check:
+        warning = ds.crop_warning(ds.check_labels())
+        if warning and os.environ.get("RANK", "0") == "0":
+            print(f"warning: {warning}", file=sys.stderr)
+    return ds
 
 
 def dataset_classes(cfg: Config) -> int:
     """How many classes ``cfg``'s dataset has (read from its validation split)."""
-    return int(dataset_split(cfg, cfg.data.val_split, train=False).num_classes)
+    return int(dataset_split(cfg, cfg.data.val_split, train=False, check=False).num_classes)
 
 
 def space_for_training(cfg: Config) -> nx.DiGraph:

@@ -4,6 +4,7 @@ exposes ``register(subparsers)``; this file only wires them up and turns user er
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from importlib import import_module
 
@@ -44,7 +45,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished epochs are saved, resume with --resume", file=sys.stderr)
         return 130
+    except OSError as exc:
+        message = os_error_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
     return int(result or 0)
+
+
+# Errors of the machine rather than of archgraph: a file or folder that cannot be written or read.
+_FIXES = {
+    errno.EACCES: "check its permissions, or choose a folder you can write (--out / -o)",
+    errno.EPERM: "check its permissions, or choose a folder you can write (--out / -o)",
+    errno.EROFS: "it is on a read-only file system; choose a folder you can write (--out / -o)",
+    errno.ENOSPC: "the disk is full; free some space (an interrupted search or training continues with --resume)",
+    errno.EDQUOT: "your disk quota is used up; free some space (an interrupted search or training continues with --resume)",
+    errno.ENOTDIR: "a file stands where a folder is needed; choose another path",
+    errno.EISDIR: "a folder stands where a file is needed; choose another path",
+    errno.EEXIST: "something of that name is in the way; choose another path",
+    errno.ENAMETOOLONG: "choose a shorter path",
+    errno.ENOENT: "check the path (a folder on it may have been removed, or be one nothing can be created in)",
+}
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """One line for an OSError a user can fix (permissions, disk full, a file in the way), else None."""
+    fix = _FIXES.get(exc.errno or 0)
+    if fix is None or not exc.filename:
+        return None
+    return f"{exc.filename}: {exc.strerror}; {fix}"
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 
 from archgraph.cli import build_parser, main
 from archgraph.core.graph import load, validate
@@ -34,15 +35,32 @@ def test_sample_writes_a_valid_architecture_and_is_seeded(tmp_path, capsys):
     validate(load(a))
 
 
-def test_render_supernet_and_derived_from_the_cli(tmp_path):
+@pytest.mark.parametrize("graphviz_on_path", [True, False], ids=["machine-path", "no-graphviz"])
+def test_render_supernet_and_derived_from_the_cli(tmp_path, capsys, monkeypatch, graphviz_on_path):
+    """SVG where Graphviz is installed; without it (this machine's PATH, or none) the .dot fallback
+    and one install hint on stderr."""
+    from archgraph.outputs import render as render_module
+
+    monkeypatch.setattr(render_module, "_graphviz_warned", False)
+    if not graphviz_on_path:
+        monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
     arch = tmp_path / "arch.yaml"
     assert main(["sample", "--set", "space.layers=3", "--seed", "1", "-o", str(arch)]) == 0
     assert main(["render", "--space", "dcss", "--set", "space.layers=3", "-o", str(tmp_path / "super.svg")]) == 0
     assert main(["render", str(arch), "-o", str(tmp_path / "arch.svg")]) == 0
-    for name in ("super.svg", "arch.svg"):
-        text = (tmp_path / name).read_text()
-        assert "<svg" in text
-    assert "mbconv" in (tmp_path / "arch.svg").read_text() or "k3" in (tmp_path / "arch.svg").read_text()
+    captured = capsys.readouterr()
+    if render_module.graphviz_available():
+        for name in ("super.svg", "arch.svg"):
+            assert "<svg" in (tmp_path / name).read_text()
+        drawn = (tmp_path / "arch.svg").read_text()
+        assert captured.err == ""
+    else:
+        for name in ("super", "arch"):
+            assert not (tmp_path / f"{name}.svg").exists() and "digraph" in (tmp_path / f"{name}.dot").read_text()
+            assert str(tmp_path / f"{name}.dot") in captured.out.replace("\n", "")  # says what it wrote
+        drawn = (tmp_path / "arch.dot").read_text()
+        assert captured.err.count("warning:") == 1 and "apt-get install graphviz" in captured.err
+    assert "mbconv" in drawn or "k3" in drawn
 
 
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys):

@@ -3,6 +3,8 @@ recomputation, random baselines within a FLOPs band, bad input."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -12,6 +14,7 @@ import archgraph.engine.search
 import archgraph.engine.train
 from archgraph import build_space
 from archgraph.cli import main
+from archgraph.outputs import render as render_module
 from archgraph.studies.compare import LiveTable, Plan, parse_baselines, parse_seeds, plan_runs, random_architectures, architecture_flops
 from archgraph.config import load_config
 from archgraph.errors import ConfigError
@@ -50,15 +53,18 @@ def first(tmp_path_factory):
     search, train = Counter(archgraph.engine.search.run_search), Counter(archgraph.engine.train.run_training)
     mp.setattr(archgraph.engine.search, "run_search", search)
     mp.setattr(archgraph.engine.train, "run_training", train)
+    mp.setattr(render_module, "_graphviz_warned", False)  # as in a fresh process
+    err = io.StringIO()
     try:
-        assert compare(out) == 0
+        with contextlib.redirect_stderr(err):
+            assert compare(out) == 0
     finally:
         mp.undo()
-    return out, search.calls, train.calls
+    return out, search.calls, train.calls, err.getvalue()
 
 
 def test_compare_writes_results_plots_topologies_and_report(first):
-    out, searches, trainings = first
+    out, searches, trainings, err = first
     assert searches == [False, False]  # one search per strategy x seed
     assert 1 <= len(trainings) <= 4  # one per run, fewer when two runs share an architecture (the cache)
     res = json.loads((out / "results.json").read_text())
@@ -88,16 +94,20 @@ def test_compare_writes_results_plots_topologies_and_report(first):
     for stem in ("tmiou", "tmiou_vs_cost"):
         assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "<svg" in (out / f"{stem}.svg").read_text()
-    assert sorted(p.name for p in (out / "topologies").iterdir()) == ["dcnas.svg", "pc_darts.svg", "preset-fcn.svg", "random.svg"]
     page = (out / "report.html").read_text()
-    assert page.count("<svg") >= 6  # 2 plots + 4 topologies, inline
+    # Topologies are SVG where Graphviz is installed; without it, DOT files and one install hint.
+    drawn = render_module.graphviz_available()
+    suffix = ".svg" if drawn else ".dot"
+    assert sorted(p.name for p in (out / "topologies").iterdir()) == [f"{n}{suffix}" for n in ("dcnas", "pc_darts", "preset-fcn", "random")]
+    assert page.count("<svg") >= (6 if drawn else 2)  # 2 plots (+ 4 topologies), inline
+    assert err.count("Graphviz is not installed") == (0 if drawn else 1) and ("apt-get install graphviz" in err) is not drawn
     assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
     for name in ("dcnas", "pc_darts", "fcn (preset)"):
         assert name in page
 
 
 def test_second_call_resumes_without_recomputing(first, monkeypatch):
-    out, _, _ = first
+    out, _, _, _ = first
     finished = {p: p.stat().st_mtime_ns for p in out.glob("runs/**/*") if p.name in ("final.json", "metrics.json", "arch.yaml")}
     before = json.loads((out / "results.json").read_text())
     search, train = Counter(archgraph.engine.search.run_search), Counter(archgraph.engine.train.run_training)

@@ -18,7 +18,7 @@ FOLDERS = {"archgraph": ROOT / "archgraph", "archgraph.spaces": ROOT / "spaces",
 
 # Lowest first. A module name belongs to the first layer whose prefix it matches (longest prefix wins).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("archgraph.errors", "archgraph.io", "archgraph.configtools")),
+    ("foundation", ("archgraph.errors", "archgraph.io", "archgraph.configtools", "archgraph.runfolder")),
     ("core", ("archgraph.core", "archgraph.data")),
     ("config", ("archgraph.config", "archgraph.builders")),
     ("extensions", ("archgraph.spaces", "archgraph.strategies")),

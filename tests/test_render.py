@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 
-import graphviz
 import pytest
 import torch
 
 from archgraph import build_space, compile_graph, decode
 from archgraph.errors import ArchgraphError
 from archgraph.io import atomic_write_with
-from archgraph.outputs.render import render, to_dot
+from archgraph.outputs import render as render_module
+from archgraph.outputs.render import graphviz_available, picture, render, to_dot
 
 
 @pytest.fixture
@@ -48,20 +48,46 @@ def test_nodes_sit_on_the_layer_by_scale_grid(tiny_space):
     assert pos["L1_s4"][1] == pos["L2_s4"][1] > pos["L1_s8"][1]  # same scale, same row; finer on top
 
 
-def test_missing_graphviz_writes_the_dot_file_and_says_how_to_install(tiny_space, tmp_path, monkeypatch):
-    def no_dot(self, *args, **kwargs):
-        raise graphviz.ExecutableNotFound(["dot"])
+@pytest.fixture
+def no_graphviz(tmp_path, monkeypatch):
+    """A PATH without Graphviz's programs (as on a fresh machine), and a process that has not warned yet."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(render_module, "_graphviz_warned", False)
+    assert not graphviz_available()
 
-    monkeypatch.setattr(graphviz.Source, "pipe", no_dot)
+
+def test_missing_graphviz_writes_the_dot_file_and_says_how_to_install(tiny_space, tmp_path, no_graphviz, capsys):
     result = render(tiny_space, tmp_path / "space.svg")
-    assert result.path == tmp_path / "space.dot" and result.path.is_file()
-    assert "apt-get install graphviz" in result.warning
+    assert result.path == tmp_path / "space.dot" and result.path.is_file() and not result.drawn
+    assert "digraph" in result.path.read_text()
     assert not (tmp_path / "space.svg").exists()
+    for name in ("b.svg", "c.png", "d.pdf"):  # more pictures: the warning is not repeated
+        assert render(tiny_space, tmp_path / name).path.suffix == ".dot"
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "apt-get install graphviz" in err and "Graphviz is not installed" in err
+    assert picture(tiny_space) is None  # in memory too, and still no second warning
+    assert capsys.readouterr().err == ""
 
 
-def test_formats(tiny_space, tmp_path):
-    assert render(tiny_space, tmp_path / "s.svg").path.read_text().lstrip().startswith(("<?xml", "<svg", "<!DOCTYPE"))
-    assert render(tiny_space, tmp_path / "s.png").path.read_bytes()[:4] == b"\x89PNG"
+def _check_format(path, fmt: str) -> None:
+    """``path`` holds a picture in ``fmt`` where Graphviz is installed, else it is the DOT fallback."""
+    if graphviz_available():
+        data = path.read_bytes()
+        assert path.suffix == "." + fmt
+        assert {"svg": lambda: data.lstrip().startswith((b"<?xml", b"<svg", b"<!DOCTYPE")),
+                "png": lambda: data[:4] == b"\x89PNG"}[fmt]()
+    else:
+        assert path.suffix == ".dot" and "digraph" in path.read_text()
+
+
+@pytest.mark.parametrize("graphviz_on_path", [True, False], ids=["machine-path", "no-graphviz"])
+def test_formats(tiny_space, tmp_path, request, graphviz_on_path):
+    if not graphviz_on_path:
+        request.getfixturevalue("no_graphviz")
+    _check_format(render(tiny_space, tmp_path / "s.svg").path, "svg")
+    _check_format(render(tiny_space, tmp_path / "s.png").path, "png")
     assert "digraph" in render(tiny_space, tmp_path / "s.dot").path.read_text()
     with pytest.raises(ArchgraphError, match="unknown picture format"):
         render(tiny_space, tmp_path / "s.gif")

@@ -62,6 +62,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if plan.flops_band is not None and not any(b.kind == "random" for b in plan.baselines):
         raise ConfigError("--flops-band applies to random baselines; add random:N to --baselines")
     out = Path(args.out)
+    from archgraph.runfolder import check_output_folder
+
+    check_output_folder(out)  # a file, or a folder that cannot be written: refused before any work
     if args.resume and not (out / "compare.json").is_file():
         raise ConfigError(f"--resume: {out} holds no comparison (no compare.json); run without --resume to start one")
     console.print(f"comparing {', '.join(plan.strategies)} x seeds {plan.seeds}"

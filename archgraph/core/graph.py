@@ -390,7 +390,17 @@ def load(path: str | Path) -> nx.DiGraph:
     path = Path(path)
     if not path.is_file():
         raise GraphError(f"{path}: no such graph file; pass an arch.yaml written by `archgraph search` or `sample`")
-    return from_yaml(path.read_text(), str(path))
+    data = path.read_bytes()
+    if b"\0" in data[:8192] or data.startswith(b"PK\x03\x04"):
+        what = "a checkpoint or other zip archive" if data.startswith(b"PK\x03\x04") else "a binary file"
+        raise GraphError(f"{path} is {what}, not a graph YAML; pass an arch.yaml (or the run folder holding it) "
+                         "written by `archgraph search` or `sample`")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GraphError(f"{path} is not a text file (not UTF-8), so not a graph YAML; pass an arch.yaml (or the run "
+                         "folder holding it) written by `archgraph search` or `sample`") from None
+    return from_yaml(text, str(path))
 
 
 def graphs_equal(a: nx.DiGraph, b: nx.DiGraph) -> bool:

@@ -126,6 +126,17 @@ def read_label(path: Path) -> np.ndarray:
     return arr
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image from its header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except FileNotFoundError:
+        raise DatasetError(f"image {path} does not exist; check data.root and the split list") from None
+    except OSError as e:
+        raise DatasetError(f"cannot read image {path} ({e}); re-extract or delete the file") from None
+
+
 def require_dir(path: Path, dataset: str, what: str, fix: str) -> Path:
     """``path`` if it is a folder, else a :class:`DatasetError` naming it and ``fix``."""
     if not path.is_dir():
@@ -299,6 +310,64 @@ class SegmentationDataset(Dataset):
                 f"e.g. {img} has no {lbl}; extract the annotations next to the images"
             )
         return pairs
+
+    # Labels read by check_labels(): every one for splits up to LABEL_CHECK_ALL samples, else this
+    # many spread evenly over the split (the docstring of check_labels says why).
+    LABEL_CHECK_ALL = 500
+    LABEL_CHECK_SPREAD = 100
+
+    def check_labels(self) -> list[tuple[int, int]]:
+        """Read the split's labels before any training, so a bad one fails now, naming the file.
+
+        Each checked label is decoded and mapped (a value outside the class range, a colour
+        rendering, an unreadable file raise :class:`DatasetError` with the file, the values and the
+        valid range), and its image's header is read (a missing image or a size mismatch fail too).
+        Returns the checked images' (height, width).
+
+        How many: every label of a split of up to :attr:`LABEL_CHECK_ALL` samples (each of CamVid's
+        splits: about a second); for larger splits (VOC's 1464, Cityscapes' 2975, ADE20K's 20k at
+        full resolution: up to minutes for a full pass at every start) :attr:`LABEL_CHECK_SPREAD` samples spread
+        evenly from the first to the last, which catches what is wrong with a whole split (the wrong
+        dataset, colour renderings, another class numbering). A single bad file elsewhere is still
+        reported by name when it is read. Procedural datasets (no files) have nothing to check.
+        """
+        n = len(self.samples)
+        if n == 0:
+            return []
+        if n <= self.LABEL_CHECK_ALL:
+            indices: list[int] = list(range(n))
+        else:
+            k = self.LABEL_CHECK_SPREAD
+            indices = sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+        sizes = []
+        for i in indices:
+            img_path, lbl_path = self.samples[i]
+            raw = read_label(lbl_path)
+            self.map_label(raw, lbl_path)
+            size = image_size(img_path)
+            if size != raw.shape:
+                raise DatasetError(
+                    f"{self.name}: image {img_path} is {size[1]}x{size[0]} but its label {lbl_path} is "
+                    f"{raw.shape[1]}x{raw.shape[0]}; image and label must have the same size"
+                )
+            sizes.append(size)
+        return sizes
+
+    def crop_warning(self, sizes: Sequence[tuple[int, int]]) -> str | None:
+        """A warning when the training crop is larger than every image in ``sizes`` (after
+        ``scale``): each crop would then be padded with ignored pixels."""
+        if not self.train or self.crop is None or not sizes:
+            return None
+        h = max(T.scaled_size(hh, ww, self.scale)[0] for hh, ww in sizes)
+        w = max(T.scaled_size(hh, ww, self.scale)[1] for hh, ww in sizes)
+        ch, cw = self.crop
+        if ch <= h and cw <= w:
+            return None
+        return (
+            f"data.crop=[{ch}, {cw}] is larger than the {self.name} {self.split} images ({h}x{w} at most, at "
+            f"data.scale={self.scale:g}): every training crop is padded with ignored pixels before the random rescale "
+            f"fills it; lower data.crop to at most [{min(ch, h)}, {min(cw, w)}] or raise data.scale"
+        )
 
     def set_epoch(self, epoch: int) -> None:
         """Change the augmentation stream: the same (seed, index, epoch) gives the same sample."""

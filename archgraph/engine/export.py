@@ -20,6 +20,10 @@ datasets produce) and returns ``N x C x H x W`` logits.
 
 Next to the model a ``<output>.json`` records the input shape, whether it is dynamic, the stride,
 the normalisation and the class names.
+
+The format follows the output's suffix (``.pt2`` or ``.onnx``) unless ``fmt`` is given; a suffix that
+names the other format is refused rather than written under a misleading name
+(:func:`export_format`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from archgraph.io import atomic_write_with, atomic_write_bytes, atomic_write_jso
 from archgraph.engine.train import BEST, load_run
 
 FORMATS = ("pt2", "onnx")
+SUFFIXES = {".pt2": "pt2", ".onnx": "onnx"}
 MAX_SIDE = 8192  # upper bound of the symbolic height/width of a dynamic export
 
 
@@ -79,12 +84,39 @@ def _dynamic_shapes(stride: int) -> dict[str, dict[int, Any]]:
     return {"x": {0: batch, 2: stride * h, 3: stride * w}}
 
 
-def export_run(run_dir: str | Path, output: str | Path, fmt: str = "pt2", size: tuple[int, int] | None = None,
-               dynamic: bool = False, checkpoint: str = BEST) -> ExportResult:
-    """Export ``run_dir``'s ``checkpoint`` to ``output``; nothing is written when anything fails."""
+def export_format(output: str | Path, fmt: str | None = None) -> str:
+    """The format to write ``output`` in: ``fmt`` if given, else the one its suffix names.
+
+    A suffix naming the other format is refused, and so is a suffix naming neither without ``fmt``:
+    a file's name should say what it holds.
+    """
+    output = Path(output)
+    by_suffix = SUFFIXES.get(output.suffix.lower())
+    if fmt is None:
+        if by_suffix is None:
+            raise ConfigError(
+                f"-o {output}: the suffix {output.suffix or '(none)'!s} names no export format; name the file "
+                f"{output.with_suffix('.pt2')} (torch.export) or {output.with_suffix('.onnx')} (ONNX), or pass --format pt2|onnx"
+            )
+        return by_suffix
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    if by_suffix is not None and by_suffix != fmt:
+        raise ConfigError(
+            f"-o {output} names a .{by_suffix} file but --format {fmt} was asked for; drop --format (the suffix picks "
+            f"{by_suffix}) or write -o {output.with_suffix('.' + fmt)}"
+        )
+    return fmt
+
+
+def export_run(run_dir: str | Path, output: str | Path, fmt: str | None = None, size: tuple[int, int] | None = None,
+               dynamic: bool = False, checkpoint: str = BEST) -> ExportResult:
+    """Export ``run_dir``'s ``checkpoint`` to ``output``; nothing is written when anything fails.
+
+    ``fmt`` (pt2 or onnx) defaults to the one ``output``'s suffix names (:func:`export_format`).
+    """
+    fmt = export_format(output, fmt)
     if fmt == "onnx" and importlib.util.find_spec("onnx") is None:
         raise ExportError("ONNX export needs the optional onnx packages; install them with `pip install archgraph[onnx]` (or use the default pt2 format)")
     run = load_run(run_dir, checkpoint)

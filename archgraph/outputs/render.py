@@ -18,14 +18,18 @@ positions and straight edges; ``dot``'s layered layout would reorder the grid an
 - :func:`render` also writes the cell on its own, ``<name>_cell.<fmt>`` next to the picture, when the
   graph has cells (:func:`render_cell`: the body of the first cell, scored edges and ops included).
 
-Formats by suffix: ``.svg``, ``.png``, ``.pdf``, ``.dot``. If Graphviz's ``dot`` program is missing,
-the DOT source is written next to the requested file and the result carries a warning saying how to
-install Graphviz: drawing never fails a search.
+Formats by suffix: ``.svg``, ``.png``, ``.pdf``, ``.dot``. If Graphviz's programs are missing (the
+``graphviz`` Python package only writes DOT; ``dot`` and ``neato`` lay it out), the DOT source is
+written next to the requested file instead and a warning saying how to install Graphviz is printed
+to stderr, once per process however many pictures follow: drawing never fails a search.
+:func:`graphviz_available` says whether pictures can be drawn; :func:`picture` draws one in memory.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -48,8 +52,26 @@ X_STEP, Y_STEP = 1.9, 1.15  # inches between grid columns (layers) and rows (sca
 @dataclass(frozen=True)
 class RenderResult:
     path: Path  # the file written (the .dot file when Graphviz is missing)
+    # Always None: the missing-Graphviz warning is printed by this module, once per process, to
+    # stderr (callers that print this field print nothing, so a compare does not repeat it).
     warning: str | None = None
     extra: tuple[Path, ...] = ()  # further pictures written alongside (the cell of a hierarchical space)
+    drawn: bool = True  # False when the DOT source was written instead of the requested picture
+
+
+_graphviz_warned = False  # the missing-Graphviz warning was printed by this process
+
+
+def graphviz_available() -> bool:
+    """Whether Graphviz's layout programs are on ``PATH`` (``neato`` for the grid, ``dot`` for cells)."""
+    return shutil.which("dot") is not None and shutil.which("neato") is not None
+
+
+def _warn_once(text: str) -> None:
+    global _graphviz_warned
+    if not _graphviz_warned:
+        _graphviz_warned = True
+        print(f"warning: {text}", file=sys.stderr)
 
 
 def short_op(name: str) -> str:
@@ -262,26 +284,51 @@ def render(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | No
     A graph with cells also gets its cell drawn on its own, ``<stem>_cell<suffix>`` (``extra``).
     """
     output = Path(output)
+    _check_format(output)
     source = to_dot(graph, scores, title)
     result = _write(source, output, "neato")
     if first_cell(graph) is None:
         return result
     cell_out = output.with_name(f"{output.stem}_cell{output.suffix}")
     cell = _write(cell_to_dot(graph, scores, f"cell of {title or graph.graph.get('name', '')}"), cell_out, "dot")
-    return RenderResult(result.path, result.warning, (cell.path,))
+    return RenderResult(result.path, None, (cell.path,), result.drawn)
 
 
-def _write(source: str, output: Path, engine: str) -> RenderResult:
-    import graphviz
+def picture(graph: nx.DiGraph, fmt: str = "svg", scores: Mapping[str, Any] | None = None, title: str | None = None) -> bytes | None:
+    """``graph`` drawn as ``fmt`` bytes, in memory (no file); ``None`` (and the warning, once) when
+    Graphviz is missing or fails."""
+    return _pipe(to_dot(graph, scores, title), "neato", fmt, f"this {fmt} picture")
 
+
+def _check_format(output: Path) -> str:
     fmt = output.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ArchgraphError(f"{output}: unknown picture format {fmt!r}; use one of {', '.join('.' + f for f in FORMATS)}")
+    return fmt
+
+
+def _pipe(source: str, engine: str, fmt: str, what: str) -> bytes | None:
+    import graphviz
+
+    try:
+        return graphviz.Source(source, engine=engine).pipe(format=fmt, quiet=True)
+    except graphviz.ExecutableNotFound:
+        _warn_once(f"Graphviz is not installed (no `{engine}` program on PATH), so {what} and every further picture is "
+                   f"written as DOT source (a .dot file) instead; {INSTALL_HINT}, then draw them with `archgraph render` "
+                   "(`archgraph report RUN` draws a search run's pictures)")
+    except graphviz.CalledProcessError as exc:  # a picture Graphviz cannot lay out: said for each one
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+        first = stderr.strip().splitlines()[:1]
+        print(f"warning: Graphviz's `{engine}` failed on {what} ({first[0] if first else f'exit status {exc.returncode}'}); "
+              "its DOT source is written instead", file=sys.stderr)
+    return None
+
+
+def _write(source: str, output: Path, engine: str) -> RenderResult:
+    fmt = _check_format(output)
     if fmt == "dot":
         return RenderResult(atomic_write_text(output, source))
-    try:
-        data = graphviz.Source(source, engine=engine).pipe(format=fmt)
-    except graphviz.ExecutableNotFound:
-        dot_path = atomic_write_text(output.with_suffix(".dot"), source)
-        return RenderResult(dot_path, f"Graphviz's `dot` program was not found, so {output.name} was not drawn; wrote {dot_path.name} instead. {INSTALL_HINT}")
+    data = _pipe(source, engine, fmt, output.name)
+    if data is None:
+        return RenderResult(atomic_write_text(output.with_suffix(".dot"), source), drawn=False)
     return RenderResult(atomic_write_bytes(output, data))

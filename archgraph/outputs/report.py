@@ -1,9 +1,17 @@
 """``archgraph report RUN_DIR``: one self-contained HTML page for a search run.
 
 The page embeds the pictures (supernet and derived net as inline SVG), the curves of search.jsonl
-(loss, S-mIoU, tau, entropies; also written next to it as curves.png and curves.svg), the config, and
-the derived model's size (parameters, FLOPs at the training crop). No external files or scripts: the
-page can be mailed or attached to an issue as it is.
+(loss, S-mIoU, tau, entropies), the config, and the derived model's size (parameters, FLOPs at the
+training crop). No external files or scripts: the page can be mailed or attached to an issue as it
+is. When the report goes into the run folder (the default), the curves are also written there as
+``curves.png`` and ``curves.svg``; with ``-o`` elsewhere the run folder is only read.
+
+Pictures: the run's ``arch.svg`` / ``supernet.svg`` when the search drew them; otherwise (a search
+on a machine without Graphviz, or one that has not finished) they are drawn now from ``arch.yaml``,
+``supernet.yaml`` and ``scores.json`` when Graphviz is installed.
+
+An unfinished search (no ``final.json``) is reported as such, with the epochs done and planned
+(:func:`search_status`).
 """
 
 from __future__ import annotations
@@ -11,11 +19,13 @@ from __future__ import annotations
 import base64
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archgraph.errors import CheckpointError
+from archgraph.errors import ArchgraphError, CheckpointError
 from archgraph.io import atomic_write_bytes, atomic_write_text
+from archgraph.runfolder import check_output_file, example, folder_kind, has_search_checkpoint
 
 CURVES = (
     ("loss", "weight loss (trainA)"),
@@ -27,18 +37,84 @@ CURVES = (
 )
 
 
+def _not_a_search_run(run_dir: Path) -> str:
+    """Why ``run_dir`` cannot be reported, with a command that works (never one writing into it)."""
+    kind = folder_kind(run_dir)
+    if not run_dir.is_dir():
+        return f"{run_dir}: no such folder; pass the --out folder of `archgraph search`"
+    if kind == "train":
+        return (f"{run_dir} is a training run folder (written by `archgraph train`), not a search run; `archgraph report` "
+                f"reads the --out folder of `archgraph search`. For this run's numbers: `archgraph evaluate {run_dir}`")
+    if kind == "compare":
+        search = example(run_dir, "runs/*/*/search/search.jsonl")
+        also = f"; one of its searches: `archgraph report {search}`" if search else ""
+        return f"{run_dir} is a comparison folder; its report is {run_dir / 'report.html'}, written by `archgraph compare`{also}"
+    if kind == "correlate":
+        search = example(run_dir, "search/search.jsonl")
+        also = f"; its search: `archgraph report {search}`" if search else ""
+        return f"{run_dir} is a correlation study (results in correlation.md and correlation.json){also}"
+    if kind == "search":
+        go_on = f"; continue it with `archgraph search --out {run_dir} --resume`" if has_search_checkpoint(run_dir) else ""
+        return f"{run_dir} is a search that has not logged an epoch yet (no search.jsonl), so there is nothing to report{go_on}"
+    return f"{run_dir} holds no search run (no search.jsonl); pass the --out folder of `archgraph search`"
+
+
 def read_log(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "search.jsonl"
     if not path.is_file():
-        raise CheckpointError(f"{path} is missing: {run_dir} is not a search run folder (run `archgraph search --out {run_dir}` first)")
+        raise CheckpointError(_not_a_search_run(run_dir))
     records = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         if line.strip():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a kill: the finished ones are still valid
+            if isinstance(record, dict):
+                records.append(record)
     return records
+
+
+@dataclass(frozen=True)
+class SearchStatus:
+    finished: bool  # final.json exists
+    epochs_done: int  # epochs logged in search.jsonl (all stages)
+    epochs_planned: int | None  # from the run's config and strategy (None when it cannot be read)
+    resumable: bool  # a checkpoint exists, so `archgraph search --out RUN --resume` continues it
+
+    def describe(self) -> str:
+        if self.finished:
+            return f"finished ({self.epochs_done} epochs)"
+        planned = f" of {self.epochs_planned}" if self.epochs_planned is not None else ""
+        return f"unfinished: {self.epochs_done}{planned} epochs done"
+
+
+def _planned_epochs(run_dir: Path) -> int | None:
+    """Epochs of every stage, as the run's config and strategy plan them."""
+    import yaml
+
+    from archgraph.config import config_from_dict
+    from archgraph.configtools import dataclass_from_dict
+    from archgraph.core.registry import get_strategy
+    from archgraph.core.spaces_api import build_space
+
+    try:
+        cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+        info = get_strategy(cfg.strategy_name)
+        params = dataclass_from_dict(info.params, cfg.strategy_params, "strategy")
+        strategy = info.cls(build_space(cfg.space_name, cfg.space_params), params, cfg.search, cfg.seed)
+        return int(sum(strategy.stage_epochs(s) for s in range(strategy.num_stages())))
+    except (ArchgraphError, OSError, yaml.YAMLError, TypeError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def search_status(run_dir: Path, records: list[dict[str, Any]] | None = None) -> SearchStatus:
+    """Whether the search in ``run_dir`` finished, and how far it got."""
+    run_dir = Path(run_dir)
+    records = read_log(run_dir) if records is None else records
+    done = len({(r.get("stage", 0), r.get("epoch", i)) for i, r in enumerate(records)})
+    finished = (run_dir / "final.json").is_file()
+    return SearchStatus(finished, done, None if finished else _planned_epochs(run_dir), has_search_checkpoint(run_dir))
 
 
 def plot_curves(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
@@ -74,6 +150,8 @@ def derived_size(run_dir: Path) -> dict[str, Any]:
     from archgraph.core.costs import count_params, model_flops
     from archgraph.core.graph import load
 
+    if not (run_dir / "arch.yaml").is_file():
+        return {}
     arch = load(run_dir / "arch.yaml")
     net = compile_graph(arch)
     crop = (64, 64)
@@ -83,42 +161,73 @@ def derived_size(run_dir: Path) -> dict[str, Any]:
     return {"params": count_params(net), "flops": model_flops(net, crop), "flops_at": list(crop), "nodes": arch.number_of_nodes(), "edges": arch.number_of_edges()}
 
 
-def _svg_inline(path: Path) -> str:
-    if not path.is_file():
-        dot = path.with_suffix(".dot")
-        return f"<p><em>{html.escape(path.name)} is missing" + (f" (Graphviz was not installed; {dot.name} holds the DOT source)" if dot.is_file() else "") + "</em></p>"
-    text = path.read_text()
-    start = text.find("<svg")
-    return f'<div class="pic">{text[start:]}</div>'
+def _svg_inline(svg: str) -> str:
+    return f'<div class="pic">{svg[svg.find("<svg"):]}</div>'
+
+
+def _picture(run_dir: Path, name: str, title: str) -> str:
+    """The run's ``<name>.svg``, or the picture drawn now from the run's graph (and scores)."""
+    from archgraph.core.graph import load
+    from archgraph.outputs.render import INSTALL_HINT, picture
+
+    svg = run_dir / f"{name}.svg"
+    if svg.is_file():
+        return _svg_inline(svg.read_text(errors="replace"))
+    graph_file = run_dir / f"{name}.yaml"
+    if not graph_file.is_file():
+        return f"<p><em>{html.escape(svg.name)} is missing, and so is {html.escape(graph_file.name)} to draw it from</em></p>"
+    scores = None
+    if name == "supernet" and (run_dir / "scores.json").is_file():
+        scores = json.loads((run_dir / "scores.json").read_text())
+    data = picture(load(graph_file), "svg", scores=scores, title=title)
+    if data is None:
+        return f"<p><em>{html.escape(svg.name)} is missing and cannot be drawn: Graphviz is not installed; {html.escape(INSTALL_HINT)}, then run archgraph report again</em></p>"
+    return _svg_inline(data.decode(errors="replace"))
 
 
 def write_report(run_dir: Path, output: Path | None = None) -> Path:
     run_dir = Path(run_dir)
     records = read_log(run_dir)
+    out = Path(output) if output else run_dir / "report.html"
+    check_output_file(out, "-o", "report.html")
+    status = search_status(run_dir, records)
     png, svg = plot_curves(records)
-    atomic_write_bytes(run_dir / "curves.png", png)
-    atomic_write_bytes(run_dir / "curves.svg", svg)
+    if out.parent.resolve() == run_dir.resolve():
+        atomic_write_bytes(run_dir / "curves.png", png)
+        atomic_write_bytes(run_dir / "curves.svg", svg)
     size = derived_size(run_dir)
     config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else "(no config.yaml)"
+    strategy = ""
+    if (run_dir / "config.yaml").is_file():
+        import yaml
+
+        strategy = str(((yaml.safe_load(config) or {}).get("strategy") or {}).get("name", ""))
     last = records[-1] if records else {}
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in {**size, **{f"last {k}": v for k, v in last.items()}}.items())
+    label = "last" if status.finished else "latest"
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in {**size, **{f"{label} {k}": v for k, v in last.items()}}.items())
+    state = html.escape(status.describe())
+    if not status.finished:
+        state = f'<strong class="unfinished">{state}</strong>: the pictures and numbers show the search so far'
+        if status.resumable:
+            state += f"; continue it with <code>archgraph search --out {html.escape(str(run_dir))} --resume</code>"
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>archgraph report: {html.escape(run_dir.name)}</title>
+<html><head><meta charset="utf-8"><title>archgraph report: {html.escape(run_dir.name)}{'' if status.finished else ' (unfinished)'}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
 h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.2em; border-bottom: 1px solid #ddd; }}
 table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 12px 2px 0; font-size: 0.9em; }}
 .pic svg {{ max-width: 100%; height: auto; }} pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
+.unfinished {{ color: #a33; }}
 </style></head><body>
 <h1>Search run <code>{html.escape(str(run_dir))}</code></h1>
-<h2>Derived architecture</h2>{_svg_inline(run_dir / "arch.svg")}
+<p>Status: {state}.</p>
+<h2>Derived architecture{'' if status.finished else ' (so far)'}</h2>{_picture(run_dir, "arch", f"arch ({strategy})")}
 <h2>Summary</h2><table>{rows}</table>
 <h2>Curves</h2><img alt="search curves" src="data:image/png;base64,{base64.b64encode(png).decode()}" style="max-width:100%">
-<h2>Supernet (edge width = probability of the path)</h2>{_svg_inline(run_dir / "supernet.svg")}
+<h2>Supernet (edge width = probability of the path)</h2>{_picture(run_dir, "supernet", f"supernet ({strategy})")}
 <h2>Config</h2><pre>{html.escape(config)}</pre>
 </body></html>
 """
-    out = output or run_dir / "report.html"
     atomic_write_text(out, page)
     return out
 
