@@ -85,6 +85,7 @@ class TrainConfig:
     amp: str = one_of("auto", "bf16", "fp32")  # bf16 autocast of the training forward passes: auto = on for a CUDA device
     channels_last: str = one_of("auto", "channels_last", "contiguous")  # channels-last memory format: auto = on for a CUDA device
     sync_bn: bool = True  # under torchrun: BatchNorm statistics over the global batch (all processes)
+    init_from: str | None = None  # a training run folder or checkpoint: start from its weights (same name and shape; a head for other classes starts fresh)
 
 
 @dataclass
@@ -150,6 +151,21 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for k, v in extra.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def given_keys(path: str | Path | None, overrides: Iterable[str], section: str) -> set[str]:
+    """The keys of ``section`` that the YAML file or ``--set`` name explicitly (not the defaults a
+    loaded config is filled with): what a user asked to change."""
+    keys: set[str] = set()
+    if path is not None and Path(path).is_file():
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError):
+            loaded = {}
+        if isinstance(loaded, dict) and isinstance(loaded.get(section), dict):
+            keys |= set(loaded[section])
+    given = parse_overrides(overrides).get(section)
+    return keys | (set(given) if isinstance(given, dict) else set())
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), base: dict[str, Any] | None = None) -> Config:

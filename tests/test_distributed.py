@@ -66,7 +66,7 @@ def _record_search(out: str, dump: str, overrides: list[str]) -> None:
 
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)  # weights and alpha/beta built in float64 ...
-    make_loader = search_mod._loader
+    make_loader = search_mod.loader
 
     class Float64Batches:  # ... and batches too (re-iterable, as the loop cycles trainB)
         def __init__(self, loader):
@@ -76,7 +76,9 @@ def _record_search(out: str, dump: str, overrides: list[str]) -> None:
             for x, y in self.loader:
                 yield x.double(), y
 
-    search_mod._loader = lambda ds, cfg, seed: Float64Batches(make_loader(ds, cfg, seed))
+    import archgraph.engine.smiou as smiou_mod
+
+    search_mod.loader = smiou_mod.loader = lambda ds, cfg, seed: Float64Batches(make_loader(ds, cfg, seed))
     import archgraph.engine.evaluate as evaluate_mod
 
     predict = evaluate_mod.predict_probs

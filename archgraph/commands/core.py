@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output picture; the suffix picks the format (.svg .png .pdf .dot)")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("sample", help="a random architecture of a space (uniform at every choice point, then decoded)")
+    p = sub.add_parser("sample", help="a random architecture of a space (uniform at every choice point, then decoded); its head predicts the classes of data.* (default: synthetic, 5) unless space.num_classes is set")
     p.add_argument("--space", default=None, help="space name (default: dcss)")
     add_config_args(p, positional=False)
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same architecture")
@@ -178,7 +178,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from archgraph.core.graph import load
     from archgraph.outputs.render import render
+    from archgraph.runfolder import check_output_file
 
+    check_output_file(Path(args.output), "-o", "picture.svg")
     scores = None
     if args.preset:
         from archgraph.core.spaces_api import build_preset
@@ -198,7 +200,10 @@ def cmd_render(args: argparse.Namespace) -> int:
             if args.supernet:
                 graph = load(path / "supernet.yaml")
                 scores_file = path / "scores.json"
-                scores = json.loads(scores_file.read_text()) if scores_file.is_file() else None
+                try:
+                    scores = json.loads(scores_file.read_text()) if scores_file.is_file() else None
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise ArchgraphError(f"{scores_file} is not valid JSON; draw the supernet without scores by moving it away, or rerun the search") from None
                 title = f"supernet of {path.name}"
             else:
                 graph = load(path / "arch.yaml")
@@ -207,18 +212,18 @@ def cmd_render(args: argparse.Namespace) -> int:
             graph, title = load(path), path.stem
         else:
             raise ArchgraphError(f"{path}: no such file or folder; pass a graph YAML, a run folder, or --space NAME")
-    result = render(graph, args.output, scores=scores, title=title)
-    if result.warning:
-        console.print(f"[yellow]warning:[/] {result.warning}")
-    console.print(f"wrote {result.path}")
+    result = render(graph, args.output, scores=scores, title=title)  # prints the missing-Graphviz warning itself
+    console.print(f"wrote {result.path}" + "".join(f" and {p}" for p in result.extra))
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from archgraph.builders import space_for_training
     from archgraph.core.decode import sample_architecture
     from archgraph.core.graph import graph_hash, save
 
-    graph = space_graph(resolve_config(args))
+    # The head is sized for data.* (like a search sizes it) unless space.num_classes is set.
+    graph = space_for_training(resolve_config(args))
     arch = sample_architecture(graph, args.seed)
     arch.graph["name"] = f"{graph.graph.get('name')}-random-{args.seed}"
     save(arch, args.output)

@@ -44,7 +44,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     console.print(
         f"done in {record.get('wall_seconds', 0.0):.0f} s: {out / 'arch.yaml'}" + (f" (S-mIoU {s_miou:.4f})" if s_miou is not None else "")
         + f"; also {pictures}, search.jsonl, scores.json, final.json", highlight=False)
-    console.print(f"next: archgraph train {out} --out {out}-train   (or: archgraph report {out})", highlight=False)
+    from archgraph.runfolder import free_path
+
+    console.print(f"next: archgraph train {out} --out {free_path(out, '-train')}   (or: archgraph report {out})", highlight=False)
     return 0
 
 

@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", help="a run folder written by `archgraph train`")
     p.add_argument("-o", "--output", required=True, help="file to write, e.g. model.pt2 or model.onnx")
-    p.add_argument("--format", default="pt2", choices=("pt2", "onnx"), help="pt2 (torch.export, default) or onnx")
+    p.add_argument("--format", default=None, choices=("pt2", "onnx"),
+                   help="pt2 (torch.export) or onnx; default: the one the suffix of -o names (.pt2 or .onnx)")
     p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=None, help="input height and width (default: the run's data.crop)")
     p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width (H, W multiples of the stride, at least twice it)")
     p.add_argument("--checkpoint", default="best.pt", choices=("best.pt", "last.pt"), help="which weights (default: best.pt)")
@@ -69,10 +70,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from archgraph.errors import ConfigError
-    from archgraph.engine.train import prepare_training, run_training
+    from archgraph.engine.train import prepare_training, refuse_finished, run_training
+    from archgraph.runfolder import check_output_folder
 
     out = Path(args.out)
+    check_output_folder(out)
     if args.preset and not args.resume:
+        refuse_finished(out)  # before preset.yaml is written into the folder
         from archgraph.builders import write_preset
 
         if args.arch is not None:
@@ -81,6 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, graph = prepare_training(args.arch, args.config, args.overrides, out, args.resume)
     source = str(args.arch) if args.arch else str(out / "arch.yaml")
     console.print(f"training [bold]{graph.graph.get('name', 'architecture')}[/] on [bold]{cfg.data.name}[/] for {cfg.train.epochs} epochs -> {out}")
+    for key, (old, new) in (graph.graph.get("retargeted") or {}).items():
+        console.print(f"  space.{key}: {old} -> {new} (a training setting; the topology and ops are the architecture's)", highlight=False)
     metrics = run_training(cfg, graph, out, resume=args.resume, progress=not args.no_progress, source=source)
     console.print(
         f"done: mIoU {metrics['miou']:.4f} pixel acc {metrics['pixel_acc']:.4f} (best at epoch {metrics['best_epoch'] + 1}/{metrics['epochs']}), "
@@ -104,12 +110,75 @@ def print_iou_table(result: dict, title: str) -> None:
     console.print(table)
 
 
+def _require_trained_run(run: Path, then: str) -> None:
+    """Refuse a folder another command wrote, suggesting commands that write elsewhere.
+
+    ``then`` is the command to type once a trained run exists, with ``{run}`` for its folder.
+    """
+    from archgraph.errors import CheckpointError
+    from archgraph.runfolder import example, folder_kind, free_path
+
+    kind = folder_kind(run)
+    if kind == "search":
+        target = free_path(run, "-train")
+        raise CheckpointError(
+            f"{run} is a search run folder, not a trained run; train its architecture first (with the search's data "
+            f"settings): `archgraph train {run} --config {run / 'config.yaml'} --out {target}`, then `{then.format(run=target)}`"
+        )
+    if kind == "compare":
+        trained = example(run, "runs/*/*/metrics.json")
+        also = f", e.g. `{then.format(run=trained)}`" if trained else ""
+        raise CheckpointError(f"{run} is a comparison folder; its trained runs are the folders under {run / 'runs'} that hold metrics.json{also}")
+    if kind == "correlate":
+        import json
+
+        try:
+            entry = next(a["cache_entry"] for a in json.loads((run / "correlation.json").read_text())["archs"] if a.get("cache_entry"))
+            also = f", e.g. `{then.format(run=entry)}`"
+        except (OSError, ValueError, KeyError, TypeError, StopIteration):
+            also = ""
+        raise CheckpointError(f"{run} is a correlation study, not a trained run; its stand-alone runs are the cache_entry "
+                              f"folders listed in {run / 'correlation.json'}{also}")
+
+
+def _with_intact_alternative(exc: Exception, run: Path, checkpoint: str, command: str) -> Exception:
+    """When ``best.pt`` is unusable but ``last.pt`` loads, say so and how to use it."""
+    from archgraph.engine.train import BEST, LAST, load_checkpoint
+    from archgraph.errors import CheckpointError
+
+    if checkpoint != BEST:
+        return exc
+    try:
+        load_checkpoint(run / BEST)
+        return exc  # best.pt is fine: the problem was elsewhere
+    except CheckpointError:
+        pass
+    try:
+        load_checkpoint(run / LAST)
+    except CheckpointError:
+        return exc
+    # what is wrong with best.pt, without the advice that came with it (it did not know of last.pt)
+    reason = str(exc).removeprefix(f"no usable checkpoint in {run}: ").split("; ")[0].split(". ")[0]
+    return CheckpointError(
+        f"{run / BEST} cannot be used ({reason}); {run / LAST} is intact: `{command} --checkpoint {LAST}` uses it "
+        "(the weights of the last epoch rather than of the best one)"
+    )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from archgraph.engine.train import evaluate_run
+    from archgraph.errors import CheckpointError
+    from archgraph.runfolder import check_output_file
 
+    run = Path(args.run_dir)
+    _require_trained_run(run, "archgraph evaluate {run}")
+    check_output_file(Path(args.output) if args.output else run / "eval.json", "-o", "eval.json")
     overrides = ([f"data.name={args.data}"] if args.data else []) + list(args.overrides)
-    result, path = evaluate_run(args.run_dir, overrides, args.checkpoint, Path(args.output) if args.output else None,
-                                progress=not args.no_progress)
+    try:
+        result, path = evaluate_run(args.run_dir, overrides, args.checkpoint, Path(args.output) if args.output else None,
+                                    progress=not args.no_progress)
+    except CheckpointError as exc:
+        raise _with_intact_alternative(exc, run, args.checkpoint, f"archgraph evaluate {run}") from None
     scales = ",".join(f"{s:g}" for s in result["eval_scales"]) + (" + flip" if result["eval_flip"] else "")
     print_iou_table(result, f"{result['dataset']} {result['split']} ({result['images']} images, scales {scales}, {result['checkpoint']})")
     console.print(f"wrote {path}")
@@ -117,9 +186,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from archgraph.engine.export import export_run
+    from archgraph.engine.export import export_format, export_run
+    from archgraph.errors import CheckpointError
+    from archgraph.runfolder import check_output_file
 
-    result = export_run(args.run_dir, args.output, args.format, tuple(args.size) if args.size else None, args.dynamic, args.checkpoint)
+    run = Path(args.run_dir)
+    export_format(args.output, args.format)  # a wrong name is refused before anything is loaded
+    format_flag = f" --format {args.format}" if args.format else ""
+    _require_trained_run(run, f"archgraph export {{run}} -o {args.output}{format_flag}")
+    check_output_file(Path(args.output), "-o", "model.pt2")
+    try:
+        result = export_run(args.run_dir, args.output, args.format, tuple(args.size) if args.size else None, args.dynamic, args.checkpoint)
+    except CheckpointError as exc:
+        size = f" --size {args.size[0]} {args.size[1]}" if args.size else ""
+        command = f"archgraph export {run} -o {args.output}{format_flag}{size}{' --dynamic' if args.dynamic else ''}"
+        raise _with_intact_alternative(exc, run, args.checkpoint, command) from None
     n, c, h, w = result.input_shape
     shape = f"N x 3 x H x W (H, W multiples of {result.stride}, at least {2 * result.stride})" if result.dynamic else f"{n} x {c} x {h} x {w}"
     console.print(f"wrote {result.path} (input {shape}) and {result.info_path}")

@@ -56,7 +56,8 @@ def retarget(arch: nx.DiGraph, **changes: Any) -> tuple[nx.DiGraph, dict[str, tu
     if not space or not params:
         raise ConfigError(f"architecture {arch.graph.get('name')!r} names no space and parameters, so its widths and classes "
                           "cannot be derived; build it from a registered space (archgraph sample / search)")
-    changed = {k: (params.get(k), v) for k, v in changes.items() if v is not None and params.get(k) != v}
+    current = {**params, **({"num_classes": arch.graph["num_classes"]} if arch.graph.get("num_classes") else {})}
+    changed = {k: (current.get(k), v) for k, v in changes.items() if v is not None and current.get(k) != v}
     if not changed:
         return arch, {}
     params.update({k: new for k, (_, new) in changed.items()})

@@ -141,28 +141,122 @@ def _saved_config(out: Path) -> dict[str, Any]:
     return data
 
 
+RETRAIN_KEYS = ("base_channels", "head", "num_classes")  # space keys that are training settings, not topology
+
+
+def fit_to_config(graph: nx.DiGraph, cfg: Config, given: set[str] | None = None) -> tuple[nx.DiGraph, dict[str, tuple[Any, Any]]]:
+    """The architecture as ``cfg`` trains it: the head rebuilt for the dataset's classes and, when
+    the config sets them (``given``: the space keys the user named), the widths
+    (``space.base_channels``) and the head (``space.head``) its space defines for those values. The
+    topology is the architecture's and cannot change here. Returns the graph and
+    ``{key: (old, new)}``; ``cfg.space`` records the values trained with."""
+    from archgraph.builders import dataset_classes
+    from archgraph.core.spaces_api import retarget
+
+    params = graph.graph.get("params")
+    if not graph.graph.get("space") or not isinstance(params, dict):
+        return graph, {}  # a hand-built graph: trained as it is (check_classes guards its head)
+    given = set(cfg.space_params) if given is None else given
+    fixed = {k: v for k, v in cfg.space_params.items() if k in given and k not in RETRAIN_KEYS and params.get(k) != v}
+    if fixed:
+        key, value = next(iter(fixed.items()))
+        raise ConfigError(
+            f"space.{key}={value!r} would change the architecture's topology (it has {key}={params.get(key)!r}); for training only "
+            f"{', '.join('space.' + k for k in RETRAIN_KEYS)} can change. Drop space.{key}, or search again to get another topology"
+        )
+    wanted = {"num_classes": dataset_classes(cfg), **{k: cfg.space[k] for k in ("base_channels", "head") if k in given}}
+    fitted, changed = retarget(graph, **wanted)
+    # The run's config records the space the trained network belongs to.
+    cfg.space.update({"name": graph.graph["space"], **fitted.graph["params"]})
+    return fitted, changed
+
+
+def search_data_settings(arch: str | Path, dataset: str | None = None) -> dict[str, Any]:
+    """The ``data`` section a search run folder was searched with (empty for a plain file), so that
+    ``archgraph train RUN_DIR`` trains on the same data unless ``--config``/``--set`` say otherwise.
+    Nothing is carried when the user names another dataset (``dataset``): the search's root, class
+    count and options belong to its own dataset."""
+    import yaml
+
+    folder = Path(arch)
+    saved = folder / "config.yaml"
+    if not folder.is_dir() or not saved.is_file():
+        return {}
+    try:
+        data = (yaml.safe_load(saved.read_text()) or {}).get("data")
+    except (yaml.YAMLError, AttributeError):
+        return {}
+    if not isinstance(data, dict) or (dataset is not None and dataset != data.get("name", "synthetic")):
+        return {}
+    return {"data": data}
+
+
 def prepare_training(arch: str | Path | None, cfg_path: str | None, overrides: list[str], out: Path, resume: bool) -> tuple[Config, nx.DiGraph]:
-    """The config and architecture of a run. A resumed run keeps its saved config and arch.yaml."""
+    """The config and architecture of a run (the architecture fitted to the config, :func:`fit_to_config`).
+    A resumed run keeps its saved config and arch.yaml."""
     out = Path(out)
     if resume:
-        if not (out / LAST).is_file():
-            raise CheckpointError(f"{out / LAST} does not exist: nothing to resume; run without --resume to start training in {out}")
-        base = _saved_config(out)
-        cfg = config_from_dict(base)
-        if cfg_path or overrides:
-            if load_config(cfg_path, overrides, base=base).to_dict() != cfg.to_dict():
-                raise ConfigError(f"--resume continues {out} with its saved config; the given --config/--set change it. Drop them or use a new --out")
-        graph = load_architecture(out / "arch.yaml")
-        if arch is not None and graph_hash(load_architecture(arch)) != graph_hash(graph):
-            raise ConfigError(f"--resume continues {out} with its own arch.yaml; {arch} is a different architecture. Drop it or use a new --out")
-        return cfg, graph
+        return _resumed(arch, cfg_path, overrides, out)
     if arch is None:
         raise ConfigError("no architecture given; pass ARCH.yaml (or a search run folder), or --resume to continue --out")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; pass a folder for the run")
-    if (out / LAST).exists() or (out / METRICS).exists():
-        raise ConfigError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    return load_config(cfg_path, overrides), load_architecture(arch)
+    refuse_finished(out)
+    if (out / LAST).exists():
+        raise ConfigError(f"{out} already holds an unfinished training run; pass --resume to continue it or choose another --out")
+    from archgraph.config import given_keys
+
+    named = load_config(cfg_path, overrides).data.name if "name" in given_keys(cfg_path, overrides, "data") else None
+    cfg = load_config(cfg_path, overrides, base=search_data_settings(arch, named))
+    graph, changed = fit_to_config(load_architecture(arch), cfg, given_keys(cfg_path, overrides, "space"))
+    if changed:
+        graph.graph["retargeted"] = {k: [old, new] for k, (old, new) in changed.items()}
+    return cfg, graph
+
+
+def _resumed(arch: str | Path | None, cfg_path: str | None, overrides: list[str], out: Path) -> tuple[Config, nx.DiGraph]:
+    if not (out / LAST).is_file():
+        raise CheckpointError(f"{out / LAST} does not exist: nothing to resume; run without --resume to start training in {out}")
+    base = _saved_config(out)
+    cfg = config_from_dict(base)
+    if cfg_path or overrides:
+        if load_config(cfg_path, overrides, base=base).to_dict() != cfg.to_dict():
+            raise ConfigError(f"--resume continues {out} with its saved config; the given --config/--set change it. Drop them or use a new --out")
+    refuse_finished(out)  # after the saved-config check, which names a changed setting first
+    graph = load_architecture(out / "arch.yaml")
+    if arch is not None and graph_hash(fit_to_config(load_architecture(arch), config_from_dict(base), set())[0]) != graph_hash(graph):
+        raise ConfigError(f"--resume continues {out} with its own arch.yaml; {arch} is a different architecture. Drop it or use a new --out")
+    return cfg, graph
+
+
+def refuse_finished(out: Path) -> None:
+    """A finished training run gets one message, with or without --resume, and fixes that work."""
+    from archgraph.runfolder import free_path
+
+    if (out / METRICS).is_file():
+        raise CheckpointError(
+            f"{out} holds a finished training run ({METRICS}); nothing to resume or redo there. Evaluate it with "
+            f"`archgraph evaluate {out}`, or train again into a new folder, e.g. --out {free_path(out)}"
+        )
+
+
+def init_weights(net: CompiledNetwork, source: str | Path) -> tuple[int, int]:
+    """``train.init_from``: copy every tensor of a trained run's weights whose name and shape match
+    (fine-tuning: VOC aug -> VOC; another class count leaves the classifier fresh). (copied, total)."""
+    path = Path(source)
+    path = path / BEST if path.is_dir() else path
+    state = load_checkpoint(path)
+    target = net.state_dict()
+    copied = 0
+    with torch.no_grad():
+        for name, tensor in state["net"].items():
+            if name in target and target[name].shape == tensor.shape:
+                target[name].copy_(tensor)
+                copied += 1
+    if copied == 0:
+        raise CheckpointError(f"train.init_from={source}: none of its {len(state['net'])} tensors fits this architecture "
+                              "(another topology?); drop train.init_from or pass a run of the same architecture")
+    return copied, len(target)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,7 +282,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     name; :class:`CheckpointError` naming the file when none is usable."""
     path = Path(path)
     if not path.is_file() and not previous_path(path).is_file():
-        raise CheckpointError(f"{path} does not exist; train first (`archgraph train ... --out {path.parent}`) or pick the other checkpoint with --checkpoint")
+        other = path.with_name(LAST if path.name == BEST else BEST)
+        fix = (f"pick the other checkpoint with --checkpoint {other.name}" if other.is_file()
+               else "train into a new folder first (`archgraph train ARCH --out NEW_FOLDER`) and pass that folder")
+        raise CheckpointError(f"{path} does not exist; {fix}")
 
     def check(state: dict[str, Any]) -> None:
         if state.get("kind") != CHECKPOINT_KIND or state.get("version") != CHECKPOINT_VERSION:
@@ -294,6 +391,10 @@ def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, pr
                       {"miou": -1.0, "epoch": -1, "summary": None})
     if resume:
         _resume_training(run)
+    elif t.init_from:
+        copied, total = init_weights(net, t.init_from)
+        if main:
+            print(f"initialised {copied} of {total} tensors from {t.init_from} (the others start fresh)")
     return run
 
 
@@ -307,8 +408,6 @@ def _resume_training(run: TrainingRun) -> None:
     run.start = state["epoch"] + 1
     if run.main:
         truncate_jsonl(run.out / LOG, lambda r: r.get("epoch", -1) <= state["epoch"])
-    if run.start >= run.cfg.train.epochs and D.from_main(lambda: (run.out / METRICS).is_file()):
-        raise CheckpointError(f"{run.out} holds a finished training run ({run.cfg.train.epochs} epochs); nothing to resume")
 
 
 def _train_epoch(run: TrainingRun, epoch: int, advance, stop: GracefulStop) -> tuple[dict[str, Any], float]:
