@@ -70,6 +70,9 @@ def test_a_search_that_cannot_learn_says_so(tmp_path, capsys):
     final = json.loads((out / "final.json").read_text())
     assert "cannot be told from the initialisation" in final["warning"] and "search.arch_lr" in final["warning"]
     assert "cannot be told from the initialisation" in capsys.readouterr().err
+    assert main(["report", str(out)]) == 0  # the page says it too, next to how the margins moved
+    page = (out / "report.html").read_text()
+    assert "Search health" in page and "cannot be told from the initialisation" in page and "decision margin of alpha" in page
 
 
 @pytest.mark.parametrize("extra, why", [

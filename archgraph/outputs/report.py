@@ -34,7 +34,13 @@ CURVES = (
     ("tau", "temperature tau"),
     ("entropy_alpha", "entropy of softmax(alpha)"),
     ("entropy_beta", "entropy of softmax(beta)"),
+    ("margin_alpha", "decision margin of alpha (top-1 - top-2)"),
+    ("margin_beta", "decision margin of beta (last kept - first dropped)"),
+    ("changed_ops", "op decisions changed since the epoch before"),
+    ("changed_inputs", "input decisions changed since the epoch before"),
+    ("arch_grad_snr", "arch gradient SNR (dashed: pure noise)"),
 )
+COMPANIONS = {"arch_grad_snr": "arch_grad_snr_noise"}  # drawn dashed in the same panel
 
 
 def _not_a_search_run(run_dir: Path) -> str:
@@ -121,6 +127,8 @@ def plot_curves(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
     """(PNG, SVG) of every logged curve against the epoch (stages laid end to end)."""
     from archgraph.outputs.plots import figure_bytes, pyplot
 
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
     present = [(k, title) for k, title in CURVES if any(k in r for r in records)]
     cols = 3
@@ -130,8 +138,13 @@ def plot_curves(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
     for ax, (key, title) in zip(axes.flat, present):
         pts = [(x, r[key]) for x, r in zip(xs_all, records) if r.get(key) is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3)
+        if key in COMPANIONS:
+            ref = [(x, r[COMPANIONS[key]]) for x, r in zip(xs_all, records) if r.get(COMPANIONS[key]) is not None]
+            ax.plot([p[0] for p in ref], [p[1] for p in ref], linestyle="--", color="grey")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)
         stages = sorted({r.get("stage", 0) for r in records})
         for s in stages[1:]:
@@ -141,6 +154,27 @@ def plot_curves(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
         ax.axis("off")
     fig.tight_layout()
     return figure_bytes(fig)
+
+
+def health_section(run_dir: Path, records: list[dict[str, Any]]) -> str:
+    """How the architecture parameters moved: margins at the start and the end, decisions changed,
+    architecture steps, and the search's own verdict when it could not learn (final.json)."""
+    final = json.loads((run_dir / "final.json").read_text()) if (run_dir / "final.json").is_file() else {}
+    if not records:
+        return ""
+    first, last = records[0], records[-1]
+    rows = []
+    for key, what in (("margin_alpha", "decision margin of alpha"), ("margin_beta", "decision margin of beta"),
+                      ("entropy_alpha", "entropy of softmax(alpha)"), ("entropy_beta", "entropy of softmax(beta)")):
+        if first.get(key) is not None and last.get(key) is not None:
+            rows.append(f"<tr><th>{what}</th><td>{first[key]:.4f} &rarr; {last[key]:.4f}</td></tr>")
+    changed = [sum(r.get(k, 0) for r in records) for k in ("changed_ops", "changed_inputs")]
+    rows.append(f"<tr><th>decisions changed (ops / inputs), all epochs</th><td>{changed[0]} / {changed[1]}</td></tr>")
+    steps = final.get("arch_steps_total", sum(r.get("arch_steps", 0) for r in records))
+    rows.append(f"<tr><th>architecture steps</th><td>{steps}</td></tr>")
+    verdict = (f'<p class="unfinished"><strong>{html.escape(final["warning"])}</strong></p>' if final.get("warning")
+               else "<p>The decisions are past the initialisation's noise (docs/strategies.md, search health).</p>" if final else "")
+    return f"<h2>Search health</h2>{verdict}<table>{''.join(rows)}</table>"
 
 
 def derived_size(run_dir: Path) -> dict[str, Any]:
@@ -222,6 +256,7 @@ table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 
 <h1>Search run <code>{html.escape(str(run_dir))}</code></h1>
 <p>Status: {state}.</p>
 <h2>Derived architecture{'' if status.finished else ' (so far)'}</h2>{_picture(run_dir, "arch", f"arch ({strategy})")}
+{health_section(run_dir, records)}
 <h2>Summary</h2><table>{rows}</table>
 <h2>Curves</h2><img alt="search curves" src="data:image/png;base64,{base64.b64encode(png).decode()}" style="max-width:100%">
 <h2>Supernet (edge width = probability of the path)</h2>{_picture(run_dir, "supernet", f"supernet ({strategy})")}
