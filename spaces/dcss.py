@@ -1,4 +1,5 @@
-"""DCSS: the densely connected search space of DCNAS (Zhang et al., CVPR 2020, arXiv:2003.11883).
+"""DCSS: the densely connected search space of DCNAS (Zhang, Xu, Mo, Tan, Yang, Wang, Ren, "DCNAS:
+Densely Connected Neural Architecture Search for Semantic Segmentation", CVPR 2021, arXiv:2003.11883).
 
 A grid of fusion nodes M(s, l): scales s in {1/4, 1/8, 1/16, 1/32} with widths F, 2F, 4F, 8F, layers
 l = 1..L. With ``connectivity: dense`` every node takes every node of all earlier layers (the stem

@@ -71,6 +71,9 @@ class Strategy:
         self.epoch = 0
         self.epochs = search.epochs
         self.costs: CostTable | None = None
+        # Set by the search loop before on_search_end: whether end-of-search work (SPOS's evolution)
+        # may draw a progress bar; None = decide alone (e.g. only on a terminal).
+        self.progress: bool | None = None
         self.relaxation = self.make_relaxation()
 
     # -------------------------------------------------------------- 1-2. relaxation and parameters

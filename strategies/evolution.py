@@ -208,6 +208,12 @@ class EvolutionConfig:
         if not 0 <= self.mutation_prob <= 1:
             raise ConfigError(f"{prefix}mutation_prob must be in [0, 1], got {self.mutation_prob}")
 
+    def max_scored(self) -> int:
+        """At most this many candidates get scored: the initial population, then per generation the
+        children (mutation + crossover) or the random fill-up to ``population``, whichever is more.
+        Fewer when children repeat earlier candidates or the space runs out of legal ones."""
+        return self.population + self.generations * max(self.population, self.mutation + self.crossover)
+
 
 @dataclass
 class EvolutionResult:
@@ -225,6 +231,85 @@ def crossover(a: Candidate, b: Candidate, rng: random.Random) -> Candidate:
     return tuple(rng.choice((x, y)) for x, y in zip(a, b))
 
 
+class _Run:
+    """The state of one evolution: its RNG, every candidate scored (in order) and every illegal one seen.
+
+    One method per phase of the official ``EvolutionSearcher.search()``; :func:`evolve` calls them in
+    the official order, so the RNG draws (and hence the result for a seed) follow from that order.
+    """
+
+    def __init__(self, genes: Sequence[Gene], fitness: Callable[[Candidate], float], legal: Callable[[Candidate], bool], cfg: EvolutionConfig, seed: int):
+        self.genes, self.fitness, self.legal, self.cfg = genes, fitness, legal, cfg
+        self.rng = random.Random(seed)
+        self.scored: dict[Candidate, float] = {}
+        self.illegal: set[Candidate] = set()
+
+    def admit(self, cand: Candidate) -> bool:
+        """The official is_legal(): not seen before, within the constraint; then scored."""
+        if cand in self.scored or cand in self.illegal:
+            return False
+        if not self.legal(cand):
+            self.illegal.add(cand)
+            return False
+        self.scored[cand] = float(self.fitness(cand))
+        return True
+
+    def fill(self, pool: list[Candidate]) -> list[Candidate]:
+        """Random legal, unseen candidates until ``pool`` has ``population`` members (capped tries)."""
+        tries = self.cfg.random_tries * self.cfg.population
+        while len(pool) < self.cfg.population and tries > 0:
+            tries -= 1
+            cand = tuple(g.random(self.rng) for g in self.genes)
+            if self.admit(cand):
+                pool.append(cand)
+        return pool
+
+    def initial_population(self) -> list[Candidate]:
+        candidates = self.fill([])
+        if not candidates:
+            raise ConfigError("the evolution found no candidate within the constraint; relax strategy.flops_limit / params_limit")
+        return candidates
+
+    def select(self, cands: list[Candidate]) -> list[Candidate]:
+        """The top ``select`` by fitness; stable, so the earlier-scored candidate wins a tie."""
+        return sorted(cands, key=lambda c: -self.scored[c])[: self.cfg.select]
+
+    def _children(self, make: Callable[[], Candidate], num: int) -> list[Candidate]:
+        """Up to ``num`` admitted children of ``make``, from at most ``10 * num`` tries (official)."""
+        out: list[Candidate] = []
+        for _ in range(num * 10):
+            if len(out) >= num:
+                break
+            cand = make()
+            if self.admit(cand):
+                out.append(cand)
+        return out
+
+    def mutation(self, parents: list[Candidate]) -> list[Candidate]:
+        rng, cfg = self.rng, self.cfg
+        return self._children(lambda: mutate(rng.choice(parents), self.genes, cfg.mutation_prob, rng), cfg.mutation)
+
+    def crossover(self, parents: list[Candidate]) -> list[Candidate]:
+        rng = self.rng
+        return self._children(lambda: crossover(rng.choice(parents), rng.choice(parents), rng), self.cfg.crossover)
+
+    def next_population(self, top: list[Candidate]) -> list[Candidate]:
+        """Mutants and crossovers of the top-k, filled up with random candidates."""
+        parents = list(top)
+        mutants = self.mutation(parents)
+        crossed = self.crossover(parents)
+        return self.fill(mutants + crossed)
+
+    def record(self, gen: int, candidates: list[Candidate], top: list[Candidate]) -> dict[str, Any]:
+        return {
+            "generation": gen,
+            "population": [[_plain(c), self.scored[c]] for c in candidates],
+            "top": [[_plain(c), self.scored[c]] for c in top],
+            "best_fitness": self.scored[top[0]],
+            "scored": len(self.scored),
+        }
+
+
 def evolve(
     genes: Sequence[Gene],
     fitness: Callable[[Candidate], float],
@@ -235,69 +320,24 @@ def evolve(
 ) -> EvolutionResult:
     """Maximise ``fitness`` over candidates that pass ``legal``; every candidate is scored once.
 
-    Reproducible for a fixed ``seed`` (and a deterministic ``fitness``).
+    Initial population, then per generation: selection of the top-k over everything ranked so far,
+    a record (``on_generation``), mutation, crossover, random fill-up. Reproducible for a fixed
+    ``seed`` (and a deterministic ``fitness``).
     """
     cfg.check()
-    rng = random.Random(seed)
-    scored: dict[Candidate, float] = {}
-    illegal: set[Candidate] = set()
-
-    def admit(cand: Candidate) -> bool:
-        """The official is_legal(): not seen before, within the constraint; then scored."""
-        if cand in scored or cand in illegal:
-            return False
-        if not legal(cand):
-            illegal.add(cand)
-            return False
-        scored[cand] = float(fitness(cand))
-        return True
-
-    def children(make: Callable[[], Candidate], num: int) -> list[Candidate]:
-        out: list[Candidate] = []
-        for _ in range(num * 10):
-            if len(out) >= num:
-                break
-            cand = make()
-            if admit(cand):
-                out.append(cand)
-        return out
-
-    def fill(pool: list[Candidate]) -> list[Candidate]:
-        tries = cfg.random_tries * cfg.population
-        while len(pool) < cfg.population and tries > 0:
-            tries -= 1
-            cand = tuple(g.random(rng) for g in genes)
-            if admit(cand):
-                pool.append(cand)
-        return pool
-
-    def rank(cands: list[Candidate]) -> list[Candidate]:
-        return sorted(cands, key=lambda c: -scored[c])  # stable: earlier-scored wins ties
-
-    candidates = fill([])
-    if not candidates:
-        raise ConfigError("the evolution found no candidate within the constraint; relax strategy.flops_limit / params_limit")
+    run = _Run(genes, fitness, legal, cfg, seed)
+    candidates = run.initial_population()
     top: list[Candidate] = []
     history: list[dict[str, Any]] = []
     for gen in range(cfg.generations + 1):
-        top = rank(top + candidates)[: cfg.select]
-        record = {
-            "generation": gen,
-            "population": [[_plain(c), scored[c]] for c in candidates],
-            "top": [[_plain(c), scored[c]] for c in top],
-            "best_fitness": scored[top[0]],
-            "scored": len(scored),
-        }
-        history.append(record)
+        top = run.select(top + candidates)
+        history.append(run.record(gen, candidates, top))
         if on_generation is not None:
-            on_generation(record)
+            on_generation(history[-1])
         if gen == cfg.generations:
             break  # the last generation's children are ranked too (the official loop scores them but stops)
-        parents = list(top)
-        mutants = children(lambda: mutate(rng.choice(parents), genes, cfg.mutation_prob, rng), cfg.mutation)
-        crossed = children(lambda: crossover(rng.choice(parents), rng.choice(parents), rng), cfg.crossover)
-        candidates = fill(mutants + crossed)
-    return EvolutionResult(top[0], scored[top[0]], history, scored)
+        candidates = run.next_population(top)
+    return EvolutionResult(top[0], run.scored[top[0]], history, run.scored)
 
 
 def _plain(cand: Candidate) -> list:

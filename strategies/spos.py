@@ -10,14 +10,18 @@ Sampling", ECCV 2020 (arXiv:1904.00420); official code: megvii-model/SinglePathO
    is drawn uniformly, then candidates are drawn until one falls in it (500 tries, then any).
 2. **Evolution** (``src/Search/search.py``, :func:`archgraph.strategies.evolution.evolve`) after the last epoch,
    in :meth:`SPOS.on_search_end`: every candidate within the FLOPs/params limits is scored by the
-   search loop's scorer, which recalibrates the BN statistics on training batches (reset, then a
-   cumulative average in train mode under no_grad) and evaluates validation mIoU in subnet mode.
+   search loop's scorer, which recalibrates the BN statistics on ``recalib_batches`` training batches
+   (reset, then a cumulative average in train mode under no_grad; official ``get_cand_err``: 200
+   batches of 128) and evaluates validation mIoU in subnet mode. The default of 32 batches and the
+   fitness noise behind it are measured in docs/strategies.md. A rich progress bar (candidates
+   scored, generation, best fitness) follows :attr:`SPOS.progress`.
 3. ``derive`` returns the best candidate; the history is ``evolution.jsonl`` in the run folder.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +63,7 @@ class SPOSParams(StrategyParams):
     mutation_prob: float = 0.1
     flops_limit: float = 0.0  # every candidate's FLOPs at the training crop must not exceed it (0 = no limit)
     params_limit: float = 0.0  # same for parameters (0 = no limit)
-    recalib_batches: int = 0  # BN recalibration batches per candidate (0 = search.bn_recalib_batches; paper 200)
+    recalib_batches: int = 32  # BN recalibration batches per candidate (0 = search.bn_recalib_batches); official 200, see docs/strategies.md
 
 
 class SPOSRelaxation(Relaxation):
@@ -138,6 +142,10 @@ class SPOS(Strategy):
     """SPOS: uniform single-path supernet training, then evolution scored with recalibrated BN (Guo et al. 2020)."""
 
     name = "spos"
+    #: The evolution's progress bar (candidates scored of at most ``EvolutionConfig.max_scored()``,
+    #: generation, best fitness so far): True draws it, False never; None (the default) draws it only
+    #: when stderr is a terminal and this is rank 0. The search loop sets it from its ``progress`` switch.
+    progress: bool | None = None
 
     def __init__(self, graph: nx.DiGraph, params: SPOSParams, search, seed: int = 0):
         self.evolution_cfg = EvolutionConfig(params.population, params.generations, params.select, params.mutation, params.crossover, params.mutation_prob)
@@ -170,6 +178,9 @@ class SPOS(Strategy):
 
     def arch_active(self) -> bool:
         return False
+
+    def planned_arch_steps(self, stage: int, steps_per_epoch: int) -> int | None:
+        return None  # no gradient on the architecture: the evolution picks it after supernet training
 
     def search_step(self, net, batch_w, batch_a, w_opt, a_opt) -> dict[str, float]:
         self.prepare_costs(tuple(batch_w[0].shape[-2:]))
@@ -205,6 +216,7 @@ class SPOS(Strategy):
         return ops, inputs
 
     def on_search_end(self, net: CompiledNetwork, score: Callable[..., float], out_dir) -> bool:
+        """The evolution over the trained supernet; its best candidate becomes :meth:`derive`'s."""
         if not len(net.choices):
             return False
         p = self.params
@@ -214,37 +226,49 @@ class SPOS(Strategy):
             self.prepare_costs(self.image_hw)
         genes, op_labels, in_labels = genes_of(net.choices)
         scorer = _with_recalib(score, p.recalib_batches)
+        log = self._generation_log(out_dir, op_labels, in_labels)
+        cfg = self.evolution_cfg
+        with EvolutionProgress(cfg.max_scored(), cfg.generations, show_progress(self.progress)) as bar:
 
-        def fitness(cand: Candidate) -> float:
-            return scorer(*self.decisions_of(cand, op_labels, in_labels))
+            def fitness(cand: Candidate) -> float:
+                return bar.scored(scorer(*self.decisions_of(cand, op_labels, in_labels)))
 
-        def legal(cand: Candidate) -> bool:
-            if self.cost is None:
-                return True
-            flops, params = self.cost.of(*self.decisions_of(cand, op_labels, in_labels))
-            return (p.flops_limit <= 0 or flops <= p.flops_limit) and (p.params_limit <= 0 or params <= p.params_limit)
+            def legal(cand: Candidate) -> bool:
+                if self.cost is None:
+                    return True
+                flops, params = self.cost.of(*self.decisions_of(cand, op_labels, in_labels))
+                return (p.flops_limit <= 0 or flops <= p.flops_limit) and (p.params_limit <= 0 or params <= p.params_limit)
 
+            def on_generation(record: dict[str, Any]) -> None:
+                bar.generation(record["generation"])
+                log(record)
+
+            result = evolve(genes, fitness, legal, cfg, seed=self.seed, on_generation=on_generation)
+        self.best = self.decisions_of(result.best, op_labels, in_labels)
+        return True
+
+    def _generation_log(self, out_dir, op_labels: list[str], in_labels: list[str]) -> Callable[[dict[str, Any]], None]:
+        """Appends one line per generation to ``evolution.jsonl`` in ``out_dir`` (nothing when None)."""
         log = Path(out_dir) / "evolution.jsonl" if out_dir is not None else None
         if log is not None and log.exists():
             log.unlink()  # a rerun (after an interruption) starts the evolution afresh: same seed, same result
 
-        def on_generation(record: dict[str, Any]) -> None:
+        def entry(c, f) -> dict[str, Any]:
+            ops, inputs = self.decisions_of(tuple(tuple(v) if isinstance(v, list) else v for v in c), op_labels, in_labels)
+            out = {"ops": ops, "inputs": inputs, "fitness": f}
+            if self.cost is not None:
+                out["flops"], out["params"] = self.cost.of(ops, inputs)
+            return out
+
+        def write(record: dict[str, Any]) -> None:
             if log is None:
                 return
-            def entry(c, f):
-                ops, inputs = self.decisions_of(tuple(tuple(v) if isinstance(v, list) else v for v in c), op_labels, in_labels)
-                out = {"ops": ops, "inputs": inputs, "fitness": f}
-                if self.cost is not None:
-                    out["flops"], out["params"] = self.cost.of(ops, inputs)
-                return out
             append_jsonl(log, {
                 "generation": record["generation"], "best_fitness": record["best_fitness"], "scored": record["scored"],
                 "top": [entry(c, f) for c, f in record["top"]], "population": [entry(c, f) for c, f in record["population"]],
             })
 
-        result = evolve(genes, fitness, legal, self.evolution_cfg, seed=self.seed, on_generation=on_generation)
-        self.best = self.decisions_of(result.best, op_labels, in_labels)
-        return True
+        return write
 
     # ------------------------------------------------------------------ derivation
 
@@ -277,6 +301,57 @@ class SPOS(Strategy):
             self.relaxation.generator.set_state(state["generator"])
         self.best = state.get("best")
         self.image_hw = tuple(state["image_hw"]) if state.get("image_hw") else None
+
+
+def show_progress(wanted: bool | None) -> bool:
+    """``wanted`` when set; else True only on rank 0 with stderr a terminal (no bar in logs or tests)."""
+    if wanted is not None:
+        return bool(wanted)
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return False
+    return sys.stderr.isatty()
+
+
+class EvolutionProgress:
+    """A rich progress bar on stderr over the evolution: candidates scored / at most ``total``, the
+    generation, the best fitness so far. Disabled, it draws nothing and costs nothing."""
+
+    def __init__(self, total: int, generations: int, show: bool):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.generations = generations
+        self.best = float("-inf")
+        self.done = 0
+        self.gen = 0
+        columns = (TextColumn("[bold]evolution"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                   TimeElapsedColumn(), TimeRemainingColumn())
+        self.bar = Progress(*columns, console=Console(stderr=True), disable=not show, transient=False)
+        self.task = self.bar.add_task("evolution", total=total, info=self._info())
+
+    def _info(self) -> str:
+        best = f"best {self.best:.4f}" if self.done else "best -"
+        return f"generation {self.gen}/{self.generations} {best}"
+
+    def __enter__(self) -> "EvolutionProgress":
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.update(self.task, total=self.done, info=self._info())  # fewer than the bound when the space ran out
+        self.bar.stop()
+
+    def scored(self, fitness: float) -> float:
+        """Count one scored candidate; returns ``fitness`` unchanged."""
+        self.done += 1
+        self.best = max(self.best, fitness)
+        self.bar.update(self.task, advance=1, info=self._info())
+        return fitness
+
+    def generation(self, gen: int) -> None:
+        """Generation ``gen`` has been ranked; its children come next."""
+        self.gen = min(gen + 1, self.generations)
+        self.bar.update(self.task, info=self._info())
 
 
 def _with_recalib(score: Callable[..., float], batches: int) -> Callable[[OpIdx, InputIdx], float]:

@@ -160,6 +160,73 @@ def test_evolution_is_reproducible():
     assert list(a.scored) != list(c.scored)
 
 
+def _fingerprint(result) -> str:
+    """Every scored candidate in order, the history and the best: equal iff the run is the same."""
+    import hashlib
+
+    plain = lambda c: [list(v) if isinstance(v, tuple) else v for v in c]
+    text = json.dumps([[plain(c), f] for c, f in result.scored.items()]) + json.dumps(result.history) + repr(result.best)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("seed, cfg, scored, fingerprint", [
+    (3, EvolutionConfig(population=20, generations=8, select=5, mutation=10, crossover=10, mutation_prob=0.1), 180, "b1944b8e8d864e33"),
+    (0, EvolutionConfig(population=6, generations=4, select=2, mutation=8, crossover=3, mutation_prob=0.5), 45, "d5d9e9918e58c11c"),
+])
+def test_evolution_repeats_the_recorded_runs(seed, cfg, scored, fingerprint):
+    """Fingerprints recorded before ``evolve`` was split into phases: the same seed still gives the
+    same candidates in the same order, the same history and the same best."""
+    result = evolve(toy_genes(), toy_fitness, toy_legal, cfg, seed=seed)
+    assert len(result.scored) == scored <= cfg.max_scored()
+    assert _fingerprint(result) == fingerprint
+    small = evolve([Gene(2), Gene(3, 2)], lambda c: float(c[0] + sum(c[1])), lambda c: True,
+                   EvolutionConfig(population=4, generations=3, select=2, mutation=2, crossover=2), seed=1)
+    assert len(small.scored) == 6 and _fingerprint(small) == "630fc182276dd3c2"  # the space ran out: 2 x 3 candidates
+
+
+def test_evolution_bound_on_scored_candidates():
+    cfg = EvolutionConfig(population=20, generations=8, select=5, mutation=10, crossover=10)
+    assert cfg.max_scored() == 20 + 8 * 20
+    assert EvolutionConfig(population=6, generations=4, mutation=8, crossover=3).max_scored() == 6 + 4 * 11
+    assert len(evolve(toy_genes(), toy_fitness, toy_legal, cfg, seed=0).scored) == cfg.max_scored()
+
+
+def _evolve_with_a_fake_scorer(space, tmp_path, progress, **params):
+    evo = dict(population=4, generations=2, select=2, mutation=2, crossover=2)
+    strategy, net = spos(space, **{**evo, **params})
+    strategy.progress = progress
+    asked = []
+
+    def score(ops, inputs, recalib_batches=None):
+        asked.append(recalib_batches)
+        return sum(ops.values()) / 100 + sum(sum(v) for v in inputs.values()) / 1000
+
+    assert strategy.on_search_end(net, score, tmp_path)
+    return strategy, asked
+
+
+def test_evolution_progress_bar_follows_the_switch(tiny_space, tmp_path, capsys):
+    from archgraph.strategies.spos import show_progress
+
+    assert show_progress(True) and not show_progress(False)
+    assert not show_progress(None)  # pytest captures stderr: not a terminal, so no bar by default
+    _, asked = _evolve_with_a_fake_scorer(tiny_space, tmp_path, progress=False)
+    assert capsys.readouterr().err == ""
+    _evolve_with_a_fake_scorer(tiny_space, tmp_path, progress=True)
+    err = capsys.readouterr().err
+    n = len(asked)
+    assert "evolution" in err and f"{n}/{n}" in err and "generation 2/2" in err and "best 0." in err
+    history = [json.loads(l) for l in (tmp_path / "evolution.jsonl").read_text().splitlines()]
+    assert history[-1]["scored"] == n and f"best {history[-1]['best_fitness']:.4f}" in err
+
+
+def test_every_candidate_is_recalibrated_on_the_default_batches(tiny_space, tmp_path):
+    _, asked = _evolve_with_a_fake_scorer(tiny_space, tmp_path, progress=False)
+    assert asked and set(asked) == {SPOSParams().recalib_batches} and SPOSParams().recalib_batches >= 16
+    _, asked = _evolve_with_a_fake_scorer(tiny_space, tmp_path, progress=False, recalib_batches=0)
+    assert set(asked) == {None}  # 0: the loop's scorer uses search.bn_recalib_batches
+
+
 def test_bad_options_are_rejected(tiny_space):
     from archgraph.errors import ConfigError
 
@@ -179,7 +246,8 @@ TINY = [
 def test_cli_search_end_to_end(tmp_path):
     out = tmp_path / "run"
     evo = ["strategy.name=spos", "strategy.population=4", "strategy.generations=2", "strategy.select=2",
-           "strategy.mutation=2", "strategy.crossover=2", "strategy.flops_limit=800000"]
+           "strategy.mutation=2", "strategy.crossover=2", "strategy.flops_limit=800000",
+           "strategy.recalib_batches=2"]  # the default 32 would add ~5 s; the fake-scorer tests cover it
     assert main(["search", "--out", str(out), "--no-progress", "--set", *TINY, *evo]) == 0
     history = [json.loads(l) for l in (out / "evolution.jsonl").read_text().splitlines()]
     assert [h["generation"] for h in history] == [0, 1, 2]

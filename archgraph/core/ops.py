@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archgraph.errors import RegistryError
+from archgraph.errors import GraphError, RegistryError
 from archgraph.core.graph import NodeSpec, log2
 
 OpBuilder = Callable[[NodeSpec, Sequence[NodeSpec]], nn.Module]
@@ -193,7 +193,7 @@ def build_alignment(src: NodeSpec, dst: NodeSpec) -> nn.Module:
 class MultiScaleHead(nn.Module):
     """Up-sample every input to the finest one, concatenate, fuse, (ASPP), classify, up-sample to 1/1."""
 
-    def __init__(self, node: NodeSpec, inputs: Sequence[NodeSpec], aspp: bool):
+    def __init__(self, node: NodeSpec, inputs: Sequence[NodeSpec], aspp: bool, rates: Sequence[int] | None = None):
         super().__init__()
         finest = min(s.scale for s in inputs)
         self.factors = [s.scale // finest for s in inputs]
@@ -201,7 +201,8 @@ class MultiScaleHead(nn.Module):
         width = min(s.channels for s in inputs)
         total = sum(s.channels for s in inputs)
         self.fuse = conv_bn(total, width, 1)
-        self.context = ASPP(width, width) if aspp else conv_bn(width, width, 3)
+        # the ASPP runs on the finest input's map: its output stride is that input's scale
+        self.context = ASPP(width, width, rates, output_stride=finest) if aspp else conv_bn(width, width, 3)
         self.classifier = nn.Conv2d(width, node.channels, 1)
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
@@ -212,19 +213,65 @@ class MultiScaleHead(nn.Module):
         return y
 
 
-class ASPP(nn.Module):
-    """Atrous spatial pyramid pooling (DeepLabv3): 1x1, three dilated 3x3 (rates 6/12/18 at 1/4
-    resolution scaled down to 2/4/6, since the head runs on the finest map), image pooling."""
+DEEPLAB_RATES = (6, 12, 18)  # DeepLabv3's ASPP atrous rates ...
+DEEPLAB_OUTPUT_STRIDE = 16  # ... at output stride 16 (Chen et al. 2017, Sec. 3.3)
 
-    def __init__(self, cin: int, cout: int, rates: Sequence[int] = (2, 4, 6)):
+
+def aspp_rates(output_stride: int, rates: Sequence[int] = DEEPLAB_RATES, at_stride: int = DEEPLAB_OUTPUT_STRIDE) -> tuple[int, ...]:
+    """Atrous rates that cover the same image area as ``rates`` at ``at_stride``, on a map at ``output_stride``.
+
+    ``rate = r * at_stride / output_stride``, rounded half up, at least 1: a dilation of ``r`` pixels
+    of a 1/16 map spans ``16 r`` image pixels, which a 1/4 map needs ``4 r`` pixels for. DeepLabv3
+    itself doubles (6, 12, 18) to (12, 24, 36) at output stride 8; at 1/4 (the finest map of DCSS)
+    they are (24, 48, 72), at 1/32 (3, 6, 9).
+    """
+    if output_stride < 1:
+        raise GraphError(f"ASPP: output stride must be >= 1, got {output_stride}")
+    return tuple(max(1, int(r * at_stride / output_stride + 0.5)) for r in rates)
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling (DeepLabv3): a 1x1 conv, one dilated 3x3 conv per rate, and
+    image pooling (global average, 1x1 conv, BN, ReLU, broadcast back), every branch conv+BN+ReLU;
+    the concatenation is projected by a 1x1 conv+BN+ReLU.
+
+    ``rates``: the dilations; by default DeepLabv3's (6, 12, 18) at output stride 16 scaled to this
+    map's ``output_stride`` (:func:`aspp_rates`). A rate at or beyond the map's size leaves only the
+    centre tap inside the map (that branch then acts as a 1x1 conv, as DeepLabv3 observes for large
+    rates); smaller crops may want smaller explicit rates.
+
+    The pooled branch's BN sees one value per channel and image. With a batch of one in training
+    mode there are no batch statistics to take, so that BN alone then normalises with its running
+    statistics and leaves them unchanged (what DeepLab's ``fine_tune_batch_norm=False`` does for
+    every BN at small batches); with two or more images it trains like every other BN.
+    """
+
+    def __init__(self, cin: int, cout: int, rates: Sequence[int] | None = None, output_stride: int = DEEPLAB_OUTPUT_STRIDE):
         super().__init__()
-        self.branches = nn.ModuleList([conv_bn(cin, cout, 1)] + [conv_bn(cin, cout, 3, dilation=r) for r in rates])
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False), nn.ReLU(inplace=True))
-        self.project = conv_bn(cout * (len(rates) + 2), cout, 1)
+        self.rates = tuple(int(r) for r in rates) if rates is not None else aspp_rates(output_stride)
+        if not self.rates or any(r < 1 for r in self.rates):
+            raise GraphError(f"ASPP: rates must be one or more integers >= 1, got {rates}")
+        self.branches = nn.ModuleList([conv_bn(cin, cout, 1)] + [conv_bn(cin, cout, 3, dilation=r) for r in self.rates])
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        self.project = conv_bn(cout * (len(self.rates) + 2), cout, 1)
+
+    def _image_pool(self, x: torch.Tensor) -> torch.Tensor:
+        bn = self.pool[2]
+        frozen = self.training and x.shape[0] == 1  # one value per channel: no batch statistics
+        if frozen:
+            bn.eval()
+        try:
+            pooled = self.pool(x)
+        finally:
+            if frozen:
+                bn.train()
+        return pooled.expand(-1, -1, x.shape[2], x.shape[3])  # bilinear up-sampling of a 1x1 map
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.pool(x).expand(-1, -1, x.shape[2], x.shape[3])
-        return self.project(torch.cat([b(x) for b in self.branches] + [pooled], dim=1))
+        return self.project(torch.cat([b(x) for b in self.branches] + [self._image_pool(x)], dim=1))
+
+    def extra_repr(self) -> str:
+        return f"rates={self.rates}"
 
 
 @register_op("head_simple", takes_list=True, doc="multi-scale concat + 3x3 conv + classifier")

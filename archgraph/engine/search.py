@@ -373,6 +373,7 @@ def _finish(run: SearchRun) -> dict[str, Any]:
     scorer = lambda ops, inputs, recalib_batches=None: score_subnet(net, strategy.relaxation, ops, inputs, run.data, cfg, run.device, recalib_batches)
     record = dict(run.record)
     # Every rank takes part (its scores need all ranks); only rank 0's files land in the run folder.
+    strategy.progress = run.main and not run.bar.disable  # e.g. SPOS's evolution bar follows --no-progress
     with _rank_folder(out) as end_out:
         changed = strategy.on_search_end(net, scorer, end_out)
     if changed:
