@@ -85,7 +85,7 @@ def search_and_train(overrides: list[str], strategy: str, seed: int, folder: str
         run_search(cfg, search_dir, resume=has_checkpoint(search_dir / CHECKPOINT), progress=False)
     search_seconds = time.perf_counter() - t0
     metrics = _train(_config(overrides, seed), load(search_dir / "arch.yaml"), root / "train")
-    return {"entry": entry or strategy, "seed": seed, "t_miou": metrics["miou"], "params": metrics["params"], "flops": metrics["flops"],
+    return {"entry": entry or strategy, "seed": seed, "t_miou": metrics["miou"], "params": metrics["params"], "flops": metrics["flops"], "folder": folder,
             "search_seconds": search_seconds, **search_movement(search_dir)}
 
 
@@ -96,7 +96,7 @@ def train_baseline(overrides: list[str], entry: str, seed: int, arch_file: str, 
 
     torch.set_num_threads(1)
     metrics = _train(_config(overrides, seed), load(arch_file), Path(folder))
-    return {"entry": entry, "seed": seed, "t_miou": metrics["miou"], "params": metrics["params"], "flops": metrics["flops"]}
+    return {"entry": entry, "seed": seed, "t_miou": metrics["miou"], "params": metrics["params"], "flops": metrics["flops"], "folder": folder}
 
 
 def search_movement(search_dir: Path) -> dict[str, Any]:
@@ -152,14 +152,18 @@ def parse_variant(text: str) -> tuple[str, str, list[str]]:
 
 
 def run_jobs(overrides: list[str], out: Path, strategies: list[str], seeds: list[int], random_count: int, workers: int,
-             variants: list[tuple[str, str, list[str]]] = ()) -> list[dict[str, Any]]:
+             variants: list[tuple[str, str, list[str]]] = (), retrain: str | None = None,
+             search_seeds: list[int] | None = None) -> list[dict[str, Any]]:
     """Every job in ``workers`` processes, searches first (they take longest); results as they come."""
     results: list[dict[str, Any]] = []
     baselines = baseline_jobs(overrides, out, random_count, seeds)
+    if retrain:  # one architecture, every seed: how much of a spread is training noise
+        arch = out / "runs" / f"{retrain}-seed{seeds[0]}" / "search" / "arch.yaml"
+        baselines += [(f"retrain:{retrain}", seed, str(arch), str(out / "runs" / f"retrain-{retrain}-seed{seed}")) for seed in seeds]
     searches = [(s, s, []) for s in strategies] + list(variants)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(search_and_train, overrides, strategy, seed, str(out / "runs" / f"{name}-seed{seed}"), name, extra)
-                   for name, strategy, extra in searches for seed in seeds]
+                   for name, strategy, extra in searches for seed in (search_seeds or seeds)]
         futures += [pool.submit(train_baseline, overrides, entry, seed, arch, folder) for entry, seed, arch, folder in baselines]
         for future in as_completed(futures):
             result = future.result()
@@ -229,7 +233,8 @@ def summarise(results: list[dict[str, Any]], strategies: list[str]) -> dict[str,
 def markdown(summary: dict[str, Any], strategies: list[str]) -> str:
     lines = ["| entry | n | T-mIoU (val) | vs random | Welch p | params (M) | margin alpha start -> end | margin beta start -> end | H(alpha) end | decisions changed (ops / inputs) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    order = strategies + sorted(e for e in summary["entries"] if e.startswith("preset:")) + ["random"]
+    order = strategies + sorted(e for e in summary["entries"] if e.startswith("preset:")) + ["random"] + sorted(
+        e for e in summary["entries"] if e.startswith("retrain:"))
     for entry in order:
         item = summary["entries"].get(entry)
         if item is None:
@@ -242,6 +247,7 @@ def markdown(summary: dict[str, Any], strategies: list[str]) -> str:
         ent = f"{item['entropy_alpha_end']:.4f}" if "entropy_alpha_end" in item else "-"
         changed = f"{item.get('changed_ops', 0):.0f} / {item.get('changed_inputs', 0):.0f}" if "changed_ops" in item else "-"
         name = entry.replace("preset:", "") + (" (preset)" if entry.startswith("preset:") else "")
+        name = f"{entry.split(':', 1)[1]} seed-0 architecture, every seed" if entry.startswith("retrain:") else name
         lines.append(f"| {name} | {item['n']} | {pm} | {sd} | {p} | {item['params_mean'] / 1e6:.3f} | {mv('margin_alpha')} | {mv('margin_beta')} | {ent} | {changed} |")
     return "\n".join(lines) + "\n"
 
@@ -253,10 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strategies", default="dcnas", help="comma-separated strategies (default: dcnas; 'none' for variants only)")
     p.add_argument("--variant", dest="variants", action="append", default=[], metavar="NAME:STRATEGY:KEY=VALUE,...",
                    help="a searched entry with its own settings, e.g. lr0.03:dcnas:search.arch_lr=0.03 (repeatable)")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (baselines cycle through them)")
+    p.add_argument("--search-seeds", default=None, metavar="LIST",
+                   help="seeds for the searched entries only, e.g. 3,4 to add seeds to a finished study (default: the --seeds)")
     p.add_argument("--random", type=int, default=6, help="random architectures (default 6)")
     p.add_argument("--workers", type=int, default=2, help="worker processes, one thread each (default 2)")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE", help="change the recipe")
+    p.add_argument("--retrain", default=None, metavar="ENTRY",
+                   help="also train ENTRY's seed-0 architecture (e.g. dcnas) with every seed: the training noise of one architecture")
     p.add_argument("--smoke", action="store_true", help="tiny synthetic recipe (seconds)")
     p.add_argument("--report-only", action="store_true", help="only summarise the jobs already in OUT/jobs.jsonl")
     args = p.parse_args(argv)
@@ -267,14 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     variants = [parse_variant(v) for v in args.variants]
     overrides = (SMOKE if args.smoke else RECIPE + [f"data.root={args.data}"]) + args.overrides
     seeds = list(range(args.seeds))
-    if args.report_only:
-        results = [json.loads(l) for l in (out / "jobs.jsonl").read_text().splitlines() if l.strip()]
-    else:
-        (out / "jobs.jsonl").unlink(missing_ok=True)  # rebuilt from the (resumed) runs
+    if not args.report_only:
         t0 = time.perf_counter()
-        results = run_jobs(overrides, out, strategies, seeds, args.random, args.workers, variants)
+        search_seeds = [int(s) for s in args.search_seeds.split(",")] if args.search_seeds else None
+        run_jobs(overrides, out, strategies, seeds, args.random, args.workers, variants, args.retrain, search_seeds)
         print(f"all jobs: {time.perf_counter() - t0:.0f} s wall with {args.workers} workers", flush=True)
-    searched = strategies + [v[0] for v in variants] if not args.report_only else sorted({r["entry"] for r in results if "s_miou" in r})
+    # Every job ever finished in this folder (earlier invocations too), the latest per entry and seed.
+    latest = {(r["entry"], r["seed"], r["params"], r["flops"]): r for r in (json.loads(l) for l in (out / "jobs.jsonl").read_text().splitlines() if l.strip())}
+    results = list(latest.values())
+    searched = sorted({r["entry"] for r in results if "s_miou" in r}, key=lambda e: (e not in strategies, e))
     summary = summarise(results, searched)
     summary["recipe"] = overrides
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
