@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
@@ -11,7 +12,8 @@ from archgraph import build_space, compile_graph, decode
 from archgraph.errors import ArchgraphError
 from archgraph.io import atomic_write_with
 from archgraph.outputs import render as render_module
-from archgraph.outputs.render import graphviz_available, picture, render, to_dot
+from archgraph.outputs.layout import grid_layout, layered_cells
+from archgraph.outputs.render import FAINT, graphviz_available, picture, render, to_dot
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def scored(tiny_space):
 
 
 def _pen(source: str, u: str, v: str) -> float:
-    m = re.search(rf'"?{u}"? -> "?{v}"? \[[^\]]*penwidth=([\d.]+)', source)
+    m = re.search(rf'"?{u}(?:{FAINT})?"? -> "?{v}"? \[[^\]]*penwidth=([\d.]+)', source)
     assert m, f"edge {u} -> {v} not drawn"
     return float(m.group(1))
 
@@ -35,10 +37,85 @@ def test_supernet_edges_follow_beta_and_kept_edges_are_dark(scored):
     # L2_s4's inputs in order: stem (4), L1 (4); beta rises with the index: L1_s32 is the strongest.
     assert _pen(source, "L1_s32", "L2_s4") > _pen(source, "stem_s4", "L2_s4")
     derived = decode(graph, scores["ops"], scores["inputs"])
-    kept = {(u, v) for u, v in derived.edges if graph.edges[u, v].get("kind") == "candidate"}
+    kept = {(u, v) for u, v in derived.edges if graph.has_edge(u, v)}  # candidate edges, and fixed ones it keeps
     dark = set(re.findall(r'"?(\w+)"? -> "?(\w+)"? \[[^\]]*color="#1f4e9a', source))
     assert dark == kept
     assert len(re.findall(r"^\t\S+ -> \S+ \[", source, re.M)) == graph.number_of_edges()
+
+
+def test_faint_edges_leave_from_stand_ins_declared_first_so_kept_edges_are_painted_last(scored):
+    """Graphviz paints edges in the order of their tail nodes: every faint edge's tail must come first."""
+    graph, scores = scored
+    source = to_dot(graph, scores)
+    declared = [m.group(1) for m in re.finditer(r'^\t"?([^"\s]+)"? \[', source, re.M) if m.group(1) not in ("graph", "node", "edge")]
+    stand_ins = [n for n in declared if n.endswith(FAINT)]
+    assert stand_ins and declared[: len(stand_ins)] == stand_ins
+    faint = re.findall(rf'^\t"?(\w+){FAINT}"? -> "?(\w+)"? \[[^\]]*class=faint', source, re.M)
+    kept = re.findall(r'^\t"?(\w+)"? -> "?(\w+)"? \[[^\]]*class=kept', source, re.M)
+    assert faint and kept and not set(faint) & set(kept)
+    assert len(faint) + len(kept) + len(re.findall(r"class=fixed", source)) == graph.number_of_edges()
+
+
+def test_axes_and_legend_say_how_to_read_the_picture(scored):
+    graph, scores = scored
+    source = to_dot(graph, scores)
+    for text in ("layer 1", "layer 2", "stem", "head", "scale 1/4", "scale 1/32", "kept by the decoder", "node colour",
+                 "most probable op (its probability)"):
+        assert text in source, text
+    assert "candidate edge (no scores" in to_dot(graph)
+    assert "width = the probability the decoder kept it with" in to_dot(decode(graph, scores["ops"], scores["inputs"]))
+
+
+def _bezier(points, steps=24):
+    for i in range(0, len(points) - 3, 3):
+        (x0, y0), (x1, y1), (x2, y2), (x3, y3) = points[i:i + 4]
+        for k in range(steps + 1):
+            t = k / steps
+            a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t * t, t ** 3
+            yield a * x0 + b * x1 + c * x2 + d * x3, a * y0 + b * y1 + c * y2 + d * y3
+
+
+@pytest.mark.parametrize("space", ["dcss", "autodeeplab"])
+def test_routes_avoid_foreign_nodes_by_construction(space):
+    """The layout's promise, checked on its own numbers (tests/test_render_geometry.py checks the SVG)."""
+    g = build_space(space, {"layers": 4})
+    cells = render_module._grid_cells(g)
+    sizes = {n: render_module._box_size(render_module._node_lines(g, n, {})) for n in cells}
+    layouts = [grid_layout(cells, sizes, g.edges)]
+    body = g.nodes[render_module.first_cell(g)]["body"] if render_module.first_cell(g) else None
+    if body is not None:
+        layouts.append(grid_layout(layered_cells(body), {n: (90.0, 30.0) for n in body}, body.edges))
+    for layout in layouts:
+        boxes = layout.boxes
+        for (u, v), route in layout.routes.items():
+            for x, y in [*_bezier(route.points), route.tip]:
+                for n, b in boxes.items():
+                    if n not in (u, v):
+                        assert not (b.left < x < b.right and b.top < y < b.bottom), f"{u} -> {v} crosses {n} at {x:.1f},{y:.1f}"
+    stacked = {}
+    for n, b in layouts[0].boxes.items():  # nodes never overlap, not even where several share a grid point
+        for m, c in stacked.items():
+            assert b.right <= c.left or c.right <= b.left or b.bottom <= c.top or c.bottom <= b.top, (n, m)
+        stacked[n] = b
+
+
+def test_layout_routes_any_grid_around_its_nodes():
+    """Backward edges, edges within a column past other nodes, stacked cells, odd sizes: still no crossing."""
+    rng = random.Random(7)
+    cells = {f"n{i}": (rng.randrange(6), rng.randrange(4)) for i in range(40)}
+    sizes = {n: (rng.uniform(30, 110), rng.uniform(18, 50)) for n in cells}
+    edges = {(u, v) for u in cells for v in cells if u != v and rng.random() < 0.08}
+    layout = grid_layout(cells, sizes, sorted(edges))
+    assert set(layout.routes) == edges
+    boxes = layout.boxes
+    for (u, v), route in layout.routes.items():
+        for x, y in [*_bezier(route.points), route.tip]:
+            for n, b in boxes.items():
+                if n not in (u, v):
+                    assert not (b.left < x < b.right and b.top < y < b.bottom), f"{u} -> {v} crosses {n}"
+        for end, n in ((route.points[0], u), (route.tip, v)):  # each path starts and ends on its own nodes' borders
+            b = boxes[n]
+            assert b.left - 1e-6 <= end[0] <= b.right + 1e-6 and b.top - 1e-6 <= end[1] <= b.bottom + 1e-6
 
 
 def test_nodes_sit_on_the_layer_by_scale_grid(tiny_space):

@@ -1,25 +1,34 @@
 """Graphviz pictures of any architecture graph, straight from its node and edge attributes.
 
-Layout: nodes are pinned on the layer x scale grid of the DCNAS paper's Figure 1 (x = ``layer``,
-y = ``log2(scale)``, finest scale on top), so every picture of a space reads the same way and the
-layout costs nothing even for the 1680 connections of a 14-layer DCSS (``neato`` with pinned
-positions and straight edges; ``dot``'s layered layout would reorder the grid and take minutes).
+Layout: nodes sit on the layer x scale grid of the DCNAS paper's Figure 1 (a column per ``layer``, a
+row per ``scale``, finest on top; a ``cell`` node half a column left of the node it feeds), with the
+layers and scales written along the axes and a legend below. The placement and every edge's path
+are computed here (:mod:`archgraph.outputs.layout`): no edge crosses a node it does not touch, since
+edges that pass columns run in lanes of the channels between the rows. Graphviz only draws them
+(``neato -n2`` keeps given positions and paths), so a 14-layer DCSS with 1680 connections costs
+no layout search.
 
 - A **supernet** (a graph with choice points) is drawn with every candidate edge; given ``scores``
   (``{"ops": ..., "inputs": ...}`` as in ``scores.json``) the edge width and opacity follow the
-  edge's probability softmax(beta), the edges the BFS decoder would keep are drawn dark, and each
-  node shows its most probable op with its probability.
+  edge's probability softmax(beta), the edges the decoder would keep are drawn dark and *on top* of
+  the faint ones, and each node shows its most probable op with its probability.
 - A **derived architecture** shows the chosen op on every node and the kept edges, their width
   following the ``score`` the decoder recorded.
-- A ``cell`` node's nested body is drawn as a cluster of its own below the grid; cells whose bodies
-  are alike (a repeated cell, as Auto-DeepLab's shared cell) get one cluster, not one each.
+- A ``cell`` node's nested body is drawn as a panel of its own below the grid (left to right, each
+  node as late as its successors allow); cells whose bodies are alike (a repeated cell, as
+  Auto-DeepLab's shared cell) get one panel, not one each.
 - A graph whose space names its own decoder (``graph.graph["decoder"]``, e.g. Auto-DeepLab's Viterbi
   path) has the edges *that* decoder keeps drawn dark: the chosen trellis path.
 - :func:`render` also writes the cell on its own, ``<name>_cell.<fmt>`` next to the picture, when the
   graph has cells (:func:`render_cell`: the body of the first cell, scored edges and ops included).
 
+Paint order: Graphviz draws edges in the order of their *tail nodes*, not of the DOT source, so the
+faint edges of a scored supernet leave from invisible stand-ins of their tails (``<node>#faint``)
+declared before every real node: every faint edge is painted before any kept one. In the SVG, edges
+carry the class ``faint``, ``kept`` or ``fixed``.
+
 Formats by suffix: ``.svg``, ``.png``, ``.pdf``, ``.dot``. If Graphviz's programs are missing (the
-``graphviz`` Python package only writes DOT; ``dot`` and ``neato`` lay it out), the DOT source is
+``graphviz`` Python package only writes DOT; ``neato`` and ``dot`` draw it), the DOT source is
 written next to the requested file instead and a warning saying how to install Graphviz is printed
 to stderr, once per process however many pictures follow: drawing never fails a search.
 :func:`graphviz_available` says whether pictures can be drawn; :func:`picture` draws one in memory.
@@ -30,7 +39,7 @@ from __future__ import annotations
 import math
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,12 +50,18 @@ from archgraph.errors import ArchgraphError
 from archgraph.core.graph import node_spec
 from archgraph.io import atomic_write_bytes, atomic_write_text
 
+from archgraph.outputs.layout import Box, GridLayout, Route, Spacing, grid_layout, layered_cells
+
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz) to get pictures"
 
 KIND_COLOURS = {"input": "#e0e0e0", "stem": "#cfe2f3", "cell": "#d9ead3", "head": "#fce5cd"}
 SCALE_COLOURS = {4: "#dbe9f6", 8: "#d6efd6", 16: "#fff2cc", 32: "#f4d7e3"}
-X_STEP, Y_STEP = 1.9, 1.15  # inches between grid columns (layers) and rows (scales)
+KEPT_COLOUR, FAINT_COLOUR, FIXED_COLOUR = "#1f4e9a", "#7f7f7f", "#404040"
+FAINT = "#faint"  # suffix of the invisible stand-in a faint edge leaves from (paint order: module docstring)
+FONT, NODE_FONT, AXIS_FONT = "Helvetica", 10.0, 11.0  # font sizes in points
+GRID = Spacing()  # the layer x scale grid
+BODY = Spacing(col_gap=34.0)  # a cell's body
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,7 @@ _graphviz_warned = False  # the missing-Graphviz warning was printed by this pro
 
 
 def graphviz_available() -> bool:
-    """Whether Graphviz's layout programs are on ``PATH`` (``neato`` for the grid, ``dot`` for cells)."""
+    """Whether Graphviz's programs are on ``PATH`` (``neato`` draws the grid, ``dot`` the cell pictures)."""
     return shutil.which("dot") is not None and shutil.which("neato") is not None
 
 
@@ -79,10 +94,26 @@ def short_op(name: str) -> str:
     return name.replace("_", " ")
 
 
-def _edge_probabilities(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> tuple[dict[tuple[str, str], float], set[tuple[str, str]], dict[str, tuple[str, float]]]:
-    """(edge -> softmax(beta) entry, edges the decoder keeps, node -> (best op, its probability))."""
+# Character widths of Helvetica (and of its look-alikes Arial and Liberation Sans), in em, rounded up:
+# node boxes have a fixed size (the edges are routed around them), so the text must fit for sure.
+_WIDTHS = {**dict.fromkeys("ijl|'", 0.23), **dict.fromkeys("ftI!.,:;·/ ", 0.29), **dict.fromkeys('()[]-r"', 0.34),
+           **dict.fromkeys("mM", 0.85), "w": 0.74, "W": 0.95}
+
+
+def text_width(text: str, size: float) -> float:
+    """A generous estimate of the width of ``text`` in points, in Helvetica at ``size`` points."""
+    return size * 1.10 * sum(_WIDTHS.get(ch, 0.70 if ch.isupper() else 0.57) for ch in text)
+
+
+def _box_size(lines: list[str], size: float = NODE_FONT) -> tuple[float, float]:
+    return (max(text_width(t, size) for t in lines) + 14.0, len(lines) * size * 1.25 + 8.0)
+
+
+def _edge_probabilities(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> tuple[dict[tuple[str, str], float], set[tuple[str, str]], dict[str, tuple[str, float]], nx.DiGraph | None]:
+    """(edge -> softmax(beta) entry, edges the decoder keeps, node -> (best op, its probability), the
+    decoded graph or ``None``)."""
     if not scores:
-        return {}, set(), {}
+        return {}, set(), {}, None
     choices = discover_choices(graph)
     ops, inputs = scores.get("ops", {}), scores.get("inputs", {})
     probs: dict[tuple[str, str], float] = {}
@@ -96,7 +127,6 @@ def _edge_probabilities(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> 
             values = ops[c.label]
             i = max(range(len(values)), key=lambda j: values[j])
             best[c.node] = (c.candidates[i], float(values[i]))
-    kept: set[tuple[str, str]] = set()
     # Draw exactly what decoding keeps (the space's own rule if it has one; else top-k + BFS, so
     # inputs of nodes that do not reach the head stay light).
     from archgraph.core.decode import decode
@@ -104,43 +134,23 @@ def _edge_probabilities(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> 
     try:
         derived = decode(graph, ops, inputs)
     except (ArchgraphError, KeyError):
-        return probs, kept, best  # partial scores: draw what they say, emphasise nothing
-    kept.update((u, v) for u, v in derived.edges if (u, v) in probs)
-    return probs, kept, best
+        return probs, set(), best, None  # partial scores: draw what they say, emphasise nothing
+    return probs, {(u, v) for u, v in derived.edges if (u, v) in probs}, best, derived
 
 
-def _positions(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
-    """Grid position per node; nodes sharing a (layer, scale) cell are spread vertically."""
-    cells: dict[tuple[int, int], list[str]] = {}
-    for n in graph.nodes:
-        spec = node_spec(graph, n)
-        cells.setdefault((spec.layer, spec.scale), []).append(n)
-    pos = {}
-    for (layer, scale), members in cells.items():
-        row = math.log2(scale)
-        # cell nodes (hierarchical spaces) sit half a column left of the node they feed
-        cell_members = [n for n in members if graph.nodes[n].get("kind") == "cell"]
-        others = [n for n in members if graph.nodes[n].get("kind") != "cell"]
-        for group, shift in ((others, 0.0), (cell_members, -0.5)):
-            for i, n in enumerate(group):
-                offset = (i - (len(group) - 1) / 2) * 0.45
-                pos[n] = ((layer + shift) * X_STEP, -(row + offset) * Y_STEP)
-    return pos
-
-
-def _node_label(graph: nx.DiGraph, n: str, best: Mapping[str, tuple[str, float]]) -> str:
+def _node_lines(graph: nx.DiGraph, n: str, best: Mapping[str, tuple[str, float]]) -> list[str]:
     spec = node_spec(graph, n)
-    where = f"{n}\\n1/{spec.scale} · {spec.channels}ch"
     if spec.kind == "input":
-        return f"{n}\\n3ch"
+        return [n, "3ch"]
     if spec.kind == "cell":  # many per grid point in hierarchical spaces: keep the box small (id in the tooltip)
-        return f"cell\\n{spec.channels}ch"
+        return [f"cell · {spec.channels}ch"]
+    where = [n, f"1/{spec.scale} · {spec.channels}ch"]
     if n in best:
         op, p = best[n]
-        return f"{where}\\n{short_op(op)} ({p:.2f})"
+        return where + [f"{short_op(op)} ({p:.2f})"]
     if len(spec.ops) == 1:
-        return f"{where}\\n{short_op(spec.ops[0])}"
-    return f"{where}\\n{len(spec.ops)} candidate ops"
+        return where + [short_op(spec.ops[0])]
+    return where + [f"{len(spec.ops)} candidate ops"]
 
 
 def _node_colour(graph: nx.DiGraph, n: str) -> str:
@@ -154,53 +164,166 @@ def _alpha_hex(p: float) -> str:
     return f"{int(round(40 + 215 * min(max(p, 0.0), 1.0))):02x}"
 
 
-def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None) -> str:
-    """The DOT source of ``graph`` (see the module docstring for what is drawn how)."""
-    import graphviz
+def _kept_style(rel: float) -> dict[str, str]:
+    """A kept candidate edge whose probability is ``rel`` times its target's strongest input's."""
+    return {"penwidth": f"{1.2 + 2.8 * rel:.2f}", "color": KEPT_COLOUR + _alpha_hex(rel)}
 
-    probs, kept, best = _edge_probabilities(graph, scores)
-    supernet = any(node_spec(graph, n).has_op_choice or node_spec(graph, n).has_input_choice for n in graph.nodes)
-    dot = graphviz.Digraph(name="archgraph", engine="neato")
-    dot.attr("graph", splines="false", outputorder="edgesfirst", fontname="Helvetica", labelloc="t", fontsize="18",
-             label=title or str(graph.graph.get("name", "")), pad="0.3")
-    dot.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="10", margin="0.06,0.03")
-    dot.attr("edge", arrowsize="0.5")
-    pos = _positions(graph)
+
+def _faint_style(rel: float) -> dict[str, str]:
+    return {"penwidth": f"{0.3 + 1.2 * rel * rel:.2f}", "color": FAINT_COLOUR + _alpha_hex(0.25 * rel * rel)}
+
+
+def _score_style(p: float) -> dict[str, str]:
+    """A derived edge, as strong as the decoder found it (scores are probabilities; a rank-like score caps)."""
+    return {"penwidth": f"{0.8 + 2.5 * min(max(p, 0.0), 1.0):.2f}", "color": KEPT_COLOUR}
+
+
+@dataclass
+class _Scene:
+    """What one picture draws: boxes and paths in points, y downwards (flipped for Graphviz)."""
+
+    nodes: list[tuple[str, str, Box, dict[str, str]]] = field(default_factory=list)  # name, DOT label, box, attributes
+    edges: list[tuple[str, str, Route, str, dict[str, str]]] = field(default_factory=list)  # tail, head, path, class, attributes
+
+    def node(self, name: str, label: str, box: Box, **attrs: str) -> None:
+        self.nodes.append((name, label, box, attrs))
+
+    def text(self, name: str, lines: list[str], left: float, top: float, size: float, **attrs: str) -> Box:
+        """Left-aligned plain text with its top-left corner at (left, top)."""
+        w, h = max(text_width(t, size) for t in lines) + 6.0, len(lines) * size * 1.25 + 4.0
+        box = Box(left + w / 2, top + h / 2, w, h)
+        self.node(name, "".join(t + "\\l" for t in lines), box, shape="plaintext", style="solid", fontsize=f"{size:g}", **attrs)
+        return box
+
+    def edge(self, u: str, v: str, route: Route, cls: str, **attrs: str) -> None:
+        self.edges.append((u, v, route, cls, attrs))
+
+    def bottom(self) -> float:
+        ys = [b.bottom for _, _, b, _ in self.nodes]
+        for _, _, route, _, _ in self.edges:
+            ys += [y for _, y in route.points]
+        return max(ys, default=0.0)
+
+    def source(self, title: str) -> str:
+        import graphviz
+
+        dot = graphviz.Digraph(name="archgraph", engine="neato")
+        # positions and paths are in points: `neato -n2` takes them as they are (inputscale: plain `neato` too)
+        dot.attr("graph", outputorder="edgesfirst", inputscale="72", fontname=FONT, labelloc="t",
+                 fontsize="18", label=title, pad="0.3")
+        dot.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize=f"{NODE_FONT:g}", fixedsize="true", margin="0")
+        dot.attr("edge", arrowsize="0.5")
+        boxes = {name: box for name, _, box, _ in self.nodes}
+        for u in dict.fromkeys(u for u, _, _, cls, _ in self.edges if cls == "faint"):  # painted first: declared first
+            dot.node(u + FAINT, "", shape="point", style="invis", width="0", height="0", pos=_pos(boxes[u]))
+        for name, label, box, attrs in self.nodes:
+            dot.node(name, label, pos=_pos(box), width=f"{box.w / 72:.4f}", height=f"{box.h / 72:.4f}", **attrs)
+        for cls in ("faint", "fixed", "kept"):  # the source in paint order too
+            for u, v, route, c, attrs in self.edges:
+                if c == cls:
+                    dot.edge(u + FAINT if c == "faint" else u, v, _attributes={"class": c}, pos=_spline(route), **attrs)
+        return dot.source
+
+
+def _pos(box: Box) -> str:
+    return f"{box.x:.2f},{-box.y:.2f}!"
+
+
+def _spline(route: Route) -> str:
+    tx, ty = route.tip
+    return f"e,{tx:.2f},{-ty:.2f} " + " ".join(f"{x:.2f},{-y:.2f}" for x, y in route.points)
+
+
+def _grid_cells(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
+    """(column, row) per node: x = layer (a cell half a column left of the node it feeds), y = log2(scale);
+    nodes sharing a grid point are stacked by the mean row of their inputs (fewer crossings)."""
+    cell = {}
     for n in graph.nodes:
-        x, y = pos[n]
-        dot.node(n, _node_label(graph, n, best), fillcolor=_node_colour(graph, n), pos=f"{x:.3f},{y:.3f}!", tooltip=n)
+        spec = node_spec(graph, n)
+        cell[n] = (spec.layer - (0.5 if spec.kind == "cell" else 0.0), math.log2(spec.scale))
+    position = {n: i for i, n in enumerate(graph.nodes)}
+
+    def mean_input_row(n: str) -> float:
+        rows = [cell[p][1] for p in graph.predecessors(n)]
+        return sum(rows) / len(rows) if rows else cell[n][1]
+
+    return {n: cell[n] for n in sorted(graph.nodes, key=lambda n: (cell[n], mean_input_row(n), position[n]))}
+
+
+def _column_name(graph: nx.DiGraph, key: float, members: list[str]) -> str | None:
+    if key != int(key):
+        return None  # the half columns of cell nodes
+    kinds = {node_spec(graph, n).kind for n in members}
+    if kinds == {"head"}:
+        return "head"
+    if kinds <= {"input", "stem"}:
+        return "stem"
+    return f"layer {int(key)}"
+
+
+def _grid_scene(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> tuple[_Scene, nx.DiGraph | None, str]:
+    """The grid: nodes, edges, axes. Also returns the decoded graph (if any) and what the edges show."""
+    probs, kept, best, derived = _edge_probabilities(graph, scores)
+    styles, shows = _edge_styles(graph, probs, kept, derived)
+    cells = _grid_cells(graph)
+    lines = {n: _node_lines(graph, n, best) for n in cells}
+    widths = {e: float(attrs["penwidth"]) for e, (_, attrs) in styles.items()}
+    layout = grid_layout(cells, {n: _box_size(lines[n]) for n in cells}, graph.edges, GRID, widths)
+    scene = _Scene()
+    for n in cells:
+        scene.node(n, "\\n".join(lines[n]), layout.boxes[n], fillcolor=_node_colour(graph, n), tooltip=n)
+    for (u, v), (cls, attrs) in styles.items():
+        scene.edge(u, v, layout.routes[(u, v)], cls, **attrs)
+    _axes(scene, graph, layout)
+    return scene, derived, shows
+
+
+def _edge_styles(graph: nx.DiGraph, probs: Mapping[tuple[str, str], float], kept: set[tuple[str, str]],
+                 derived: nx.DiGraph | None) -> tuple[dict[tuple[str, str], tuple[str, dict[str, str]]], str]:
+    """(class, DOT attributes) per edge, and what the edges show: ``scored``, ``candidates``, ``derived`` or ``fixed``."""
     # Widths are relative to the strongest input of the same node: a node with 56 candidate inputs
     # spreads its probability thinner than one with 4, yet its favourites should look as strong.
     node_max: dict[str, float] = {}
     for (_, v), p in probs.items():
         node_max[v] = max(node_max.get(v, 0.0), p)
+    styles: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+    shows = "scored" if probs else "fixed"
     for u, v, attrs in graph.edges(data=True):
         if (u, v) in probs:  # a candidate edge of a scored supernet
             p = probs[(u, v)]
-            strong = (u, v) in kept
             rel = p / (node_max[v] or 1.0)
-            width = 1.2 + 2.8 * rel if strong else 0.3 + 1.2 * rel * rel
-            colour = ("#1f4e9a" + _alpha_hex(rel)) if strong else ("#7f7f7f" + _alpha_hex(0.25 * rel * rel))
-            dot.edge(u, v, penwidth=f"{width:.2f}", color=colour, tooltip=f"{u} -> {v}: p={p:.3f}")
+            strong = (u, v) in kept
+            styles[(u, v)] = ("kept" if strong else "faint", {"tooltip": f"{u} -> {v}: p={p:.3f}", **(_kept_style(rel) if strong else _faint_style(rel))})
         elif attrs.get("kind") == "candidate":  # an unscored supernet: every candidate alike
-            dot.edge(u, v, penwidth="0.3", color="#9e9e9e80")
-        elif attrs.get("score") is not None:  # a derived edge, as strong as the decoder found it
+            styles[(u, v)] = ("faint", {"tooltip": f"{u} -> {v}", "penwidth": "0.3", "color": "#9e9e9e80"})
+            shows = "candidates" if shows == "fixed" else shows
+        elif attrs.get("score") is not None:  # a derived edge
             p = float(attrs["score"])
-            width = 0.8 + 2.5 * min(max(p, 0.0), 1.0)  # scores are probabilities; a rank-like score caps
-            dot.edge(u, v, penwidth=f"{width:.2f}", color="#1f4e9a", tooltip=f"{u} -> {v}: p={p:.3f}")
+            styles[(u, v)] = ("kept", {"tooltip": f"{u} -> {v}: p={p:.3f}", **_score_style(p)})
+            shows = "derived" if shows == "fixed" else shows
+        elif derived is not None:  # a fixed edge of a scored supernet: dark if the architecture has it
+            on = derived.has_edge(u, v)
+            styles[(u, v)] = ("kept" if on else "faint", {"tooltip": f"{u} -> {v}", "penwidth": "1.0" if on else "0.5",
+                                                          "color": KEPT_COLOUR if on else FAINT_COLOUR + _alpha_hex(0.25)})
         else:
-            dot.edge(u, v, penwidth="1.0" if not supernet else "0.8", color="#404040")
-    drawn: set[str] = set()
-    for n in graph.nodes:  # nested cell bodies, each distinct one as its own cluster under the grid
-        body = node_spec(graph, n).body
-        if body is not None:
-            signature = _body_signature(body)
-            if signature in drawn:
-                continue
-            drawn.add(signature)
-            lowest = min(y for _, y in pos.values()) + 2.5 * Y_STEP - 1.0 * len(drawn)  # below the grid
-            _add_body_cluster(dot, n, body, (pos[n][0], lowest))
-    return dot.source
+            styles[(u, v)] = ("fixed", {"tooltip": f"{u} -> {v}", "penwidth": "1.0", "color": FIXED_COLOUR})
+    return styles, shows
+
+
+def _axes(scene: _Scene, graph: nx.DiGraph, layout: GridLayout) -> None:
+    """A name over every column (``layer 3``) and beside every row (``scale 1/8``)."""
+    for key, left, right in layout.columns:
+        members = [n for n, b in layout.boxes.items() if left <= b.x <= right]
+        name = _column_name(graph, key, members)
+        if name is not None:
+            w = text_width(name, AXIS_FONT) + 6.0
+            scene.node(f"axis/{name}", name, Box((left + right) / 2, -8.0 - 9.0, w, 18.0), shape="plaintext", style="solid",
+                       fontsize=f"{AXIS_FONT:g}", fontcolor="#555555")
+    for key, top, bottom in layout.rows:
+        name = f"scale 1/{int(round(2 ** key))}"
+        w = text_width(name, AXIS_FONT) + 6.0
+        scene.node(f"axis/{name}", name, Box(-14.0 - w / 2, (top + bottom) / 2, w, 18.0), shape="plaintext", style="solid",
+                   fontsize=f"{AXIS_FONT:g}", fontcolor="#555555")
 
 
 def _body_signature(body: nx.DiGraph) -> str:
@@ -213,8 +336,126 @@ def first_cell(graph: nx.DiGraph) -> str | None:
     return next((n for n in graph.nodes if node_spec(graph, n).body is not None), None)
 
 
+def _kept_body_nodes(derived: nx.DiGraph | None, owner: str) -> set[str] | None:
+    """The body nodes the decoded graph keeps in ``owner``'s cell (or in its first cell), if decoded."""
+    if derived is None:
+        return None
+    if owner in derived and node_spec(derived, owner).body is not None:
+        return set(node_spec(derived, owner).body.nodes)
+    cell = first_cell(derived)
+    return None if cell is None else set(node_spec(derived, cell).body.nodes)
+
+
+def _body_looks(body: nx.DiGraph, ops: Mapping[str, Any], kept: set[str] | None) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Per body node: its label lines and colours (the best op and its probability where scored; faded
+    where a decoder drops it)."""
+    looks = {}
+    for n in body.nodes:
+        spec = node_spec(body, n)
+        label = spec.label or n
+        if spec.has_op_choice and label in ops:
+            values = ops[label]
+            i = max(range(len(values)), key=lambda j: (values[j], -j))
+            text = [n, f"{short_op(spec.ops[i])} ({values[i]:.2f})"]
+        elif spec.has_op_choice:
+            text = [n, f"{len(spec.ops)} candidate ops"]
+        else:
+            text = [n, short_op(spec.ops[0]) if spec.ops else spec.kind]
+        faded = kept is not None and n not in kept
+        looks[n] = (text, {"fillcolor": "#f3f3f3" if faded else KIND_COLOURS.get(spec.kind, "#dbe9f6"),
+                           "color": "#bbbbbb" if faded else "#404040", "fontcolor": "#999999" if faded else "#000000"})
+    return looks
+
+
+def _body_panels(scene: _Scene, graph: nx.DiGraph, scores: Mapping[str, Any] | None, derived: nx.DiGraph | None, top: float) -> None:
+    """Each distinct cell body as a panel of its own, one under the other from ``top`` down."""
+    owners: dict[str, list[str]] = {}
+    for n in graph.nodes:
+        body = node_spec(graph, n).body
+        if body is not None:
+            owners.setdefault(_body_signature(body), []).append(n)
+    ops = (scores or {}).get("ops", {})
+    for group in owners.values():
+        owner = group[0]
+        body = node_spec(graph, owner).body
+        kept = _kept_body_nodes(derived, owner)
+        looks = _body_looks(body, ops, kept)
+        cells = layered_cells(body)
+        faded = {(u, v): kept is not None and (u not in kept or v not in kept) for u, v in body.edges}
+        layout = grid_layout(cells, {n: _box_size(looks[n][0]) for n in cells}, body.edges, BODY,
+                             {e: 0.6 if f else 1.4 for e, f in faded.items()})
+        who = f"the body of {owner}" if len(group) == 1 else f"the body shared by {len(group)} cell nodes ({owner}, ...)"
+        what = "; op = most probable (its probability)" if any(node_spec(body, n).has_op_choice for n in body.nodes) and ops else ""
+        what += "; faded = not kept by the decoder" if kept is not None else ""
+        left = min(b.left for _, _, b, _ in scene.nodes)
+        title = scene.text(f"panel/{owner}", [f"cell: {who}{what}"], left, top, 12.0, fontcolor="#333333")
+        layout = layout.shifted(0.0, title.bottom + 6.0)
+        for n in cells:
+            text, attrs = looks[n]
+            scene.node(f"{owner}/{n}", "\\n".join(text), layout.boxes[n], tooltip=f"{owner}/{n}", **attrs)
+        for (u, v), f in faded.items():
+            scene.edge(f"{owner}/{u}", f"{owner}/{v}", layout.routes[(u, v)], "faint" if f else "kept",
+                       color="#cccccc" if f else KEPT_COLOUR, penwidth="0.6" if f else "1.4", tooltip=f"{u} -> {v}")
+        top = scene.bottom() + 28.0
+
+
+def _legend(scene: _Scene, graph: nx.DiGraph, shows: str, top: float) -> None:
+    """How to read the picture: edge widths and colours, node colours, node labels."""
+    def line(colour: str, width: float) -> tuple[str, float, float, str]:
+        return ("swatch", 26.0, max(width, 0.6), colour)
+
+    rows: list[list[tuple]] = []
+    if shows == "scored":
+        rows.append([line(_kept_style(r)["color"], float(_kept_style(r)["penwidth"])) for r in (0.3, 0.65, 1.0)]
+                    + [("text", "kept by the decoder; width = the edge's probability softmax(\u03b2), relative to the strongest input of its target")])
+        rows.append([line(_faint_style(r)["color"], float(_faint_style(r)["penwidth"])) for r in (0.3, 0.65, 1.0)]
+                    + [("text", "not kept; width and darkness likewise")])
+    elif shows == "candidates":
+        rows.append([line("#9e9e9e", 0.6), ("text", "candidate edge (no scores: all alike)")])
+    elif shows == "derived":
+        rows.append([line(KEPT_COLOUR, float(_score_style(p)["penwidth"])) for p in (0.3, 0.65, 1.0)]
+                    + [("text", "kept edge; width = the probability the decoder kept it with")])
+    if any(a.get("score") is None and a.get("kind") != "candidate" for *_, a in graph.edges(data=True)):
+        if shows == "scored":
+            rows.append([line(KEPT_COLOUR, 1.0), line(FAINT_COLOUR + _alpha_hex(0.25), 0.5),
+                         ("text", "fixed edge (no choice): in the architecture, or not (the decoder drops one of its ends)")])
+        else:
+            rows.append([line(FIXED_COLOUR, 1.0), ("text", "fixed edge (no choice)")])
+    colours: list[tuple] = [("text", "node colour:")]
+    specs = [node_spec(graph, n) for n in graph.nodes]
+    for scale in sorted({s.scale for s in specs if s.kind not in KIND_COLOURS}):
+        colours += [("swatch", 16.0, 11.0, SCALE_COLOURS.get(scale, "#eeeeee")), ("text", f"scale 1/{scale}")]
+    for kind in KIND_COLOURS:
+        if any(s.kind == kind for s in specs):
+            colours += [("swatch", 16.0, 11.0, KIND_COLOURS[kind]), ("text", kind)]
+    rows.append(colours)
+    op = {"scored": "most probable op (its probability)", "derived": "op"}.get(shows, "op, or the number of candidate ops")
+    rows.append([("text", f"node label: id, scale \u00b7 channels, {op}")])
+    y, left = top, min(b.left for _, _, b, _ in scene.nodes)
+    for i, row in enumerate(rows):
+        x = left
+        for j, item in enumerate(row):
+            if item[0] == "swatch":
+                _, w, h, colour = item
+                scene.node(f"legend/{i}.{j}", "", Box(x + w / 2, y + 8.5, w, h), shape="box", style="filled",
+                           fillcolor=colour, color=colour, penwidth="0")
+                x += w + 8.0
+            else:
+                x = scene.text(f"legend/{i}.{j}", [item[1]], x, y, NODE_FONT, fontcolor="#333333").right + 12.0
+        y += 24.0  # items 8 pt apart at least: plain `neato` (routing its own splines) needs 6.4
+
+
+def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None) -> str:
+    """The DOT source of ``graph`` (see the module docstring for what is drawn how); ``neato -n2`` draws it."""
+    scene, derived, shows = _grid_scene(graph, scores)
+    if first_cell(graph) is not None:
+        _body_panels(scene, graph, scores, derived, scene.bottom() + 30.0)
+    _legend(scene, graph, shows, scene.bottom() + 24.0)
+    return scene.source(title or str(graph.graph.get("name", "")))
+
+
 def cell_to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None) -> str:
-    """The body of ``graph``'s first cell as a picture of its own (left to right by block).
+    """The body of ``graph``'s first cell as a picture of its own (left to right by block, laid out by ``dot``).
 
     With scores, each op-choice node shows its best op and probability and, for a graph that names a
     decoder, the edges and ops the decoded cell keeps are drawn dark.
@@ -225,57 +466,26 @@ def cell_to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, titl
     if cell is None:
         raise ArchgraphError(f"graph {graph.graph.get('name')!r} has no cell with a nested body to draw")
     body = node_spec(graph, cell).body
-    kept_nodes: set[str] | None = None
-    ops = (scores or {}).get("ops", {})
+    kept: set[str] | None = None
     if scores and graph.graph.get("decoder"):
-        from archgraph.core.decode import decode
-
-        try:
-            derived = decode(graph, ops, scores.get("inputs", {}))
-            cells = [n for n in derived.nodes if node_spec(derived, n).body is not None]
-            if cells:
-                kept_nodes = set(node_spec(derived, cells[0]).body.nodes)
-        except (ArchgraphError, KeyError):
-            kept_nodes = None
+        kept = _kept_body_nodes(_edge_probabilities(graph, scores)[3], cell)
+    looks = _body_looks(body, (scores or {}).get("ops", {}), kept)
     dot = graphviz.Digraph(name="cell", engine="dot")
-    dot.attr("graph", rankdir="LR", fontname="Helvetica", labelloc="t", fontsize="16",
+    dot.attr("graph", rankdir="LR", fontname=FONT, labelloc="t", fontsize="16",
              label=title or f"cell of {graph.graph.get('name', '')} ({cell})")
-    dot.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="10")
+    dot.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize=f"{NODE_FONT:g}")
     for n in body.nodes:
-        spec = node_spec(body, n)
-        label = spec.label or n
-        if spec.has_op_choice and label in ops:
-            values = ops[label]
-            i = max(range(len(values)), key=lambda j: (values[j], -j))
-            text = f"{n}\\n{short_op(spec.ops[i])} ({values[i]:.2f})"
-        elif spec.has_op_choice:
-            text = f"{n}\\n{len(spec.ops)} candidate ops"
-        else:
-            text = f"{n}\\n{short_op(spec.ops[0]) if spec.ops else spec.kind}"
-        faded = kept_nodes is not None and n not in kept_nodes
-        dot.node(n, text, fillcolor="#f3f3f3" if faded else KIND_COLOURS.get(spec.kind, "#dbe9f6"), color="#bbbbbb" if faded else "#404040",
-                 fontcolor="#999999" if faded else "#000000")
+        text, attrs = looks[n]
+        dot.node(n, "\\n".join(text), **attrs)
     for u, v in body.edges:
-        faded = kept_nodes is not None and (u not in kept_nodes or v not in kept_nodes)
-        dot.edge(u, v, color="#cccccc" if faded else "#1f4e9a", penwidth="0.6" if faded else "1.4")
+        faded = kept is not None and (u not in kept or v not in kept)
+        dot.edge(u, v, color="#cccccc" if faded else KEPT_COLOUR, penwidth="0.6" if faded else "1.4")
     return dot.source
 
 
 def render_cell(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None) -> RenderResult:
     """Draw the first cell's body of ``graph`` to ``output`` (format from its suffix)."""
     return _write(cell_to_dot(graph, scores, title), Path(output), "dot")
-
-
-def _add_body_cluster(dot, owner: str, body: nx.DiGraph, anchor: tuple[float, float]) -> None:
-    bottom = anchor[1] - 2.5 * Y_STEP
-    with dot.subgraph(name=f"cluster_{owner}") as sub:
-        sub.attr(label=f"cell of {owner}", style="dashed")
-        for i, n in enumerate(body.nodes):
-            spec = node_spec(body, n)
-            ops = spec.ops[0] if len(spec.ops) == 1 else f"{len(spec.ops)} ops"
-            sub.node(f"{owner}.{n}", f"{n}\\n{short_op(ops) if spec.ops else spec.kind}", fillcolor="#f3f3f3", pos=f"{anchor[0] + i * 1.2:.3f},{bottom:.3f}!")
-        for u, v in body.edges:
-            sub.edge(f"{owner}.{u}", f"{owner}.{v}", color="#606060")
 
 
 def render(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None) -> RenderResult:
@@ -308,10 +518,11 @@ def _check_format(output: Path) -> str:
 
 
 def _pipe(source: str, engine: str, fmt: str, what: str) -> bytes | None:
+    """Run Graphviz; ``neato`` as ``neato -n2``: it keeps the positions and paths of the grid pictures."""
     import graphviz
 
     try:
-        return graphviz.Source(source, engine=engine).pipe(format=fmt, quiet=True)
+        return graphviz.Source(source, engine=engine).pipe(format=fmt, quiet=True, neato_no_op=2 if engine == "neato" else None)
     except graphviz.ExecutableNotFound:
         _warn_once(f"Graphviz is not installed (no `{engine}` program on PATH), so {what} and every further picture is "
                    f"written as DOT source (a .dot file) instead; {INSTALL_HINT}, then draw them with `archgraph render` "
