@@ -54,3 +54,15 @@ def trained_run(out: Path, num_classes: int = 5) -> Path:
     save_graph(sample_architecture(build_space("dcss", {"layers": 2, "base_channels": 4, "num_classes": num_classes}), 0), arch)
     assert main(["train", str(arch), "--out", str(out), "--no-progress", "--set", *TINY_TRAIN]) == 0
     return out
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ imported as a module (they are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

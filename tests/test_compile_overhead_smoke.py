@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compile_overhead.py"
+from helpers import load_benchmark
+
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("compile_overhead", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("compile_overhead")
 
 
 def test_hand_written_twin_matches_the_compiled_network_in_training_too():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from helpers import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "search_cost.py"
 TINY = ["--layers", "2", "--channels", "4", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "0", "--threads", "1"]
@@ -17,10 +18,7 @@ ROW_KEYS = {
 
 
 def _load_module():
-    spec = importlib.util.spec_from_file_location("search_cost", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("search_cost")
 
 
 def test_two_variants_report_json(tmp_path):

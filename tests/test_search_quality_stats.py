@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-from pathlib import Path
 
 import pytest
 from scipy import stats
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "search_quality.py"
+from helpers import load_benchmark
+
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("search_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("search_quality")
 
 
 def _row(entry, seed, miou, **extra):

@@ -22,7 +22,6 @@ uninterrupted run would have.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import sys
 import time
