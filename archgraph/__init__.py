@@ -9,11 +9,16 @@ Everything is a graph first::
     >>> arch = decode(g, scores["ops"], scores["inputs"])   # argmax ops + BFS over top-k inputs
     >>> fixed = compile_graph(arch)     # an ordinary network
 
+A hand-made architecture is named node by node (every choice point it keeps, see
+:func:`archgraph.core.decode.derive_by_name`)::
+
+    arch = derive_by_name(g, ops={"L2_s4": "mbconv_k3_r3", ...}, inputs={"L2_s4": ["stem_s4", "L1_s8"], ...})
+
 See docs/architecture.md for the data flow.
 """
 
 from archgraph.core.compile import CompiledNetwork, compile_graph, transfer_weights
-from archgraph.core.decode import decode, sample_architecture
+from archgraph.core.decode import decode, derive_by_name, sample_architecture
 from archgraph.errors import ArchgraphError, CheckpointError, ConfigError, GraphError, RegistryError
 from archgraph.core.graph import load as load_graph
 from archgraph.core.graph import save as save_graph
@@ -24,6 +29,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArchgraphError", "CheckpointError", "CompiledNetwork", "ConfigError", "GraphError", "RegistryError",
-    "build_space", "compile_graph", "decode", "load_graph", "sample_architecture", "save_graph",
+    "build_space", "compile_graph", "decode", "derive_by_name", "load_graph", "sample_architecture", "save_graph",
     "transfer_weights", "validate",
 ]

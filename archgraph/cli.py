@@ -11,7 +11,8 @@ from importlib import import_module
 from archgraph import __version__
 from archgraph.errors import ArchgraphError
 
-COMMAND_MODULES = ("archgraph.commands.core", "archgraph.commands.search", "archgraph.commands.train", "archgraph.commands.correlate", "archgraph.commands.compare")
+COMMAND_MODULES = ("archgraph.commands.core", "archgraph.commands.search", "archgraph.commands.train", "archgraph.commands.correlate", "archgraph.commands.compare",
+                   "archgraph.commands.check")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,10 @@ A strategy sees a graph's choice points, never a particular space. It supplies:
 7. its resumable **state** (:meth:`state_dict`), saved in checkpoints.
 
 The search loop (:mod:`archgraph.engine.search`) owns data, weight optimiser, logging and checkpoints.
+The contract a strategy must keep (subnet mode in every mixer, sampling state in ``state_dict``,
+``super()`` in the hooks it overrides) is written down in docs/plugins.md, and
+:func:`archgraph.testing.check_strategy` (``archgraph check-strategy NAME``) checks it; the class
+attributes under "what the checks may rely on" below tell the check how to run this strategy.
 """
 
 from __future__ import annotations
@@ -61,6 +65,16 @@ class Strategy:
     default_arch_lr: ClassVar[float] = 1e-2
     default_arch_weight_decay: ClassVar[float] = 0.0
     default_affine_bn: ClassVar[bool] = False  # the DARTS-family search networks: BatchNorm(affine=False)
+
+    # What the checks may rely on (archgraph.testing, `archgraph check-strategy`):
+    # evaluation mode outside subnet mode computes the derived network (the check then compares them)
+    eval_is_derived: ClassVar[bool] = False
+    # strategy options on top of the defaults for the checks' tiny runs (e.g. a small evolution)
+    check_options: ClassVar[Mapping[str, Any]] = {}
+    # further options for the planted-signal run (a 4-channel graph, 3 epochs; archgraph.testing)
+    planted_options: ClassVar[Mapping[str, Any]] = {}
+    # steps per epoch of the planted-signal run (None: archgraph.testing.PLANTED_STEPS)
+    planted_steps: ClassVar[int | None] = None
 
     def __init__(self, graph: nx.DiGraph, params: Any, search: SearchConfig, seed: int = 0):
         self.space_graph = graph  # the space as built from the config

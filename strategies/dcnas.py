@@ -172,6 +172,10 @@ class DCNAS(Strategy):
     """DCNAS: path sampling from softmax(beta/tau) + 1/4 partial channels (Zhang et al. 2021)."""
 
     name = "dcnas"
+    # The planted graph has 3 inputs and 4 channels: n = 2 draws a subset (4 would draw all three);
+    # r = 1/2, because at 1/4 one channel goes through the ops while three carry the label past
+    # them, so no op is planted any more (measured: the right op in 2 of 5 seeds).
+    planted_options = {"paths": 2, "channel_ratio": 0.5}
 
     def __init__(self, graph, params: DCNASParams, search, seed: int = 0):
         if params.paths < 2:

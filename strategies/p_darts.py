@@ -206,6 +206,8 @@ class PDARTS(Strategy):
     """P-DARTS: stages of a deepening supernet, shrinking op sets, parameter-free op regularisation."""
 
     name = "p_darts"
+    check_options = {"stages": 2, "drop": [2], "dropout": [0.0, 0.4]}  # the checks' tiny runs: two stages (a stage change, resumed)
+    planted_options = {"stages": 1, "drop": [], "dropout": [0.0]}  # one stage on the planted graph (tests/test_p_darts.py tests the stages)
 
     def __init__(self, graph: nx.DiGraph, params: PDARTSParams, search, seed: int = 0):
         self._check(params)

@@ -107,6 +107,7 @@ class PCDARTS(Strategy):
     """PC-DARTS: 1/k partial channels + channel shuffle, edge normalisation (Xu et al. 2020)."""
 
     name = "pc_darts"
+    planted_options = {"k": 2}  # 1/2 of the 4 channels through the ops, as dcnas (at 1/4 the label bypasses them)
 
     def __init__(self, graph, params: PCDARTSParams, search, seed: int = 0):
         if params.k < 1:

@@ -244,6 +244,11 @@ class ProxylessNAS(Strategy):
 
     name = "proxylessnas"
     default_affine_bn = True  # the official supernet's candidate blocks use nn.BatchNorm2d (affine)
+    eval_is_derived = True  # evaluation mode runs the argmax op and the top-k inputs
+    # The planted run: one architecture step per weight step (the default is one per 5), and twice
+    # the steps: an architecture step trains two sampled candidates, a weight step one path (input 3/5 at 16).
+    planted_options = {"arch_every": 1}
+    planted_steps = 32
 
     def __init__(self, graph: nx.DiGraph, params: ProxylessParams, search, seed: int = 0):
         if params.mode not in MODES:

@@ -142,6 +142,9 @@ class SPOS(Strategy):
     """SPOS: uniform single-path supernet training, then evolution scored with recalibrated BN (Guo et al. 2020)."""
 
     name = "spos"
+    # The checks' tiny runs: a small evolution (the official 50 x 20 would score up to 1,050 candidates).
+    check_options = {"population": 4, "generations": 2, "select": 2, "mutation": 2, "crossover": 2, "recalib_batches": 2}
+    planted_steps = 32  # 3 x 3 architectures in the planted graph; a weight step trains one of them, so twice the steps
     #: The evolution's progress bar (candidates scored of at most ``EvolutionConfig.max_scored()``,
     #: generation, best fitness so far): True draws it, False never; None (the default) draws it only
     #: when stderr is a terminal and this is rank 0. The search loop sets it from its ``progress`` switch.

@@ -26,6 +26,27 @@ def test_inspect_counts_the_papers_connections(capsys):
     assert previous["connections"] == 224 == 16 * 14
 
 
+def test_inspect_an_architecture_file_gives_params_and_flops_at_a_crop(tmp_path, capsys):
+    from archgraph import compile_graph
+    from archgraph.core.costs import model_flops
+
+    arch = tmp_path / "run" / "arch.yaml"
+    arch.parent.mkdir()
+    assert main(["sample", "--set", "space.layers=2", "space.base_channels=4", "--seed", "2", "-o", str(arch)]) == 0
+    capsys.readouterr()
+    net = compile_graph(load(arch))
+    small = run_json(capsys, ["inspect", str(arch), "--crop", "32", "64", "--json"])
+    assert small["params"] == sum(p.numel() for p in net.parameters()) and small["flops"] == model_flops(net, (32, 64))
+    assert small["crop"] == [32, 64] and small["space"] == "dcss" and "op_choices" not in small
+    default = run_json(capsys, ["inspect", str(arch.parent), "--json"])  # a run folder: its arch.yaml, at data.crop (64 x 64)
+    assert default["crop"] == [64, 64] and default["flops"] == model_flops(net, (64, 64)) > small["flops"]
+    assert main(["inspect", str(arch), "--crop", "128", "128"]) == 0
+    table = " ".join(capsys.readouterr().out.split())
+    assert "params" in table and "GFLOPs at 128x128" in table
+    assert main(["inspect", str(arch), "--space", "dcss"]) == 2
+    assert "either FILE or --space" in capsys.readouterr().err
+
+
 def test_sample_writes_a_valid_architecture_and_is_seeded(tmp_path, capsys):
     a, b, c = (tmp_path / n for n in ("a.yaml", "b.yaml", "c.yaml"))
     for path, seed in ((a, 3), (b, 3), (c, 4)):

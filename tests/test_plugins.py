@@ -50,9 +50,11 @@ def cli(site: Path, *argv: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def plugin_in_process(site):
-    """The plug-in visible to this interpreter; registries restored afterwards."""
+    """The plug-in visible to this interpreter; registries (spaces, strategies, ops) restored afterwards."""
+    from archgraph.core.ops import OPS
+
     load_plugins()
-    before_spaces, before_strategies = dict(SPACES), dict(STRATEGIES)
+    before_spaces, before_strategies, before_ops = dict(SPACES), dict(STRATEGIES), dict(OPS)
     sys.path.insert(0, str(site))
     try:
         load_plugins(reload=True)
@@ -62,6 +64,8 @@ def plugin_in_process(site):
         sys.modules.pop("archgraph_tiny_plugin", None)
         SPACES.clear(), SPACES.update(before_spaces)
         STRATEGIES.clear(), STRATEGIES.update(before_strategies)
+        OPS.clear(), OPS.update(before_ops)
+        load_plugins(reload=True)  # forget the plug-in's entry points and warnings again
 
 
 def test_an_installed_plugin_shows_up_in_the_listings(site):
@@ -133,3 +137,74 @@ def test_a_broken_entry_point_is_reported_not_fatal(tmp_path):
     assert proc.returncode == 0
     text = " ".join((proc.stdout + proc.stderr).split())
     assert "broken" in text and "failed to load" in text and "dcss" in text
+
+
+# ------------------------------------------------------------------------------------------------
+# A plug-in's ops are first-class
+
+
+def test_archgraph_ops_lists_plugin_and_space_ops_with_who_registered_them(site):
+    proc = cli(site, "ops")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split("│")[1].strip(): line for line in proc.stdout.splitlines() if line.count("│") >= 4}
+    assert "archgraph-tiny-plugin: spaces tiny_chain, tiny_width" in rows["tiny_dil_conv3x3"]
+    assert "dilated 3x3 conv" in rows["tiny_dil_conv3x3"]
+    for op in ("none", "cell_concat", "head_aspp_sum96"):  # Auto-DeepLab's own ops, registered by its module
+        assert "archgraph: space autodeeplab" in rows[op], op
+    assert "archgraph (core)" in rows["mbconv_k3_r3"] and "parameter-free" in rows["skip_connect"]
+
+
+def _plugin_architecture(path: Path) -> Path:
+    from archgraph.core.decode import derive_by_name
+    from archgraph.core.graph import save
+
+    arch = derive_by_name(build_space("tiny_chain", {}), ops={"a": "tiny_dil_conv3x3", "b": "conv1x1"}, inputs={"b": ["a"]})
+    return save(arch, path)
+
+
+def test_a_plugin_architecture_loads_in_a_fresh_process(site, plugin_in_process, tmp_path):
+    """Plug-ins load before the file is validated: its op (and its space, for the space check) exist."""
+    path = _plugin_architecture(tmp_path / "arch.yaml")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    code = ("import sys; from archgraph.core.archfile import load_architecture; from archgraph.core.ops import OPS; "
+            "assert 'tiny_dil_conv3x3' not in OPS; g = load_architecture(sys.argv[1]); print(g.nodes['a']['ops'], g.graph['space'])")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["['tiny_dil_conv3x3']", "tiny_chain"]
+    inspect = cli(site, "inspect", str(path), "--crop", "32", "48", "--json")  # and its size, from the command line
+    assert inspect.returncode == 0, inspect.stderr
+    import json
+
+    summary = json.loads(inspect.stdout)
+    assert summary["space"] == "tiny_chain" and summary["crop"] == [32, 48] and summary["params"] > 0 and summary["flops"] > 0
+
+
+def test_an_unknown_op_says_what_was_meant(plugin_in_process, tmp_path):
+    from archgraph.core.archfile import load_architecture
+    from archgraph.core.graph import load, save
+    from archgraph.core.ops import get_op
+    from archgraph.errors import GraphError, RegistryError
+
+    with pytest.raises(RegistryError, match=r"unknown op 'tiny_dil_conv3x4'; did you mean 'tiny_dil_conv3x3'\?"):
+        get_op("tiny_dil_conv3x4")
+    arch = load(_plugin_architecture(tmp_path / "arch.yaml"))
+    arch.nodes["a"]["ops"] = ["tiny_dilconv3x3"]
+    with pytest.raises(GraphError, match=r"unknown ops \['tiny_dilconv3x3'\]; did you mean 'tiny_dil_conv3x3'\?"):
+        load_architecture(save(arch, tmp_path / "typo.yaml"))
+
+
+def test_a_name_registered_without_an_entry_point_is_warned_about(monkeypatch):
+    from archgraph.core.registry import UNDECLARED
+
+    load_plugins()
+    Extra = type("Extra", (get_strategy("darts").cls,), {"__module__": "my_plugin.extra", "name": "extra"})
+    monkeypatch.setitem(STRATEGIES, "extra", StrategyInfo("extra", Extra, object, "registered by hand"))
+    try:
+        with pytest.warns(UserWarning, match=r"strategy 'extra' is registered by module 'my_plugin.extra' but has no entry point in group 'archgraph.strategies'"):
+            load_plugins(reload=True)
+        assert len(UNDECLARED) == 1  # the built-ins (imported by name) are not warned about
+        assert 'extra = "my_plugin.extra:Extra"' in UNDECLARED[0] and "reinstall" in UNDECLARED[0]
+    finally:
+        monkeypatch.undo()
+        load_plugins(reload=True)
+    assert UNDECLARED == []

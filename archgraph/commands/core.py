@@ -23,8 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ops", help="list the registered candidate ops")
     p.set_defaults(func=cmd_ops)
 
-    p = sub.add_parser("inspect", help="size of a search space: nodes, connections, choice points, parameters")
+    p = sub.add_parser("inspect", help="size of a search space (nodes, connections, choice points, parameters) or of an architecture file (parameters, FLOPs at --crop)")
+    p.add_argument("file", nargs="?", default=None, help="an architecture (or any graph) YAML, or a run folder holding arch.yaml; without it: the space of --space / the config")
     p.add_argument("--space", default=None, help="space name (default: the config's space.name, dcss)")
+    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="image size the FLOPs are counted at (default for FILE: the config's data.crop, 64 64; a space's FLOPs only when given)")
     add_config_args(p, positional=False)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_inspect)
@@ -70,7 +73,7 @@ def space_graph(cfg):
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    from archgraph.core.registry import PLUGIN_ERRORS, list_spaces, space_kinds
+    from archgraph.core.registry import PLUGIN_ERRORS, UNDECLARED, list_spaces, space_kinds
 
     table = Table(title="search spaces")
     for col in ("name", "description", "choice kinds", "hyper-parameters (space.KEY, default)"):
@@ -83,12 +86,12 @@ def cmd_spaces(args: argparse.Namespace) -> int:
             kinds = f"? ({exc.__class__.__name__}: {exc})"
         table.add_row(info.name, info.doc, kinds, params)
     console.print(table)
-    _plugin_errors(PLUGIN_ERRORS)
+    _plugin_errors(PLUGIN_ERRORS + UNDECLARED)
     return 0
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    from archgraph.core.registry import PLUGIN_ERRORS, list_spaces, list_strategies, strategy_handles, support_matrix
+    from archgraph.core.registry import PLUGIN_ERRORS, UNDECLARED, list_spaces, list_strategies, strategy_handles, support_matrix
 
     table = Table(title="search strategies")
     for col in ("name", "description", "handles", "options (strategy.KEY, default)"):
@@ -106,7 +109,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     for info in list_strategies():
         matrix.add_row(info.name, *("yes" if cells[(info.name, sp)] is None else f"no: {cells[(info.name, sp)]}" for sp in spaces))
     console.print(matrix)
-    _plugin_errors(PLUGIN_ERRORS)
+    _plugin_errors(PLUGIN_ERRORS + UNDECLARED)
     return 0
 
 
@@ -117,15 +120,39 @@ def _plugin_errors(errors: list[str]) -> None:
 
 def cmd_ops(args: argparse.Namespace) -> int:
     from archgraph.core.ops import OPS
+    from archgraph.core.registry import PLUGIN_ERRORS, UNDECLARED, load_plugins
 
+    load_plugins()  # spaces and plug-ins register their ops when their modules are imported
     table = Table(title="ops")
-    for col in ("name", "kind", "description"):
+    for col in ("name", "kind", "registered by", "description"):
         table.add_column(col)
+    origins = {info.origin: op_origin(info.origin) for info in OPS.values()}
     for info in OPS.values():
         kind = "head" if info.takes_list else ("parameter-free" if info.parameter_free else "conv")
-        table.add_row(info.name, kind, info.doc)
+        table.add_row(info.name, kind, origins[info.origin], info.doc)
     console.print(table)
+    _plugin_errors(PLUGIN_ERRORS + UNDECLARED)
     return 0
+
+
+def op_origin(module: str) -> str:
+    """Who registered an op, for `archgraph ops`: the package (distribution) that holds ``module``,
+    and the spaces that module registers (an op a space brings along), e.g. ``archgraph: space
+    autodeeplab`` or ``archgraph-tiny-plugin: spaces tiny_chain, tiny_width``."""
+    from importlib.metadata import packages_distributions
+
+    from archgraph.core.registry import SPACES, registered_by
+
+    if not module:
+        return "?"
+    top = module.split(".")[0]
+    package = ", ".join(sorted(set(packages_distributions().get(top, [])))) or top
+    if module == "archgraph.core.ops":
+        return f"{package} (core)"
+    spaces = sorted(name for name, info in SPACES.items() if registered_by(info) == module)
+    if spaces:
+        return f"{package}: space{'s' if len(spaces) > 1 else ''} {', '.join(spaces)}"
+    return f"{package} ({module})"
 
 
 def _default(f: dataclasses.Field) -> str:
@@ -162,15 +189,73 @@ def space_summary(graph) -> dict:
     }
 
 
+def architecture_summary(graph, crop: tuple[int, int]) -> dict:
+    """Size of one graph file: nodes, edges, parameters, and FLOPs of one forward pass at ``crop``
+    (torch's flop counter, a multiply-add counted as 2); a graph with choice points is compiled with
+    the continuous relaxation (every candidate runs) and also counts its choice points."""
+    from archgraph.core.choices import discover_choices
+    from archgraph.core.compile import compile_graph
+    from archgraph.core.costs import model_flops
+
+    net = compile_graph(graph)
+    choices = discover_choices(graph)
+    out = {
+        "name": graph.graph.get("name"),
+        "space": graph.graph.get("space"),
+        "nodes": graph.number_of_nodes(),
+        "edges": graph.number_of_edges(),
+        "num_classes": graph.graph.get("num_classes"),
+        "params": sum(p.numel() for p in net.weight_parameters()),
+        "flops": model_flops(net, crop),
+        "crop": list(crop),
+    }
+    if len(choices):
+        out.update(op_choices=len(choices.ops), input_choices=len(choices.inputs), arch_params=sum(p.numel() for p in net.arch_parameters()))
+    return out
+
+
+def _graph_file(path: Path):
+    """The graph in ``path`` (a run folder: its arch.yaml), with the ops of installed plug-ins registered."""
+    from archgraph.core.graph import load, validate
+    from archgraph.core.ops import OPS, ensure_ops
+
+    if path.is_dir():
+        if not (path / "arch.yaml").is_file():
+            raise ArchgraphError(f"{path} is a folder without arch.yaml; pass an architecture YAML or a search/training run folder")
+        path = path / "arch.yaml"
+    graph = load(path)
+    ensure_ops(graph)
+    validate(graph, OPS)
+    return graph
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
-    summary = space_summary(space_graph(cfg))
+    if args.file is not None:
+        if args.space:
+            raise ArchgraphError("give either FILE or --space, not both")
+        crop = tuple(args.crop) if args.crop else tuple(cfg.data.crop)
+        if min(crop) < 1:
+            raise ArchgraphError(f"--crop {crop[0]} {crop[1]}: both sizes must be at least 1")
+        summary = architecture_summary(_graph_file(Path(args.file)), crop)
+        title = f"architecture {summary['name']}"
+    else:
+        summary = space_summary(space_graph(cfg))
+        if args.crop:
+            from archgraph.core.compile import compile_graph
+            from archgraph.core.costs import model_flops
+
+            summary.update(flops=model_flops(compile_graph(space_graph(cfg)), tuple(args.crop)), crop=list(args.crop))
+        title = f"space {summary['name']}"
     if args.json:
         print(json.dumps(summary))
         return 0
-    table = Table(title=f"space {summary['name']}", show_header=False)
+    table = Table(title=title, show_header=False)
     for k, v in summary.items():
-        table.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
+        shown = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+        if k == "flops":
+            shown += f" ({v / 1e9:.3g} GFLOPs at {summary['crop'][0]}x{summary['crop'][1]})"
+        table.add_row(k, shown)
     console.print(table)
     return 0
 

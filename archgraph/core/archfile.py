@@ -22,8 +22,9 @@ def load_architecture(path: str | Path, check_space: bool = True) -> nx.DiGraph:
     graph = load(path)
     where = str(path)
     try:
-        from archgraph.core.ops import OPS
+        from archgraph.core.ops import OPS, ensure_ops
 
+        ensure_ops(graph)  # a plug-in's (or Auto-DeepLab's) ops are registered when its module loads
         validate(graph, OPS)
         if has_choices(graph):
             raise GraphError(

@@ -42,7 +42,7 @@ from torch import nn
 from archgraph.core.choices import ArchParams, ChoicePoints, discover_choices, qualify
 from archgraph.errors import CheckpointError, GraphError
 from archgraph.core.graph import execution_order, input_node, inputs_of, node_spec, validate
-from archgraph.core.ops import OPS, build_alignment, build_op, get_op
+from archgraph.core.ops import OPS, build_alignment, build_op, ensure_ops, get_op
 from archgraph.core.relaxation import ContinuousRelaxation, Relaxation, SingleOp, SumInputs
 
 
@@ -113,7 +113,7 @@ class CompiledNetwork(nn.Module):
     def __init__(self, graph: nx.DiGraph, relaxation: Relaxation | None = None, arch: ArchParams | None = None, arch_seed: int = 0, choice_bn_affine: bool = True):
         super().__init__()
         self.choice_bn_affine = choice_bn_affine
-        _ensure_ops(graph)
+        ensure_ops(graph)  # ops a space or plug-in registers in its own module exist once plug-ins load
         validate(graph, OPS)
         self.graph = graph
         self.choices: ChoicePoints = discover_choices(graph)
@@ -244,24 +244,6 @@ class CompiledNetwork(nn.Module):
     def arch_parameters(self) -> Iterator[nn.Parameter]:
         """alpha and beta (Adam in bi-level search); empty for a fixed network."""
         return iter(()) if self.arch is None else self.arch.parameters()
-
-
-def _graph_ops(g: nx.DiGraph) -> set[str]:
-    ops = set()
-    for n in g.nodes:
-        ops.update(g.nodes[n].get("ops", ()))
-        body = g.nodes[n].get("body")
-        if body is not None:
-            ops |= _graph_ops(body)
-    return ops
-
-
-def _ensure_ops(graph: nx.DiGraph) -> None:
-    """Ops a space registers in its own module (Auto-DeepLab's ``none``) exist once plug-ins load."""
-    if not _graph_ops(graph) <= set(OPS):
-        from archgraph.core.registry import load_plugins
-
-        load_plugins()
 
 
 def compile_graph(graph: nx.DiGraph, relaxation: Relaxation | None = None, arch: ArchParams | None = None, arch_seed: int = 0, choice_bn_affine: bool = True) -> CompiledNetwork:

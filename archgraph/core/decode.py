@@ -190,6 +190,170 @@ def _scores_for(scores: Scores, label: str, size: int, node: str, what: str) -> 
     return values
 
 
+# --------------------------------------------------------------------------------------------------
+# Architectures by name: ops and kept inputs per node id instead of score lists in label order
+
+
+def scores_by_name(
+    graph: nx.DiGraph,
+    ops: Mapping[str, str] | None = None,
+    inputs: Mapping[str, Sequence[str]] | None = None,
+    default_op: str | None = None,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """One-hot scores that make :func:`decode` pick exactly the named ops and inputs of ``graph``.
+
+    ``ops`` maps a node id (qualified ``<cell>/<node>`` inside a cell body) to the op it runs,
+    ``inputs`` maps a node id to the sources it keeps (as many as its ``keep_inputs``); a node with
+    an op choice left out runs ``default_op`` when that is given. The result also feeds
+    :func:`decisions` (the supernet's subnet mode). Unknown nodes, ops and sources, nodes without that
+    kind of choice, a wrong number of inputs and two nodes of one shared label given different
+    decisions raise :class:`GraphError` naming the node and what it accepts. Choice points given
+    nothing (and no ``default_op``) get a placeholder (their first candidates): use
+    :func:`derive_by_name`, which refuses them wherever they end up in the architecture.
+    """
+    ops, inputs = dict(ops or {}), {k: list(v) for k, v in (inputs or {}).items()}
+    choices = discover_choices(graph)
+    where = f"space {graph.graph.get('name', 'graph')!r}"
+    op_at = {c.node: c for c in choices.ops}
+    in_at = {c.node: c for c in choices.inputs}
+    every = _all_node_ids(graph)
+    for what, given, table in (("ops", ops, op_at), ("inputs", inputs, in_at)):
+        for node in given:
+            if node in table:
+                continue
+            if node not in every:
+                raise GraphError(f"{what}: {where} has no node {node!r}{_close(node, every)}")
+            kind = "op" if what == "ops" else "input"
+            fixed = "op" if what == "ops" else "inputs"
+            with_kind = sorted(table)
+            raise GraphError(f"{what}: node {node!r} has no {kind} choice (its {fixed} {'is' if what == 'ops' else 'are'} fixed); "
+                             f"nodes with one: {_few(with_kind)}")
+    if default_op is not None and not any(default_op in c.candidates for c in choices.ops):
+        raise GraphError(f"default_op {default_op!r} is a candidate of no op choice of {where}{_close(default_op, {o for c in choices.ops for o in c.candidates})}")
+    op_scores: dict[str, list[float]] = {}
+    op_from: dict[str, str] = {}
+    for c in choices.ops:  # the ops given by node
+        if c.node not in ops:
+            continue
+        name = ops[c.node]
+        if name not in c.candidates:
+            raise GraphError(f"ops: node {c.node!r} has no candidate op {name!r}{_close(name, c.candidates)} (its candidates: {', '.join(c.candidates)})")
+        scores = [1.0 if op == name else 0.0 for op in c.candidates]
+        if c.label in op_from and op_scores[c.label] != scores:
+            raise GraphError(f"ops: nodes {op_from[c.label]!r} and {c.node!r} share the op choice label {c.label!r} (one decision), "
+                             f"but were given different ops; give them the same op")
+        op_scores[c.label], op_from[c.label] = scores, c.node
+    for c in choices.ops:  # then default_op where it is a candidate, then a placeholder (the first op)
+        if c.label not in op_scores:
+            pick = c.candidates.index(default_op) if default_op in c.candidates else 0
+            op_scores[c.label] = [1.0 if i == pick else 0.0 for i in range(len(c.candidates))]
+    in_scores: dict[str, list[float]] = {}
+    in_from: dict[str, str] = {}
+    for c in choices.inputs:
+        if c.node not in inputs:
+            in_scores.setdefault(c.label, [1.0 if i < c.keep else 0.0 for i in range(len(c.candidates))])
+            continue
+        kept = [_qualified_source(c, s) for s in inputs[c.node]]
+        if len(set(kept)) != len(kept):
+            raise GraphError(f"inputs: node {c.node!r} lists a source twice ({inputs[c.node]})")
+        if len(kept) != c.keep:
+            raise GraphError(f"inputs: node {c.node!r} keeps {c.keep} of its inputs (keep_inputs), got {len(kept)}: {inputs[c.node]}")
+        scores = [1.0 if src in kept else 0.0 for src in c.candidates]
+        if c.label in in_from and in_scores[c.label] != scores:
+            raise GraphError(f"inputs: nodes {in_from[c.label]!r} and {c.node!r} share the input choice label {c.label!r} (one decision), "
+                             f"but were given different inputs; give them the same ones")
+        in_scores[c.label], in_from[c.label] = scores, c.node
+    return op_scores, in_scores
+
+
+def derive_by_name(
+    graph: nx.DiGraph,
+    ops: Mapping[str, str] | None = None,
+    inputs: Mapping[str, Sequence[str]] | None = None,
+    default_op: str | None = None,
+) -> nx.DiGraph:
+    """The architecture of ``graph`` (a supernet) with the named ops and kept inputs, decoded as a
+    search's would be (the space's decoding rule, then what reaches the head)::
+
+        arch = derive_by_name(supernet, ops={"L1_s4": "mbconv_k3_r3", ...}, inputs={"L2_s8": ["L1_s4", "stem_s8"], ...})
+
+    Every choice point that ends up in the architecture must be given (or, for op choices, covered
+    by ``default_op``); one that the kept inputs leave out of it needs nothing (entries for it are
+    accepted and have no effect). Errors name the node and what it accepts (see
+    :func:`scores_by_name`). ``decisions(discover_choices(graph), *scores_by_name(...))`` gives the
+    same architecture as indices for the supernet's subnet mode.
+    """
+    ops, inputs = dict(ops or {}), dict(inputs or {})
+    op_scores, in_scores = scores_by_name(graph, ops, inputs, default_op)
+    arch = decode(graph, op_scores, in_scores)
+    choices = discover_choices(graph)
+    given_ops = {c.label for c in choices.ops if c.node in ops}  # a shared label is one decision
+    given_inputs = {c.label for c in choices.inputs if c.node in inputs}
+    missing_inputs = [c for c in choices.inputs if c.label not in given_inputs and c.keep < len(c.candidates) and _in_architecture(arch, c.node)]
+    if missing_inputs:
+        c = missing_inputs[0]
+        raise GraphError(f"inputs: {_nodes(missing_inputs)} part of the architecture but no inputs are given; "
+                         f"{c.node!r} keeps {c.keep} of: {', '.join(_local(s) for s in c.candidates)}")
+    missing_ops = [c for c in choices.ops if c.label not in given_ops and default_op not in c.candidates and _in_architecture(arch, c.node)]
+    if missing_ops:
+        extra = "" if default_op is None else f" (default_op {default_op!r} is not a candidate there)"
+        raise GraphError(f"ops: {_nodes(missing_ops)} part of the architecture but no op is given{extra}; "
+                         f"candidates of {missing_ops[0].node!r}: {', '.join(missing_ops[0].candidates)}")
+    return arch
+
+
+def _nodes(missing) -> str:
+    names = [repr(c.node) for c in missing]
+    return f"node {names[0]} is" if len(names) == 1 else f"nodes {_few(names)} are"
+
+
+def _all_node_ids(g: nx.DiGraph, prefix: str = "") -> set[str]:
+    """Every node id of ``g``, nested bodies as qualified ids."""
+    out = set()
+    for n in g.nodes:
+        q = qualify(prefix, n)
+        out.add(q)
+        body = g.nodes[n].get("body")
+        if body is not None:
+            out |= _all_node_ids(body, q)
+    return out
+
+
+def _in_architecture(arch: nx.DiGraph, qualified: str) -> bool:
+    graph, parts = arch, qualified.split("/")
+    for cell in parts[:-1]:
+        if cell not in graph or graph.nodes[cell].get("body") is None:
+            return False
+        graph = graph.nodes[cell]["body"]
+    return parts[-1] in graph
+
+
+def _local(q: str) -> str:
+    return q.rsplit("/", 1)[-1]
+
+
+def _qualified_source(c, source: str) -> str:
+    """An input choice's candidate named by its local or qualified id."""
+    if source in c.candidates:
+        return source
+    prefix = c.node.rsplit("/", 1)[0] + "/" if "/" in c.node else ""
+    if prefix + source in c.candidates:
+        return prefix + source
+    local = [_local(s) for s in c.candidates]
+    raise GraphError(f"inputs: {source!r} is not a candidate input of node {c.node!r}{_close(source, local)} (its candidates: {', '.join(local)})")
+
+
+def _close(name: str, options) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(name), sorted(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _few(names: Sequence[str], n: int = 6) -> str:
+    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "") if names else "none"
+
+
 def uniform_scores(choices: ChoicePoints, seed: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Scores that make :func:`decode` pick uniformly at random at every choice point.
 

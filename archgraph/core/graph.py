@@ -264,7 +264,12 @@ def validate(g: nx.DiGraph, known_ops: Iterable[str] | None = None) -> None:
         if known is not None:
             unknown = [o for o in spec.ops if o not in known]
             if unknown:
-                raise GraphError(f"{at}: unknown ops {unknown}; registered ops are listed by `archgraph ops`")
+                import difflib
+
+                close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise GraphError(f"{at}: unknown ops {unknown}{hint} (registered ops are listed by `archgraph ops`; "
+                                 "an op of a plug-in is registered once the plug-in is installed)")
         if spec.keep_inputs is not None and not 1 <= spec.keep_inputs <= len(preds):
             raise GraphError(f"{at}: keep_inputs={spec.keep_inputs} but the node has {len(preds)} inputs")
         for p in preds:

@@ -8,12 +8,24 @@ list of input tensors.
 
 Names follow a small grammar so a derived architecture file is readable: ``mbconv_k5_r6`` is a
 MobileNetV3 inverted-residual block with a 5x5 depthwise kernel and expansion ratio 6.
+
+**The op contract** (docs/plugins.md has it in full): a builder must work for *any* ``node.channels``
+>= 1, because partial-channel strategies (``dcnas``, ``pc_darts``) build the candidates of an op choice
+at a fraction of the node's width (a quarter by default); the module keeps the shape
+``(N, channels, H, W)``; ``takes_list=True`` ops (heads, a cell body's output) get the list of raw
+inputs and cannot be part of an op choice; ``parameter_free=True`` marks ops P-DARTS regularises.
+Ops of a space or plug-in are registered when its module is imported; :func:`ensure_ops` loads the
+plug-ins when a graph names an op that is not registered yet, and every :class:`OpInfo` records the
+module that registered it (``archgraph ops`` shows it).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
+
+import networkx as nx
 
 import torch
 import torch.nn.functional as F
@@ -32,30 +44,62 @@ class OpInfo:
     takes_list: bool = False  # head-style op: gets the list of raw inputs instead of their aligned sum
     parameter_free: bool = False  # e.g. skip/pooling: P-DARTS regularises and caps these
     doc: str = ""
+    origin: str = ""  # the module that registered it (archgraph.core.ops, a space's module, a plug-in's)
 
 
 OPS: dict[str, OpInfo] = {}
 
 
 def register_op(name: str, *, takes_list: bool = False, parameter_free: bool = False, doc: str = "") -> Callable[[OpBuilder], OpBuilder]:
+    """Register ``builder(node, inputs) -> nn.Module`` as op ``name`` (see the op contract above)."""
+    try:
+        origin = str(sys._getframe(1).f_globals.get("__name__", ""))  # the module calling register_op
+    except (AttributeError, ValueError):  # an interpreter without frames
+        origin = ""
+
     def deco(fn: OpBuilder) -> OpBuilder:
         if name in OPS:
-            raise RegistryError(f"op {name!r} is already registered")
-        OPS[name] = OpInfo(name, fn, takes_list, parameter_free, doc or (fn.__doc__ or "").strip().split("\n")[0])
+            raise RegistryError(f"op {name!r} is already registered (by {OPS[name].origin or 'an unknown module'})")
+        text = doc or (fn.__doc__ or "").strip().split("\n")[0]
+        OPS[name] = OpInfo(name, fn, takes_list, parameter_free, text, origin or getattr(fn, "__module__", "") or "")
         return fn
 
     return deco
+
+
+def unknown_op_hint(name: str, known: Iterable[str] | None = None) -> str:
+    """``"; did you mean 'x'?"`` for the registered op closest to ``name`` (empty when none is close)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(OPS if known is None else known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def get_op(name: str) -> OpInfo:
     try:
         return OPS[name]
     except KeyError:
-        import difflib
+        raise RegistryError(f"unknown op {name!r}{unknown_op_hint(name)} (see `archgraph ops`)") from None
 
-        close = difflib.get_close_matches(name, OPS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise RegistryError(f"unknown op {name!r}{hint} (see `archgraph ops`)") from None
+
+def graph_ops(g: nx.DiGraph) -> set[str]:
+    """Every op name ``g`` uses, nested cell bodies included."""
+    ops: set[str] = set()
+    for n in g.nodes:
+        ops.update(g.nodes[n].get("ops", ()))
+        body = g.nodes[n].get("body")
+        if body is not None:
+            ops |= graph_ops(body)
+    return ops
+
+
+def ensure_ops(g: nx.DiGraph) -> None:
+    """Load the plug-ins (spaces register their own ops when imported, e.g. Auto-DeepLab's ``none``)
+    when ``g`` names an op that is not registered yet; call before validating a graph read from a file."""
+    if not graph_ops(g) <= set(OPS):
+        from archgraph.core.registry import load_plugins
+
+        load_plugins()
 
 
 def build_op(name: str, node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:

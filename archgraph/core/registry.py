@@ -66,6 +66,9 @@ _loaded = False
 
 
 PLUGIN_ERRORS: list[str] = []  # entry points that failed to load (shown by `archgraph spaces`/`strategies`)
+# names registered by a plug-in's module without an entry point of that name in their group: found only
+# in a process that happens to import the module (shown by `archgraph spaces`/`strategies`, and warned)
+UNDECLARED: list[str] = []
 _kinds_cache: dict[str, frozenset[str]] = {}
 
 
@@ -141,6 +144,7 @@ def load_plugins(reload: bool = False) -> None:
                 raise
     if reload:
         PLUGIN_ERRORS.clear()
+        UNDECLARED.clear()
     for group, table in zip(GROUPS, (SPACES, STRATEGIES)):
         for ep in entry_points(group=group):
             where = f"entry point {ep.name!r} = {ep.value!r} in group {group!r}" + (f" (package {ep.dist.name})" if ep.dist else "")
@@ -158,6 +162,32 @@ def load_plugins(reload: bool = False) -> None:
                 if message not in PLUGIN_ERRORS:
                     PLUGIN_ERRORS.append(message)
                     warnings.warn(message, stacklevel=2)
+    _warn_undeclared()
+
+
+def registered_by(info: SpaceInfo | StrategyInfo) -> str:
+    """The module that registered a space or strategy (where its builder or class is defined)."""
+    target = info.build if isinstance(info, SpaceInfo) else info.cls
+    return str(getattr(target, "__module__", "") or "")
+
+
+def _warn_undeclared() -> None:
+    """Warn about every space or strategy a plug-in registered without an entry point of that name in
+    its group: it works in this process (its module was imported) but nowhere else (a fresh
+    ``archgraph search``, a resumed run, another machine). Built-ins are imported by name and exempt."""
+    for group, table, kind in zip(GROUPS, (SPACES, STRATEGIES), ("space", "strategy")):
+        declared = {ep.name for ep in entry_points(group=group)}
+        for name, info in table.items():
+            module = registered_by(info)
+            if name in declared or module == "archgraph" or module.startswith("archgraph."):
+                continue
+            target = info.build.__name__ if isinstance(info, SpaceInfo) else info.cls.__name__
+            message = (f"{kind} {name!r} is registered by module {module!r} but has no entry point in group {group!r}, "
+                       f"so only a process that imports {module!r} finds it; declare `{name} = \"{module}:{target}\"` under "
+                       f"[project.entry-points.\"{group}\"] in the plug-in's pyproject.toml and reinstall it (pip install -e .)")
+            if message not in UNDECLARED:
+                UNDECLARED.append(message)
+                warnings.warn(message, stacklevel=3)
 
 
 def _lookup(table: dict, name: str, what: str, command: str):

@@ -1,7 +1,8 @@
 """A tiny archgraph plug-in: not part of archgraph, installed like any third-party package.
 
 - ``tiny_chain``: image -> stem -> two searchable nodes (an op choice each, the second also an input
-  choice) -> head. Small enough to search in seconds.
+  choice) -> head. Small enough to search in seconds. Node ``a`` may run the plug-in's own op.
+- ``tiny_dil_conv3x3``: an op the plug-in registers (a dilated 3x3 conv); listed by ``archgraph ops``.
 - ``tiny_width``: the same graph declaring a ``width`` choice kind (a channel-width choice needing a
   relaxation no strategy provides), so every strategy refuses it before any data is loaded.
 - ``tiny_darts``: a strategy; the plain continuous relaxation under another name, declaring the kinds
@@ -12,11 +13,21 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from typing import Sequence
+
 import networkx as nx
+from torch import nn
 
 from archgraph.core.graph import NodeSpec, add_edge, add_node, new_graph
+from archgraph.core.ops import register_op
 from archgraph.core.registry import register_space, register_strategy
 from archgraph.strategies.base import Strategy, StrategyParams
+
+
+@register_op("tiny_dil_conv3x3", doc="dilated 3x3 conv (dilation 2) + BN + ReLU, from the tiny plug-in")
+def build_tiny_dil_conv(node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:
+    c = node.channels  # any width >= 1: partial-channel strategies build candidates at a quarter of it
+    return nn.Sequential(nn.Conv2d(c, c, 3, padding=2, dilation=2, bias=False), nn.BatchNorm2d(c), nn.ReLU())
 
 
 @dataclass
@@ -32,7 +43,7 @@ def _tiny(p: TinyParams, space: str) -> nx.DiGraph:
     add_node(g, "image", NodeSpec("input", 0, 1, 3))
     add_node(g, "stem", NodeSpec("stem", 0, 4, p.channels, ("conv3x3",)))
     add_edge(g, "image", "stem")
-    add_node(g, "a", NodeSpec("fusion", 1, 4, p.channels, ("conv3x3", "skip_connect")))
+    add_node(g, "a", NodeSpec("fusion", 1, 4, p.channels, ("conv3x3", "skip_connect", "tiny_dil_conv3x3")))
     add_edge(g, "stem", "a")
     add_node(g, "b", NodeSpec("fusion", 2, 8, 2 * p.channels, ("conv1x1", "max_pool_3x3"), keep_inputs=1))
     add_edge(g, "stem", "b", kind="candidate")
