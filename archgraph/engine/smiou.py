@@ -18,6 +18,7 @@ from archgraph.config import Config
 from archgraph.core.compile import CompiledNetwork
 from archgraph.core.decode import decisions
 from archgraph.engine import distributed as D
+from archgraph.engine.loop import set_dataset_epoch
 from archgraph.errors import ConfigError
 
 
@@ -79,6 +80,22 @@ def _preserved_batchnorm(net: nn.Module) -> Iterator[list[nn.modules.batchnorm._
                 getattr(m, k).copy_(v)
 
 
+@contextlib.contextmanager
+def _fixed_augmentation(ds: Dataset) -> Iterator[None]:
+    """Recalibrate on the augmentation of epoch 0, whatever epoch the search is in, then put the
+    dataset's epoch back: the same architecture gets the same score at the end of a search, after a
+    resume, and when ``archgraph correlate`` loads the finished supernet (random crops depend on
+    the epoch)."""
+    base = ds.dataset if isinstance(ds, Subset) else ds
+    previous = getattr(base, "epoch", None)
+    set_dataset_epoch(ds, 0)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            set_dataset_epoch(ds, previous)
+
+
 def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config, device: torch.device, recalib_batches: int | None = None) -> float:
     """Validation mIoU of one architecture inside the supernet (its subnet mode), with the BN
     statistics re-estimated on training batches first; the supernet's own BN state is restored."""
@@ -86,7 +103,7 @@ def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input
 
     batches = cfg.search.bn_recalib_batches if recalib_batches is None else recalib_batches
     was_training = net.training
-    with _preserved_batchnorm(net) as bns, relaxation.fixed_subnet(op_idx, input_idx), torch.no_grad():
+    with _preserved_batchnorm(net) as bns, relaxation.fixed_subnet(op_idx, input_idx), _fixed_augmentation(data.train_a), torch.no_grad():
         for m in bns:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the recalibration batches
