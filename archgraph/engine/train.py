@@ -353,7 +353,8 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
             record, t0 = _train_epoch(run, epoch, lambda loss: bar.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.train.epochs} loss {loss:.3f}"), stop)
             stop.resume_command = f"archgraph train --resume --out {run.out}"
             _end_training_epoch(run, epoch, record, t0)
-            say(epoch_line("train", epoch, cfg.train.epochs, record, EPOCH_LINE))
+            shown = {**record, "best_miou": record["best_miou"] if record["best_miou"] >= 0 else None}  # -1: not evaluated yet
+            say(epoch_line("train", epoch, cfg.train.epochs, shown, EPOCH_LINE))
     D.barrier()
     return finish(cfg, run.out, run.val, progress=progress)
 
