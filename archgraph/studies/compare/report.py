@@ -50,19 +50,52 @@ def write_plots(out: Path, results: dict[str, Any]) -> list[str]:
     ax.grid(axis="y", alpha=0.3)
     save_fig(fig, "tmiou")
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for e in entries:
+    save_fig(cost_figure(entries, colour), "tmiou_vs_cost")
+    return written
+
+
+def _spread(ys: list[float], gap: float) -> list[float]:
+    """Label heights near ``ys`` (any order) at least ``gap`` apart, kept as close to them as can be."""
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    placed = [0.0] * len(ys)
+    last = float("-inf")
+    for i in order:
+        placed[i] = max(ys[i], last + gap)
+        last = placed[i]
+    shift = (max(placed[i] - ys[i] for i in order) / 2) if order else 0.0  # centre the column on the points
+    return [p - shift for p in placed]
+
+
+def cost_figure(entries: list[dict[str, Any]], colour: dict[str, str]):
+    """T-mIoU against search wall time. The baselines (no search) sit at 0; their labels form a
+    column to the left, each tied to its point by a thin line, so they never overlap."""
+    from archgraph.outputs.plots import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    xs = [e["summary"]["search_seconds_mean"] or 0.0 for e in entries]
+    ys = [e["summary"]["t_miou_mean"] for e in entries]
+    for e, x, y in zip(entries, xs, ys):
         s = e["summary"]
-        x = s["search_seconds_mean"] or 0.0  # baselines: no search
-        ax.errorbar([x], [s["t_miou_mean"]], xerr=[s["search_seconds_std"] or 0], yerr=[s["t_miou_std"] or 0],
+        ax.errorbar([x], [y], xerr=[s["search_seconds_std"] or 0], yerr=[s["t_miou_std"] or 0],
                     fmt="o" if e["kind"] == "strategy" else "s", color=colour[e["kind"]], capsize=3)
-        ax.annotate(display_name(e), (x, s["t_miou_mean"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlabel("search wall time (s); baselines at 0")
+    span = max(max(xs), 1.0)
+    low, high = min(ys), max(ys)
+    gap = max(high - low, 0.01) * 0.12
+    for group, x_text, align in ((lambda x: x == 0, -0.06 * span, "right"), (lambda x: x > 0, None, "left")):
+        members = [i for i, x in enumerate(xs) if group(x)]
+        heights = _spread([ys[i] for i in members], gap)
+        for i, h in zip(members, heights):
+            ax.annotate(display_name(entries[i]), (xs[i], ys[i]), xytext=(x_text if x_text is not None else xs[i] + 0.04 * span, h),
+                        ha=align, va="center", fontsize=8, arrowprops=dict(arrowstyle="-", lw=0.5, color="#999999"))
+    ax.set_xlim(-0.55 * span, 1.35 * span)
+    ax.set_ylim(low - 5 * gap, high + 5 * gap)
+    ax.set_xticks([tick for tick in ax.get_xticks() if 0 <= tick <= 1.35 * span])  # no negative times
+    ax.set_xlabel("search wall time (s); baselines (no search) at 0")
     ax.set_ylabel("T-mIoU (stand-alone)")
     ax.set_title("accuracy against search cost")
     ax.grid(alpha=0.3)
-    save_fig(fig, "tmiou_vs_cost")
-    return written
+    return fig
 
 
 def _entry_arch(out: Path, entry: dict[str, Any]) -> Path | None:
