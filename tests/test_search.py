@@ -133,5 +133,7 @@ def test_report_is_self_contained(run):
     assert "data:image/png;base64," in page
     assert "<svg" in page or "missing" in page
     assert "space:" in page  # the config
-    assert "params" in page and "flops" in page
+    assert "<th>parameters</th>" in page and "<th>FLOPs</th>" in page
+    assert "<th>last epoch</th><td>2</td>" in page  # epochs counted from 1, as on the console (2 epochs)
+    assert "<th>lr</th>" not in page  # a summary, not a dump of the last log line
     assert (run / "curves.png").is_file() and (run / "curves.svg").is_file()

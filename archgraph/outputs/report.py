@@ -237,8 +237,7 @@ def write_report(run_dir: Path, output: Path | None = None) -> Path:
 
         strategy = str(((yaml.safe_load(config) or {}).get("strategy") or {}).get("name", ""))
     last = records[-1] if records else {}
-    label = "last" if status.finished else "latest"
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in {**size, **{f"{label} {k}": v for k, v in last.items()}}.items())
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in summary_rows(size, last, status).items())
     state = html.escape(status.describe())
     if not status.finished:
         state = f'<strong class="unfinished">{state}</strong>: the pictures and numbers show the search so far'
@@ -265,6 +264,25 @@ table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 
 """
     atomic_write_text(out, page)
     return out
+
+
+SUMMARY_FIELDS = (  # (record key, what a reader calls it); epochs and stages are counted from 1, as on the console
+    ("s_miou", "S-mIoU (val, derived architecture in the supernet)"), ("loss", "weight loss (trainA)"),
+    ("arch_loss", "architecture loss (trainB)"), ("entropy_alpha", "entropy of softmax(alpha)"), ("entropy_beta", "entropy of softmax(beta)"),
+    ("margin_alpha", "decision margin of alpha"), ("margin_beta", "decision margin of beta"), ("tau", "temperature tau"),
+    ("step_time", "seconds per step"), ("peak_mem_mb", "peak memory (MB)"), ("arch_hash", "architecture hash"),
+)
+
+
+def summary_rows(size: dict[str, Any], last: dict[str, Any], status: SearchStatus) -> dict[str, Any]:
+    """The summary table: the derived model's size, then the chosen fields of the last epoch."""
+    rows: dict[str, Any] = {"parameters": size.get("params"), "FLOPs": size.get("flops"),
+                            "FLOPs measured at (H, W)": size.get("flops_at")} if size else {}
+    if last:
+        epoch = f"{int(last.get('epoch', 0)) + 1}" + (f" (stage {int(last['stage']) + 1})" if last.get("stage") else "")
+        rows[f"{'last' if status.finished else 'latest'} epoch"] = epoch
+    rows.update({label: last[key] for key, label in SUMMARY_FIELDS if last.get(key) is not None})
+    return {k: v for k, v in rows.items() if v is not None}
 
 
 def _fmt(v: Any) -> str:
