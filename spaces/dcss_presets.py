@@ -224,9 +224,9 @@ def build_preset(name: str, supernet: nx.DiGraph, op: str | None = None) -> nx.D
 
 def preset_architecture(name: str, space_params: Mapping[str, Any] | None = None, op: str | None = None) -> nx.DiGraph:
     """Build DCSS with ``space_params`` (``space`` config keys) and derive the preset from it."""
-    from archgraph.core.spaces_api import build_space
+    from archgraph.core import spaces_api
 
-    return build_preset(name, build_space("dcss", dict(space_params or {})), op)
+    return spaces_api.preset_architecture(name, "dcss", space_params, op)
 
 
 def _register_all() -> None:

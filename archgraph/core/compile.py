@@ -32,7 +32,7 @@ derived network compute the same function.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import networkx as nx
 import torch
@@ -278,17 +278,19 @@ def _is_bn_affine_key(net: nn.Module, key: str) -> bool:
         return False
 
 
-def transfer_weights(src: nn.Module, dst: CompiledNetwork) -> int:
-    """Copy every tensor of ``dst`` whose name and shape exist in ``src`` (supernet -> derived net).
+def transfer_weights(src: nn.Module | Mapping[str, torch.Tensor], dst: CompiledNetwork) -> int:
+    """Copy every tensor of ``dst`` whose name and shape exist in ``src`` (a module, or a state dict
+    such as a checkpoint's): supernet -> derived net, or a trained run -> a run for other classes.
 
     Returns how many tensors were copied. Because module names follow node ids, op names and source
     ids, the derived net's kept branches and chosen ops receive exactly the supernet's weights.
     """
-    source = src.state_dict()
+    source = src.state_dict() if isinstance(src, nn.Module) else src
     target = dst.state_dict()
     copied = 0
-    for k, v in target.items():
-        if k in source and source[k].shape == v.shape:
-            v.copy_(source[k])
-            copied += 1
+    with torch.no_grad():
+        for k, v in target.items():
+            if k in source and source[k].shape == v.shape:
+                v.copy_(source[k])
+                copied += 1
     return copied

@@ -47,7 +47,8 @@ def retarget(arch: nx.DiGraph, **changes: Any) -> tuple[nx.DiGraph, dict[str, tu
 
     The space is the one source of truth for widths: the new values are read from the space's own
     supernet built with the changed parameters (so "search narrow, train wide" scales every node as
-    the space does, for any space whose architectures keep their supernet's node ids).
+    the space does, for any space whose architectures keep their supernet's node ids). The graph
+    records the changes as ``graph["retargeted"] = {key: [old, new]}`` (saved with the run's arch.yaml).
     """
     from archgraph.errors import ConfigError
 
@@ -63,7 +64,7 @@ def retarget(arch: nx.DiGraph, **changes: Any) -> tuple[nx.DiGraph, dict[str, tu
     params.update({k: new for k, (_, new) in changed.items()})
     supernet = build_space(space, params)
     out = arch.copy()
-    out.graph.update(params=params, name=f"{arch.graph.get('name')}", retargeted=sorted(changed))
+    out.graph.update(params=params, retargeted={k: [old, new] for k, (old, new) in changed.items()})
     if "num_classes" in supernet.graph:
         out.graph["num_classes"] = supernet.graph["num_classes"]
     _copy_widths(out, supernet)

@@ -207,9 +207,7 @@ def prepare_training(arch: str | Path | None, cfg_path: str | None, overrides: l
 
     named = load_config(cfg_path, overrides).data.name if "name" in given_keys(cfg_path, overrides, "data") else None
     cfg = load_config(cfg_path, overrides, base=search_data_settings(arch, named))
-    graph, changed = fit_to_config(load_architecture(arch), cfg, given_keys(cfg_path, overrides, "space"))
-    if changed:
-        graph.graph["retargeted"] = {k: [old, new] for k, (old, new) in changed.items()}
+    graph, _ = fit_to_config(load_architecture(arch), cfg, given_keys(cfg_path, overrides, "space"))
     return cfg, graph
 
 
@@ -244,18 +242,14 @@ def init_weights(net: CompiledNetwork, source: str | Path) -> tuple[int, int]:
     (fine-tuning: VOC aug -> VOC; another class count leaves the classifier fresh). (copied, total)."""
     path = Path(source)
     path = path / BEST if path.is_dir() else path
+    from archgraph.core.compile import transfer_weights
+
     state = load_checkpoint(path)
-    target = net.state_dict()
-    copied = 0
-    with torch.no_grad():
-        for name, tensor in state["net"].items():
-            if name in target and target[name].shape == tensor.shape:
-                target[name].copy_(tensor)
-                copied += 1
+    copied = transfer_weights(state["net"], net)
     if copied == 0:
         raise CheckpointError(f"train.init_from={source}: none of its {len(state['net'])} tensors fits this architecture "
                               "(another topology?); drop train.init_from or pass a run of the same architecture")
-    return copied, len(target)
+    return copied, len(net.state_dict())
 
 
 # --------------------------------------------------------------------------------------------------
