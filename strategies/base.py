@@ -134,6 +134,11 @@ class Strategy:
         strategy that takes no gradient steps on the architecture by design (SPOS)."""
         return max(0, self.stage_epochs(stage) - self.warmup_epochs()) * steps_per_epoch
 
+    def arch_schedule_note(self) -> str:
+        """What else limits the architecture steps beyond the warm-up (``"; ..."``), for the message
+        that refuses a schedule without any; empty by default."""
+        return ""
+
     def loss(self, net: CompiledNetwork, logits: torch.Tensor, target: torch.Tensor, with_regularisers: bool) -> tuple[torch.Tensor, dict[str, float]]:
         """Cross-entropy, plus (for architecture steps) the configured regularisers."""
         ce = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)

@@ -304,6 +304,9 @@ class ProxylessNAS(Strategy):
         first, end, every = self.warmup_epochs() * steps_per_epoch, self.stage_epochs(stage) * steps_per_epoch, self.params.arch_every
         return sum((g + 1) % every == 0 for g in range(first, end))
 
+    def arch_schedule_note(self) -> str:
+        return f"; strategy.arch_every={self.params.arch_every} needs at least that many steps per active epoch"
+
     def is_arch_step(self) -> bool:
         return self.arch_active() and (self.global_step + 1) % self.params.arch_every == 0
 

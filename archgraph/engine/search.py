@@ -193,11 +193,10 @@ def _check_budget(cfg: Config, strategy, data: SearchData) -> None:
     planned = [strategy.planned_arch_steps(s, steps) for s in range(strategy.num_stages())]
     if any(p is None for p in planned) or sum(planned) > 0:
         return
-    extra = f"; strategy.arch_every={strategy.params.arch_every} needs at least that many steps per active epoch" if hasattr(strategy.params, "arch_every") else ""
     raise ConfigError(
         f"this search would take no architecture step: {cfg.search.epochs} epochs of {steps} steps with "
-        f"{strategy.warmup_epochs()} weight-only warm-up epochs{extra}. Raise search.epochs above the warm-up "
-        "(or lower search.warmup_epochs)"
+        f"{strategy.warmup_epochs()} weight-only warm-up epochs{strategy.arch_schedule_note()}. Raise search.epochs above "
+        "the warm-up (or lower search.warmup_epochs)"
     )
 
 
