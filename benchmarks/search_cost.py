@@ -20,6 +20,9 @@ Reported per variant:
   forward pass (parameters excluded): an allocator-independent view of the activation memory;
 - **branches / ops run** and **forward GFLOPs** (split into alignment branches, candidate ops, and
   the fixed stem and head; `torch.utils.flop_counter`), of that same forward pass at choice points;
+  sampling strategies (DCNAS, SPOS, ProxylessNAS) run only the live subgraph of their draw, so these
+  count the live nodes' branches and ops, and **live nodes** is how many of the nodes with a choice
+  point were on a path to the head in that pass (all of them for the full relaxation);
 - ratios against ``full`` (strategy ``darts``: every input, every channel).
 
 A depth sweep repeats ``full`` and ``dcnas`` for several ``L`` (``8L(L+1)`` candidate connections).
@@ -162,7 +165,10 @@ class _Probe:
             for h in self.handles:
                 h.remove()
         flops = self._split_flops(counter, choices)
-        return {"branches_run": self.branches, "ops_run": self.ops, "saved_mb": sum(self.saved.values()) / 2**20, **flops}
+        plan = getattr(self.net, "live_plan", None)  # sampling strategies run only the live subgraph
+        searchable = sum(1 for n in self.net.nodes if choices.input_choice(n) is not None or choices.op_choice(n) is not None)
+        live = {"live_nodes": plan.live_searchable if plan is not None else searchable, "searchable_nodes": searchable}
+        return {"branches_run": self.branches, "ops_run": self.ops, **live, "saved_mb": sum(self.saved.values()) / 2**20, **flops}
 
     def _split_flops(self, counter, choices) -> dict[str, float]:
         """Forward GFLOPs: alignment branches and candidate ops at choice points, and the rest (stem, head)."""
@@ -338,11 +344,11 @@ def _gflops(r: dict[str, Any]) -> str:
 
 
 def variant_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    head = ["variant", "strategy", "overrides", "arch step", "step (s)", "speed-up", "peak mem (MB)", "mem / full", "saved act. (MB)", "act. / full", "fwd GFLOP (align/ops/fixed)", "GFLOP / full", "branches", "ops"]
+    head = ["variant", "strategy", "overrides", "arch step", "step (s)", "speed-up", "peak mem (MB)", "mem / full", "saved act. (MB)", "act. / full", "fwd GFLOP (align/ops/fixed)", "GFLOP / full", "branches", "ops", "live nodes"]
     body = []
     for r in rows:
         if "error" in r:
-            body.append([r["variant"], r.get("strategy") or resolve_variant(r["variant"])[0], "", "", "error: " + r["error"]] + [""] * 9)
+            body.append([r["variant"], r.get("strategy") or resolve_variant(r["variant"])[0], "", "", "error: " + r["error"]] + [""] * 10)
             continue
         over = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "defaults"
         body.append([
@@ -350,6 +356,7 @@ def variant_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
             _f(r.get("speedup_vs_full"), ".2f") + "x", _f(r["peak_mem_mb"], ".0f"), _f(r.get("mem_vs_full"), ".2f"),
             _f(r.get("saved_mb"), ".0f"), _f(r.get("saved_vs_full"), ".2f"), _gflops(r), _f(r.get("flops_vs_full"), ".2f"),
             str(r.get("branches_run", "-")), str(r.get("ops_run", "-")),
+            f"{r['live_nodes']}/{r['searchable_nodes']}" if "live_nodes" in r else "-",
         ])
     return head, body
 

@@ -61,31 +61,29 @@ class PathSamplingMix(Mixer):
     """Input mixer of Eq. 5-6: draw n inputs from softmax(beta/tau), run only those, blend them with
     softmax(beta) renormalised over the drawn ones (softmax(beta/tau) with ``blend_temperature``)."""
 
-    def __init__(self, label: str, arch: ArchParams, relaxation: "DCNASRelaxation", n: int):
+    def __init__(self, label: str, arch: ArchParams, relaxation: "DCNASRelaxation", n: int, node: str | None = None):
         super().__init__(label, arch, relaxation)
         self.n = n
+        self.node = label if node is None else node  # the key of this node's draw in a pass drawn up front
 
     def forward(self, inputs: Sequence[torch.Tensor], branches: Sequence[nn.Module]) -> torch.Tensor:
         picked_fixed = self.subnet_inputs()
         if picked_fixed is not None:
             return sum_branches(inputs, branches, picked_fixed)
         relax: DCNASRelaxation = self.relaxation
-        with torch.no_grad():
-            probs = torch.softmax(self.arch.input_logits(self.label) / relax.tau, dim=-1)
         n = min(self.n, len(inputs))
-        if self.training:
-            picked = torch.multinomial(probs, n, replacement=False, generator=relax.generator)
-        else:  # evaluation is deterministic: the n most probable paths
-            picked = torch.topk(probs, n).indices
+        picked = relax.drawn.get(self.node)  # drawn before the pass (live-subgraph execution) ...
+        if picked is None:  # ... or here, when the network runs every node (prune_dead off)
+            picked = relax.sample(self.arch.input_logits(self.label), n, self.training)
+            relax.record(self.label, picked.tolist())
         idx = picked.tolist()
-        relax.record(self.label, idx)
         # p[picked] / sum(p[picked]) == softmax over the drawn logits; computed that way, undrawn
         # paths get exactly zero gradient (no softmax-denominator round-off). tau is a sampling
         # temperature: dividing the blend's logits by it would divide beta's gradient by tau as well.
         drawn = self.arch.input_logits(self.label)[picked]
         w = torch.softmax(drawn / relax.tau if relax.params.blend_temperature else drawn, dim=-1)
         out = w[0] * branches[idx[0]](inputs[idx[0]])
-        for j in range(1, n):
+        for j in range(1, len(idx)):
             out = out + w[j] * branches[idx[j]](inputs[idx[j]])
         return out
 
@@ -138,16 +136,43 @@ class DCNASRelaxation(Relaxation):
         self.mask_generator = torch.Generator().manual_seed(seed + 2)  # channel masks, drawn at build time
         self.last_picks: dict[str, list[int]] = {}
         self.recording = False
+        self.drawn: dict[str, torch.Tensor] = {}  # node -> picked indices of the pass drawn up front
 
     def record(self, label: str, idx: list[int]) -> None:
         if self.recording:
             self.last_picks[label] = idx
 
+    def sample(self, logits: torch.Tensor, n: int, training: bool) -> torch.Tensor:
+        """Indices of the ``n`` paths a node with input logits ``logits`` (beta) runs: drawn without
+        replacement from softmax(beta / tau) in training, the ``n`` most probable in evaluation."""
+        with torch.no_grad():  # on the CPU, where the generator lives (a CUDA tensor cannot use a CPU generator)
+            probs = torch.softmax(logits.detach().float().cpu() / self.tau, dim=-1)
+        if training:
+            return torch.multinomial(probs, n, replacement=False, generator=self.generator)
+        return torch.topk(probs, n).indices  # evaluation is deterministic
+
+    def draw_pass(self, sequence: Sequence[InputChoice | OpChoice], arch: ArchParams, training: bool) -> dict[str, list[int]] | None:
+        """Draw every node's paths for the coming pass, in the order the mixers would (op choices
+        draw nothing: the channel masks are fixed), so the generator's stream is unchanged."""
+        if self.subnet is not None:
+            return None
+        computed: dict[str, list[int]] = {}
+        for choice in sequence:
+            if isinstance(choice, InputChoice):
+                picked = self.sample(arch.input_logits(choice.label), min(self.params.paths, len(choice.candidates)), training)
+                self.drawn[choice.node] = picked
+                computed[choice.node] = picked.tolist()
+                self.record(choice.label, computed[choice.node])
+        return computed
+
+    def end_pass(self) -> None:
+        self.drawn = {}
+
     def op_width(self, choice: OpChoice, channels: int) -> int:
         return partial_width(channels, self.params.channel_ratio)
 
     def input_mixer(self, choice: InputChoice, arch: ArchParams) -> nn.Module:
-        return PathSamplingMix(choice.label, arch, self, self.params.paths)
+        return PathSamplingMix(choice.label, arch, self, self.params.paths, choice.node)
 
     def op_mixer(self, choice: OpChoice, arch: ArchParams, channels: int) -> nn.Module:
         return PartialChannelMix(choice.label, arch, self, channels, self.params.channel_ratio, self.mask_generator)
@@ -189,6 +214,16 @@ class DCNAS(Strategy):
 
     def make_relaxation(self) -> DCNASRelaxation:
         return DCNASRelaxation(self.params, self.seed)
+
+    def search_step(self, net, batch_w, batch_a, w_opt, a_opt) -> dict[str, float]:
+        """The base alternation, plus ``live_fraction``: the share of fusion nodes on a path to the
+        head in the weight step's draw (the loop averages it per epoch into search.jsonl, and keeps
+        the sum across a resume); it falls as beta sharpens."""
+        out = super().search_step(net, batch_w, batch_a, w_opt, a_opt)
+        plan = getattr(net, "live_plan", None)  # net may be a DDP / autocast wrapper forwarding attributes
+        if plan is not None and getattr(net, "prune_dead", False):
+            out["live_fraction"] = plan.fraction
+        return out
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         super().on_epoch_start(epoch, epochs)

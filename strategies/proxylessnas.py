@@ -137,6 +137,25 @@ class ProxylessRelaxation(Relaxation):
             self.inputs[label] = self._draw(logits, active, max(involved, active))
         return self.inputs[label]
 
+    def draw_pass(self, sequence: Sequence[InputChoice | OpChoice], arch: ArchParams, training: bool) -> dict[str, list[int]] | None:
+        """Binarise every choice of the coming pass now, in the order the mixers would (a node's
+        input choice before its op choice): the same draws, so the mixers find them made. Returns
+        the inputs that run: the active ones (weight step), active + inactive (architecture step),
+        the top-k (evaluation)."""
+        if self.subnet is not None:
+            return None
+        computed: dict[str, list[int]] = {}
+        for c in sequence:
+            if isinstance(c, InputChoice):
+                logits = arch.input_logits(c.label)
+                if training:
+                    computed[c.node] = list(self.input_sample(c.label, logits, c.keep).involved)
+                else:
+                    computed[c.node] = torch.topk(logits.detach(), min(c.keep, logits.numel())).indices.tolist()
+            elif training:
+                self.op_sample(c.label, arch.op_logits(c.label))
+        return computed
+
     # ------------------------------------------------------------ architecture gradient and rescaling
 
     def _pairs(self, arch: ArchParams):

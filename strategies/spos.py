@@ -100,6 +100,13 @@ class SPOSRelaxation(Relaxation):
         assert self.current is not None
         return self.current
 
+    def draw_pass(self, sequence: Sequence[InputChoice | OpChoice], arch: ArchParams, training: bool) -> dict[str, list[int]] | None:
+        """The pass's path is drawn already (the network's forward pre-hook); hand over its inputs."""
+        if self.subnet is not None:
+            return None
+        inputs = self.path()[1]
+        return {c.node: inputs[c.label] for c in sequence if isinstance(c, InputChoice)}
+
     def input_mixer(self, choice: InputChoice, arch: ArchParams) -> nn.Module:
         return SinglePathInputs(choice.label, arch, self)
 

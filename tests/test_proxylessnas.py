@@ -43,6 +43,7 @@ def per_node(calls, net, kind):
 @pytest.mark.parametrize("step_kind, ops_run", [("weight", 1), ("arch", 2)])
 def test_ops_and_inputs_that_run(tiny_space, step_kind, ops_run):
     strategy, net = strategy_and_net(tiny_space)
+    net.prune_dead = False  # every node's mixer (dead ones too: tests/test_live_subgraph.py covers pruning)
     calls = count_calls(net)
     strategy.relaxation.step_kind = step_kind
     net.train()

@@ -43,6 +43,7 @@ def test_paths_are_uniform(tiny_space):
 
 def test_one_path_per_forward(tiny_space):
     strategy, net = spos(tiny_space)
+    net.prune_dead = False  # every node's mixer (dead ones too: tests/test_live_subgraph.py covers pruning)
     calls: dict[tuple[str, str], int] = {}
     for node, module in net.nodes.items():
         for name, m in itertools.chain(module.ops.items(), module.branches.items()):

@@ -6,6 +6,13 @@ points), and records a flat plan of ``(node, input slots, output slot, slots to 
 pass then only loops over that plan: no graph walking, no string parsing, and every feature map is
 dropped right after its last use (torch.fx ``Interpreter``'s last-use map).
 
+**Live subgraph.** When the relaxation draws a pass's choices up front
+(:meth:`~archgraph.core.relaxation.Relaxation.draw_pass`: DCNAS, SPOS, ProxylessNAS), the forward pass
+runs only the steps on a path to the head through the drawn inputs, a plan derived from the static
+one by slot arithmetic and cached per draw (:mod:`archgraph.core.liveplan`). ``net.prune_dead = False``
+runs every node instead (the same losses and gradients; dead nodes then still update their batch-norm
+running statistics). Continuous relaxations draw nothing and always run every node.
+
 Module names follow the graph (``nodes.<node>.branches.<source>``, ``nodes.<node>.ops.<op>``), so a
 derived network and its supernet share parameter names and weights transfer with
 :func:`transfer_weights`.
@@ -41,29 +48,61 @@ from torch import nn
 
 from archgraph.core.choices import ArchParams, ChoicePoints, discover_choices, qualify
 from archgraph.errors import CheckpointError, GraphError
-from archgraph.core.graph import execution_order, input_node, inputs_of, node_spec, validate
-from archgraph.core.ops import OPS, build_alignment, build_op, ensure_ops, get_op
+from archgraph.core.graph import NodeSpec, execution_order, input_node, inputs_of, node_spec, split_inputs, validate
+from archgraph.core.ops import OPS, build_alignment, build_fusion, build_op, ensure_ops, get_op
+from archgraph.core.liveplan import LivePlan, LivePlanner, forward_choice_order
 from archgraph.core.relaxation import ContinuousRelaxation, Relaxation, SingleOp, SumInputs
 
 
 class NodeModule(nn.Module):
-    """One graph node: ``op_mixer(input_mixer(inputs, branches), ops)``; a head gets the raw list."""
+    """One graph node: ``op_mixer(input_mixer(inputs, branches), ops)``; a head gets the raw list.
 
-    def __init__(self, branches: dict[str, nn.Module], ops: dict[str, nn.Module], input_mixer: nn.Module | None, op_mixer: nn.Module, takes_list: bool):
+    ``inputs`` come in predecessor order. A node with *slots* (fixed inputs besides pooled ones, or
+    ``concat`` fusion; :mod:`archgraph.core.graph`) aligns each fixed input into a slot of its own and
+    hands the input mixer only the pooled inputs (the candidates of its input choice, or a derived
+    graph's ``chosen`` edges) with their branches, whose result is the last slot; the slots are then
+    summed, or concatenated and reduced by ``fuse`` (1x1 conv + BN), before the op.
+    """
+
+    def __init__(self, branches: dict[str, nn.Module], ops: dict[str, nn.Module], input_mixer: nn.Module | None, op_mixer: nn.Module, takes_list: bool,
+                 slots: tuple[tuple[int, ...], tuple[int, ...]] | None = None, fuse: nn.Module | None = None):
         super().__init__()
         self.branches = nn.ModuleDict(branches)
         self.ops = nn.ModuleDict(ops)
         self.input_mixer = input_mixer
         self.op_mixer = op_mixer
         self.takes_list = takes_list
+        self.fuse = fuse  # concat fusion's 1x1 conv + BN (``nodes.<node>.fuse``), else None
         # Plain tuples for the hot path: indexing a tuple beats ModuleDict lookups by name.
         self.__dict__["branch_list"] = tuple(self.branches.values())
         self.__dict__["op_list"] = tuple(self.ops.values())
+        # (fixed input indices, pooled input indices); None: every input goes to the input mixer
+        self.__dict__["slots"] = slots
+        self.__dict__["pooled_branches"] = tuple(self.branch_list[i] for i in slots[1]) if slots else ()
+
+    @property
+    def choice_branches(self) -> tuple[nn.Module, ...]:
+        """The branches the input mixer receives, in the order of the input choice's candidates (beta)."""
+        return self.branch_list if self.slots is None else self.pooled_branches
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         if self.takes_list:
             return self.op_list[0](inputs)
-        return self.op_mixer(self.input_mixer(inputs, self.branch_list), self.op_list)
+        if self.slots is None:
+            return self.op_mixer(self.input_mixer(inputs, self.branch_list), self.op_list)
+        return self.op_mixer(self._fuse_slots(inputs), self.op_list)
+
+    def _fuse_slots(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        fixed, pooled = self.slots
+        parts = [self.branch_list[i](inputs[i]) for i in fixed]
+        if pooled:
+            parts.append(self.input_mixer([inputs[i] for i in pooled], self.pooled_branches))
+        if self.fuse is not None:
+            return self.fuse(torch.cat(parts, dim=1))
+        out = parts[0]
+        for part in parts[1:]:
+            out = out + part
+        return out
 
 
 class CellModule(nn.Module):
@@ -130,6 +169,12 @@ class CompiledNetwork(nn.Module):
         self.pad_multiple = max(graph.nodes[n]["scale"] for n in graph.nodes)
         self.nodes = nn.ModuleDict({n: self._build_node(n) for n in order if n != self.input_name})
         self.plan = self._build_plan(order)
+        # Live-subgraph execution (archgraph.core.liveplan): with a relaxation that draws before the
+        # pass, run only the nodes on a path to the head. False runs every node (today's behaviour).
+        self.prune_dead = True
+        self.live_plan: LivePlan | None = None  # the last pruned forward's plan (live counts for logs and benchmarks)
+        self._choice_order = forward_choice_order(graph, self.choices)
+        self._live_planner = LivePlanner(self.plan, {n: i for i, n in enumerate(order)}, self.choices)
 
     # ---------------------------------------------------------------- construction (runs once)
 
@@ -151,12 +196,13 @@ class CompiledNetwork(nn.Module):
         op_choice = self.choices.op_choice(q)
         op_spec = replace(spec, channels=self.relaxation.op_width(op_choice, spec.channels)) if op_choice else spec
         ops = {name: build_op(name, op_spec, in_specs) for name in spec.ops}
+        slots, fuse = _input_slots(g, n, spec, preds)
         if not self.choice_bn_affine and (op_choice or in_choice):  # a search network's searchable node
-            for module in [*(ops.values() if op_choice else ()), *branches.values()]:
+            for module in [*(ops.values() if op_choice else ()), *branches.values(), *([fuse] if fuse is not None else [])]:
                 drop_bn_affine(module)
         input_mixer = self.relaxation.input_mixer(in_choice, self.arch) if in_choice else SumInputs()
         op_mixer = self.relaxation.op_mixer(op_choice, self.arch, spec.channels) if op_choice else SingleOp()
-        return NodeModule(branches, ops, input_mixer, op_mixer, False)
+        return NodeModule(branches, ops, input_mixer, op_mixer, False, slots, fuse)
 
     def _build_cell(self, n: str, g: nx.DiGraph, prefix: str) -> CellModule:
         """Branches align each input to (cell scale, body input width); the body compiles recursively."""
@@ -201,12 +247,23 @@ class CompiledNetwork(nn.Module):
             x = F.pad(x, (0, pw, 0, ph))
         values: list[torch.Tensor | None] = [None] * (len(self.plan) + 1)
         values[0] = x
-        modules = self._node_modules
-        for step, module in zip(self.plan, modules):
-            out = module([values[i] for i in step.inputs])
-            for i in step.free:
-                values[i] = None
-            values[step.output] = out
+        relax = self.relaxation
+        drawing = self.prune_dead and relax is not None and self.arch is not None
+        try:
+            computed = relax.draw_pass(self._choice_order, self.arch, self.training) if drawing else None
+            if computed is None:
+                steps, modules = self.plan, self._node_modules
+            else:
+                live = self.live_plan = self._live_planner.plan_for(computed)
+                steps, modules = live.steps, tuple(map(self._node_modules.__getitem__, live.indices))
+            for step, module in zip(steps, modules):
+                out = module([values[i] for i in step.inputs])  # an undrawn input may be None: its mixer never reads it
+                for i in step.free:
+                    values[i] = None
+                values[step.output] = out
+        finally:
+            if drawing:
+                relax.end_pass()
         y = values[self.plan[-1].output]
         return y[..., :h, :w] if (ph or pw) else y
 
@@ -244,6 +301,20 @@ class CompiledNetwork(nn.Module):
     def arch_parameters(self) -> Iterator[nn.Parameter]:
         """alpha and beta (Adam in bi-level search); empty for a fixed network."""
         return iter(()) if self.arch is None else self.arch.parameters()
+
+
+def _input_slots(g: nx.DiGraph, n: str, spec: NodeSpec, preds: list[str]) -> tuple[tuple[tuple[int, ...], tuple[int, ...]] | None, nn.Module | None]:
+    """(fixed, pooled) input indices of a node with slots, or ``None`` (every input to the mixer),
+    and concat fusion's reduction. The 1x1 conv sees one slot per fixed input plus one for the pooled
+    ones, which a supernet and its derived networks agree on (the decoder marks kept candidates
+    ``chosen``), so the conv has one shape in both and its weights transfer by name."""
+    fixed, pooled = split_inputs(g, n)
+    if spec.fusion == "sum" and not (fixed and pooled):
+        return None, None  # one group: the input mixer (or plain sum) sees every input, as always
+    where = {p: i for i, p in enumerate(preds)}
+    slots = (tuple(where[p] for p in fixed), tuple(where[p] for p in pooled))
+    fuse = build_fusion(spec, len(fixed) + (1 if pooled else 0)) if spec.fusion == "concat" else None
+    return slots, fuse
 
 
 def compile_graph(graph: nx.DiGraph, relaxation: Relaxation | None = None, arch: ArchParams | None = None, arch_seed: int = 0, choice_bn_affine: bool = True) -> CompiledNetwork:

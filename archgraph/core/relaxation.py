@@ -7,7 +7,9 @@ network, so weights transfer by name); they only decide which candidates run and
 are weighted.
 
 - an input mixer is called as ``mixer(inputs, branches)``: ``inputs[i]`` is the raw tensor of the
-  i-th incoming edge and ``branches[i]`` its shape-alignment module. A mixer that does not call
+  i-th candidate edge of the input choice (beta's i-th entry; a node's fixed inputs, if it has any,
+  are aligned and combined by the node itself, never passed here) and ``branches[i]`` its
+  shape-alignment module. A mixer that does not call
   ``branches[i]`` never computes that path (DCNAS path sampling, SPOS).
 - an op mixer is called as ``mixer(x, ops)`` with the node's candidate op modules in order; ops
   may be narrower than the node (:meth:`Relaxation.op_width`), the mixer then splits channels.
@@ -16,6 +18,15 @@ Every relaxation also has a *subnet mode* (:meth:`Relaxation.fixed_subnet`): ins
 runs only the chosen op and sums only the chosen inputs, exactly what the derived network computes.
 That is how S-mIoU evaluates "the currently derived architecture with the supernet's weights" for
 any strategy, including those whose ops are narrower than the derived network's (partial channels).
+
+**Drawing before the pass (live-subgraph execution).** A sampling relaxation may opt in to
+:meth:`Relaxation.draw_pass`: the compiled network calls it before a forward pass with every choice
+point in the order a full pass would reach its mixer; it draws the whole pass's choices there (same
+generator calls, same order as mixers drawing when they run) and returns, per input-choice node, the
+candidate indices that will be computed. The network then runs only the nodes on some path to the
+head (:mod:`archgraph.core.liveplan`); the mixers of the nodes that run read the draw instead of
+sampling. :meth:`Relaxation.end_pass` is called after the pass. The default returns ``None``: every
+node runs and mixers decide inside ``forward``, as continuous relaxations must.
 
 The default, :class:`ContinuousRelaxation`, is the plain relaxation of the DCNAS paper (Eq. 1-4):
 softmax(alpha) mixes all ops, softmax(beta) mixes all aligned inputs. Strategies subclass
@@ -133,6 +144,25 @@ class Relaxation:
             yield
         finally:
             self.subnet = previous
+
+    def draw_pass(self, sequence: Sequence[InputChoice | OpChoice], arch: ArchParams, training: bool) -> Mapping[str, Sequence[int]] | None:
+        """Opt-in to live-subgraph execution: draw every choice of the coming forward pass now.
+
+        ``sequence`` lists every choice point (nested ones too) in the order a full forward pass
+        reaches its mixer; ``arch`` is the network's alpha/beta store, ``training`` its mode. Draw in that order with the same
+        generator calls the mixers would make, keep the draw where the mixers read it (they must not
+        sample again in this pass), and return ``{node: candidate indices computed}`` for every
+        :class:`InputChoice` in ``sequence`` (indices into ``choice.candidates``; for an architecture
+        step that runs inactive candidates too, as ProxylessNAS's, all of those that run). Only the
+        nodes on a path to the head through computed inputs then run. Return ``None`` (the default,
+        and always in subnet mode unless the mixers follow :attr:`subnet` alone) to run every node.
+        """
+        return None
+
+    def end_pass(self) -> None:
+        """Called after every forward pass :meth:`draw_pass` was called for (also when it raised): forget
+        per-pass state the mixers of the next pass must not see. State needed after the pass (e.g.
+        for gradient estimates after backward) may stay. Default: nothing."""
 
     def input_mixer(self, choice: InputChoice, arch: ArchParams) -> nn.Module:
         raise NotImplementedError(f"relaxation {self.name!r} cannot relax the input choice of node {choice.node!r}")
