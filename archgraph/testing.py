@@ -420,7 +420,7 @@ class _Recorder:
         for kind, choices in (("op", net.choices.ops), ("input", net.choices.inputs)):
             for c in choices:
                 module = node_module(net, c.node)
-                candidates = module.op_list if kind == "op" else module.branch_list
+                candidates = module.op_list if kind == "op" else module.choice_branches  # the candidates' branches only
                 for i, candidate in enumerate(candidates):
                     candidate.register_forward_hook(lambda m, a, o, key=(kind, c.node, i): self.forwards[-1].add(key))
 
@@ -542,7 +542,7 @@ def _perturb(net: CompiledNetwork, op_idx: Mapping[str, int], in_idx: Mapping[st
                 for t in [*op.parameters(), *op.buffers()]:
                     shake(t)
     for c in net.choices.inputs:
-        for i, branch in enumerate(node_module(net, c.node).branch_list):
+        for i, branch in enumerate(node_module(net, c.node).choice_branches):
             if i not in in_idx[c.label]:
                 for t in [*branch.parameters(), *branch.buffers()]:
                     shake(t)

@@ -117,7 +117,7 @@ class ArchCost:
             for name in spec.ops
         ]
         self.branch_cost[n] = {
-            p: self._measure(("align", s.channels, s.scale, spec.channels, spec.scale), lambda s=s: build_alignment(s, spec), _feature(s.channels, s.scale, hw))
+            p: self._measure(("align", s.channels, s.scale, spec.channels, spec.scale, spec.upsample), lambda s=s: build_alignment(s, spec), _feature(s.channels, s.scale, hw))
             for p, s in zip(preds, in_specs)
         }
 
@@ -125,7 +125,7 @@ class ArchCost:
         """(cost, params) of the architecture the decoder derives from these decisions."""
         kept: dict[str, list[str]] = {}
         for n, (label, cands) in self.input_label.items():
-            kept[n] = [cands[i] for i in input_idx[label]]
+            kept[n] = [p for p in inputs_of(self.graph, n) if p not in cands] + [cands[i] for i in input_idx[label]]  # fixed inputs stay
         reached, queue = {self.head}, deque([self.head])
         cost, params = 0.0, 0
         while queue:
@@ -160,6 +160,7 @@ class ArchCost:
             if n in self.input_label:
                 label, cands = self.input_label[n]
                 values = torch.tensor([branches[p][0] for p in cands], dtype=torch.float64)
+                total = total + sum(c for p, (c, _) in branches.items() if p not in cands)  # fixed inputs beside the choice
                 if label in input_probs:
                     total = total + keep[n] * (input_probs[label].to(torch.float64) * values).sum()
                 else:

@@ -152,6 +152,8 @@ def test_archgraph_ops_lists_plugin_and_space_ops_with_who_registered_them(site)
     for op in ("none", "cell_concat", "head_aspp_sum96"):  # Auto-DeepLab's own ops, registered by its module
         assert "archgraph: space autodeeplab" in rows[op], op
     assert "archgraph (core)" in rows["mbconv_k3_r3"] and "parameter-free" in rows["skip_connect"]
+    assert "up-sampling modes" in proc.stdout  # the alignment branches' modes, a registry of their own
+    assert "archgraph (core)" in rows["transposed"] and "archgraph (core)" in rows["bilinear"]
 
 
 def _plugin_architecture(path: Path) -> Path:

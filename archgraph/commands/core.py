@@ -119,7 +119,7 @@ def _plugin_errors(errors: list[str]) -> None:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
-    from archgraph.core.ops import OPS
+    from archgraph.core.ops import OPS, UPSAMPLERS
     from archgraph.core.registry import PLUGIN_ERRORS, UNDECLARED, load_plugins
 
     load_plugins()  # spaces and plug-ins register their ops when their modules are imported
@@ -131,6 +131,12 @@ def cmd_ops(args: argparse.Namespace) -> int:
         kind = "head" if info.takes_list else ("parameter-free" if info.parameter_free else "conv")
         table.add_row(info.name, kind, origins[info.origin], info.doc)
     console.print(table)
+    modes = Table(title="up-sampling modes of alignment branches (node attribute upsample)")
+    for col in ("name", "registered by", "description"):
+        modes.add_column(col)
+    for mode in UPSAMPLERS.values():
+        modes.add_row(mode.name, op_origin(mode.origin), mode.doc)
+    console.print(modes)
     _plugin_errors(PLUGIN_ERRORS + UNDECLARED)
     return 0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import networkx as nx
 
 from archgraph.errors import ArchgraphError, GraphError
-from archgraph.core.graph import has_choices, inputs_of, load, node_spec, validate
+from archgraph.core.graph import has_choices, inputs_of, load, node_spec, split_inputs, validate
 
 
 def load_architecture(path: str | Path, check_space: bool = True) -> nx.DiGraph:
@@ -43,8 +43,9 @@ def load_architecture(path: str | Path, check_space: bool = True) -> nx.DiGraph:
 def check_in_space(arch: nx.DiGraph, where: str = "architecture") -> None:
     """Every node and edge of ``arch`` must exist in the space it names (``graph.space`` + ``params``).
 
-    Nodes must agree in kind, layer, scale and channels, their op must be one of the space node's
-    candidates, and every edge must be a connection the space has. Graphs that name no registered
+    Nodes must agree in kind, layer, scale, channels, fusion and up-sampling mode, their op must be one
+    of the space node's candidates, every edge must be a connection the space has, and a node's fixed
+    inputs in the space must be inputs of it in the file (a U-Net decoder node keeps its up-path). Graphs that name no registered
     space (hand-built ones) are not checked.
     """
     space_name = arch.graph.get("space")
@@ -69,7 +70,7 @@ def check_in_space(arch: nx.DiGraph, where: str = "architecture") -> None:
         if n not in space:
             raise GraphError(f"{where}: node {n!r} is not part of space {space.graph.get('name')!r}; the file does not match its space")
         a, s = node_spec(arch, n), node_spec(space, n)
-        for field in ("kind", "layer", "scale", "channels"):
+        for field in ("kind", "layer", "scale", "channels", "fusion", "upsample"):  # each changes the compiled node
             if getattr(a, field) != getattr(s, field):
                 raise GraphError(f"{where}: node {n!r} has {field}={getattr(a, field)!r}, its space has {getattr(s, field)!r}")
         unknown = [op for op in a.ops if op not in s.ops]
@@ -78,3 +79,17 @@ def check_in_space(arch: nx.DiGraph, where: str = "architecture") -> None:
         for p in inputs_of(arch, n):
             if not space.has_edge(p, n) and not rewires:
                 raise GraphError(f"{where}: edge {p!r} -> {n!r} is not a connection of the space; the file does not match its space")
+        if s.has_input_choice and not rewires:
+            _check_slots(arch, space, n, where)
+
+
+def _check_slots(arch: nx.DiGraph, space: nx.DiGraph, n: str, where: str) -> None:
+    """A node with fixed inputs besides its input choice (or concat fusion) keeps its fixed inputs as
+    ``fixed`` edges and its kept candidates as ``chosen`` ones: its concat conv has the space's shape."""
+    fixed, _ = split_inputs(space, n)
+    if not fixed and node_spec(space, n).fusion == "sum":
+        return
+    a_fixed, a_pooled = split_inputs(arch, n)
+    if a_fixed != fixed or not a_pooled:
+        raise GraphError(f"{where}: node {n!r} must keep its fixed inputs {fixed} as 'fixed' edges and at least one of its "
+                         f"candidates as a 'chosen' edge (found fixed {a_fixed}, chosen {a_pooled}); the file does not match its space")

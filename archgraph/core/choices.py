@@ -3,8 +3,11 @@
 Two kinds, both discovered from node attributes (the graph is the only source of truth):
 
 - :class:`OpChoice` — a node with several candidate ``ops``: pick one (alpha, one entry per op).
-- :class:`InputChoice` — a node with ``keep_inputs=k``: pick k of its incoming edges (beta, one entry
-  per incoming edge, in the node's predecessor order).
+- :class:`InputChoice` — a node with ``keep_inputs=k``: pick k of its ``candidate`` edges (beta, one
+  entry per candidate edge, in the node's predecessor order). A node may also have ``fixed`` inputs,
+  which it always uses: they are no part of the choice (not in ``candidates``, no beta entry), and the
+  compiler hands an input mixer the candidates' tensors and branches only, so a strategy sees the same
+  kind of choice point either way.
 
 Choices carry a ``label``; nodes that share a label share one parameter vector (as NNI's memo
 sharing), e.g. every cell of a repeated-cell space. By default the label is the node id.
@@ -40,7 +43,7 @@ import torch
 from torch import nn
 
 from archgraph.errors import GraphError
-from archgraph.core.graph import execution_order, inputs_of, node_spec
+from archgraph.core.graph import candidate_inputs, execution_order, node_spec
 
 SEP = "/"  # qualified ids of nested nodes: "<cell>/<body node>" (node ids never contain it... see qualify)
 CORE_KINDS: tuple[str, ...] = ("op", "input")  # the kinds the compiler relaxes through mixers
@@ -57,7 +60,7 @@ class OpChoice:
 class InputChoice:
     node: str
     label: str
-    candidates: tuple[str, ...]  # source node ids, in branch order
+    candidates: tuple[str, ...]  # source node ids of the candidate edges, in predecessor order (fixed inputs excluded)
     keep: int
 
 
@@ -142,7 +145,7 @@ def _discover(g: nx.DiGraph, prefix: str, ops: list[OpChoice], inputs: list[Inpu
             ops.append(OpChoice(n, label, spec.ops))
             _check_shared(sizes, ("op", label), len(spec.ops), n)
         if spec.has_input_choice:
-            preds = tuple(qualify(prefix, p) for p in inputs_of(g, local))
+            preds = tuple(qualify(prefix, p) for p in candidate_inputs(g, local))
             inputs.append(InputChoice(n, label, preds, int(spec.keep_inputs)))
             _check_shared(sizes, ("input", label), len(preds), n)
         if spec.body is not None:

@@ -97,7 +97,7 @@ def cost_table(graph: nx.DiGraph, image_hw: tuple[int, int]) -> CostTable:
         costs = []
         for p in c.candidates:
             src = node_spec(holder, p)
-            key = ("align", src.channels, src.scale, dst.channels, dst.scale)
+            key = ("align", src.channels, src.scale, dst.channels, dst.scale, dst.upsample)
             costs.append(measure(key, lambda src=src: build_alignment(src, dst), _feature(src, image_hw)))
         _accumulate(inputs, c.label, costs)
         keep[c.label] = c.keep

@@ -1,8 +1,12 @@
 """The BFS decoder: architecture scores -> a graph without choice points.
 
 1. Every op choice keeps its argmax op.
-2. Every input choice keeps its ``k`` best incoming edges (``k`` = the node's ``keep_inputs`` unless
-   overridden); ties go to the earlier edge so decoding is deterministic.
+2. Every input choice keeps its ``k`` best candidate edges (``k`` = the node's ``keep_inputs`` unless
+   overridden); ties go to the earlier edge so decoding is deterministic. A node's ``fixed`` inputs
+   are always kept. Where the distinction matters for what the node computes (the node also has
+   fixed inputs, or ``concat`` fusion: :mod:`archgraph.core.graph`), the kept candidates become
+   ``chosen`` edges, so the derived node pools them into one slot as the supernet's mixer did;
+   elsewhere they are plain ``fixed`` edges, as they always were.
 3. A breadth-first search from the head backwards along kept edges collects what reaches the output;
    everything else is dropped.
 
@@ -33,7 +37,7 @@ import networkx as nx
 
 from archgraph.core.choices import ChoicePoints, discover_choices, qualify
 from archgraph.errors import GraphError
-from archgraph.core.graph import NodeSpec, add_edge, add_node, head_node, inputs_of, new_graph, node_spec, validate
+from archgraph.core.graph import NodeSpec, add_edge, add_node, head_node, inputs_of, new_graph, node_spec, split_inputs, validate
 
 Scores = Mapping[str, Sequence[float]]
 DecodeFn = Callable[[nx.DiGraph, Scores, Scores, "int | None"], nx.DiGraph]
@@ -155,7 +159,7 @@ def derive_graph(graph: nx.DiGraph, chosen_ops: Mapping[str, str], kept: Mapping
     queue = deque([head])
     while queue:
         n = queue.popleft()
-        sources = [p for p, _ in kept_local[n]] if n in kept_local else inputs_of(graph, n)
+        sources = _always_kept(graph, n) + [p for p, _ in kept_local[n]] if n in kept_local else inputs_of(graph, n)
         for p in sources:
             if p not in reached:
                 reached.add(p)
@@ -170,15 +174,38 @@ def derive_graph(graph: nx.DiGraph, chosen_ops: Mapping[str, str], kept: Mapping
         q = qualify(prefix, n)
         ops = (chosen_ops[q],) if q in chosen_ops else s.ops
         body = derive_graph(s.body, chosen_ops, kept, q) if s.body is not None else None
-        add_node(derived, n, NodeSpec(s.kind, s.layer, s.scale, s.channels, ops, None, None, body))
+        add_node(derived, n, NodeSpec(s.kind, s.layer, s.scale, s.channels, ops, None, None, body, s.fusion, s.upsample))
     for n in derived.nodes:
         if n in kept_local:
-            for p, score in kept_local[n]:
-                add_edge(derived, p, n, score=score)
+            _add_kept_inputs(graph, derived, n, kept_local[n])
         else:
             for p in inputs_of(graph, n):
                 add_edge(derived, p, n)
     return derived
+
+
+def _always_kept(graph: nx.DiGraph, n: str) -> list[str]:
+    """The fixed inputs of a node with candidate edges (they are kept whatever is chosen); none for a
+    node without candidates, whose kept list, where a space's rule gives one, names all it keeps."""
+    fixed, pooled = split_inputs(graph, n)
+    return fixed if any(graph.edges[p, n].get("kind") == "candidate" for p in pooled) else []
+
+
+def _add_kept_inputs(graph: nx.DiGraph, derived: nx.DiGraph, n: str, kept: Sequence[tuple[str, float]]) -> None:
+    """The fixed inputs and the kept candidates of ``n``; the candidates as ``chosen`` edges where the
+    node has slots (fixed inputs besides them, or concat fusion), in the supernet's predecessor order."""
+    fixed = _always_kept(graph, n)
+    has_candidates = any(graph.edges[p, n].get("kind") == "candidate" for p in inputs_of(graph, n))
+    if not has_candidates or (not fixed and node_spec(graph, n).fusion == "sum"):
+        for p, score in kept:
+            add_edge(derived, p, n, score=score)
+        return
+    score = dict(kept)
+    for p in inputs_of(graph, n):
+        if p in fixed:
+            add_edge(derived, p, n)
+        elif p in score:
+            add_edge(derived, p, n, kind="chosen", score=score[p])
 
 
 def _scores_for(scores: Scores, label: str, size: int, node: str, what: str) -> Sequence[float]:

@@ -13,13 +13,30 @@ Node kinds (the fixed set the compiler, decoder and renderer understand):
 
 Node attributes (see :class:`NodeSpec`): ``kind``, ``layer``, ``scale`` (down-sampling factor w.r.t.
 the input: 1, 4, 8, ...), ``channels``, ``ops`` (candidate op names; one name = a fixed op),
-``keep_inputs`` (``k`` of an input choice: the decoder keeps the top-k incoming edges; ``None`` =
-every incoming edge is used, no choice), ``label`` (choices with the same label share their
-architecture parameters), ``body`` (nested graph of a ``cell``).
+``keep_inputs`` (``k`` of an input choice: the decoder keeps the top-k of the node's ``candidate``
+edges; ``None`` = no choice), ``label`` (choices with the same label share their architecture
+parameters), ``body`` (nested graph of a ``cell``), ``fusion`` (how the aligned inputs are combined:
+``sum``, the default, or ``concat``, see below), ``upsample`` (the mode of the alignment branches that
+bring a coarser input up to the node's scale: ``bilinear``, the default, ``nearest``, ``transposed``,
+``pixel_shuffle`` or a plug-in's, see :func:`archgraph.core.ops.register_upsample`).
 
 Edge attributes (see :class:`EdgeSpec`): ``kind`` — ``candidate`` for an edge that is part of its
-target's input choice, ``fixed`` otherwise; ``score`` — the probability the decoder saw when it kept
-the edge (informational, drawn by the renderer).
+target's input choice, ``fixed`` for an input the node always uses, ``chosen`` (derived graphs only)
+for a candidate the decoder kept on a node where the difference matters (one that also has fixed
+inputs, or ``concat`` fusion); ``score`` — the probability the decoder saw when it kept the edge
+(informational, drawn by the renderer).
+
+**Fixed and chosen inputs on one node.** A node with ``keep_inputs=k`` may have ``fixed`` edges as
+well as ``candidate`` ones: it always uses its fixed inputs and keeps ``k`` of its candidates (a U-Net
+decoder node: the up-path is fixed, the skip is chosen). Its input choice covers the candidates only
+(beta has one entry per candidate edge). The node's inputs form *slots*: each fixed input (aligned) is
+a slot of its own, in predecessor order, and the candidates, mixed by the strategy's input mixer (or,
+in a derived graph, the ``chosen`` inputs summed), form one slot after them. ``fusion: sum`` adds the
+slots (what every node did before, so a node without fixed+candidate inputs is unchanged);
+``fusion: concat`` concatenates them and a 1x1 conv + BN reduces them to the node's width (U-Net's
+concatenation of skip and up-path; NNI's ``InputChoice(reduction="concat")``). Because the derived
+graph marks the kept candidates ``chosen``, the 1x1 conv has the same shape in a supernet and in
+every network derived from it, so weights transfer by name.
 
 Graph attributes (``graph.graph``): ``name``, ``space`` (builder name), ``params`` (the builder's
 hyper-parameters), ``num_classes``. Anything else is kept verbatim by the YAML round trip.
@@ -46,7 +63,9 @@ from archgraph.errors import GraphError
 NodeKind = Literal["input", "stem", "fusion", "cell", "head"]
 NODE_KINDS: tuple[str, ...] = ("input", "stem", "fusion", "cell", "head")
 EdgeKind = Literal["fixed", "candidate"]
-EDGE_KINDS: tuple[str, ...] = ("fixed", "candidate")
+EDGE_KINDS: tuple[str, ...] = ("fixed", "candidate", "chosen")
+FUSION_MODES: tuple[str, ...] = ("sum", "concat")  # how a node combines its input slots
+DEFAULT_UPSAMPLE = "bilinear"  # the up-sampling mode of alignment branches unless a node names another
 FORMAT = "archgraph/graph-v1"
 
 
@@ -62,6 +81,8 @@ class NodeSpec:
     keep_inputs: int | None = None  # k of an input choice; None = no input choice
     label: str | None = None  # choices sharing a label share alpha/beta
     body: nx.DiGraph | None = field(default=None, compare=False)  # nested graph of a ``cell``
+    fusion: str = "sum"  # sum | concat (+ 1x1 conv + BN): how the input slots are combined
+    upsample: str = DEFAULT_UPSAMPLE  # the alignment branches' up-sampling mode (ops.UPSAMPLERS)
 
     @property
     def has_op_choice(self) -> bool:
@@ -92,6 +113,10 @@ class NodeSpec:
             attrs["label"] = self.label
         if self.body is not None:
             attrs["body"] = self.body
+        if self.fusion != "sum":  # defaults are left out: files of spaces without them stay as they were
+            attrs["fusion"] = self.fusion
+        if self.upsample != DEFAULT_UPSAMPLE:
+            attrs["upsample"] = self.upsample
         return attrs
 
 
@@ -158,6 +183,10 @@ def node_spec(g: nx.DiGraph, node_id: str) -> NodeSpec:
         kind = attrs["kind"]
         if not isinstance(kind, str):
             raise GraphError(f"node {node_id!r}: 'kind' must be a string, found {kind!r}")
+        fusion, upsample = attrs.get("fusion", "sum"), attrs.get("upsample", DEFAULT_UPSAMPLE)
+        for name, value in (("fusion", fusion), ("upsample", upsample)):
+            if not isinstance(value, str):
+                raise GraphError(f"node {node_id!r}: {name!r} must be a string, found {value!r}")
         return NodeSpec(
             kind=kind,
             layer=_as_int(attrs["layer"], node_id, "layer"),
@@ -167,6 +196,8 @@ def node_spec(g: nx.DiGraph, node_id: str) -> NodeSpec:
             keep_inputs=keep,
             label=label,
             body=body,
+            fusion=fusion,
+            upsample=upsample,
         )
     except KeyError as missing:
         raise GraphError(f"node {node_id!r} lacks required attribute {missing}") from None
@@ -205,6 +236,23 @@ def inputs_of(g: nx.DiGraph, node_id: str) -> list[str]:
     return list(g.predecessors(node_id))
 
 
+def candidate_inputs(g: nx.DiGraph, node_id: str) -> list[str]:
+    """The sources of ``node_id``'s ``candidate`` edges, in predecessor order: its input choice's candidates."""
+    return [p for p in g.predecessors(node_id) if g.edges[p, node_id].get("kind", "fixed") == "candidate"]
+
+
+def split_inputs(g: nx.DiGraph, node_id: str) -> tuple[list[str], list[str]]:
+    """(fixed inputs, pooled inputs) of ``node_id``, each in predecessor order.
+
+    Pooled inputs share one slot (module docstring): the ``candidate`` edges of an input choice, the
+    ``chosen`` edges of a derived graph. Fixed inputs have a slot each.
+    """
+    fixed, pooled = [], []
+    for p in g.predecessors(node_id):
+        (fixed if g.edges[p, node_id].get("kind", "fixed") == "fixed" else pooled).append(p)
+    return fixed, pooled
+
+
 def execution_order(g: nx.DiGraph) -> list[str]:
     """A deterministic topological order (ties broken by insertion order)."""
     position = {n: i for i, n in enumerate(g.nodes)}
@@ -229,8 +277,10 @@ def validate(g: nx.DiGraph, known_ops: Iterable[str] | None = None) -> None:
     Checks: known node and edge kinds and attributes; acyclic; one input and one head; the head is
     the only sink; every node reachable from the input and reaching the head; scales are powers of two
     and every aligned edge joins scales a power of two apart; channels positive; the number of ops and
-    ``keep_inputs`` fit the node; candidate edges exactly where their target has an input choice;
-    ops exist in the registry (when ``known_ops`` is given); nested bodies validate too.
+    ``keep_inputs`` fit the node's candidate edges; candidate edges only where their target has an
+    input choice, ``chosen`` edges only where it has none; ``fusion`` and ``upsample`` modes known;
+    ops and up-sampling modes exist in the registry (when ``known_ops`` is given); nested bodies
+    validate too.
     """
     name = g.graph.get("name", "<unnamed>")
     where = f"graph {name!r}"
@@ -270,18 +320,8 @@ def validate(g: nx.DiGraph, known_ops: Iterable[str] | None = None) -> None:
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise GraphError(f"{at}: unknown ops {unknown}{hint} (registered ops are listed by `archgraph ops`; "
                                  "an op of a plug-in is registered once the plug-in is installed)")
-        if spec.keep_inputs is not None and not 1 <= spec.keep_inputs <= len(preds):
-            raise GraphError(f"{at}: keep_inputs={spec.keep_inputs} but the node has {len(preds)} inputs")
+        _validate_inputs(g, n, spec, preds, at, where, known is not None)
         for p in preds:
-            kind = edge_spec(g, p, n).kind
-            if kind not in EDGE_KINDS:
-                raise GraphError(f"{where}, edge {p!r} -> {n!r}: unknown kind {kind!r}; expected {EDGE_KINDS}")
-            if (kind == "candidate") != spec.has_input_choice:
-                raise GraphError(
-                    f"{where}, edge {p!r} -> {n!r}: kind {kind!r} but the node "
-                    f"{'has' if spec.has_input_choice else 'has no'} input choice; candidate edges must "
-                    "exactly be the inputs of nodes with keep_inputs"
-                )
             ratio = max(spec.scale, g.nodes[p]["scale"]) / min(spec.scale, g.nodes[p]["scale"])
             if not _is_power_of_two(int(ratio)) or ratio != int(ratio):
                 raise GraphError(f"{where}, edge {p!r} -> {n!r}: scales {g.nodes[p]['scale']} and {spec.scale} cannot be aligned")
@@ -299,6 +339,47 @@ def validate(g: nx.DiGraph, known_ops: Iterable[str] | None = None) -> None:
     not_reaching = set(g.nodes) - nx.ancestors(g, dst) - {dst}
     if not_reaching:
         raise GraphError(f"{where}: nodes {sorted(not_reaching)} do not reach the head {dst!r}")
+
+
+def _validate_inputs(g: nx.DiGraph, n: str, spec: NodeSpec, preds: list[str], at: str, where: str, check_registry: bool) -> None:
+    """Edge kinds, ``keep_inputs`` against the candidate edges, and the node's fusion and up-sampling modes."""
+    for p in preds:
+        kind = edge_spec(g, p, n).kind
+        if kind not in EDGE_KINDS:
+            raise GraphError(f"{where}, edge {p!r} -> {n!r}: unknown kind {kind!r}; expected {EDGE_KINDS}")
+        if kind == "candidate" and not spec.has_input_choice:
+            raise GraphError(f"{where}, edge {p!r} -> {n!r}: kind 'candidate' but the node has no input choice; give the "
+                             "node keep_inputs (how many of its candidate edges to keep) or make the edge 'fixed'")
+        if kind == "chosen" and (spec.has_input_choice or spec.kind not in ("stem", "fusion")):
+            raise GraphError(f"{where}, edge {p!r} -> {n!r}: kind 'chosen' (a kept candidate of a derived graph) on a node "
+                             f"{'with an input choice' if spec.has_input_choice else f'of kind {spec.kind!r}'}; "
+                             "make it 'candidate' (supernet) or 'fixed'")
+    if spec.has_input_choice:
+        n_cand = len(candidate_inputs(g, n))
+        if n_cand == 0:
+            raise GraphError(f"{at}: keep_inputs={spec.keep_inputs} but the node has no candidate inputs; mark the edges "
+                             "it chooses among kind='candidate' (its fixed inputs are always used)")
+        if not 1 <= spec.keep_inputs <= n_cand:
+            raise GraphError(f"{at}: keep_inputs={spec.keep_inputs} but the node has {n_cand} candidate inputs "
+                             f"(and {len(preds) - n_cand} fixed); keep between 1 and {n_cand}")
+    if spec.fusion not in FUSION_MODES:
+        raise GraphError(f"{at}: unknown fusion {spec.fusion!r}{_did_you_mean(spec.fusion, FUSION_MODES)}; expected one of {FUSION_MODES}")
+    if spec.fusion != "sum" and spec.kind not in ("stem", "fusion"):
+        raise GraphError(f"{at}: fusion={spec.fusion!r} on a {spec.kind!r} node; only stem and fusion nodes combine "
+                         "their inputs (a head gets the raw list, a cell hands it to its body): remove 'fusion'")
+    if check_registry:
+        from archgraph.core.ops import UPSAMPLERS  # the registry lives with the ops (ops imports this module)
+
+        if spec.upsample not in UPSAMPLERS:
+            raise GraphError(f"{at}: unknown upsample mode {spec.upsample!r}{_did_you_mean(spec.upsample, UPSAMPLERS)}; "
+                             f"registered: {', '.join(sorted(UPSAMPLERS))} (a plug-in's mode is registered once it is installed)")
+
+
+def _did_you_mean(name: str, options: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -414,9 +495,18 @@ def graphs_equal(a: nx.DiGraph, b: nx.DiGraph) -> bool:
 
 
 def graph_hash(g: nx.DiGraph) -> str:
-    """A short canonical hash of the topology and ops (ignores names, scores and order)."""
-    nodes = sorted((n, sorted(node_spec(g, n).ops), node_spec(g, n).scale, node_spec(g, n).channels) for n in g.nodes)
-    edges = sorted((u, v) for u, v in g.edges)
+    """A short canonical hash of the topology and ops (ignores names, scores and order).
+
+    A node's ``fusion``/``upsample`` modes and an edge's ``chosen`` kind count where they are not the
+    defaults (they change the network), so the hashes of graphs without them are as they always were.
+    """
+    nodes = []
+    for n in g.nodes:
+        s = node_spec(g, n)
+        modes = [m for m in (s.fusion if s.fusion != "sum" else None, s.upsample if s.upsample != DEFAULT_UPSAMPLE else None) if m]
+        nodes.append((n, sorted(s.ops), s.scale, s.channels, *modes))
+    nodes.sort()
+    edges = sorted((u, v) if g.edges[u, v].get("kind") != "chosen" else (u, v, "chosen") for u, v in g.edges)
     blob = json.dumps([nodes, edges], sort_keys=True).encode()
     return hashlib.sha1(blob).hexdigest()[:12]
 
@@ -427,9 +517,12 @@ def dump(g: nx.DiGraph) -> str:
     for n in execution_order(g):
         s = node_spec(g, n)
         ops = "-" if not s.ops else s.ops[0] if len(s.ops) == 1 else "{" + ",".join(s.ops) + "}"
-        ins = inputs_of(g, n)
-        pick = f" keep {s.keep_inputs} of" if s.has_input_choice else ""
-        lines.append(f"{n} = {s.kind}[L{s.layer} 1/{s.scale} C{s.channels}] {ops} <-{pick} {', '.join(ins) or '-'}")
+        fixed, pooled = split_inputs(g, n)
+        parts = [", ".join(fixed)] if fixed else []
+        if pooled:
+            parts.append(f"{f'keep {s.keep_inputs} of' if s.has_input_choice else 'chosen'} {', '.join(pooled)}")
+        mode = "" if s.fusion == "sum" else f" ({s.fusion})"
+        lines.append(f"{n} = {s.kind}[L{s.layer} 1/{s.scale} C{s.channels}] {ops} <- {' + '.join(parts) or '-'}{mode}")
     return "\n".join(lines)
 
 

@@ -14,7 +14,9 @@ MobileNetV3 inverted-residual block with a 5x5 depthwise kernel and expansion ra
 at a fraction of the node's width (a quarter by default); the module keeps the shape
 ``(N, channels, H, W)``; ``takes_list=True`` ops (heads, a cell body's output) get the list of raw
 inputs and cannot be part of an op choice; ``parameter_free=True`` marks ops P-DARTS regularises.
-Ops of a space or plug-in are registered when its module is imported; :func:`ensure_ops` loads the
+The up-sampling modes of the alignment branches (a node's ``upsample`` attribute: ``bilinear``,
+``nearest``, ``transposed``, ``pixel_shuffle``) form a registry of their own, open the same way
+(:func:`register_upsample`). Ops of a space or plug-in are registered when its module is imported; :func:`ensure_ops` loads the
 plug-ins when a graph names an op that is not registered yet, and every :class:`OpInfo` records the
 module that registered it (``archgraph ops`` shows it).
 """
@@ -93,10 +95,21 @@ def graph_ops(g: nx.DiGraph) -> set[str]:
     return ops
 
 
+def graph_upsample_modes(g: nx.DiGraph) -> set[str]:
+    """Every up-sampling mode ``g`` names, nested cell bodies included."""
+    modes: set[str] = set()
+    for n in g.nodes:
+        modes.add(g.nodes[n].get("upsample", "bilinear"))
+        body = g.nodes[n].get("body")
+        if body is not None:
+            modes |= graph_upsample_modes(body)
+    return modes
+
+
 def ensure_ops(g: nx.DiGraph) -> None:
     """Load the plug-ins (spaces register their own ops when imported, e.g. Auto-DeepLab's ``none``)
     when ``g`` names an op that is not registered yet; call before validating a graph read from a file."""
-    if not graph_ops(g) <= set(OPS):
+    if not graph_ops(g) <= set(OPS) or not graph_upsample_modes(g) <= set(UPSAMPLERS):
         from archgraph.core.registry import load_plugins
 
         load_plugins()
@@ -202,23 +215,91 @@ def _avg_pool(node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:
 
 
 class Upsample(nn.Module):
-    def __init__(self, factor: int):
+    """Parameter-free up-sampling by an integer ``factor`` (``mode``: an ``F.interpolate`` mode)."""
+
+    def __init__(self, factor: int, mode: str = "bilinear"):
         super().__init__()
         self.factor = factor
+        self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=self.factor, mode="bilinear", align_corners=False)
+        if self.mode == "nearest":
+            return F.interpolate(x, scale_factor=self.factor, mode="nearest")
+        return F.interpolate(x, scale_factor=self.factor, mode=self.mode, align_corners=False)
 
     def extra_repr(self) -> str:
-        return f"factor={self.factor}"
+        return f"factor={self.factor}, mode={self.mode!r}"
+
+
+# Up-sampling modes of the alignment branch that brings a coarser input to a node's scale. A builder
+# ``(cin, cout, factor) -> nn.Module`` maps (N, cin, H, W) to (N, cout, factor*H, factor*W); a node
+# picks one with its ``upsample`` attribute (default ``bilinear``). Open to plug-ins: register_upsample.
+UpsampleBuilder = Callable[[int, int, int], nn.Module]
+
+
+@dataclass(frozen=True)
+class UpsampleInfo:
+    name: str
+    build: UpsampleBuilder
+    doc: str = ""
+    origin: str = ""  # the module that registered it
+
+
+UPSAMPLERS: dict[str, UpsampleInfo] = {}
+
+
+def register_upsample(name: str, *, doc: str = "") -> Callable[[UpsampleBuilder], UpsampleBuilder]:
+    """Register ``builder(cin, cout, factor) -> nn.Module`` as up-sampling mode ``name`` of alignment branches."""
+    try:
+        origin = str(sys._getframe(1).f_globals.get("__name__", ""))
+    except (AttributeError, ValueError):
+        origin = ""
+
+    def deco(fn: UpsampleBuilder) -> UpsampleBuilder:
+        if name in UPSAMPLERS:
+            raise RegistryError(f"upsample mode {name!r} is already registered (by {UPSAMPLERS[name].origin or 'an unknown module'})")
+        UPSAMPLERS[name] = UpsampleInfo(name, fn, doc or (fn.__doc__ or "").strip().split("\n")[0], origin or getattr(fn, "__module__", ""))
+        return fn
+
+    return deco
+
+
+def get_upsample(name: str) -> UpsampleInfo:
+    try:
+        return UPSAMPLERS[name]
+    except KeyError:
+        raise RegistryError(f"unknown upsample mode {name!r}{unknown_op_hint(name, UPSAMPLERS)}; "
+                            f"registered: {', '.join(sorted(UPSAMPLERS))}") from None
+
+
+@register_upsample("bilinear", doc="1x1 conv + BN at the low resolution, then bilinear interpolation (DCNAS)")
+def _up_bilinear(cin: int, cout: int, factor: int) -> nn.Module:
+    return nn.Sequential(conv_bn(cin, cout, 1, act=None), Upsample(factor, "bilinear"))
+
+
+@register_upsample("nearest", doc="1x1 conv + BN at the low resolution, then nearest-neighbour repetition")
+def _up_nearest(cin: int, cout: int, factor: int) -> nn.Module:
+    return nn.Sequential(conv_bn(cin, cout, 1, act=None), Upsample(factor, "nearest"))
+
+
+@register_upsample("transposed", doc="learned transposed conv (kernel = stride = factor) + BN, U-Net's up-convolution")
+def _up_transposed(cin: int, cout: int, factor: int) -> nn.Module:
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, factor, stride=factor, bias=False), nn.BatchNorm2d(cout))
+
+
+@register_upsample("pixel_shuffle", doc="1x1 conv to cout*factor^2 channels, pixel shuffle (sub-pixel conv), BN")
+def _up_pixel_shuffle(cin: int, cout: int, factor: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cout * factor * factor, 1, bias=False), nn.PixelShuffle(factor), nn.BatchNorm2d(cout))
 
 
 def build_alignment(src: NodeSpec, dst: NodeSpec) -> nn.Module:
     """The shape-alignment branch of DCNAS's fusion module for one input.
 
     Same scale: identity (same channels) or 1x1 conv+BN. Finer input: one stride-2 3x3 conv+BN+ReLU
-    per halving (the first one changes the channels). Coarser input: 1x1 conv+BN at the low resolution
-    (cheaper), then bilinear up-sampling.
+    per halving (the first one changes the channels). Coarser input: the target node's ``upsample``
+    mode (:data:`UPSAMPLERS`; the default ``bilinear`` is a 1x1 conv+BN at the low resolution, cheaper,
+    then bilinear up-sampling). No branch ends in a ReLU after up-sampling or a channel change: the
+    sum (or the 1x1 conv of ``concat`` fusion) that follows is linear, the op brings the nonlinearity.
     """
     if src.scale == dst.scale:
         return nn.Identity() if src.channels == dst.channels else conv_bn(src.channels, dst.channels, 1, act=None)
@@ -227,7 +308,21 @@ def build_alignment(src: NodeSpec, dst: NodeSpec) -> nn.Module:
         layers: list[nn.Module] = [conv_bn(src.channels, dst.channels, 3, stride=2)]
         layers += [conv_bn(dst.channels, dst.channels, 3, stride=2) for _ in range(steps - 1)]
         return nn.Sequential(*layers)
-    return nn.Sequential(conv_bn(src.channels, dst.channels, 1, act=None), Upsample(src.scale // dst.scale))
+    try:
+        return get_upsample(dst.upsample).build(src.channels, dst.channels, src.scale // dst.scale)
+    except RegistryError as exc:
+        raise GraphError(f"node at scale 1/{dst.scale}: {exc}") from None
+
+
+def build_fusion(node: NodeSpec, slots: int) -> nn.Module:
+    """The reduction of ``concat`` fusion: ``slots`` aligned inputs of ``node.channels`` each,
+    concatenated, then a 1x1 conv + BN to ``node.channels``.
+
+    No ReLU: the ``sum`` fusion it generalises is linear (a 1x1 conv with identity blocks computes
+    the sum), the node's op brings the nonlinearity, and the residual path of an MBConv op would
+    otherwise carry only non-negative values.
+    """
+    return conv_bn(node.channels * slots, node.channels, 1, act=None)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -73,7 +73,9 @@ def retarget(arch: nx.DiGraph, **changes: Any) -> tuple[nx.DiGraph, dict[str, tu
 
 def _copy_widths(arch: nx.DiGraph, supernet: nx.DiGraph) -> None:
     """Channels of every node (inside cell bodies too) and the head's op from ``supernet``."""
-    from archgraph.core.graph import NodeSpec, node_spec
+    from dataclasses import replace
+
+    from archgraph.core.graph import node_spec
 
     for n in arch.nodes:
         if n not in supernet:
@@ -85,4 +87,4 @@ def _copy_widths(arch: nx.DiGraph, supernet: nx.DiGraph) -> None:
             body = body.copy()
             _copy_widths(body, s.body)
         arch.nodes[n].clear()
-        arch.nodes[n].update(NodeSpec(a.kind, a.layer, a.scale, s.channels, ops, a.keep_inputs, a.label, body).to_attrs())
+        arch.nodes[n].update(replace(a, channels=s.channels, ops=ops, body=body).to_attrs())  # every other attribute kept

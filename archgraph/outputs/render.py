@@ -41,7 +41,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import networkx as nx
 
@@ -56,8 +56,11 @@ FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz) to get pictures"
 
 KIND_COLOURS = {"input": "#e0e0e0", "stem": "#cfe2f3", "cell": "#d9ead3", "head": "#fce5cd"}
-SCALE_COLOURS = {4: "#dbe9f6", 8: "#d6efd6", 16: "#fff2cc", 32: "#f4d7e3"}
+# Fill colours per scale; DCSS's four keep their colours, others come from scale_colour's rule.
+SCALE_COLOURS = {1: "#d9f0ee", 2: "#e6ddf3", 4: "#dbe9f6", 8: "#d6efd6", 16: "#fff2cc", 32: "#f4d7e3", 64: "#e8efcf"}
+STEM_SHADE = 0.90  # a stem is filled with its scale's colour, darker by this factor
 KEPT_COLOUR, FAINT_COLOUR, FIXED_COLOUR = "#1f4e9a", "#7f7f7f", "#404040"
+HIGHLIGHT_COLOUR = "#d62728"  # outline of nodes whose decision changed (the report's epoch frames)
 FAINT = "#faint"  # suffix of the invisible stand-in a faint edge leaves from (paint order: module docstring)
 FONT, NODE_FONT, AXIS_FONT = "Helvetica", 10.0, 11.0  # font sizes in points
 GRID = Spacing()  # the layer x scale grid
@@ -144,7 +147,7 @@ def _node_lines(graph: nx.DiGraph, n: str, best: Mapping[str, tuple[str, float]]
         return [n, "3ch"]
     if spec.kind == "cell":  # many per grid point in hierarchical spaces: keep the box small (id in the tooltip)
         return [f"cell · {spec.channels}ch"]
-    where = [n, f"1/{spec.scale} · {spec.channels}ch"]
+    where = [n, f"1/{spec.scale} · {spec.channels}ch"] + _mode_line(graph, n)
     if n in best:
         op, p = best[n]
         return where + [f"{short_op(op)} ({p:.2f})"]
@@ -153,11 +156,41 @@ def _node_lines(graph: nx.DiGraph, n: str, best: Mapping[str, tuple[str, float]]
     return where + [f"{len(spec.ops)} candidate ops"]
 
 
-def _node_colour(graph: nx.DiGraph, n: str) -> str:
+def scale_colour(scale: int) -> str:
+    """The fill colour of nodes at ``scale`` (any power of two): :data:`SCALE_COLOURS` where listed,
+    else a pale colour whose hue steps by the golden angle per halving (log2(scale) * 137.5 degrees),
+    so neighbouring scales never look alike and the same scale always gets the same colour."""
+    if scale in SCALE_COLOURS:
+        return SCALE_COLOURS[scale]
+    import colorsys
+
+    hue = (math.log2(max(scale, 1)) * 137.508) % 360.0 / 360.0
+    r, g, b = colorsys.hls_to_rgb(hue, 0.88, 0.55)
+    return "#" + "".join(f"{int(round(255 * c)):02x}" for c in (r, g, b))
+
+
+def _shade(colour: str, factor: float) -> str:
+    """``colour`` (``#rrggbb``) with every channel multiplied by ``factor`` (< 1: darker)."""
+    return "#" + "".join(f"{min(255, int(round(int(colour[i:i + 2], 16) * factor))):02x}" for i in (1, 3, 5))
+
+
+def _mode_line(graph: nx.DiGraph, n: str) -> list[str]:
+    """``["concat · up transposed"]`` for a node whose fusion or (used) up-sampling mode is not the default."""
     spec = node_spec(graph, n)
+    modes = [spec.fusion] if spec.fusion != "sum" else []
+    if spec.upsample != "bilinear" and any(graph.nodes[p]["scale"] > spec.scale for p in graph.predecessors(n)):
+        modes.append(f"up {spec.upsample}")
+    return [" · ".join(modes)] if modes else []
+
+
+def _node_colour(graph: nx.DiGraph, n: str) -> str:
+    """Fusion nodes by scale, stems by scale too (a shade darker), other kinds by kind."""
+    spec = node_spec(graph, n)
+    if spec.kind == "stem":
+        return _shade(scale_colour(spec.scale), STEM_SHADE)
     if spec.kind in KIND_COLOURS:
         return KIND_COLOURS[spec.kind]
-    return SCALE_COLOURS.get(spec.scale, "#eeeeee")
+    return scale_colour(spec.scale)
 
 
 def _alpha_hex(p: float) -> str:
@@ -261,8 +294,9 @@ def _column_name(graph: nx.DiGraph, key: float, members: list[str]) -> str | Non
     return f"layer {int(key)}"
 
 
-def _grid_scene(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> tuple[_Scene, nx.DiGraph | None, str]:
-    """The grid: nodes, edges, axes. Also returns the decoded graph (if any) and what the edges show."""
+def _grid_scene(graph: nx.DiGraph, scores: Mapping[str, Any] | None, highlight: Collection[str] = ()) -> tuple[_Scene, nx.DiGraph | None, str]:
+    """The grid: nodes, edges, axes. Also returns the decoded graph (if any) and what the edges show.
+    Nodes in ``highlight`` are outlined red (the report's epoch frames: a decision changed there)."""
     probs, kept, best, derived = _edge_probabilities(graph, scores)
     styles, shows = _edge_styles(graph, probs, kept, derived)
     cells = _grid_cells(graph)
@@ -271,7 +305,8 @@ def _grid_scene(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> tuple[_S
     layout = grid_layout(cells, {n: _box_size(lines[n]) for n in cells}, graph.edges, GRID, widths)
     scene = _Scene()
     for n in cells:
-        scene.node(n, "\\n".join(lines[n]), layout.boxes[n], fillcolor=_node_colour(graph, n), tooltip=n)
+        outline = {"color": HIGHLIGHT_COLOUR, "penwidth": "2.5"} if n in highlight else {}
+        scene.node(n, "\\n".join(lines[n]), layout.boxes[n], fillcolor=_node_colour(graph, n), tooltip=n, **outline)
     for (u, v), (cls, attrs) in styles.items():
         scene.edge(u, v, layout.routes[(u, v)], cls, **attrs)
     _axes(scene, graph, layout)
@@ -288,8 +323,13 @@ def _edge_styles(graph: nx.DiGraph, probs: Mapping[tuple[str, str], float], kept
         node_max[v] = max(node_max.get(v, 0.0), p)
     styles: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
     shows = "scored" if probs else "fixed"
+    mixed = mixed_nodes(graph)
     for u, v, attrs in graph.edges(data=True):
-        if (u, v) in probs:  # a candidate edge of a scored supernet
+        if v in mixed:  # a node with fixed inputs besides its chosen ones: solid fixed, dashed chosen
+            styles[(u, v)] = _mixed_style(u, v, attrs, probs, kept, derived, node_max)
+            shows = "derived" if shows == "fixed" and attrs.get("score") is not None else shows
+            shows = "candidates" if shows == "fixed" and attrs.get("kind") == "candidate" else shows
+        elif (u, v) in probs:  # a candidate edge of a scored supernet
             p = probs[(u, v)]
             rel = p / (node_max[v] or 1.0)
             strong = (u, v) in kept
@@ -308,6 +348,37 @@ def _edge_styles(graph: nx.DiGraph, probs: Mapping[tuple[str, str], float], kept
         else:
             styles[(u, v)] = ("fixed", {"tooltip": f"{u} -> {v}", "penwidth": "1.0", "color": FIXED_COLOUR})
     return styles, shows
+
+
+def mixed_nodes(graph: nx.DiGraph) -> set[str]:
+    """Nodes with fixed inputs besides candidate (supernet) or chosen (derived) ones: a U-Net decoder node."""
+    out = set()
+    for n in graph.nodes:
+        kinds = {graph.edges[p, n].get("kind", "fixed") for p in graph.predecessors(n)}
+        if "fixed" in kinds and kinds & {"candidate", "chosen"}:
+            out.add(n)
+    return out
+
+
+def _mixed_style(u: str, v: str, attrs: Mapping[str, Any], probs: Mapping[tuple[str, str], float], kept: set[tuple[str, str]],
+                 derived: nx.DiGraph | None, node_max: Mapping[str, float]) -> tuple[str, dict[str, str]]:
+    """An input of a node that has fixed and chosen inputs: fixed ones solid dark grey and a little
+    wider (always used), candidate and chosen ones dashed, else styled as any candidate or kept edge."""
+    kind = attrs.get("kind", "fixed")
+    if kind == "fixed":
+        on = derived is None or derived.has_edge(u, v)
+        return ("fixed" if on else "faint", {"tooltip": f"{u} -> {v}: fixed input (always used)", "penwidth": "1.8" if on else "0.5",
+                                             "color": FIXED_COLOUR if on else FAINT_COLOUR + _alpha_hex(0.25)})
+    if (u, v) in probs:
+        p = probs[(u, v)]
+        rel = p / (node_max.get(v) or 1.0)
+        strong = (u, v) in kept
+        style = _kept_style(rel) if strong else _faint_style(rel)
+        return ("kept" if strong else "faint", {"tooltip": f"{u} -> {v}: candidate, p={p:.3f}", "style": "dashed", **style})
+    if kind == "candidate":
+        return ("faint", {"tooltip": f"{u} -> {v}: candidate", "style": "dashed", "penwidth": "0.8", "color": "#7f7f7fb0"})
+    p = float(attrs["score"]) if attrs.get("score") is not None else 1.0  # a chosen edge of a derived graph
+    return ("kept", {"tooltip": f"{u} -> {v}: chosen, p={p:.3f}", "style": "dashed", **_score_style(p)})
 
 
 def _axes(scene: _Scene, graph: nx.DiGraph, layout: GridLayout) -> None:
@@ -399,6 +470,23 @@ def _body_panels(scene: _Scene, graph: nx.DiGraph, scores: Mapping[str, Any] | N
         top = scene.bottom() + 28.0
 
 
+def _colour_legend(graph: nx.DiGraph) -> list[tuple]:
+    """The legend's colour row: one swatch per scale present (any scale: :func:`scale_colour`), the
+    stems' darker shades, and the kinds coloured by kind."""
+    colours: list[tuple] = [("text", "node colour:")]
+    specs = [node_spec(graph, n) for n in graph.nodes]
+    for scale in sorted({s.scale for s in specs if s.kind not in KIND_COLOURS}):
+        colours += [("swatch", 16.0, 11.0, scale_colour(scale)), ("text", f"scale 1/{scale}")]
+    stems = sorted({s.scale for s in specs if s.kind == "stem"})
+    if stems:
+        colours += [("swatch", 16.0, 11.0, _shade(scale_colour(scale), STEM_SHADE)) for scale in stems]
+        colours += [("text", "stem, darker")]  # its scale's colour, a shade darker (short: the legend is laid out by estimate)
+    for kind in KIND_COLOURS:
+        if kind != "stem" and any(s.kind == kind for s in specs):
+            colours += [("swatch", 16.0, 11.0, KIND_COLOURS[kind]), ("text", kind)]
+    return colours
+
+
 def _legend(scene: _Scene, graph: nx.DiGraph, shows: str, top: float) -> None:
     """How to read the picture: edge widths and colours, node colours, node labels."""
     def line(colour: str, width: float) -> tuple[str, float, float, str]:
@@ -415,22 +503,23 @@ def _legend(scene: _Scene, graph: nx.DiGraph, shows: str, top: float) -> None:
     elif shows == "derived":
         rows.append([line(KEPT_COLOUR, float(_score_style(p)["penwidth"])) for p in (0.3, 0.65, 1.0)]
                     + [("text", "kept edge; width = the probability the decoder kept it with")])
-    if any(a.get("score") is None and a.get("kind") != "candidate" for *_, a in graph.edges(data=True)):
+    mixed = mixed_nodes(graph)
+    if any(a.get("score") is None and a.get("kind") != "candidate" and v not in mixed for _, v, a in graph.edges(data=True)):
         if shows == "scored":
             rows.append([line(KEPT_COLOUR, 1.0), line(FAINT_COLOUR + _alpha_hex(0.25), 0.5),
                          ("text", "fixed edge (no choice): in the architecture, or not (the decoder drops one of its ends)")])
         else:
             rows.append([line(FIXED_COLOUR, 1.0), ("text", "fixed edge (no choice)")])
-    colours: list[tuple] = [("text", "node colour:")]
-    specs = [node_spec(graph, n) for n in graph.nodes]
-    for scale in sorted({s.scale for s in specs if s.kind not in KIND_COLOURS}):
-        colours += [("swatch", 16.0, 11.0, SCALE_COLOURS.get(scale, "#eeeeee")), ("text", f"scale 1/{scale}")]
-    for kind in KIND_COLOURS:
-        if any(s.kind == kind for s in specs):
-            colours += [("swatch", 16.0, 11.0, KIND_COLOURS[kind]), ("text", kind)]
-    rows.append(colours)
+    if mixed:
+        dashes = [("swatch", 6.0, 1.2, KEPT_COLOUR), ("swatch", 6.0, 1.2, KEPT_COLOUR), ("swatch", 6.0, 1.2, KEPT_COLOUR)]
+        rows.append([line(FIXED_COLOUR, 1.8), ("text", "fixed input of a node that also chooses inputs: always used (e.g. a U-Net's up-path)")])
+        what = ("a chosen input of such a node (kept by the decoder; the chosen ones are pooled into one input)" if shows == "derived"
+                else "a candidate input of such a node (chosen among; the chosen ones are pooled into one input)")
+        rows.append(dashes + [("text", f"dashed: {what}")])
+    rows.append(_colour_legend(graph))
     op = {"scored": "most probable op (its probability)", "derived": "op"}.get(shows, "op, or the number of candidate ops")
-    rows.append([("text", f"node label: id, scale \u00b7 channels, {op}")])
+    modes = ", fusion and up-sampling mode where not sum / bilinear" if any(_mode_line(graph, n) for n in graph.nodes) else ""
+    rows.append([("text", f"node label: id, scale \u00b7 channels{modes}, {op}")])
     y, left = top, min(b.left for _, _, b, _ in scene.nodes)
     for i, row in enumerate(rows):
         x = left
@@ -445,9 +534,10 @@ def _legend(scene: _Scene, graph: nx.DiGraph, shows: str, top: float) -> None:
         y += 24.0  # items 8 pt apart at least: plain `neato` (routing its own splines) needs 6.4
 
 
-def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None) -> str:
-    """The DOT source of ``graph`` (see the module docstring for what is drawn how); ``neato -n2`` draws it."""
-    scene, derived, shows = _grid_scene(graph, scores)
+def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None, highlight: Collection[str] = ()) -> str:
+    """The DOT source of ``graph`` (see the module docstring for what is drawn how); ``neato -n2`` draws it.
+    ``highlight``: top-level nodes to outline red."""
+    scene, derived, shows = _grid_scene(graph, scores, frozenset(highlight))
     if first_cell(graph) is not None:
         _body_panels(scene, graph, scores, derived, scene.bottom() + 30.0)
     _legend(scene, graph, shows, scene.bottom() + 24.0)
@@ -504,10 +594,11 @@ def render(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | No
     return RenderResult(result.path, None, (cell.path,), result.drawn)
 
 
-def picture(graph: nx.DiGraph, fmt: str = "svg", scores: Mapping[str, Any] | None = None, title: str | None = None) -> bytes | None:
+def picture(graph: nx.DiGraph, fmt: str = "svg", scores: Mapping[str, Any] | None = None, title: str | None = None,
+            highlight: Collection[str] = ()) -> bytes | None:
     """``graph`` drawn as ``fmt`` bytes, in memory (no file); ``None`` (and the warning, once) when
-    Graphviz is missing or fails."""
-    return _pipe(to_dot(graph, scores, title), "neato", fmt, f"this {fmt} picture")
+    Graphviz is missing or fails. ``highlight``: top-level nodes to outline red."""
+    return _pipe(to_dot(graph, scores, title, highlight), "neato", fmt, f"this {fmt} picture")
 
 
 def _check_format(output: Path) -> str:
