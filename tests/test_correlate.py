@@ -161,6 +161,19 @@ def test_reusing_the_search_trains_nothing_again_and_summary(study, trainings):
     assert correlation_summary(study / "nothing-here") == {}
 
 
+def test_jobs_2_gives_the_same_study(study):
+    """The scoring and the trainings on two worker processes (a fresh cache: they really train)."""
+    search = study / "study" / "search"
+    assert correlate(study / "jobs2", study / "cache-jobs2", "--search-dir", str(search), "--jobs", "2") == 0
+    first = json.loads((study / "study" / "correlation.json").read_text())
+    again = json.loads((study / "jobs2" / "correlation.json").read_text())
+    same = ("arch_hash", "source", "sample_seed", "quick_score", "supernet_miou", "standalone_miou", "standalone_pixel_acc", "params", "flops")
+    assert [{k: a[k] for k in same} for a in again["archs"]] == [{k: a[k] for k in same} for a in first["archs"]]
+    assert again["pearson"] == first["pearson"] and again["kendall"] == first["kendall"]
+    assert len(list((study / "cache-jobs2").glob("*/*/metrics.json"))) == 4
+    assert "stand-alone 2/4" in (study / "jobs2" / "jobs" / "train-1.log").read_text()  # a worker's output, in its job's log
+
+
 def test_bad_input_fails_clearly(study, capsys):
     search = study / "study" / "search"
     assert correlate(study / "bad", study / "cache", "--search-dir", str(search), "--strategy", "spos") == 2

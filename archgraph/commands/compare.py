@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "uniformly from the space, optionally within a FLOPs band). Writes OUT/results.json, results.md, plots "
         "(PNG+SVG), topologies/*.svg and report.html. Running the same command again resumes: finished runs are "
         "skipped, unfinished searches and trainings continue. Stand-alone trainings go through the run cache "
-        "(--cache), so an architecture is trained once per recipe and seed. See docs/comparing.md.",
+        "(--cache), so an architecture is trained once per recipe and seed. --jobs N or --executor ray run the searches and "
+        "trainings in parallel, with the same results (docs/distributed.md). See docs/comparing.md.",
     )
     add_config_args(p)
     p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help="comma-separated strategies (default: %(default)s)")
@@ -42,7 +43,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the comparison in --out (running the same command again does the same; this checks it exists)")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of the live table")
+    add_executor_args(p)
     p.set_defaults(func=cmd_compare)
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """Where a study's jobs run (``archgraph compare`` and ``archgraph correlate``; docs/distributed.md)."""
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="run the jobs on N worker processes of this machine, one GPU each where there are GPUs, "
+                        "the CPU threads split between them otherwise (default: in this process, one after the other)")
+    p.add_argument("--executor", choices=("embedded", "processes", "ray"), default=None,
+                   help="embedded (this process), processes (--jobs N workers) or ray (one Ray task per job, on a local Ray "
+                        'or --ray-address; needs pip install "archgraph[ray]")')
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="an existing Ray cluster (auto, or HOST:PORT of `ray start --head`); default: $RAY_ADDRESS, else a local Ray")
+    p.add_argument("--retries", type=int, default=2,
+                   help="starts again of a job whose worker process died (--jobs, ray) or that hit an I/O error (ray); default 2")
+
+
+def executor_from_args(args: argparse.Namespace):
+    from archgraph.studies.executors import executor_spec
+
+    return executor_spec(args.executor, args.jobs, args.ray_address, args.retries)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -62,6 +84,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if plan.flops_band is not None and not any(b.kind == "random" for b in plan.baselines):
         raise ConfigError("--flops-band applies to random baselines; add random:N to --baselines")
     out = Path(args.out)
+    executor = executor_from_args(args)  # a bad flag, or Ray missing: refused before any work
     from archgraph.runfolder import check_output_folder
 
     check_output_folder(out)  # a file, or a folder that cannot be written: refused before any work
@@ -69,7 +92,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resume: {out} holds no comparison (no compare.json); run without --resume to start one")
     console.print(f"comparing {', '.join(plan.strategies)} x seeds {plan.seeds}"
                   f"{' + ' + ', '.join(b.entry for b in plan.baselines) if plan.baselines else ''} -> {out}")
-    results = run_compare(plan, out, progress=not args.no_progress, log=lambda m: console.print(m, highlight=False))
+    results = run_compare(plan, out, progress=not args.no_progress, log=lambda m: console.print(m, highlight=False, markup=False), executor=executor)
     from rich.table import Table
 
     table = Table(title=f"results ({out / 'results.md'})")
@@ -81,6 +104,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     console.print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'report.html'}")
     failed = sum(r.get("status") == "failed" for e in results["entries"] for r in e["runs"])
     if failed:
+        for e in results["entries"]:
+            for r in e["runs"]:
+                if r.get("status") == "failed":
+                    console.print(f"[red]failed[/] {e['name']} seed {r['seed']}: {r.get('error')}", highlight=False, soft_wrap=True)
         console.print(f"[red]{failed} run(s) failed[/]; fix the cause and run the same command again to retry them")
         return 1
     return 0

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ones spread over the supernet's quality range), score each with the supernet's shared weights (BN recalibrated) and by "
         "short stand-alone training with the config's train section, and report Pearson rho and Kendall tau with bootstrap "
         "confidence intervals. Writes OUT/correlation.json, correlation.md, correlation.png/.svg and archs/. Stand-alone runs "
-        "are cached (--cache): the same architecture, recipe and seed is trained once, across strategies and commands.",
+        "are cached (--cache): the same architecture, recipe and seed is trained once, across strategies and commands. "
+        "--jobs N or --executor ray train the architectures in parallel, with the same results (docs/distributed.md).",
     )
     add_config_args(p)
     p.add_argument("--strategy", default=None, help="strategy to search with (sets strategy.name); with --search-dir it must match the search")
@@ -36,16 +37,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the confidence intervals (default 1000)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or live table (for logs)")
+    from archgraph.commands.compare import add_executor_args
+
+    add_executor_args(p)
     p.set_defaults(func=cmd_correlate)
 
 
 def _differs(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, ...]) -> str | None:
-    """The first top-level config section that differs between two config dicts."""
-    for key in sorted(set(a) | set(b)):
-        if key not in ignore and a.get(key) != b.get(key):
-            return key
-    return None
+    from archgraph.studies.correlate.jobs import first_difference
+
+    return first_difference(a, b, ignore)
 
 
 def _auto_classes_filled(wanted: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
@@ -56,13 +58,14 @@ def _auto_classes_filled(wanted: dict[str, Any], saved: dict[str, Any]) -> dict[
     return {**saved, "space": {**saved.get("space", {}), "num_classes": wanted.get("space", {}).get("num_classes")}}
 
 
-def _search(args: argparse.Namespace, out: Path) -> Path:
-    """The finished search folder to study: --search-dir, or OUT/search (searched, resumed or reused)."""
+def _search(args: argparse.Namespace, out: Path):
+    """The search folder to study and, when it must still run, its config and whether it resumes:
+    --search-dir or a finished OUT/search (None), else OUT/search to search or resume (a job)."""
     import yaml
 
     from archgraph.config import load_config
     from archgraph.errors import ConfigError
-    from archgraph.engine.search import CHECKPOINT, prepare_config, run_search
+    from archgraph.engine.search import CHECKPOINT, prepare_config
 
     overrides = list(args.overrides) + ([f"strategy.name={args.strategy}"] if args.strategy else [])
     if args.search_dir:
@@ -70,7 +73,7 @@ def _search(args: argparse.Namespace, out: Path) -> Path:
         saved = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else None
         if saved is not None and args.strategy and saved.get("strategy", {}).get("name") != args.strategy:
             raise ConfigError(f"--strategy {args.strategy} but {run} was searched with {saved.get('strategy', {}).get('name')!r}; drop --strategy or pick the matching search")
-        return run
+        return run, None, False
     run = out / "search"
     wanted = load_config(args.config, overrides)
     if (run / "final.json").is_file():
@@ -81,35 +84,48 @@ def _search(args: argparse.Namespace, out: Path) -> Path:
         if section is not None:
             raise ConfigError(f"{run} holds a finished search with another {section!r} section; use a new --out, or --search-dir {run} to study it as it is")
         console.print(f"reusing the finished search in {run}")
-        return run
+        return run, None, False
     resume = (run / CHECKPOINT).is_file()
     cfg = prepare_config(None, [], run, True) if resume else wanted
     console.print(("resuming" if resume else "searching") + f": strategy [bold]{cfg.strategy_name}[/] space [bold]{cfg.space_name}[/] -> {run}")
-    run_search(cfg, run, resume=resume, progress=not args.no_progress)
-    return run
+    return run, cfg, resume
+
+
+def _check_finished_search(run: Path, args: argparse.Namespace) -> None:
+    """A finished search is checked here, before any job: its folder, and that CONFIG/--set change only train.*."""
+    import yaml
+
+    from archgraph.config import config_from_dict
+    from archgraph.errors import CheckpointError
+    from archgraph.engine.search import CHECKPOINT
+    from archgraph.studies.correlate.jobs import standalone_recipe
+
+    if not (run / "config.yaml").is_file() or not (run / CHECKPOINT).is_file():
+        raise CheckpointError(f"{run} is not a search run folder (config.yaml and {CHECKPOINT} needed); run `archgraph search --out {run}` first or drop --search-dir")
+    if not (run / "final.json").is_file():
+        raise CheckpointError(f"the search in {run} is not finished (no final.json); finish it with `archgraph search --out {run} --resume`")
+    standalone_recipe(config_from_dict(yaml.safe_load((run / "config.yaml").read_text()) or {}), args.config, tuple(args.overrides), run)
 
 
 def cmd_correlate(args: argparse.Namespace) -> int:
-    from archgraph.config import load_config
-    from archgraph.studies.correlate import StudyOptions, load_searched_supernet, run_study
-    from archgraph.errors import ConfigError
+    from archgraph.commands.compare import executor_from_args
+    from archgraph.studies.correlate import StudyOptions
+    from archgraph.studies.correlate.jobs import StudyJobs, run_correlate
     from archgraph.studies.runcache import default_cache_dir
 
     opts = StudyOptions(archs=args.archs, pool=args.pool, quick_batches=args.quick_batches, quick_val=args.quick_val,
                         sample_seed=args.sample_seed, train_seed=args.train_seed, resamples=args.bootstrap, level=args.level,
                         bootstrap_seed=args.bootstrap_seed)
     opts.check()  # before any search
+    executor = executor_from_args(args)
     out = Path(args.out)
-    run = _search(args, out)
-    sup = load_searched_supernet(run)
-    # The stand-alone recipe: the search's config, with train.* (only) changed by CONFIG/--set.
-    train_cfg = load_config(args.config, list(args.overrides), base=sup.cfg.to_dict())
-    section = _differs(sup.cfg.to_dict(), train_cfg.to_dict(), ("train", "device"))
-    if section is not None:
-        raise ConfigError(f"CONFIG/--set change the {section!r} section of the finished search {run}; only train.* may change here "
-                          "(the supernet was trained and is scored with the search's data). Search again with the new settings instead")
+    run, search_cfg, resume = _search(args, out)
+    if search_cfg is None:
+        _check_finished_search(run, args)
     cache = Path(args.cache) if args.cache else default_cache_dir()
-    result = run_study(sup, train_cfg, out, opts, cache, log=lambda m: console.print(m, soft_wrap=True, highlight=False), progress=not args.no_progress)
+    embedded = executor.kind == "embedded"
+    study = StudyJobs(run, search_cfg, resume, args.config, tuple(args.overrides), cache, progress=embedded and not args.no_progress)
+    result = _run_with_table(study, out, opts, executor, show=not embedded and not args.no_progress, log=not embedded)
     rho, tau = result["pearson"], result["kendall"]
 
     def fmt(s: dict[str, Any]) -> str:
@@ -121,3 +137,24 @@ def cmd_correlate(args: argparse.Namespace) -> int:
     console.print(f"{result['strategy']}: n={result['n']} Pearson rho {fmt(rho)}, Kendall tau {fmt(tau)} "
                   f"({int(round(opts.level * 100))}% bootstrap CI) -> {out / 'correlation.json'}, correlation.md, correlation.png")
     return 0
+
+
+def _run_with_table(study, out: Path, opts, executor, show: bool, log: bool) -> dict[str, Any]:
+    """The study's jobs; with workers, a live table of the jobs (``show``) or a line per change (``log``).
+
+    In this process the jobs print their own lines and progress bars, as the study always did."""
+    from archgraph.studies.correlate.jobs import run_correlate
+    from archgraph.studies.executors import JobTable
+
+    def line(job) -> None:
+        if job.state in ("running", "done", "failed", "cached"):
+            where = f" ({job.host})" if job.host and job.state == "running" else ""
+            console.print(f"{job.label}: {job.state}{where}" + (f": {job.error}" if job.error else ""), highlight=False, markup=False, soft_wrap=True)
+
+    if not show:
+        return run_correlate(study, out, opts, executor, notify=line if log else None)
+    from rich.live import Live
+
+    table = JobTable(f"archgraph correlate -> {out}")
+    with Live(table, console=console, refresh_per_second=1, transient=False):
+        return run_correlate(study, out, opts, executor, notify=table.update)

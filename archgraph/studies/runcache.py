@@ -33,9 +33,11 @@ written atomically by the training engine, so a kill never leaves a half-written
 be mistaken for a finished one.
 
 **Concurrency.** One process may call :func:`trained_metrics` from several threads, and several
-processes may share a cache folder: each entry is trained under an exclusive lock (a thread lock per
-entry plus ``fcntl.flock`` on ``.lock`` where available), and a caller that waited for the lock
-finds the result the other one wrote. Different entries train in parallel.
+processes (``archgraph compare --jobs N``, Ray tasks, two compares sharing a cache) may share a cache
+folder: each entry is trained under an exclusive lock (:func:`folder_lock`: a thread lock per entry
+plus ``fcntl.flock`` on ``.lock``, which holds the owner's pid and host), and a caller that waited for
+the lock finds the result the other one wrote. Different entries train in parallel. A lock held by a
+process that died is released by the kernel, so there are no stale locks to break.
 
 The default folder is ``$ARCHGRAPH_CACHE_DIR``, else ``$XDG_CACHE_HOME/archgraph/standalone``, else
 ``~/.cache/archgraph/standalone`` (:func:`default_cache_dir`); commands take ``--cache DIR``.
@@ -47,11 +49,13 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import networkx as nx
 
@@ -63,8 +67,9 @@ from archgraph.io import atomic_write_json
 
 KEY_FILE = "key.json"
 LOCK_FILE = ".lock"
-# data keys that change how fast a run goes, not what it computes
-_NOT_RECIPE = {"data": ("workers",)}
+# keys that change how fast a run goes or what it logs on the side, not what it computes
+# (train.tensorboard writes events next to the same result: a cached training serves both)
+_NOT_RECIPE = {"data": ("workers",), "train": ("tensorboard",)}
 
 _locks_guard = threading.Lock()
 _locks: dict[str, threading.Lock] = {}
@@ -154,24 +159,54 @@ def status(arch_graph: nx.DiGraph, cfg: Config, seed: int, cache_dir: str | Path
     return "partial" if has_checkpoint(entry / "last.pt") else "missing"
 
 
+def lock_owner(folder: Path) -> dict[str, Any]:
+    """Who holds (or last held) ``folder``'s lock: ``{"pid", "host", "since"}``, ``{}`` when unknown."""
+    try:
+        data = json.loads((Path(folder) / LOCK_FILE).read_text() or "{}")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 @contextlib.contextmanager
-def _entry_lock(entry: Path) -> Iterator[None]:
-    """Exclusive access to one entry: a thread lock (this process), then an flock (other processes)."""
+def folder_lock(folder: str | Path, on_wait: Callable[[dict[str, Any]], None] | None = None) -> Iterator[None]:
+    """Exclusive use of one run folder (a cache entry, a search) among threads and processes.
+
+    Why ``fcntl.flock`` and not an ``O_CREAT | O_EXCL`` lock file: the kernel drops an flock when its
+    holder dies, however it dies (``kill -9``, out of memory, a lost node on NFS v4, which emulates
+    flock with byte-range locks), so a killed compare never leaves a stale lock to detect and break.
+    The holder writes its pid, host and start time into ``.lock`` for the messages of whoever waits
+    (``on_wait(owner)`` is called once, before blocking). Threads of one process queue on a thread
+    lock per folder first, so only one of them at a time holds the file open.
+    """
+    folder = Path(folder)
     with _locks_guard:
-        lock = _locks.setdefault(str(entry.resolve()), threading.Lock())
+        lock = _locks.setdefault(str(folder.resolve()), threading.Lock())
     with lock:
-        entry.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         try:
             import fcntl
         except ImportError:  # no advisory file locks on this platform: thread safety only
             yield
             return
-        with open(entry / LOCK_FILE, "a") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        with open(folder / LOCK_FILE, "a+") as handle:
             try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(lock_owner(folder))
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
+                handle.flush()
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+_entry_lock = folder_lock  # the name this module used before folder_lock served searches too
 
 
 def _seeded(cfg: Config, seed: int) -> Config:
@@ -196,7 +231,11 @@ def trained_metrics(arch_graph: nx.DiGraph, cfg: Config, seed: int, cache_dir: s
     if result is not None:
         return result
     say = log or (lambda msg: None)
-    with _entry_lock(entry):
+
+    def waiting(owner: dict[str, Any]) -> None:
+        say(f"waiting for {entry}: pid {owner.get('pid', '?')} on {owner.get('host', '?')} is training it")
+
+    with folder_lock(entry, on_wait=waiting):
         result = _read_result(entry)  # another caller may have finished it while we waited
         if result is not None:
             return result

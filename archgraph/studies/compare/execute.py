@@ -1,14 +1,17 @@
-"""Running a comparison: every run of the plan in turn, a live table, and the measured cost.
+"""Running a comparison: the plan's runs as jobs, a live table, and the measured cost.
 
-:func:`run_compare` checks the plan, runs each :class:`~archgraph.studies.compare.plan.Run` (a
-search with :func:`search_run`, then a stand-alone training with :func:`train_architecture`; a
-baseline only the training), shows :class:`LiveTable` while it goes, and writes the results and the
-report. A run that fails is recorded and the others go on; SIGTERM stops it as Ctrl-C does.
+:func:`run_compare` checks the plan, turns each :class:`~archgraph.studies.compare.plan.Run` into
+jobs (:func:`compare_jobs`: a search with :func:`search_run`, then a stand-alone training with
+:func:`train_architecture` that waits for it; a baseline only the training), runs them with the
+chosen executor (:mod:`archgraph.studies.executors`: in this process by default, ``--jobs N``
+worker processes, or Ray), shows :class:`LiveTable` while they go, and writes the results and the
+report. A job that fails is recorded with its log and the others go on; SIGTERM stops it as Ctrl-C
+does.
 
 **Measured cost.** ``search_seconds`` is the wall time of :func:`run_search` summed over the
 sessions of a run (setup, data, epochs, S-mIoU evaluations, end-of-search hooks such as SPOS's
 evolution). ``peak_mem_mb`` is the peak GPU memory allocated on CUDA; on the CPU it is the peak
-resident set size of this process *during the search*, measured by resetting the kernel's
+resident set size of the process that searched (this one, or its worker) *during the search*, measured by resetting the kernel's
 high-water mark before it (``/proc/self/clear_refs``), so it includes the process's baseline (torch
 and the datasets, the same for every entry) but no earlier run. Where that reset is not available
 the search log's ``peak_mem_mb`` (process-wide peak) is used and ``peak_mem_source`` says so.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,12 +31,14 @@ import networkx as nx
 from archgraph.config import Config
 from archgraph.core.graph import graph_hash
 from archgraph.core.graph import load as load_graph
-from archgraph.errors import ArchgraphError
 from archgraph.io import atomic_write_json
 from archgraph.studies.compare.baselines import baseline_arch
 from archgraph.studies.compare.plan import Plan, Run, check_plan, plan_runs, run_config
+from archgraph.studies.executors import ExecutorSpec, Job, run_jobs
 from archgraph.studies.compare.report import write_outputs
 from archgraph.studies.compare.results import collect_results, format_value
+
+JOBS = "jobs"  # OUT/jobs/: each job's log and state (archgraph.studies.executors)
 
 
 def _reset_peak_memory(device) -> bool:
@@ -136,8 +142,9 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 class LiveTable:
-    """A rich renderable rebuilt on every refresh: status, epochs done (read from the run's logs),
-    S-mIoU, T-mIoU and time of every run."""
+    """A rich renderable rebuilt on every refresh: status, the state of each of its jobs (queued,
+    waiting for X, running, done, failed, cached), epochs done (read from the run's logs), S-mIoU,
+    T-mIoU and time of every run."""
 
     def __init__(self, runs: list[Run], plan: Plan):
         self.runs = runs
@@ -152,18 +159,28 @@ class LiveTable:
             return f"train epoch {done}/{self.plan.base.train.epochs}"
         return ""
 
+    @staticmethod
+    def _jobs(run: Run) -> str:
+        """Each job of the run and its state: ``search: done, train: running``."""
+        from rich.markup import escape
+
+        colours = {"done": "green", "cached": "green", "failed": "red", "running": "yellow"}
+        parts = [f"{phase}: [{colours.get(state.split()[0], 'dim')}]{escape(state)}[/]" for phase, state in run.jobs.items()]
+        return ", ".join(parts)
+
     def __rich__(self):
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=f"archgraph compare: {sum(r.status == 'done' for r in self.runs)}/{len(self.runs)} runs done")
-        for col in ("run", "status", "progress", "S-mIoU", "T-mIoU", "search s", "time"):
+        for col in ("run", "status", "jobs", "progress", "S-mIoU", "T-mIoU", "search s", "time"):
             table.add_column(col, justify="right" if col in ("S-mIoU", "T-mIoU", "search s", "time") else "left")
         colours = {"done": "green", "failed": "red", "search": "yellow", "train": "cyan", "pending": "dim"}
         for r in self.runs:
             elapsed = f"{time.perf_counter() - r.started:.0f}s" if r.started and r.status in ("search", "train") else ""
             res = r.result
             table.add_row(
-                r.label, f"[{colours.get(r.status, 'white')}]{r.status}[/]", r.error or self._epochs(r),
+                r.label, f"[{colours.get(r.status, 'white')}]{r.status}[/]", self._jobs(r), escape(r.error or self._epochs(r)),
                 format_value(res.get("s_miou")), format_value(res.get("t_miou")), format_value(res.get("search_seconds"), "{:.0f}"), elapsed,
             )
         return table
@@ -174,14 +191,18 @@ TrainFn = Callable[[Config, nx.DiGraph, Path, "Path | None", bool], dict[str, An
 
 
 def run_compare(plan: Plan, out: Path, progress: bool = True, log: Callable[[str], None] = print,
-                search_fn: SearchFn | None = None, train_fn: TrainFn | None = None) -> dict[str, Any]:
+                search_fn: SearchFn | None = None, train_fn: TrainFn | None = None, executor: ExecutorSpec | None = None) -> dict[str, Any]:
     """Run (or resume) every run of ``plan`` in ``out``, write the results and the report; return
     results.json's dict. A run that fails is reported and the others go on.
 
-    ``search_fn`` / ``train_fn`` default to :func:`search_run` / :func:`train_architecture` (looked
-    up when called, so tests and tools can substitute them)."""
+    ``executor`` says where the jobs run (:mod:`archgraph.studies.executors`; default: this process,
+    one after the other). ``search_fn`` / ``train_fn`` default to :func:`search_run` /
+    :func:`train_architecture` (looked up when called, so tests and tools can substitute them; with
+    worker processes or Ray they must be module-level functions the workers can import)."""
     search_fn = search_fn or search_run
     train_fn = train_fn or train_architecture
+    spec = executor or ExecutorSpec()
+    spec.check()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_plan(plan, out)
@@ -195,7 +216,7 @@ def run_compare(plan: Plan, out: Path, progress: bool = True, log: Callable[[str
         live.start()
     try:
         with stop:
-            _execute(plan, out, runs, log if not progress else (lambda msg: None), search_fn, train_fn)
+            _execute(plan, out, runs, log if not progress else (lambda msg: None), search_fn, train_fn, spec)
     finally:
         if live is not None:
             live.refresh()
@@ -228,31 +249,130 @@ class _TermAsInterrupt:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _execute(plan: Plan, out: Path, runs: list[Run], log, search_fn: SearchFn, train_fn: TrainFn) -> None:
+# --------------------------------------------------------------------------------------------------
+# the jobs (module-level functions: worker processes and Ray tasks import them by name)
+
+
+def search_job(search_fn: SearchFn, cfg: Config, folder: Path) -> dict[str, Any]:
+    """One run's search, under the run folder's lock (a stray worker of a killed compare cannot
+    search the same folder at the same time)."""
+    from archgraph.studies.runcache import folder_lock
+
+    with folder_lock(folder):
+        return search_fn(cfg, folder, False)
+
+
+def strategy_train_job(train_fn: TrainFn, cfg: Config, folder: Path, cache_dir: Path | None, search: dict[str, Any]) -> dict[str, Any]:
+    """The stand-alone training of a search's architecture (``search``: the search job's result)."""
+    graph = load_graph(folder / "search" / "arch.yaml")
+    return _train_summary(train_fn(cfg, graph, folder, cache_dir, False), graph)
+
+
+def baseline_train_job(train_fn: TrainFn, plan: Plan, out: Path, run: Run, cfg: Config, *deps: Any) -> dict[str, Any]:
+    """A baseline's architecture (:func:`baseline_arch`, kept in its folder) trained stand-alone.
+
+    ``deps``: the search a FLOPs band refers to (``--flops-reference STRATEGY``), when there is one."""
+    graph = baseline_arch(plan, out, run, cfg)
+    return _train_summary(train_fn(cfg, graph, run.folder, plan.cache_dir, False), graph)
+
+
+def _job_key(phase: str, out: Path, run: Run) -> str:
+    return phase + "-" + "-".join(run.folder.relative_to(out / "runs").parts)
+
+
+def compare_jobs(plan: Plan, out: Path, runs: list[Run], search_fn: SearchFn, train_fn: TrainFn) -> list[tuple[Run, str, Job]]:
+    """Every job of the comparison, in dependency order, with its run and phase (search, train)."""
+    jobs: list[tuple[Run, str, Job]] = []
+    searches: dict[str, str] = {}  # strategy of the first seed -> its search job (a FLOPs reference)
+    for run in runs:
+        cfg = run_config(plan.base, run.seed, run.entry if run.kind == "strategy" else None, plan.strategy_options)
+        train = _job_key("train", out, run)
+        if run.kind == "strategy":
+            search = _job_key("search", out, run)
+            searches.setdefault(run.entry, search)
+            jobs.append((run, "search", Job(search, f"{run.label} search", search_job, (search_fn, cfg, run.folder),
+                                            cached=partial(_is_file, run.folder / "search" / "final.json"))))
+            jobs.append((run, "train", Job(train, f"{run.label} train", strategy_train_job, (train_fn, cfg, run.folder, plan.cache_dir),
+                                           deps=(search,), cached=partial(_trained, plan, run, cfg))))
+        else:
+            ref = plan.flops_reference if run.kind == "random" and plan.flops_band else None
+            deps = (searches[ref],) if ref in searches else ()
+            jobs.append((run, "train", Job(train, f"{run.label} train", baseline_train_job, (train_fn, plan, out, run, cfg),
+                                           deps=deps, cached=partial(_trained, plan, run, cfg))))
+    return jobs
+
+
+def _is_file(path: Path) -> bool:
+    return path.is_file()
+
+
+def _arch_file(run: Run) -> Path:
+    return run.folder / "search" / "arch.yaml" if run.kind == "strategy" else run.folder / "arch.yaml"
+
+
+def _trained(plan: Plan, run: Run, cfg: Config) -> bool:
+    """The run's stand-alone result exists: its metrics.json, or its (known) architecture's cache entry."""
+    from archgraph.studies.runcache import cached_metrics, default_cache_dir
+
+    if (run.folder / "metrics.json").is_file():
+        return True
+    if not _arch_file(run).is_file():
+        return False
+    cache = plan.cache_dir if plan.cache_dir is not None else default_cache_dir()
+    return cached_metrics(load_graph(_arch_file(run)), cfg, cfg.seed, cache) is not None
+
+
+def _execute(plan: Plan, out: Path, runs: list[Run], log, search_fn: SearchFn, train_fn: TrainFn, spec: ExecutorSpec) -> None:
+    jobs = compare_jobs(plan, out, runs, search_fn, train_fn)
+    where = {id(job): (run, phase) for run, phase, job in jobs}
+    labels = {job.key: job.label for _, _, job in jobs}
+    cache = plan.cache_dir
+
+    def notify(job: Job) -> None:
+        run, phase = where[id(job)]
+        _show(run, phase, job, labels, cache, plan, log)
+
+    for run, phase, job in jobs:  # the table shows every job from the start
+        run.jobs[phase] = "waiting for " + ", ".join(labels[d] for d in job.deps) if job.deps else "queued"
+    run_jobs([job for _, _, job in jobs], spec, out / JOBS, notify)
+    for run in runs:  # the results in the embedded order: the search's fields, then the training's
+        mine = {phase: job for r, phase, job in jobs if r is run}
+        run.result = {}
+        for phase in ("search", "train"):
+            if phase in mine and mine[phase].state in ("done", "cached"):
+                run.result.update(mine[phase].result)
+        failed = next((phase for phase, j in mine.items() if j.state == "failed"), None)
+        run.status, run.error = ("failed", f"{failed}: {mine[failed].error}") if failed else ("done", None)
+
+
+def _show(run: Run, phase: str, job: Job, labels: dict[str, str], cache: Path | None, plan: Plan, log) -> None:
+    """One job's new state into its run (the live table) and, without the table, a log line."""
     from archgraph.studies.runcache import cache_key, default_cache_dir, entry_dir
 
-    cache = plan.cache_dir if plan.cache_dir is not None else default_cache_dir()
-    for run in runs:
-        run.started = time.perf_counter()
-        cfg = run_config(plan.base, run.seed, run.entry if run.kind == "strategy" else None, plan.strategy_options)
-        try:
-            if run.kind == "strategy":
-                run.status = "search"
-                log(f"[{run.label}] search -> {run.folder / 'search'}")
-                run.result.update(search_fn(cfg, run.folder, False))
-                graph = load_graph(run.folder / "search" / "arch.yaml")
-            else:
-                graph = baseline_arch(plan, out, run, cfg)
-            run.status = "train"
-            run.train_log = entry_dir(cache, cache_key(graph, cfg, cfg.seed)) / "train.jsonl"
-            log(f"[{run.label}] train {graph_hash(graph)}")
-            metrics = train_fn(cfg, graph, run.folder, plan.cache_dir, False)
-            run.result.update(_train_summary(metrics, graph))
+    state = job.state
+    if state == "waiting":
+        state = "waiting for " + ", ".join(labels[d] for d in job.deps)
+    elif state == "running" and job.host:
+        state = f"running ({job.host})"
+    run.jobs[phase] = state
+    if job.state == "running":
+        run.status, run.started = phase, run.started or time.perf_counter()
+        if phase == "train" and _arch_file(run).is_file():
+            graph = load_graph(_arch_file(run))
+            cfg = run_config(plan.base, run.seed, None, None)
+            run.train_log = entry_dir(cache if cache is not None else default_cache_dir(), cache_key(graph, cfg, cfg.seed)) / "train.jsonl"
+        where = f" ({job.host})" if job.host else ""
+        log(f"[{run.label}] {phase}{where} -> {run.folder / 'search' if phase == 'search' else run.folder}")
+    elif job.state in ("done", "cached"):
+        run.result.update(job.result)
+        if phase == "train":
             run.status = "done"
-            log(f"[{run.label}] done: T-mIoU {run.result['t_miou']:.4f}")
-        except ArchgraphError as exc:
-            run.status, run.error = "failed", str(exc)
-            log(f"[{run.label}] failed: {exc}")
+        log(f"[{run.label}] {phase} {'cached (finished before)' if job.state == 'cached' else 'done'}"
+            + (f": T-mIoU {job.result['t_miou']:.4f}" if phase == "train" else ""))
+    elif job.state == "failed":
+        if run.status != "failed":  # the first failure is the cause
+            run.status, run.error = "failed", f"{phase}: {job.error}"
+        log(f"[{run.label}] {phase} failed: {job.error}")
 
 
 def _train_summary(metrics: dict[str, Any], graph: nx.DiGraph) -> dict[str, Any]:

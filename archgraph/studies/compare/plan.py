@@ -163,6 +163,7 @@ class Run:
     started: float | None = None
     error: str | None = None
     train_log: Path | None = None  # the cache entry's train.jsonl, for the live table
+    jobs: dict[str, str] = field(default_factory=dict)  # phase (search, train) -> its job's state, for the live table
 
 
 def entry_slug(entry: str) -> str:

@@ -51,7 +51,19 @@ class StudyOptions:
 
 
 def run_study(sup: SearchedSupernet, train_cfg: Config, out: Path, opts: StudyOptions, cache_dir: Path, log: Log = print, progress: bool = False) -> dict[str, Any]:
-    """Candidates, both scores, statistics; write DIR/correlation.{json,md,png,svg} and DIR/archs/."""
+    """Candidates, both scores, statistics; write DIR/correlation.{json,md,png,svg} and DIR/archs/.
+
+    All in this process; :mod:`~archgraph.studies.correlate.jobs` runs the same phases as jobs."""
+    scored = score_candidates(sup, train_cfg, out, opts, cache_dir, log)
+    t0 = time.perf_counter()
+    cands = scored["cands"]
+    _train_standalone(cands, train_cfg, scored["seed"], cache_dir, log, progress)
+    return finish_study(scored, [c.standalone for c in cands], train_cfg, out, opts, cache_dir, time.perf_counter() - t0)
+
+
+def score_candidates(sup: SearchedSupernet, train_cfg: Config, out: Path, opts: StudyOptions, cache_dir: Path, log: Log = print) -> dict[str, Any]:
+    """The supernet's phases: pre-score the pool, pick the candidates, score them, save them to
+    DIR/archs/. Returns what the stand-alone phase and :func:`finish_study` need (plain data)."""
     opts.check()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,22 +74,34 @@ def run_study(sup: SearchedSupernet, train_cfg: Config, out: Path, opts: StudyOp
     cands = [derived] + [pool[i] for i in spread_pick([c.quick for c in pool], opts.archs - 1)]
     _score_in_supernet(sup, cands, log)
     laps.lap("supernet_score")
+    for c in cands:
+        save(c.graph, out / "archs" / f"{c.hash}.yaml")
     seed = sup.cfg.seed if opts.train_seed is None else opts.train_seed
-    _train_standalone(cands, train_cfg, seed, cache_dir, out / "archs", log, progress)
-    laps.lap("standalone")
+    return {
+        "cands": cands, "seed": seed, "laps": laps.times,
+        "head": {"version": RESULT_VERSION, "strategy": sup.cfg.strategy_name, "space": sup.cfg.space, "search_dir": str(sup.run_dir.resolve())},
+        "settings": _settings(sup, train_cfg, seed, cache_dir, pool, opts),
+    }
+
+
+def finish_study(scored: dict[str, Any], standalone: list[dict[str, Any]], train_cfg: Config, out: Path, opts: StudyOptions,
+                 cache_dir: Path, standalone_seconds: float) -> dict[str, Any]:
+    """The statistics over the candidates' two scores; writes the outputs and returns correlation.json's dict."""
+    cands, seed = scored["cands"], scored["seed"]
+    for c, metrics in zip(cands, standalone):
+        c.standalone = metrics
     xs = [float(c.supernet) for c in cands]
     ys = [float(c.standalone["miou"]) for c in cands]
+    seconds = {**scored["laps"], "standalone": standalone_seconds}
+    seconds["total"] = sum(seconds.values())
     result: dict[str, Any] = {
-        "version": RESULT_VERSION,
-        "strategy": sup.cfg.strategy_name,
-        "space": sup.cfg.space,
-        "search_dir": str(sup.run_dir.resolve()),
+        **scored["head"],
         **correlation_stats(xs, ys, opts.resamples, opts.level, opts.bootstrap_seed),
-        **_settings(sup, train_cfg, seed, cache_dir, pool, opts),
+        **scored["settings"],
         "archs": [_arch_record(c, train_cfg, seed, cache_dir) for c in cands],
-        "seconds": laps.seconds(),
+        "seconds": seconds,
     }
-    write_outputs(out, result)
+    write_outputs(Path(out), result)
     return result
 
 
@@ -86,7 +110,7 @@ def run_study(sup: SearchedSupernet, train_cfg: Config, out: Path, opts: StudyOp
 
 
 class _Laps:
-    """Wall time of consecutive phases, and the total since the start."""
+    """Wall time of consecutive phases."""
 
     def __init__(self) -> None:
         self.start = self.last = time.perf_counter()
@@ -95,9 +119,6 @@ class _Laps:
     def lap(self, phase: str) -> None:
         now = time.perf_counter()
         self.times[phase], self.last = now - self.last, now
-
-    def seconds(self) -> dict[str, float]:
-        return {**self.times, "total": time.perf_counter() - self.start}
 
 
 def _pre_scored_pool(sup: SearchedSupernet, opts: StudyOptions, exclude: set[str], log: Log) -> list[Candidate]:
@@ -122,14 +143,19 @@ def _score_in_supernet(sup: SearchedSupernet, cands: list[Candidate], log: Log) 
         c.supernet = sup.score(c.op_idx, c.input_idx)
 
 
-def _train_standalone(cands: list[Candidate], train_cfg: Config, seed: int, cache_dir: Path, arch_dir: Path, log: Log, progress: bool) -> None:
-    """Each candidate saved to ``arch_dir`` and its ``standalone`` metrics (trained, resumed or cached)."""
+def _train_standalone(cands: list[Candidate], train_cfg: Config, seed: int, cache_dir: Path, log: Log, progress: bool) -> None:
+    """Each candidate's ``standalone`` metrics (trained, resumed or cached)."""
+    for i, c in enumerate(cands):
+        c.standalone = train_candidate(cands, i, train_cfg, seed, cache_dir, log, progress)
+
+
+def train_candidate(cands: list[Candidate], i: int, train_cfg: Config, seed: int, cache_dir: Path, log: Log = print, progress: bool = False) -> dict[str, Any]:
+    """Candidate ``i``'s stand-alone metrics through the run cache (one job of the study)."""
     from archgraph.studies.runcache import trained_metrics
 
-    for i, c in enumerate(cands):
-        save(c.graph, arch_dir / f"{c.hash}.yaml")
-        log(f"stand-alone {i + 1}/{len(cands)}: {c.hash} ({c.source})")
-        c.standalone = trained_metrics(c.graph, train_cfg, seed, cache_dir, progress=progress, log=log)
+    c = cands[i]
+    log(f"stand-alone {i + 1}/{len(cands)}: {c.hash} ({c.source})")
+    return trained_metrics(c.graph, train_cfg, seed, cache_dir, progress=progress, log=log)
 
 
 def _settings(sup: SearchedSupernet, train_cfg: Config, seed: int, cache_dir: Path, pool: list[Candidate], opts: StudyOptions) -> dict[str, Any]:
