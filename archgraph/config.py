@@ -68,6 +68,7 @@ class SearchConfig:
     amp: str = one_of("auto", "bf16", "fp32")  # bf16 autocast of the forward passes: auto = on for a CUDA device, off on CPU
     channels_last: str = one_of("auto", "channels_last", "contiguous")  # channels-last memory format: auto = on for a CUDA device, off on CPU
     sync_bn: bool = True  # under torchrun: BatchNorm statistics over the global batch (all processes)
+    tensorboard: bool = False  # TensorBoard event files in the run folder (needs `pip install "archgraph[tensorboard]"`)
 
 
 @dataclass
@@ -86,6 +87,7 @@ class TrainConfig:
     channels_last: str = one_of("auto", "channels_last", "contiguous")  # channels-last memory format: auto = on for a CUDA device
     sync_bn: bool = True  # under torchrun: BatchNorm statistics over the global batch (all processes)
     init_from: str | None = None  # a training run folder or checkpoint: start from its weights (same name and shape; a head for other classes starts fresh)
+    tensorboard: bool = False  # TensorBoard event files in the run folder (needs `pip install "archgraph[tensorboard]"`)
 
 
 @dataclass

@@ -96,11 +96,13 @@ def _fixed_augmentation(ds: Dataset) -> Iterator[None]:
             set_dataset_epoch(ds, previous)
 
 
-def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config, device: torch.device, recalib_batches: int | None = None) -> float:
-    """Validation mIoU of one architecture inside the supernet (its subnet mode), with the BN
-    statistics re-estimated on training batches first; the supernet's own BN state is restored."""
-    from archgraph.engine.evaluate import evaluate
-
+@contextlib.contextmanager
+def recalibrated_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData,
+                        cfg: Config, device: torch.device, recalib_batches: int | None = None) -> Iterator[None]:
+    """Inside: the supernet computes one architecture (its subnet mode) in eval mode, with the BN
+    statistics re-estimated first on ``search.bn_recalib_batches`` trainA batches (epoch 0's
+    augmentation); on exit the supernet's own BN state and train/eval mode come back. Every rank
+    must enter it (synced BN is collective)."""
     batches = cfg.search.bn_recalib_batches if recalib_batches is None else recalib_batches
     was_training = net.training
     with _preserved_batchnorm(net) as bns, relaxation.fixed_subnet(op_idx, input_idx), _fixed_augmentation(data.train_a), torch.no_grad():
@@ -112,8 +114,19 @@ def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input
         for x, _ in itertools.islice(cycle(recalib), max(batches, 1)):
             net(x.to(device))
         net.eval()
+        try:
+            yield
+        finally:
+            net.train(was_training)
+
+
+def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config, device: torch.device, recalib_batches: int | None = None) -> float:
+    """Validation mIoU of one architecture inside the supernet (its subnet mode), with the BN
+    statistics re-estimated on training batches first; the supernet's own BN state is restored."""
+    from archgraph.engine.evaluate import evaluate
+
+    with recalibrated_subnet(net, relaxation, op_idx, input_idx, data, cfg, device, recalib_batches):
         cm = evaluate(net, data.val, data.num_classes, progress=False, shard=True)
-    net.train(was_training)
     return float(cm.miou())
 
 

@@ -25,7 +25,7 @@ import itertools
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from archgraph.core.archfile import load_architecture as check_architecture
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
 from archgraph.engine.checkpoint import load_checkpoint as load_verified, previous_path, rng_state, save_checkpoint, set_rng_state
 from archgraph.engine.loop import EpochPrinter, GracefulStop, epoch_line, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
+from archgraph.engine.tracking import RunLogger, epoch_scalars, final_scalars, log_panels, open_logger, prediction_panels, require_backend, step_scalars
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -318,6 +319,7 @@ class TrainingRun:
     progress: bool
     best: dict[str, Any]
     start: int = 0
+    log: RunLogger = field(default_factory=RunLogger)  # TensorBoard with train.tensorboard (rank 0), else a no-op
 
 
 def _check_recipe(t) -> None:
@@ -336,27 +338,31 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
     current step; ``last.pt`` keeps the last finished epoch and ``--resume`` continues from there.
     """
     run = _set_up_training(cfg, graph, Path(out), resume, progress, source)
-    with GracefulStop(f"archgraph train --resume --out {run.out}") as stop, progress_bar(progress and run.main) as bar:
-        say = EpochPrinter(bar, run.main)
-        if resume:
-            say(f"resuming {run.out} at epoch {run.start + 1}/{cfg.train.epochs}")
-        task = bar.add_task("train", total=cfg.train.epochs * run.steps, completed=run.start * run.steps, info="")
-        for epoch in range(run.start, cfg.train.epochs):
-            if epoch == 0:  # nothing to resume until an epoch has finished
-                stop.resume_command = "the same command again (no epoch had finished, so nothing was saved)"
-            record, t0 = _train_epoch(run, epoch, lambda loss: bar.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.train.epochs} loss {loss:.3f}"), stop)
-            stop.resume_command = f"archgraph train --resume --out {run.out}"
-            _end_training_epoch(run, epoch, record, t0)
-            shown = {**record, "best_miou": record["best_miou"] if record["best_miou"] >= 0 else None}  # -1: not evaluated yet
-            say(epoch_line("train", epoch, cfg.train.epochs, shown, EPOCH_LINE))
-    D.barrier()
-    return finish(cfg, run.out, run.val, progress=progress)
+    with run.log:  # closed, and so flushed, however the training ends
+        with GracefulStop(f"archgraph train --resume --out {run.out}") as stop, progress_bar(progress and run.main) as bar:
+            say = EpochPrinter(bar, run.main)
+            if resume:
+                say(f"resuming {run.out} at epoch {run.start + 1}/{cfg.train.epochs}")
+            task = bar.add_task("train", total=cfg.train.epochs * run.steps, completed=run.start * run.steps, info="")
+            for epoch in range(run.start, cfg.train.epochs):
+                if epoch == 0:  # nothing to resume until an epoch has finished
+                    stop.resume_command = "the same command again (no epoch had finished, so nothing was saved)"
+                record, t0 = _train_epoch(run, epoch, lambda loss: bar.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.train.epochs} loss {loss:.3f}"), stop)
+                stop.resume_command = f"archgraph train --resume --out {run.out}"
+                _end_training_epoch(run, epoch, record, t0)
+                shown = {**record, "best_miou": record["best_miou"] if record["best_miou"] >= 0 else None}  # -1: not evaluated yet
+                say(epoch_line("train", epoch, cfg.train.epochs, shown, EPOCH_LINE))
+        D.barrier()
+        metrics = finish(cfg, run.out, run.val, progress=progress)
+        run.log.scalars(final_scalars(metrics, ("miou", "pixel_acc", "params", "flops")), cfg.train.epochs * run.steps)
+        return metrics
 
 
 def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, progress: bool, source: str = "the architecture") -> TrainingRun:
     """Data, network, optimiser and schedule; the state of ``last.pt`` when resuming."""
     t = cfg.train
     _check_recipe(t)
+    require_backend(t.tensorboard, "train.tensorboard")
     D.init_from_env()
     device = D.resolve_device(cfg.device)
     D.local_batch_size(cfg.data.batch_size)  # the global batch must split evenly over the processes
@@ -389,6 +395,8 @@ def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, pr
         copied, total = init_weights(net, t.init_from)
         if main:
             print(f"initialised {copied} of {total} tensors from {t.init_from} (the others start fresh)")
+    # a resumed run continues its steps; TensorBoard hides what a killed run logged after last.pt
+    run.log = open_logger(t.tensorboard and main, out, run.start * steps + 1 if resume else 0, "train.tensorboard")
     return run
 
 
@@ -417,7 +425,9 @@ def _train_epoch(run: TrainingRun, epoch: int, advance, stop: GracefulStop) -> t
     loss_sum, correct, counted = 0.0, 0, 0
     t0 = time.perf_counter()
     for step, (images, labels) in enumerate(itertools.islice(loader, run.steps)):
+        lr = run.opt.param_groups[0]["lr"]  # the rate this step uses (the schedule steps inside)
         loss, scale, hits, pixels = _train_step(run, images, labels, epoch, step)
+        run.log.scalars(step_scalars({"loss": loss}, lr=lr), epoch * run.steps + step + 1)  # rank 0's batch
         loss_sum, correct, counted = loss_sum + loss * scale, correct + hits, counted + pixels
         advance(loss)
         stop.requested = D.any_rank(stop.requested)
@@ -480,7 +490,21 @@ def _end_training_epoch(run: TrainingRun, epoch: int, record: dict[str, Any], t0
     record["seconds"] = time.perf_counter() - t0
     if run.main:
         append_jsonl(run.out / LOG, record)
+        _track_epoch(run, epoch, record)
         save_checkpoint(run.out / LAST, _checkpoint(run.net, run.opt, run.sched, epoch, run.best, record, run.graph, run.val.class_names))
+
+
+def _track_epoch(run: TrainingRun, epoch: int, record: dict[str, Any]) -> None:
+    """The epoch for TensorBoard: every figure of its record and, when it was evaluated, predictions
+    on the first validation images; on disk before last.pt is written."""
+    if not run.cfg.train.tensorboard:
+        return
+    step = (epoch + 1) * run.steps
+    figures = {k: v for k, v in record.items() if not (k == "best_miou" and v < 0)}  # -1: nothing evaluated yet
+    run.log.scalars(epoch_scalars(figures, "train"), step)
+    if "miou" in record:
+        log_panels(run.log, prediction_panels(run.net, run.val.dataset, run.device), step)
+    run.log.flush()
 
 
 def finish(cfg: Config, out: Path, val: EvalData, progress: bool = False) -> dict[str, Any]:
