@@ -269,8 +269,10 @@ def test_report_draws_the_pictures_a_search_without_graphviz_could_not(tmp_path,
     monkeypatch.undo()  # Graphviz "installed": the machine's PATH again
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
+    frames = page.count('class="watch-frame"')  # the epoch-by-epoch view: start + 2 epochs
+    assert frames == 3
     if render_module.graphviz_available():
-        assert page.count("<svg") == 2 and "cannot be drawn" not in page
+        assert page.count("<svg") == 2 + frames and "cannot be drawn" not in page
     else:
         assert page.count("cannot be drawn") == 2 and "apt-get install graphviz" in page
 

@@ -101,6 +101,8 @@ def test_kill_after_first_epoch_then_resume(tmp_path, monkeypatch):
     for k, v in masks_before.items():
         assert torch.equal(state["net"][k], v)
     assert graphs_equal(load_graph(out / "arch.yaml"), load_graph(full / "arch.yaml"))
+    # the epoch-by-epoch record of the resumed run is the uninterrupted run's: no epoch twice, none lost
+    assert (out / "history.jsonl").read_text() == (full / "history.jsonl").read_text()
     for k, v in torch.load(full / "checkpoint.pt", weights_only=False)["net"].items():
         if k.startswith("arch."):
             assert torch.equal(state["net"][k], v), k
@@ -137,3 +139,27 @@ def test_report_is_self_contained(run):
     assert "<th>last epoch</th><td>2</td>" in page  # epochs counted from 1, as on the console (2 epochs)
     assert "<th>lr</th>" not in page  # a summary, not a dump of the last log line
     assert (run / "curves.png").is_file() and (run / "curves.svg").is_file()
+
+
+def test_report_shows_the_search_epoch_by_epoch(run):
+    """history.jsonl holds the start and every epoch; the report has a slider over their pictures."""
+    from archgraph.outputs.render import graphviz_available
+    from archgraph.outputs.watch import read_history
+
+    history = read_history(run)
+    assert [(r["stage"], r["epoch"]) for r in history] == [(0, -1), (0, 0), (0, 1)]
+    scores = json.loads((run / "scores.json").read_text())
+    assert history[-1]["ops"] == scores["ops"] and history[-1]["inputs"] == scores["inputs"]
+    assert history[0]["ops"] != history[-1]["ops"]  # alpha moved between the start and the end
+    arch = load_graph(run / "arch.yaml")
+    assert set(history[-1]["decisions"]) == {n for n in arch.nodes if arch.nodes[n]["kind"] == "fusion"}
+    assert main(["report", str(run), "--frames", "2"]) == 0
+    page = (run / "report.html").read_text()
+    assert "The search, epoch by epoch" in page and 'id="watch-slider"' in page and 'max="1"' in page
+    frames = page.split('class="watch-frame"')[1:]
+    assert [f.split('data-label="')[1].split('"')[0] for f in frames] == ["start", "epoch 2"]
+    if graphviz_available():
+        assert all("<svg" in f.split("</table>")[0] for f in frames)
+    assert "when the topology was decided" in page
+    with pytest.raises(SystemExit):  # at least one picture
+        main(["report", str(run), "--frames", "0"])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 from archgraph.commands import add_config_args, rank_console
+from archgraph.outputs.watch import DEFAULT_FRAMES
 
 console = rank_console()
 
@@ -27,7 +28,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write RUN_DIR/report.html: pictures, curves, config, size of the derived model")
     p.add_argument("run_dir", help="a run folder written by `archgraph search`")
     p.add_argument("-o", "--output", default=None, help="HTML file (default: RUN_DIR/report.html)")
+    p.add_argument("--frames", type=positive_int, default=DEFAULT_FRAMES,
+                   help=f"supernet pictures in the epoch-by-epoch view, evenly spread over the search (default {DEFAULT_FRAMES})")
     p.set_defaults(func=cmd_report)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -56,7 +70,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from archgraph.outputs.report import search_status, write_report
 
     run = Path(args.run_dir)
-    path = write_report(run, Path(args.output) if args.output else None)
+    path = write_report(run, Path(args.output) if args.output else None, frames=args.frames)
     status = search_status(run)
     if not status.finished:
         go_on = f"; continue it with `archgraph search --out {run} --resume`" if status.resumable else " and has no checkpoint to continue from"

@@ -10,7 +10,8 @@ schedule, S-mIoU, files). :func:`run_search` reads as the phases it runs::
     _finish(run)                           # end-of-search hooks (SPOS's evolution), pictures, final.json
 
 Per epoch it appends one line to ``search.jsonl`` (losses, entropies, the health fields of
-:mod:`archgraph.engine.health`, S-mIoU) and rewrites, atomically, ``checkpoint.pt``, ``arch.yaml``,
+:mod:`archgraph.engine.health`, S-mIoU) and one to ``history.jsonl`` (the epoch's scores and derived
+decisions, for the report's epoch-by-epoch view; :mod:`archgraph.outputs.watch`), and rewrites, atomically, ``checkpoint.pt``, ``arch.yaml``,
 ``scores.json`` and ``supernet.yaml``; pictures are drawn at the end. A killed search resumes from
 the exact step it stopped at with ``--resume``.
 """
@@ -44,8 +45,10 @@ from archgraph.engine.checkpoint import has_checkpoint, load_checkpoint, rng_sta
 from archgraph.engine.health import ArchHealth
 from archgraph.engine.loop import EpochPrinter, GracefulStop, epoch_line, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
 from archgraph.engine.smiou import SearchData, build_search_data, cycle, loader, score_subnet, supernet_miou
+from archgraph.engine.tracking import RunLogger, epoch_scalars, final_scalars, log_arch, log_panels, open_logger, require_backend, step_scalars, subnet_panels
 from archgraph.errors import CheckpointError, ConfigError, NonFiniteLoss, NumericalError
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
+from archgraph.outputs.watch import HISTORY, history_record, stage_graph_name
 
 __all__ = ["CHECKPOINT", "CHECKPOINT_VERSION", "SearchData", "build_search_data", "prepare_config", "run_search", "score_subnet"]
 
@@ -121,6 +124,7 @@ class SearchRun:
     bar: Any
     say: EpochPrinter
     health: ArchHealth = field(default_factory=ArchHealth)
+    log: RunLogger = field(default_factory=RunLogger)  # TensorBoard with search.tensorboard (rank 0), else a no-op
     record: dict[str, Any] = field(default_factory=dict)
     net: CompiledNetwork | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -134,18 +138,20 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
     paths, same RNG states), so it ends with the same architecture as an uninterrupted run.
     """
     run = _set_up(cfg, Path(out), resume, progress)
-    with run.stop, run.bar:
-        first = run.state["stage"] if run.state else 0
-        for index in range(first, run.strategy.num_stages()):
-            stage = _begin_stage(run, index)
-            for epoch in range(stage.start_epoch, stage.epochs):
-                _run_epoch(run, stage, epoch)
-    return _finish(run)
+    with run.log:  # closed, and so flushed, however the search ends
+        with run.stop, run.bar:
+            first = run.state["stage"] if run.state else 0
+            for index in range(first, run.strategy.num_stages()):
+                stage = _begin_stage(run, index)
+                for epoch in range(stage.start_epoch, stage.epochs):
+                    _run_epoch(run, stage, epoch)
+        return _finish(run)
 
 
 def _set_up(cfg: Config, out: Path, resume: bool, progress: bool) -> SearchRun:
     """Device, strategy, data and config file; the checkpoint to resume. Fails before any data is
     read when the strategy cannot search the space or the budget takes no architecture step."""
+    require_backend(cfg.search.tensorboard, "search.tensorboard")
     out.mkdir(parents=True, exist_ok=True)
     D.init_from_env()
     device = D.resolve_device(cfg.device)
@@ -166,10 +172,13 @@ def _set_up(cfg: Config, out: Path, resume: bool, progress: bool) -> SearchRun:
     state = D.from_main(lambda: _load_checkpoint(out)) if resume else None
     if state is not None and main:
         done = (state["stage"], state["epoch"] if state["finished_epoch"] else state["epoch"] - 1)
-        truncate_jsonl(out / "search.jsonl", lambda r: (r.get("stage", 0), r.get("epoch", 0)) <= done)
+        for log in ("search.jsonl", HISTORY):
+            truncate_jsonl(out / log, lambda r: (r.get("stage", 0), r.get("epoch", 0)) <= done)
     bar = progress_bar(progress and main)
     run = SearchRun(cfg, out, main, device, precision, strategy, data, state, GracefulStop(f"archgraph search --out {out} --resume"),
                     bar, EpochPrinter(bar, main))
+    taken = _steps_before(strategy, state["stage"], state["epoch"], steps_per_epoch(cfg, data)) + state["step"] if state else -1
+    run.log = open_logger(cfg.search.tensorboard and main, out, taken + 1, "search.tensorboard")  # resumed: continues the steps
     if state is not None:
         where = f"epoch {state['epoch'] + 2}" if state["finished_epoch"] else f"epoch {state['epoch'] + 1} step {state['step'] + 1}"
         run.say(f"resuming {out} at stage {state['stage'] + 1} {where}")
@@ -229,6 +238,8 @@ def _begin_stage(run: SearchRun, index: int) -> Stage:
     run.net = net
     if resuming:
         _restore(run, stage)
+    elif run.main:
+        _record_start(run, stage)
     label = f"stage {index + 1}/{strategy.num_stages()}" if strategy.num_stages() > 1 else "search"
     stage.task = run.bar.add_task(label, total=epochs * stage.steps, completed=stage.start_epoch * stage.steps + stage.start_step, info="")
     return stage
@@ -257,6 +268,7 @@ def _restore(run: SearchRun, stage: Stage) -> None:
 def _save_checkpoint(run: SearchRun, stage: Stage, epoch: int, step: int, finished: bool) -> None:
     if not run.main:
         return
+    run.log.flush()  # what the checkpoint covers is on disk before it
     save_checkpoint(run.out / CHECKPOINT, {
         "version": CHECKPOINT_VERSION, "stage": stage.index, "epoch": epoch, "step": step, "finished_epoch": finished,
         "sums": {} if finished else dict(stage.sums), "net": stage.net.state_dict(), "w_opt": stage.w_opt.state_dict(),
@@ -313,6 +325,7 @@ def _search_step(run: SearchRun, stage: Stage, epoch: int, step: int, batch_w, b
     except NonFiniteLoss as exc:
         losses = _non_finite(run, exc, where)
     _check_finite(run, losses, where)
+    run.log.scalars(step_scalars(losses), _steps_before(run.strategy, stage.index, epoch, stage.steps) + step + 1)  # rank 0's batch
     if stage.step_net is not net and D.world_size() > 1:
         # weighted like the gradients, so the ranks' mean is the global batch's loss
         losses = {k: v * scales[1 if k.startswith("arch_") else 0] for k, v in losses.items()}
@@ -343,11 +356,31 @@ def _end_epoch(run: SearchRun, stage: Stage, epoch: int, t0: float, steps_run: i
     run.record = record
     if run.main:
         _write_epoch(run.out, net, strategy, derived, record)
+    _track_epoch(run, stage, epoch, record)
     what = f"stage {stage.index + 1}/{strategy.num_stages()}" if strategy.num_stages() > 1 else "search"
     run.say(epoch_line(what, epoch, stage.epochs, record, EPOCH_LINE))
     _save_checkpoint(run, stage, epoch, stage.steps, True)
     run.stop.requested = D.any_rank(run.stop.requested)
     run.stop.exit_if_requested(f"the end of stage {stage.index + 1} epoch {epoch + 1}")
+
+
+def _steps_before(strategy, stage: int, epoch: int, steps: int) -> int:
+    """Steps taken before ``epoch`` of ``stage`` since the search began: the x-axis of its curves."""
+    return (sum(strategy.stage_epochs(i) for i in range(stage)) + epoch) * steps
+
+
+def _track_epoch(run: SearchRun, stage: Stage, epoch: int, record: dict[str, Any]) -> None:
+    """The epoch for TensorBoard: every figure of its record, the learning rates, histograms of
+    softmax(alpha)/softmax(beta) and, when S-mIoU was measured, the derived architecture's
+    validation predictions. Every rank calls it (the predictions recalibrate synced BN); rank 0 writes."""
+    if not run.cfg.search.tensorboard:
+        return
+    step = _steps_before(run.strategy, stage.index, epoch + 1, stage.steps)
+    arch_lr = {"schedule/arch_lr": stage.a_opt.param_groups[0]["lr"]} if stage.a_opt is not None else {}
+    run.log.scalars({**epoch_scalars(record, "search"), **arch_lr}, step)
+    log_arch(run.log, stage.net, step)
+    if "s_miou" in record:
+        log_panels(run.log, subnet_panels(stage.net, run.strategy, run.data, run.cfg, run.device), step)
 
 
 def _entropies(net: CompiledNetwork) -> dict[str, float]:
@@ -380,7 +413,10 @@ def _finish(run: SearchRun) -> dict[str, Any]:
         if cfg.search.eval_every:
             record["s_miou"] = supernet_miou(net, strategy, run.data, cfg, run.device)
         if run.main:
-            _write_architecture(out, net, strategy, strategy.derive(net))
+            derived = strategy.derive(net)
+            _write_architecture(out, net, strategy, derived)
+            append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), strategy.scores(net),
+                                                       derived, label="end of search (picked by the strategy's end hook)"))
     learns = strategy.planned_arch_steps(0, 1) is not None  # SPOS: no gradient steps by design
     own_lr = getattr(strategy.params, "arch_lr", None)  # DARTS-family and ProxylessNAS carry their papers' settings
     lr = ("strategy.arch_lr", own_lr) if own_lr is not None else ("search.arch_lr", strategy.arch_lr())
@@ -390,6 +426,8 @@ def _finish(run: SearchRun) -> dict[str, Any]:
         record = {**record, "arch_hash": graph_hash(load_graph(out / "arch.yaml")), "arch_steps_total": run.health.total_steps,
                   "wall_seconds": time.perf_counter() - run.started, **({"warning": warning} if warning else {})}
         atomic_write_json(out / "final.json", record)
+        total = _steps_before(strategy, strategy.num_stages(), 0, steps_per_epoch(cfg, run.data))
+        run.log.scalars(final_scalars(record, ("s_miou", "arch_steps_total", "wall_seconds")), total)
         if warning:
             print(warning, file=sys.stderr)
     D.barrier()  # callers on every rank (compare, correlate) read the files next
@@ -478,8 +516,19 @@ def _write_architecture(out: Path, net: CompiledNetwork, strategy, derived: nx.D
 
 def _write_epoch(out: Path, net: CompiledNetwork, strategy, derived: nx.DiGraph, record: dict[str, Any]) -> None:
     append_jsonl(out / "search.jsonl", record)
+    append_jsonl(out / HISTORY, history_record(record["stage"], record["epoch"], strategy.scores(net), derived))
     save(strategy.graph, out / "supernet.yaml")
     _write_architecture(out, net, strategy, derived)
+
+
+def _record_start(run: SearchRun, stage: Stage) -> None:
+    """The architecture parameters before the stage's first step (the first frame of the report's
+    epoch-by-epoch view), and the stage's supernet graph when the strategy has several stages."""
+    strategy, net = run.strategy, stage.net
+    if strategy.num_stages() > 1:
+        save(strategy.graph, run.out / stage_graph_name(stage.index))
+    if net.arch is not None:
+        append_jsonl(run.out / HISTORY, history_record(stage.index, -1, strategy.scores(net), strategy.derive(net)))
 
 
 def _draw(out: Path, strategy) -> None:

@@ -10,6 +10,11 @@ Pictures: the run's ``arch.svg`` / ``supernet.svg`` when the search drew them; o
 on a machine without Graphviz, or one that has not finished) they are drawn now from ``arch.yaml``,
 ``supernet.yaml`` and ``scores.json`` when Graphviz is installed.
 
+The epoch-by-epoch view (:mod:`archgraph.outputs.watch`) comes right after the derived architecture:
+a slider over supernet pictures drawn from ``history.jsonl`` (the scores and decisions the search
+recorded after every epoch), each beside that epoch's figures, with the nodes whose decision changed
+outlined, and a plot of when each node of the final architecture settled.
+
 An unfinished search (no ``final.json``) is reported as such, with the epochs done and planned
 (:func:`search_status`).
 """
@@ -25,6 +30,7 @@ from typing import Any
 
 from archgraph.errors import ArchgraphError, CheckpointError
 from archgraph.io import atomic_write_bytes, atomic_write_text
+from archgraph.outputs.watch import DEFAULT_FRAMES, watch_section
 from archgraph.runfolder import check_output_file, example, folder_kind, has_search_checkpoint
 
 CURVES = (
@@ -219,7 +225,8 @@ def _picture(run_dir: Path, name: str, title: str) -> str:
     return _svg_inline(data.decode(errors="replace"))
 
 
-def write_report(run_dir: Path, output: Path | None = None) -> Path:
+def write_report(run_dir: Path, output: Path | None = None, frames: int = DEFAULT_FRAMES) -> Path:
+    """Write the report page; ``frames``: supernet pictures in the epoch-by-epoch view."""
     run_dir = Path(run_dir)
     records = read_log(run_dir)
     out = Path(output) if output else run_dir / "report.html"
@@ -251,10 +258,13 @@ h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.2em; border-bottom: 1px solid #ddd
 table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 12px 2px 0; font-size: 0.9em; }}
 .pic svg {{ max-width: 100%; height: auto; }} pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
 .unfinished {{ color: #a33; }}
+.watch-grid {{ display: flex; gap: 1em; align-items: flex-start; }} .watch-grid .pic {{ flex: 1 1 auto; min-width: 0; }}
+.watch-grid table {{ flex: 0 0 16em; }} .changed {{ color: #d62728; }}
 </style></head><body>
 <h1>Search run <code>{html.escape(str(run_dir))}</code></h1>
 <p>Status: {state}.</p>
 <h2>Derived architecture{'' if status.finished else ' (so far)'}</h2>{_picture(run_dir, "arch", f"arch ({strategy})")}
+{watch_section(run_dir, records, frames)}
 {health_section(run_dir, records)}
 <h2>Summary</h2><table>{rows}</table>
 <h2>Curves</h2><img alt="search curves" src="data:image/png;base64,{base64.b64encode(png).decode()}" style="max-width:100%">
