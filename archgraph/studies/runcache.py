@@ -194,7 +194,7 @@ def folder_lock(folder: str | Path, on_wait: Callable[[dict[str, Any]], None] | 
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if on_wait is not None:
-                    on_wait(lock_owner(folder))
+                    on_wait(_settled_owner(folder))
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 handle.seek(0)
@@ -204,6 +204,17 @@ def folder_lock(folder: str | Path, on_wait: Callable[[dict[str, Any]], None] | 
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _settled_owner(folder: Path, patience: float = 1.0) -> dict[str, Any]:
+    """The lock holder's record; a holder that has just taken the lock writes it a moment later
+    (between its flock and its write the file is empty), so wait up to ``patience`` seconds for it."""
+    deadline = time.monotonic() + patience
+    owner = lock_owner(folder)
+    while not owner.get("pid") and time.monotonic() < deadline:
+        time.sleep(0.02)
+        owner = lock_owner(folder)
+    return owner
 
 
 _entry_lock = folder_lock  # the name this module used before folder_lock served searches too
