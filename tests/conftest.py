@@ -27,3 +27,15 @@ def _few_threads():
 def tiny_space():
     """DCSS with L=2, F=4: 48 candidate connections, 8 op choices, 8 input choices."""
     return build_space("dcss", {"layers": 2, "base_channels": 4, "num_classes": 3})
+
+
+@pytest.fixture
+def no_graphviz(tmp_path, monkeypatch):
+    """A PATH without Graphviz's programs (as on a fresh machine), and a process that has not warned yet."""
+    from archgraph.outputs import render as render_module
+
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(render_module, "_graphviz_warned", False)
+    assert not render_module.graphviz_available()

@@ -299,7 +299,7 @@ def camvid(tmp_path: Path) -> Path:
 
 
 def camvid_set(root: Path, crop: int = 32) -> list[str]:
-    return [f"data.name=camvid", f"data.root={root}", f"data.crop=[{crop},{crop}]", "data.batch_size=2", "train.epochs=1",
+    return ["data.name=camvid", f"data.root={root}", f"data.crop=[{crop},{crop}]", "data.batch_size=2", "train.epochs=1",
             "train.steps_per_epoch=1", "search.epochs=1", "search.steps_per_epoch=1", "search.bn_recalib_batches=1",
             "space.layers=2", "space.base_channels=4"]
 

@@ -125,14 +125,6 @@ def test_nodes_sit_on_the_layer_by_scale_grid(tiny_space):
     assert pos["L1_s4"][1] == pos["L2_s4"][1] > pos["L1_s8"][1]  # same scale, same row; finer on top
 
 
-@pytest.fixture
-def no_graphviz(tmp_path, monkeypatch):
-    """A PATH without Graphviz's programs (as on a fresh machine), and a process that has not warned yet."""
-    empty = tmp_path / "empty-bin"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(render_module, "_graphviz_warned", False)
-    assert not graphviz_available()
 
 
 def test_missing_graphviz_writes_the_dot_file_and_says_how_to_install(tiny_space, tmp_path, no_graphviz, capsys):

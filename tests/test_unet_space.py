@@ -20,7 +20,7 @@ from archgraph.core.ops import OPS, UPSAMPLERS, build_alignment, register_upsamp
 from archgraph.core.registry import get_preset
 from archgraph.errors import ConfigError, GraphError
 from archgraph.outputs import render as render_module
-from archgraph.outputs.render import graphviz_available, picture, render, scale_colour, to_dot
+from archgraph.outputs.render import graphviz_available, picture, scale_colour, to_dot
 from helpers import assert_architecture_trains
 
 C = 4
@@ -275,11 +275,3 @@ def test_a_derived_unet_trains_alone():
     assert_architecture_trains(sample_architecture(build_space("unet", {"base_channels": 4, "num_classes": 5}), 4), steps=6)
 
 
-@pytest.fixture
-def no_graphviz(tmp_path, monkeypatch):
-    """A PATH without Graphviz's programs, and a process that has not warned yet (as tests/test_render.py)."""
-    empty = tmp_path / "empty-bin"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(render_module, "_graphviz_warned", False)
-    assert not graphviz_available()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import networkx as nx
-
 from archgraph.core.decode import sample_architecture
 from archgraph.core.spaces_api import build_space
 from archgraph.outputs.render import HIGHLIGHT_COLOUR, to_dot
-from archgraph.outputs.watch import changed_nodes, decisions, frame_label, history_record, pick_frames, settling
+from archgraph.outputs.watch import changed_nodes, frame_label, history_record, pick_frames, settling
 
 
 def _record(stage: int, epoch: int, **choices: tuple[str, list[str]]) -> dict:

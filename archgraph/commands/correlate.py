@@ -110,7 +110,7 @@ def _check_finished_search(run: Path, args: argparse.Namespace) -> None:
 def cmd_correlate(args: argparse.Namespace) -> int:
     from archgraph.commands.compare import executor_from_args
     from archgraph.studies.correlate import StudyOptions
-    from archgraph.studies.correlate.jobs import StudyJobs, run_correlate
+    from archgraph.studies.correlate.jobs import StudyJobs
     from archgraph.studies.runcache import default_cache_dir
 
     opts = StudyOptions(archs=args.archs, pool=args.pool, quick_batches=args.quick_batches, quick_val=args.quick_val,
