@@ -15,7 +15,7 @@ console = rank_console()
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
-        help="search an architecture (default: DCNAS on a small DCSS with synthetic data, about 75 s on 2 CPU cores)",
+        help="search an architecture (default: DCNAS on a small DCSS with synthetic data, about 100 s on 2 CPU cores)",
         description="Search an architecture and write a run folder: arch.yaml, search.jsonl, supernet.svg, arch.svg, "
         "scores.json, config.yaml, checkpoint.pt. With no config at all it runs a small demo search on synthetic data.",
     )
