@@ -45,7 +45,7 @@ from archgraph.engine.checkpoint import has_checkpoint, load_checkpoint, rng_sta
 from archgraph.engine.health import ArchHealth
 from archgraph.engine.loop import EpochPrinter, GracefulStop, epoch_line, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
 from archgraph.engine.smiou import SearchData, build_search_data, cycle, loader, score_subnet, supernet_miou
-from archgraph.engine.tracking import RunLogger, epoch_scalars, final_scalars, log_arch, log_panels, open_logger, require_backend, step_scalars, subnet_panels
+from archgraph.engine.tracking import RunLogger, epoch_scalars, final_scalars, log_arch, log_panels, open_logger, prediction_panels, require_backend, step_scalars
 from archgraph.errors import CheckpointError, ConfigError, NonFiniteLoss, NumericalError
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
 from archgraph.outputs.watch import HISTORY, history_record, stage_graph_name
@@ -350,13 +350,15 @@ def _end_epoch(run: SearchRun, stage: Stage, epoch: int, t0: float, steps_run: i
         "arch_hash": graph_hash(derived), **_parallel_fields(run.precision),
     }
     last = epoch == stage.epochs - 1
+    panels: list = []  # TensorBoard's pictures of the derived architecture's predictions, made with S-mIoU's recalibration
     if cfg.search.eval_every and ((epoch + 1) % cfg.search.eval_every == 0 or last):
-        record["s_miou"] = supernet_miou(net, strategy, run.data, cfg, run.device)
+        draw = (lambda: panels.extend(prediction_panels(net, run.data.val, run.device))) if cfg.search.tensorboard and run.main else None
+        record["s_miou"] = supernet_miou(net, strategy, run.data, cfg, run.device, then=draw)
     record["seconds"] = time.perf_counter() - t0
     run.record = record
     if run.main:
         _write_epoch(run.out, net, strategy, derived, record)
-    _track_epoch(run, stage, epoch, record)
+    _track_epoch(run, stage, epoch, record, panels)
     what = f"stage {stage.index + 1}/{strategy.num_stages()}" if strategy.num_stages() > 1 else "search"
     run.say(epoch_line(what, epoch, stage.epochs, record, EPOCH_LINE))
     _save_checkpoint(run, stage, epoch, stage.steps, True)
@@ -369,18 +371,18 @@ def _steps_before(strategy, stage: int, epoch: int, steps: int) -> int:
     return (sum(strategy.stage_epochs(i) for i in range(stage)) + epoch) * steps
 
 
-def _track_epoch(run: SearchRun, stage: Stage, epoch: int, record: dict[str, Any]) -> None:
+def _track_epoch(run: SearchRun, stage: Stage, epoch: int, record: dict[str, Any], panels: list) -> None:
     """The epoch for TensorBoard: every figure of its record, the learning rates, histograms of
     softmax(alpha)/softmax(beta) and, when S-mIoU was measured, the derived architecture's
-    validation predictions. Every rank calls it (the predictions recalibrate synced BN); rank 0 writes."""
+    validation predictions (``panels``, drawn inside S-mIoU's recalibrated subnet); rank 0 writes."""
     if not run.cfg.search.tensorboard:
         return
     step = _steps_before(run.strategy, stage.index, epoch + 1, stage.steps)
     arch_lr = {"schedule/arch_lr": stage.a_opt.param_groups[0]["lr"]} if stage.a_opt is not None else {}
     run.log.scalars({**epoch_scalars(record, "search"), **arch_lr}, step)
     log_arch(run.log, stage.net, step)
-    if "s_miou" in record:
-        log_panels(run.log, subnet_panels(stage.net, run.strategy, run.data, run.cfg, run.device), step)
+    if panels:
+        log_panels(run.log, panels, step)
 
 
 def _entropies(net: CompiledNetwork) -> dict[str, float]:
@@ -413,9 +415,9 @@ def _finish(run: SearchRun) -> dict[str, Any]:
         if cfg.search.eval_every:
             record["s_miou"] = supernet_miou(net, strategy, run.data, cfg, run.device)
         if run.main:
-            derived = strategy.derive(net)
-            _write_architecture(out, net, strategy, derived)
-            append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), strategy.scores(net),
+            derived, scores = strategy.derive(net), strategy.scores(net)
+            _write_architecture(out, derived, scores)
+            append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), scores,
                                                        derived, label="end of search (picked by the strategy's end hook)"))
     learns = strategy.planned_arch_steps(0, 1) is not None  # SPOS: no gradient steps by design
     own_lr = getattr(strategy.params, "arch_lr", None)  # DARTS-family and ProxylessNAS carry their papers' settings
@@ -508,17 +510,18 @@ def _nan_fix(run: SearchRun) -> str:
 # Files
 
 
-def _write_architecture(out: Path, net: CompiledNetwork, strategy, derived: nx.DiGraph) -> None:
+def _write_architecture(out: Path, derived: nx.DiGraph, scores: tuple[Any, Any]) -> None:
     save(derived, out / "arch.yaml")
-    ops, inputs = strategy.scores(net)
+    ops, inputs = scores
     atomic_write_json(out / "scores.json", {"ops": ops, "inputs": inputs})
 
 
 def _write_epoch(out: Path, net: CompiledNetwork, strategy, derived: nx.DiGraph, record: dict[str, Any]) -> None:
+    scores = strategy.scores(net)  # once: scores.json and the history line hold the same numbers
     append_jsonl(out / "search.jsonl", record)
-    append_jsonl(out / HISTORY, history_record(record["stage"], record["epoch"], strategy.scores(net), derived))
+    append_jsonl(out / HISTORY, history_record(record["stage"], record["epoch"], scores, derived))
     save(strategy.graph, out / "supernet.yaml")
-    _write_architecture(out, net, strategy, derived)
+    _write_architecture(out, derived, scores)
 
 
 def _record_start(run: SearchRun, stage: Stage) -> None:

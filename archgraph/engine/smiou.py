@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -120,18 +120,24 @@ def recalibrated_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int]
             net.train(was_training)
 
 
-def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config, device: torch.device, recalib_batches: int | None = None) -> float:
+def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config, device: torch.device,
+                 recalib_batches: int | None = None, then: Callable[[], None] | None = None) -> float:
     """Validation mIoU of one architecture inside the supernet (its subnet mode), with the BN
-    statistics re-estimated on training batches first; the supernet's own BN state is restored."""
+    statistics re-estimated on training batches first; the supernet's own BN state is restored.
+    ``then`` runs after the evaluation, still inside that architecture with its recalibrated
+    statistics (the search's TensorBoard prediction pictures: one recalibration serves both)."""
     from archgraph.engine.evaluate import evaluate
 
     with recalibrated_subnet(net, relaxation, op_idx, input_idx, data, cfg, device, recalib_batches):
         cm = evaluate(net, data.val, data.num_classes, progress=False, shard=True)
+        if then is not None:
+            then()
     return float(cm.miou())
 
 
-def supernet_miou(net: CompiledNetwork, strategy, data: SearchData, cfg: Config, device: torch.device) -> float:
-    """S-mIoU: the currently derived architecture, evaluated with the supernet's weights."""
+def supernet_miou(net: CompiledNetwork, strategy, data: SearchData, cfg: Config, device: torch.device, then: Callable[[], None] | None = None) -> float:
+    """S-mIoU: the currently derived architecture, evaluated with the supernet's weights (``then``:
+    as in :func:`score_subnet`)."""
     ops, inputs = strategy.scores(net)
     op_idx, input_idx = decisions(net.choices, ops, inputs)
-    return score_subnet(net, strategy.relaxation, op_idx, input_idx, data, cfg, device)
+    return score_subnet(net, strategy.relaxation, op_idx, input_idx, data, cfg, device, then=then)

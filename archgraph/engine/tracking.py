@@ -241,15 +241,3 @@ def prediction_panels(net: nn.Module, dataset: Dataset, device: torch.device, co
         return panels
     finally:
         net.train(was_training)
-
-
-def subnet_panels(net, strategy, data, cfg, device: torch.device, count: int = PANELS) -> list[np.ndarray]:
-    """The currently derived architecture's predictions, made the way S-mIoU scores it: the supernet
-    in subnet mode with BatchNorm statistics re-estimated on trainA batches, restored afterwards
-    (:func:`archgraph.engine.smiou.score_subnet`). Every rank must call it (synced BN is collective)."""
-    from archgraph.core.decode import decisions
-    from archgraph.engine.smiou import recalibrated_subnet
-
-    op_idx, input_idx = decisions(net.choices, *strategy.scores(net))
-    with recalibrated_subnet(net, strategy.relaxation, op_idx, input_idx, data, cfg, device):
-        return prediction_panels(net, data.val, device, count)
