@@ -74,7 +74,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from search_cost import _proc_status_kib, _reset_hwm, print_table  # noqa: E402  (a sibling script)
+from search_cost import _proc_status_kib, _reset_hwm, print_table, worker_result  # noqa: E402  (a sibling script)
 
 MARKER = "@@peer_nni@@ "
 NUM_CLASSES = 19
@@ -384,17 +384,7 @@ def run_worker(config: str, layers: int, args: argparse.Namespace) -> dict[str, 
         "--clock", args.clock,
     ]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"config": config, "layers": layers, "error": f"timed out after {args.timeout} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    why = "killed (out of memory?)" if proc.returncode in (-9, 137) else f"exit {proc.returncode}"
-    return {"config": config, "layers": layers, "error": f"{why}: {tail}"[:400]}
+    return worker_result(cmd, MARKER, env, args.timeout, {"config": config, "layers": layers})
 
 
 def _cell(r: dict[str, Any] | None, mem: bool) -> str:

@@ -300,22 +300,29 @@ def run_worker(variant: str, args: argparse.Namespace, layers: int, channels: in
         "--steps", str(steps), "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads),
         "--seed", str(args.seed), *([] if args.probe else ["--no-probe"]),
     ]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     t0 = time.perf_counter()
+    result = worker_result(cmd, MARKER, dict(os.environ), args.timeout, {"variant": variant, "layers": layers})
+    if "error" not in result:
+        result.setdefault("layers", layers)
+        result["wall_s"] = time.perf_counter() - t0
+    return result
+
+
+def worker_result(cmd: list[str], marker: str, env: dict[str, str], timeout: float, ident: dict[str, Any]) -> dict[str, Any]:
+    """Run one worker process (with this checkout first on PYTHONPATH) and return the JSON it printed
+    after ``marker``; when it timed out, died (out of memory is said so) or printed none: ``ident``
+    with an ``error``. Shared with peer_nni.py."""
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env, cwd=ROOT)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     except subprocess.TimeoutExpired:
-        return {"variant": variant, "layers": layers, "error": f"timed out after {args.timeout} s"}
+        return {**ident, "error": f"timed out after {timeout} s"}
     for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(MARKER):
-            result = json.loads(line[len(MARKER):])
-            result.setdefault("layers", layers)
-            result["wall_s"] = time.perf_counter() - t0
-            return result
+        if line.startswith(marker):
+            return json.loads(line[len(marker):])
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     why = "killed (out of memory?)" if proc.returncode in (-9, 137) else f"exit {proc.returncode}"
-    return {"variant": variant, "layers": layers, "error": f"{why}: {tail}"[:400]}
+    return {**ident, "error": f"{why}: {tail}"[:400]}
 
 
 def add_ratios(rows: list[dict[str, Any]], ref: dict[str, Any] | None) -> None:
