@@ -28,10 +28,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "trainings in parallel, with the same results (docs/distributed.md). See docs/comparing.md.",
     )
     add_config_args(p)
-    p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help="comma-separated strategies (default: %(default)s)")
-    p.add_argument("--seeds", default="1", help="a number of seeds from the config's seed on (3), or a list (0,1,2); default 1")
-    p.add_argument("--baselines", default="presets",
-                   help="comma-separated: presets | preset:NAME | random:N | none (default: presets)")
+    p.add_argument("--strategies", default=None, help=f"comma-separated strategies (default: {','.join(DEFAULT_STRATEGIES)})")
+    p.add_argument("--seeds", default=None, help="a number of seeds from the config's seed on (3), or a list (0,1,2); default 1 (a study: its own)")
+    p.add_argument("--baselines", default=None,
+                   help="comma-separated: presets | preset:NAME | random:N | none (default: presets; a study: its own)")
+    p.add_argument("--budget", choices=("official", "equal-steps", "equal-time"), default=None,
+                   help="search.budget for every run: official (each paper's ratios), equal-steps (the same weight and "
+                        "architecture steps for every strategy), equal-time (the same wall clock); part of the plan")
+    p.add_argument("--selectors", default=None, metavar="SPEC,...",
+                   help="cross every strategy with each selector (search.select): entries like dcnas+topk:8; 'own' keeps "
+                        "the strategy's own rule, e.g. --selectors own,topk:8,proxy:synflow")
+    p.add_argument("--study", default=None, metavar="NAME",
+                   help="a named study of the DCNAS paper: dcnas-table5 (five strategies at L=8,10,12,14) or dcnas-table6 "
+                        "(its ablations); with --size")
+    p.add_argument("--size", choices=("cpu", "gpu"), default="cpu",
+                   help="a study's size: cpu (every entry, tiny settings, about an hour on 2 cores) or gpu (the paper's settings)")
     p.add_argument("--flops-band", type=float, default=None, metavar="FRACTION",
                    help="random baselines: keep architectures with FLOPs within +-FRACTION of --flops-reference (e.g. 0.25)")
     p.add_argument("--flops-reference", default=None, metavar="REF",
@@ -68,19 +79,37 @@ def executor_from_args(args: argparse.Namespace):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from archgraph.studies.compare import Plan, parse_baselines, parse_seeds, parse_strategies, parse_strategy_options, run_compare, table_rows, TABLE_HEAD
+    from archgraph.studies.compare import DEFAULT_STRATEGIES, Plan, parse_baselines, parse_seeds, parse_strategies, parse_strategy_options, run_compare, table_rows, TABLE_HEAD
     from archgraph.config import load_config
     from archgraph.errors import ConfigError
 
-    base = load_config(args.config, args.overrides)
+    from archgraph.studies.compare import parse_selectors
+    from archgraph.studies.compare.studies import get_study, study_variants
+
+    study = get_study(args.study, args.size) if args.study else None
+    if study is not None and (args.strategies or args.selectors):
+        raise ConfigError(f"--study {args.study} names its own entries; drop --strategies/--selectors, or run a plain compare with them")
+    overrides = [*(study.overrides[args.size] if study else []), *args.overrides, *([f"search.budget={args.budget}"] if args.budget else [])]
+    base = load_config(args.config, overrides)
     if args.flops_band is not None and args.flops_band <= 0:
         raise ConfigError(f"--flops-band {args.flops_band}: give a positive fraction, e.g. 0.25 for +-25%")
+    seeds = args.seeds or (study.seeds[args.size] if study else "1")
+    baselines = args.baselines or (study.baselines[args.size] if study else "presets")
+    if study is not None:
+        variants = study_variants(study, args.size, base.data.scale)
+        for v in variants.values():
+            parse_strategies(v["strategy"])  # a study's strategy that is not installed: named now
+    else:
+        strategies = parse_strategies(args.strategies or ",".join(DEFAULT_STRATEGIES))
+        variants = parse_selectors(args.selectors, strategies)
     plan = Plan(
-        base=base, strategies=parse_strategies(args.strategies), seeds=parse_seeds(args.seeds, base.seed),
-        baselines=parse_baselines(args.baselines, base.space_name), flops_band=args.flops_band, flops_reference=args.flops_reference,
+        base=base, strategies=list(variants) if variants else strategies, seeds=parse_seeds(seeds, base.seed),
+        baselines=parse_baselines(baselines, base.space_name), flops_band=args.flops_band, flops_reference=args.flops_reference,
         cache_dir=Path(args.cache) if args.cache else None,
+        variants={k: v for k, v in variants.items() if k != v["strategy"] or v.get("set") or v.get("search_set") or v.get("select")},
+        study={"name": study.name, "size": args.size, "estimate": study.estimate[args.size]} if study else None,
     )
-    plan.strategy_options = parse_strategy_options(args.strategy_options, plan.strategies)
+    plan.strategy_options = parse_strategy_options(args.strategy_options, list(dict.fromkeys([*plan.strategies, *map(plan.strategy_of, plan.strategies)])))
     if plan.flops_band is not None and not any(b.kind == "random" for b in plan.baselines):
         raise ConfigError("--flops-band applies to random baselines; add random:N to --baselines")
     out = Path(args.out)
@@ -101,7 +130,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for row in table_rows(results):
         table.add_row(*row)
     console.print(table)
-    console.print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'report.html'}")
+    console.print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'checklist.md'} and {out / 'report.html'}")
     failed = sum(r.get("status") == "failed" for e in results["entries"] for r in e["runs"])
     if failed:
         for e in results["entries"]:

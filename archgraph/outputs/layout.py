@@ -104,19 +104,54 @@ class GridLayout:
         )
 
 
+@dataclass(frozen=True)
+class GridFrame:
+    """The geometry several pictures share, so a node at one grid point sits at the same place in each
+    (a comparison's topologies): every column and row key (empty ones keep their room), and the least
+    width of each column, height of each row and of each channel (channel k lies above row k)."""
+
+    col_w: tuple[tuple[Hashable, float], ...]
+    row_h: tuple[tuple[Hashable, float], ...]
+    chan_h: tuple[float, ...]
+
+    @classmethod
+    def of(cls, layout: GridLayout) -> "GridFrame":
+        """The frame a laid-out picture needs."""
+        bottoms = [0.0] + [b for _, _, b in layout.rows]
+        tops = [t for _, t, _ in layout.rows] + [layout.height]
+        return cls(tuple((k, r - l) for k, l, r in layout.columns), tuple((k, b - t) for k, t, b in layout.rows),
+                   tuple(t - b for t, b in zip(tops, bottoms)))
+
+    def union(self, other: "GridFrame") -> "GridFrame":
+        """Room for both: every key of either, each size the larger (channels of frames with the same rows)."""
+        def merge(a, b):
+            out = dict(a)
+            for k, v in b:
+                out[k] = max(out.get(k, 0.0), v)
+            return tuple(sorted(out.items()))
+
+        rows = merge(self.row_h, other.row_h)
+        same = len(self.chan_h) == len(other.chan_h) == len(rows) + 1
+        chan = tuple(map(max, self.chan_h, other.chan_h)) if same else (self.chan_h if len(self.chan_h) == len(rows) + 1 else other.chan_h)
+        return GridFrame(merge(self.col_w, other.col_w), rows, chan)
+
+
 def grid_layout(
     cells: Mapping[str, tuple[Hashable, Hashable]],
     sizes: Mapping[str, tuple[float, float]],
     edges: Iterable[tuple[str, str]],
     spacing: Spacing = Spacing(),
     widths: Mapping[tuple[str, str], float] | None = None,
+    frame: GridFrame | None = None,
 ) -> GridLayout:
     """Place ``cells`` (node -> (column key, row key), stacked in the mapping's order within a cell)
     with ``sizes`` (node -> (width, height)), and route ``edges`` so that none crosses a node it does not
-    touch. Columns and rows follow the sorted keys; empty ones take no room. ``widths`` (edge -> pen
+    touch. Columns and rows follow the sorted keys; empty ones take no room, unless ``frame`` names
+    them: then every column, row and channel is at least as large as the frame says (pictures laid
+    out with the union of their frames put each grid point at the same place). ``widths`` (edge -> pen
     width in points) keeps thick edges in neighbouring lanes apart."""
-    col_keys = sorted({c for c, _ in cells.values()})
-    row_keys = sorted({r for _, r in cells.values()})
+    col_keys = sorted({c for c, _ in cells.values()} | {k for k, _ in (frame.col_w if frame else ())})
+    row_keys = sorted({r for _, r in cells.values()} | {k for k, _ in (frame.row_h if frame else ())})
     ci = {k: i for i, k in enumerate(col_keys)}
     ri = {k: i for i, k in enumerate(row_keys)}
     where = {n: (ci[c], ri[r]) for n, (c, r) in cells.items()}
@@ -129,6 +164,10 @@ def grid_layout(
     for (c, r), members in stacks.items():
         col_w[c] = max(col_w[c], max(sizes[n][0] for n in members))
         row_h[r] = max(row_h[r], sum(sizes[n][1] for n in members) + spacing.stack_gap * (len(members) - 1))
+    if frame is not None:
+        least_w, least_h = dict(frame.col_w), dict(frame.row_h)
+        col_w = [max(w, least_w.get(k, 0.0)) for w, k in zip(col_w, col_keys)]
+        row_h = [max(h, least_h.get(k, 0.0)) for h, k in zip(row_h, row_keys)]
     edges = [(u, v) for u, v in edges if u in where and v in where and u != v]
 
     # 1. which channel and lane each long edge runs in (indices only: no geometry needed yet)
@@ -153,6 +192,8 @@ def grid_layout(
             h = min(max(need, spacing.min_channel), spacing.max_channel)
         else:
             h = spacing.outer_channel if k in (0, n_rows) else spacing.min_channel
+        if frame is not None and len(frame.chan_h) == n_rows + 1:
+            h = max(h, frame.chan_h[k])
         chan_top.append(y)
         chan_h.append(h)
         y += h

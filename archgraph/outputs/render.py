@@ -50,7 +50,7 @@ from archgraph.errors import ArchgraphError
 from archgraph.core.graph import node_spec
 from archgraph.io import atomic_write_bytes, atomic_write_text
 
-from archgraph.outputs.layout import Box, GridLayout, Route, Spacing, grid_layout, layered_cells
+from archgraph.outputs.layout import Box, GridFrame, GridLayout, Route, Spacing, grid_layout, layered_cells
 
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz) to get pictures"
@@ -286,6 +286,8 @@ def _grid_cells(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
 def _column_name(graph: nx.DiGraph, key: float, members: list[str]) -> str | None:
     if key != int(key):
         return None  # the half columns of cell nodes
+    if not members:
+        return f"layer {int(key)}"  # a layer a shared frame keeps (every node of it pruned in this graph)
     kinds = {node_spec(graph, n).kind for n in members}
     if kinds == {"head"}:
         return "head"
@@ -294,15 +296,46 @@ def _column_name(graph: nx.DiGraph, key: float, members: list[str]) -> str | Non
     return f"layer {int(key)}"
 
 
-def _grid_scene(graph: nx.DiGraph, scores: Mapping[str, Any] | None, highlight: Collection[str] = ()) -> tuple[_Scene, nx.DiGraph | None, str]:
-    """The grid: nodes, edges, axes. Also returns the decoded graph (if any) and what the edges show.
-    Nodes in ``highlight`` are outlined red (the report's epoch frames: a decision changed there)."""
+def _grid_layout(graph: nx.DiGraph, scores: Mapping[str, Any] | None, frame: GridFrame | None = None):
+    """The grid's layout and what drawing it needs: (layout, cells, node lines, edge styles, decoded graph, shows)."""
     probs, kept, best, derived = _edge_probabilities(graph, scores)
     styles, shows = _edge_styles(graph, probs, kept, derived)
     cells = _grid_cells(graph)
     lines = {n: _node_lines(graph, n, best) for n in cells}
     widths = {e: float(attrs["penwidth"]) for e, (_, attrs) in styles.items()}
-    layout = grid_layout(cells, {n: _box_size(lines[n]) for n in cells}, graph.edges, GRID, widths)
+    layout = grid_layout(cells, {n: _box_size(lines[n]) for n in cells}, graph.edges, GRID, widths, frame)
+    return layout, cells, lines, styles, derived, shows
+
+
+def grid_frame(graphs: Collection[nx.DiGraph], supernet: nx.DiGraph | None = None) -> GridFrame:
+    """One frame for pictures of ``graphs`` (say, the architectures of one comparison): room for every
+    node and edge of each, and for every grid point of ``supernet`` (nodes only: the full grid, with the
+    layers and scales an architecture prunes). Drawn with it (``render(..., frame=)``), a node sits at
+    the same place in every picture."""
+    base = None
+    if supernet is not None:
+        bare = nx.DiGraph()
+        bare.graph.update(supernet.graph)
+        bare.add_nodes_from(supernet.nodes(data=True))
+        cells = _grid_cells(bare)
+        lines = {n: _node_lines(bare, n, {}) for n in cells}
+        base = GridFrame.of(grid_layout(cells, {n: _box_size(lines[n]) for n in cells}, (), GRID))
+    # each graph measured on the full grid's keys, so their channels line up for the union
+    frames = [GridFrame.of(_grid_layout(g, None, base)[0]) for g in graphs] + ([base] if base is not None else [])
+    if not frames:
+        raise ArchgraphError("grid_frame needs at least one graph")
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.union(f)
+    return out
+
+
+def _grid_scene(graph: nx.DiGraph, scores: Mapping[str, Any] | None, highlight: Collection[str] = (),
+                frame: GridFrame | None = None) -> tuple[_Scene, nx.DiGraph | None, str]:
+    """The grid: nodes, edges, axes. Also returns the decoded graph (if any) and what the edges show.
+    Nodes in ``highlight`` are outlined red (the report's epoch frames: a decision changed there);
+    ``frame``: a shared geometry (:func:`grid_frame`)."""
+    layout, cells, lines, styles, derived, shows = _grid_layout(graph, scores, frame)
     scene = _Scene()
     for n in cells:
         outline = {"color": HIGHLIGHT_COLOUR, "penwidth": "2.5"} if n in highlight else {}
@@ -534,10 +567,11 @@ def _legend(scene: _Scene, graph: nx.DiGraph, shows: str, top: float) -> None:
         y += 24.0  # items 8 pt apart at least: plain `neato` (routing its own splines) needs 6.4
 
 
-def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None, highlight: Collection[str] = ()) -> str:
+def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None, highlight: Collection[str] = (),
+           frame: GridFrame | None = None) -> str:
     """The DOT source of ``graph`` (see the module docstring for what is drawn how); ``neato -n2`` draws it.
-    ``highlight``: top-level nodes to outline red."""
-    scene, derived, shows = _grid_scene(graph, scores, frozenset(highlight))
+    ``highlight``: top-level nodes to outline red; ``frame``: a geometry shared with other pictures (:func:`grid_frame`)."""
+    scene, derived, shows = _grid_scene(graph, scores, frozenset(highlight), frame)
     if first_cell(graph) is not None:
         _body_panels(scene, graph, scores, derived, scene.bottom() + 30.0)
     _legend(scene, graph, shows, scene.bottom() + 24.0)
@@ -578,14 +612,16 @@ def render_cell(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any]
     return _write(cell_to_dot(graph, scores, title), Path(output), "dot")
 
 
-def render(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None) -> RenderResult:
+def render(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None,
+           frame: GridFrame | None = None) -> RenderResult:
     """Draw ``graph`` to ``output`` (format from its suffix); never raises for a missing Graphviz.
 
     A graph with cells also gets its cell drawn on its own, ``<stem>_cell<suffix>`` (``extra``).
+    ``frame`` (:func:`grid_frame`): the full grid shared with other pictures, every node in its place.
     """
     output = Path(output)
     _check_format(output)
-    source = to_dot(graph, scores, title)
+    source = to_dot(graph, scores, title, frame=frame)
     result = _write(source, output, "neato")
     if first_cell(graph) is None:
         return result

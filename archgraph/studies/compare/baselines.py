@@ -17,7 +17,7 @@ from archgraph.config import Config
 from archgraph.core.graph import graph_hash, save
 from archgraph.core.graph import load as load_graph
 from archgraph.errors import ConfigError
-from archgraph.studies.compare.plan import Plan, Run, random_run
+from archgraph.studies.compare.plan import Plan, Run, entry_slug, random_run
 
 
 def architecture_flops(graph: nx.DiGraph, image_hw: tuple[int, int]) -> int:
@@ -76,7 +76,7 @@ def reference_flops(plan: Plan, out: Path, space: nx.DiGraph, crop: tuple[int, i
     if ref in preset_names(str(space.graph.get("space"))):
         graph = build_preset(ref, space)
     elif ref in plan.strategies:
-        path = out / "runs" / ref / f"seed{plan.seeds[0]}" / "search" / "arch.yaml"
+        path = out / "runs" / entry_slug(ref) / f"seed{plan.seeds[0]}" / "search" / "arch.yaml"
         if not path.is_file():
             raise ConfigError(f"--flops-reference {ref}: its search ({path.parent}) has not finished, so its FLOPs are unknown")
         graph = load_graph(path)

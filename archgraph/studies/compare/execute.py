@@ -34,6 +34,7 @@ from archgraph.core.graph import load as load_graph
 from archgraph.io import atomic_write_json
 from archgraph.studies.compare.baselines import baseline_arch
 from archgraph.studies.compare.plan import Plan, Run, check_plan, plan_runs, run_config
+from archgraph.studies.compare.preflight import check_budgets
 from archgraph.studies.executors import ExecutorSpec, Job, run_jobs
 from archgraph.studies.compare.report import write_outputs
 from archgraph.studies.compare.results import collect_results, format_value
@@ -107,6 +108,10 @@ def search_run(cfg: Config, folder: Path, progress: bool = False) -> dict[str, A
     return {
         "s_miou": final.get("s_miou"),
         "arch_hash": final.get("arch_hash"),
+        "spent": final.get("spent"),  # what the search spent, as it recorded it (steps, images, FLOPs, time)
+        "budget": final.get("budget"),
+        "search_warning": final.get("warning"),  # e.g. "cannot be told from the initialisation"
+        "selection": {k: v for k, v in final["selection"].items() if k != "scores"} if isinstance(final.get("selection"), dict) else None,
         "search_seconds": seconds,
         "peak_mem_mb": max(peaks) if peaks else (max(log_peak) if log_peak else None),
         "peak_mem_source": ("cuda" if cfg.device.startswith("cuda") else "rss-window") if peaks else "search.jsonl",
@@ -205,6 +210,8 @@ def run_compare(plan: Plan, out: Path, progress: bool = True, log: Callable[[str
     spec.check()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    check_plan(plan, out, write=False)  # a smaller plan or another config: refused before anything runs
+    check_budgets(plan)  # a strategy whose budget cannot work: refused before the first run, with every other
     check_plan(plan, out)
     runs = plan_runs(plan, out)
     live = None
@@ -285,12 +292,13 @@ def compare_jobs(plan: Plan, out: Path, runs: list[Run], search_fn: SearchFn, tr
     jobs: list[tuple[Run, str, Job]] = []
     searches: dict[str, str] = {}  # strategy of the first seed -> its search job (a FLOPs reference)
     for run in runs:
-        cfg = run_config(plan.base, run.seed, run.entry if run.kind == "strategy" else None, plan.strategy_options)
+        cfg = train_config(plan, run)
         train = _job_key("train", out, run)
         if run.kind == "strategy":
+            search_cfg = run_config(plan.base, run.seed, run.entry, plan.strategy_options, plan.variants.get(run.entry))
             search = _job_key("search", out, run)
             searches.setdefault(run.entry, search)
-            jobs.append((run, "search", Job(search, f"{run.label} search", search_job, (search_fn, cfg, run.folder),
+            jobs.append((run, "search", Job(search, f"{run.label} search", search_job, (search_fn, search_cfg, run.folder),
                                             cached=partial(_is_file, run.folder / "search" / "final.json"))))
             jobs.append((run, "train", Job(train, f"{run.label} train", strategy_train_job, (train_fn, cfg, run.folder, plan.cache_dir),
                                            deps=(search,), cached=partial(_trained, plan, run, cfg))))
@@ -300,6 +308,14 @@ def compare_jobs(plan: Plan, out: Path, runs: list[Run], search_fn: SearchFn, tr
             jobs.append((run, "train", Job(train, f"{run.label} train", baseline_train_job, (train_fn, plan, out, run, cfg),
                                            deps=deps, cached=partial(_trained, plan, run, cfg))))
     return jobs
+
+
+def train_config(plan: Plan, run: Run) -> Config:
+    """The config a run's stand-alone training uses: a strategy entry's without its search-only settings
+    (a low-resolution proxy searches at another scale, its architecture is trained at the base one)."""
+    if run.kind != "strategy":
+        return run_config(plan.base, run.seed)
+    return run_config(plan.base, run.seed, run.entry, plan.strategy_options, plan.variants.get(run.entry), search=False)
 
 
 def _is_file(path: Path) -> bool:
@@ -359,7 +375,7 @@ def _show(run: Run, phase: str, job: Job, labels: dict[str, str], cache: Path | 
         run.status, run.started = phase, run.started or time.perf_counter()
         if phase == "train" and _arch_file(run).is_file():
             graph = load_graph(_arch_file(run))
-            cfg = run_config(plan.base, run.seed, None, None)
+            cfg = train_config(plan, run)
             run.train_log = entry_dir(cache if cache is not None else default_cache_dir(), cache_key(graph, cfg, cfg.seed)) / "train.jsonl"
         where = f" ({job.host})" if job.host else ""
         log(f"[{run.label}] {phase}{where} -> {run.folder / 'search' if phase == 'search' else run.folder}")
@@ -376,7 +392,10 @@ def _show(run: Run, phase: str, job: Job, labels: dict[str, str], cache: Path | 
 
 
 def _train_summary(metrics: dict[str, Any], graph: nx.DiGraph) -> dict[str, Any]:
+    from archgraph.studies.compare.stats import single_class
+
     return {
+        "single_class": single_class(metrics.get("per_class_iou")),  # predicts one class: the majority-class mIoU
         "t_miou": metrics["miou"], "pixel_acc": metrics.get("pixel_acc"), "params": metrics.get("params"),
         "flops": metrics.get("flops"), "flops_input": metrics.get("flops_input"), "arch_hash": graph_hash(graph),
         "cache_entry": metrics.get("cache_entry"),

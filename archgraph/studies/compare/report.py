@@ -1,12 +1,16 @@
 """What a comparison writes besides results.json's numbers: the plots, the topologies, report.html.
 
 ``tmiou.{png,svg}`` (T-mIoU with error bars), ``tmiou_vs_cost.{png,svg}`` (T-mIoU against search
-time), ``topologies/<entry>.svg`` (each entry's first architecture, drawn alike) and one
-self-contained ``report.html`` with the plots and pictures inline.
+time), ``topologies/<entry>.svg`` (every distinct architecture of each entry, ``<entry>-<k>.svg`` when
+there are several, all on the supernet's full grid: a node at the same place in every picture),
+``checklist.md`` (the best-practice checklist) and one self-contained ``report.html`` with the
+statistics, the degenerate flags, the searches' warnings, each entry's options, the plots and the
+pictures inline. A comparison whose every run failed still gets all of these, with its failures.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 from pathlib import Path
@@ -15,14 +19,19 @@ from typing import Any
 from archgraph.core.graph import load as load_graph
 from archgraph.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from archgraph.studies.compare.plan import entry_slug
-from archgraph.studies.compare.results import TABLE_HEAD, display_name, format_value, results_markdown, table_rows
+from archgraph.studies.compare.results import (
+    PAIR_HEAD, RANDOM_HEAD, TABLE_HEAD, display_name, format_value, pair_rows, random_test_rows, results_markdown, search_warnings, table_rows,
+)
 
 
 def write_outputs(out: Path, results: dict[str, Any]) -> None:
+    from archgraph.studies.compare.checklist import checklist_markdown
+
     atomic_write_json(out / "results.json", results)
     plots = write_plots(out, results)
     topologies = write_topologies(out, results)
     atomic_write_text(out / "results.md", results_markdown(results, plots, topologies))
+    atomic_write_text(out / "checklist.md", checklist_markdown(results))
     atomic_write_text(out / "report.html", report_html(out, results, plots, topologies))
 
 
@@ -34,6 +43,8 @@ def write_plots(out: Path, results: dict[str, Any]) -> list[str]:
     entries = [e for e in results["entries"] if e["summary"]["t_miou_mean"] is not None]
     colour = {"strategy": "#3b75af", "preset": "#e1812c", "random": "#7f7f7f"}
     written: list[str] = []
+    if not entries:  # every run failed: nothing to plot (the tables list the failures)
+        return written
 
     def save_fig(fig, stem: str) -> None:
         for fmt, data in zip(("png", "svg"), figure_bytes(fig, dpi=120, tight=True)):
@@ -98,26 +109,54 @@ def cost_figure(entries: list[dict[str, Any]], colour: dict[str, str]):
     return fig
 
 
-def _entry_arch(out: Path, entry: dict[str, Any]) -> Path | None:
+def _entry_archs(out: Path, entry: dict[str, Any]) -> list[tuple[Path, list[int]]]:
+    """Each distinct architecture of an entry's runs (by file hash) with the seeds that found it."""
+    found: dict[str, tuple[Path, list[int]]] = {}
     for r in entry["runs"]:
         folder = out / r["folder"]
         for path in (folder / "search" / "arch.yaml", folder / "arch.yaml"):
             if path.is_file():
-                return path
-    return None
+                key = r.get("arch_hash") or hashlib.sha256(path.read_bytes()).hexdigest()
+                found.setdefault(key, (path, []))[1].append(r["seed"])
+                break
+    return list(found.values())
+
+
+def _supernet(graph):
+    """The space an architecture was derived from (its ``space`` and ``params``), or ``None``."""
+    from archgraph.core.spaces_api import build_space
+
+    name, params = graph.graph.get("space"), graph.graph.get("params")
+    if not name or not isinstance(params, dict):
+        return None
+    try:
+        return build_space(name, params)
+    except Exception:  # noqa: BLE001 - a space that is gone: the pictures keep their own grid
+        return None
 
 
 def write_topologies(out: Path, results: dict[str, Any]) -> dict[str, str]:
-    """Every entry's architecture (its first run) drawn on the same layer x scale grid."""
-    from archgraph.outputs.render import render
+    """Every distinct architecture of every entry (a random entry: all of them), each drawn on its
+    supernet's full grid shared by all pictures of the same grid (:func:`archgraph.outputs.render.grid_frame`),
+    so a node sits at the same place in every picture and no empty layer is dropped."""
+    from archgraph.outputs.render import grid_frame, render
 
-    drawn: dict[str, str] = {}
+    pictures = []  # (caption, file stem, graph)
     for e in results["entries"]:
-        path = _entry_arch(out, e)
-        if path is None:
-            continue
-        result = render(load_graph(path), out / "topologies" / f"{entry_slug(e['name'])}.svg", title=display_name(e))
-        drawn[display_name(e)] = str(result.path.relative_to(out))
+        archs = _entry_archs(out, e)
+        for k, (path, seeds) in enumerate(archs, 1):
+            several = len(archs) > 1
+            caption = display_name(e) + (f" #{k}" if several else "") + f" (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+            pictures.append((caption, entry_slug(e["name"]) + (f"-{k}" if several else ""), load_graph(path)))
+    groups: dict[str, list] = {}
+    for caption, stem, graph in pictures:  # one frame per grid: same space name and parameters
+        groups.setdefault(json.dumps([graph.graph.get("space"), graph.graph.get("params")], sort_keys=True, default=str), []).append(graph)
+    frames = {key: grid_frame(graphs, _supernet(graphs[0])) for key, graphs in groups.items()}
+    drawn: dict[str, str] = {}
+    for caption, stem, graph in pictures:
+        key = json.dumps([graph.graph.get("space"), graph.graph.get("params")], sort_keys=True, default=str)
+        result = render(graph, out / "topologies" / f"{stem}.svg", title=caption, frame=frames[key])
+        drawn[caption] = str(result.path.relative_to(out))
     return drawn
 
 
@@ -140,6 +179,29 @@ def report_html(out: Path, results: dict[str, Any], plots: list[str], topologies
         )) + "</tr>"
         for e in results["entries"] for r in e["runs"]
     )
+    st = results.get("statistics") or {}
+
+    def table(head, rows) -> str:
+        return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+
+    flagged = {n: f for n, f in (st.get("flags") or {}).items() if f}
+    flags = ("<h2>Degenerate results</h2><ul class=\"warn\">" + "".join(f"<li><b>{html.escape(n)}</b>: {html.escape('; '.join(f))}</li>"
+                                                                         for n, f in flagged.items()) + "</ul>") if flagged else ""
+    warns = search_warnings(results)
+    warned = ("<h2>Search warnings</h2><ul class=\"warn\">" + "".join(f"<li>{html.escape(w)}</li>" for w in warns) + "</ul>") if warns else ""
+    tests = (f"<h2>Strategies against random architectures ({html.escape(str(st.get('random_entry')))})</h2>" + table(RANDOM_HEAD, random_test_rows(results))
+             if random_test_rows(results) else "")
+    pairs = ("<h2>Strategy against strategy (Holm-corrected across the pairs)</h2>" + table(PAIR_HEAD, pair_rows(results))) if pair_rows(results) else ""
+    method = f"<p><small>{html.escape(st['method'])}.</small></p>" if st.get("method") else ""
+    settings = [(e["name"], e.get("strategy", ""), json.dumps(e.get("options") or {}), json.dumps(e.get("settings") or {}))
+                for e in results["entries"] if e["kind"] == "strategy"]
+    options = ("<h2>Strategy entries: options (--strategy-set) and settings</h2>"
+               + table(("entry", "strategy", "options", "settings (study, selector)"), settings)) if settings else ""
+    study = plan.get("study")
+    budget = (f"<p>Search budget: <b>{html.escape(str(results.get('budget', 'official')))}</b>"
+              + (f"; named study <b>{html.escape(study['name'])}</b> ({html.escape(study['size'])}; {html.escape(study.get('estimate', ''))})" if study else "")
+              + ". Best-practice checklist: <code>checklist.md</code>.</p>")
     pics = "".join(f'<div class="pic">{_inline_svg(out / p)}</div>' for p in plots if p.endswith(".svg"))
     topo = "".join(f'<figure><figcaption>{html.escape(n)}</figcaption>{_inline_svg(out / p)}</figure>' for n, p in topologies.items())
     notes = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in results["notes"].items())
@@ -152,16 +214,19 @@ h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.2em; border-bottom: 1px solid #ddd
 table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 12px 2px 0; font-size: 0.9em; }}
 .pics, .topos {{ display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }}
 .pic svg {{ max-width: 640px; height: auto; }} figure {{ margin: 0; max-width: 440px; }}
-figure svg {{ max-width: 440px; height: auto; }} pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
+figure svg {{ max-width: 440px; height: auto; }} .warn li {{ color: #8a3b00; }} pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
 </style></head><body>
 <h1>Strategy comparison <code>{html.escape(str(out))}</code></h1>
 <p>Strategies {html.escape(', '.join(plan['strategies']))}; seeds {html.escape(', '.join(map(str, plan['seeds'])))};
 baselines {html.escape(', '.join(b['kind'] + (':' + b['name'] if b['name'] else f":{b['count']}") for b in plan['baselines']) or 'none')}.
 Every architecture is trained with the same recipe (the config's <code>train</code> and <code>data</code> sections).</p>
-<h2>Results (mean ± sample std over runs)</h2><table><tr>{head}</tr>{body}</table>
+{budget}
+<h2>Results (mean ± sample std over runs, 95% interval of the mean, what each search spent)</h2><table><tr>{head}</tr>{body}</table>
+{flags}{warned}{tests}{pairs}{method}
 <ul>{notes}</ul>
+{options}
 <h2>Plots</h2><div class="pics">{pics}</div>
-<h2>Topologies (first run of each entry)</h2><div class="topos">{topo}</div>
+<h2>Topologies (every distinct architecture, on the supernet's full grid)</h2><div class="topos">{topo}</div>
 <h2>Runs</h2><table><tr>{''.join(f'<th>{h}</th>' for h in run_head)}</tr>{run_rows}</table>
 <h2>Config</h2><pre>{config}</pre>
 </body></html>
