@@ -18,8 +18,12 @@ from typing import Any, Iterable
 
 import yaml
 
+from archgraph.io import load_yaml_file, load_yaml_text
 from archgraph.configtools import bounded, dataclass_from_dict, one_of, to_plain, unknown_key_error
 from archgraph.errors import ConfigError
+
+
+MAX_EPOCHS = 100_000  # search.epochs / train.epochs: papers use hundreds; 10^9 is a typo, not a plan
 
 
 @dataclass
@@ -34,15 +38,29 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     val_limit: int = bounded(0, 0)  # evaluate on the first N validation images only (0 = all)
-    workers: int = bounded(0, 0)  # DataLoader worker processes
+    # DataLoader worker processes decoding and augmenting (persistent for a run; the same batches and results as 0; docs/gpu.md)
+    workers: int = bounded(0, 0, 64, why="each worker is a process holding a copy of the dataset; 2-8 keep one GPU fed")
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific loader options (docs/datasets.md)
 
 
 @dataclass
 class SearchConfig:
-    epochs: int = bounded(6, 1)
+    epochs: int = bounded(6, 1, MAX_EPOCHS, why="a bound on what can finish; a long run prints its expected length after its first epoch")
     warmup_epochs: int = bounded(2, 0)  # weight-only epochs before architecture updates
     split_ratio: float = bounded(0.5, 0, 1, lo_open=True, hi_open=True)  # fraction of the training set used as trainA (weights); the rest is trainB
+    # The selection split: what every decision that picks an architecture scores on (SPOS's evolution,
+    # selectors), carved from the TRAINING data, never data.val (which only reports): trainB's images
+    # (without augmentation) | holdout (a seeded holdout_fraction of the training images, removed from trainA/trainB)
+    select_split: str = one_of("trainB", "holdout")
+    holdout_fraction: float = bounded(0.1, 0, 1, lo_open=True, hi_open=True)
+    # official: each paper's ratios | equal-steps: the same weight and architecture steps for every strategy |
+    # equal-time: the same wall clock of search steps (time_budget_s), epochs planned by a calibration (docs/strategies.md)
+    budget: str = one_of("official", "equal-steps", "equal-time")
+    time_budget_s: float = bounded(0.0, 0)  # equal-time: seconds of search steps per search (required there)
+    calibration_steps: int = bounded(3, 1)  # equal-time: timed steps of the calibration that plans the epochs
+    # the selection stage after the search (docs/strategies.md "Selection"): null = the strategy's own rule
+    # (the decoder's argmax; SPOS's evolution; rsws's topk:N:uniform) | argmax | topk[:K][:uniform] | perturb[:tune=N] | proxy:NAME[:K]
+    select: str | None = None
     w_lr: float = bounded(0.05, 0, lo_open=True)  # SGD for weights
     w_lr_min: float = bounded(0.001, 0)  # cosine annealing floor
     w_momentum: float = bounded(0.9, 0, 1, hi_open=True)
@@ -73,7 +91,7 @@ class SearchConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = bounded(20, 1)
+    epochs: int = bounded(20, 1, MAX_EPOCHS, why="a bound on what can finish; a long run prints its expected length after its first epoch")
     lr: float = bounded(0.05, 0, lo_open=True)
     momentum: float = bounded(0.9, 0, 1, hi_open=True)
     weight_decay: float = bounded(4e-5, 0)
@@ -86,6 +104,7 @@ class TrainConfig:
     amp: str = one_of("auto", "bf16", "fp32")  # bf16 autocast of the training forward passes: auto = on for a CUDA device
     channels_last: str = one_of("auto", "channels_last", "contiguous")  # channels-last memory format: auto = on for a CUDA device
     sync_bn: bool = True  # under torchrun: BatchNorm statistics over the global batch (all processes)
+    compile: bool = False  # torch.compile the network for the training steps (evaluation stays eager; checkpoints hold the plain module's weights)
     init_from: str | None = None  # a training run folder or checkpoint: start from its weights (same name and shape; a head for other classes starts fresh)
     tensorboard: bool = False  # TensorBoard event files in the run folder (needs `pip install "archgraph[tensorboard]"`)
 
@@ -135,7 +154,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set space.layers=6")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_yaml_text(raw, f"--set {raw[:40]}") if raw.strip() else ""
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML; quote strings with spaces") from None
         parts = key.strip().split(".")
@@ -161,7 +180,7 @@ def given_keys(path: str | Path | None, overrides: Iterable[str], section: str) 
     keys: set[str] = set()
     if path is not None and Path(path).is_file():
         try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
+            loaded = load_yaml_file(Path(path)) or {}
         except (yaml.YAMLError, UnicodeDecodeError):
             loaded = {}
         if isinstance(loaded, dict) and isinstance(loaded.get(section), dict):
@@ -178,7 +197,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), b
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; pass an existing YAML file or leave it out to use the defaults")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = load_yaml_file(path) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc})") from None
         except UnicodeDecodeError:

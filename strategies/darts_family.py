@@ -64,15 +64,27 @@ def warmup_from_fraction(fraction: float, epochs: int) -> int:
     return min(int(round(fraction * epochs)), max(epochs - 1, 0))
 
 
+def family_warmup(strategy: Strategy, fraction: float) -> int:
+    """The warm-up of the current stage: the paper's fraction of its epochs under
+    ``search.budget=official``; ``search.warmup_epochs`` under an equalised budget, as every other
+    strategy (P-DARTS spreads it over its stages itself)."""
+    if strategy.equalised():
+        return strategy.search.warmup_epochs
+    return warmup_from_fraction(fraction, strategy.epochs)
+
+
 def warn_unread_shared_keys(strategy: Strategy, p: PaperArchParams, per_stage: bool = False) -> None:
-    """Warn about each of ``search.arch_lr``, ``arch_weight_decay``, ``arch_betas``, ``warmup_epochs``
-    that the config sets: this strategy uses its ``strategy.*`` values instead."""
+    """Warn about each of ``search.arch_lr``, ``arch_weight_decay``, ``arch_betas`` and (under
+    ``search.budget=official``) ``warmup_epochs`` that the config sets: this strategy uses its
+    ``strategy.*`` values instead."""
     epochs = strategy.search.epochs
     of = "every stage's" if per_stage else "the"
-    warn_unread_search_keys(strategy.name, strategy.search, {
+    unread = {
         "arch_lr": f"strategy.arch_lr={p.arch_lr}",
         "arch_weight_decay": f"strategy.arch_weight_decay={p.arch_weight_decay}",
         "arch_betas": f"strategy.arch_betas={list(p.arch_betas)}",
-        "warmup_epochs": f"strategy.warmup_fraction={p.warmup_fraction} of {of} search.epochs "
-                         f"({warmup_from_fraction(p.warmup_fraction, epochs)} weight-only epochs of {epochs})",
-    })
+    }
+    if not strategy.equalised():
+        unread["warmup_epochs"] = (f"strategy.warmup_fraction={p.warmup_fraction} of {of} search.epochs "
+                                   f"({warmup_from_fraction(p.warmup_fraction, epochs)} weight-only epochs of {epochs})")
+    warn_unread_search_keys(strategy.name, strategy.search, unread)

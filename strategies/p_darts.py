@@ -19,6 +19,10 @@ What the official code does, and what runs here on any space through its choice 
 - Bi-level first-order alternation (the architecture step first, Adam lr 6e-4, betas (0.5, 0.999),
   weight decay 1e-3, architecture gradients clipped like the weights'), weight-only warm-up epochs
   (10 of 25) at the start of every stage.
+- **Budgets.** ``search.budget=official`` runs ``search.epochs`` per stage, as the official
+  ``--epochs`` (three stages: 3x the weight steps of a one-stage strategy). Under an equalised budget
+  (equal-steps, equal-time) the ``search.epochs`` and ``search.warmup_epochs`` of the whole search are
+  spread over the stages (:func:`spread`), so it takes the weight and architecture steps of the others.
 
 Input choices, which the DARTS cell space lacks (it ranks edges by their best op weight), are relaxed
 with softmax(beta) over every input (DCNAS Eq. 3-4). See docs/strategies.md for every mapping.
@@ -197,6 +201,13 @@ def _positions(g: nx.DiGraph) -> dict[str, tuple[str, int, int]]:
     return {n: (g.nodes[n]["kind"], int(g.nodes[n]["layer"]), int(g.nodes[n]["scale"])) for n in g.nodes}
 
 
+def spread(total: int, parts: int) -> list[int]:
+    """``total`` epochs over ``parts`` stages as evenly as possible, the later stages taking the
+    remainder (the last stage's supernet is the one the architecture is derived from)."""
+    base, extra = divmod(max(total, 0), parts)
+    return [base + (1 if i >= parts - extra else 0) for i in range(parts)]
+
+
 # --------------------------------------------------------------------------------------------------
 # The strategy
 
@@ -211,6 +222,12 @@ class PDARTS(Strategy):
 
     def __init__(self, graph: nx.DiGraph, params: PDARTSParams, search, seed: int = 0):
         self._check(params)
+        if getattr(search, "budget", "official") != "official" and search.epochs - search.warmup_epochs < params.stages:
+            raise ConfigError(
+                f"search.budget={search.budget} spreads search.epochs={search.epochs} (of which search.warmup_epochs={search.warmup_epochs} "
+                f"weight-only) over P-DARTS's {params.stages} stages, each needing an architecture epoch; raise search.epochs to at least "
+                f"{search.warmup_epochs + params.stages} or lower strategy.stages"
+            )
         self.free_ops = frozenset(params.free_ops) if params.free_ops else frozenset(n for n, op in OPS.items() if op.parameter_free)
         self.stage = 0
         self.candidates: Candidates = {}  # the sets the current stage's graph was built with (saved in checkpoints)
@@ -269,7 +286,12 @@ class PDARTS(Strategy):
         return opt
 
     def warmup_epochs(self) -> int:
-        return warmup_from_fraction(self.params.warmup_fraction, self.epochs)
+        return self.stage_warmup_epochs(self.stage) if self.equalised() else warmup_from_fraction(self.params.warmup_fraction, self.epochs)
+
+    def stage_warmup_epochs(self, stage: int) -> int:
+        if self.equalised():
+            return spread(self.search.warmup_epochs, self.params.stages)[stage]
+        return warmup_from_fraction(self.params.warmup_fraction, self.stage_epochs(stage))
 
     # ---------------------------------------------------------------- stages
 
@@ -277,7 +299,12 @@ class PDARTS(Strategy):
         return self.params.stages
 
     def stage_epochs(self, stage: int) -> int:
-        return self.search.epochs  # as the official --epochs: every stage gets the full budget
+        """Official: ``search.epochs`` per stage, as the official ``--epochs``. Equalised budgets:
+        the warm-up and the architecture epochs of ``search.epochs`` spread over the stages."""
+        if not self.equalised():
+            return self.search.epochs
+        s = self.search
+        return spread(s.warmup_epochs, self.params.stages)[stage] + spread(s.epochs - s.warmup_epochs, self.params.stages)[stage]
 
     def _raw_stage_graph(self, stage: int) -> nx.DiGraph:
         """The space at this stage's depth, with all of its candidate ops."""

@@ -37,7 +37,7 @@ from archgraph.errors import ConfigError
 from archgraph.core.registry import register_strategy
 from archgraph.core.relaxation import Mixer, Relaxation, SoftmaxInputMix
 from archgraph.strategies.base import Scores, Strategy
-from archgraph.strategies.darts_family import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction, warn_unread_shared_keys
+from archgraph.strategies.darts_family import PaperArchParams, check_arch_params, family_warmup, paper_adam, warn_unread_shared_keys
 
 
 @dataclass
@@ -123,7 +123,7 @@ class PCDARTS(Strategy):
         return paper_adam(net, self.params)
 
     def warmup_epochs(self) -> int:
-        return warmup_from_fraction(self.params.warmup_fraction, self.epochs)
+        return family_warmup(self, self.params.warmup_fraction)
 
     def scores(self, net: CompiledNetwork) -> tuple[Scores, Scores]:
         """Op scores softmax(alpha); edge scores softmax(beta) x the strongest op weight of the target.

@@ -24,6 +24,8 @@ ICLR 2019 (arXiv:1812.00332); official code: mit-han-lab/proxylessnas, ``search/
   docs/strategies.md) after every ``arch_every`` = 5 weight steps, after the loop's weight-only
   warm-up epochs (``search.warmup_epochs``). The shared ``search.arch_*`` keys are not read (setting
   one warns). The supernet keeps affine batch norm in its candidates, as the official one does.
+  Under an equalised ``search.budget`` (equal-steps, equal-time) it takes one architecture step per
+  weight step instead, as every other gradient strategy (``strategy.arch_every`` is then not read).
 - **Hardware-aware loss** (optional): the expected cost under the sampled probabilities (FLOPs or
   latency of every candidate measured once, :class:`archgraph.strategies.evolution.ArchCost`), as
   ``mul#log``: alpha * CE * (log(E) / log(target))^beta or ``add#linear``: CE + lambda (E - target) / target.
@@ -32,6 +34,7 @@ ICLR 2019 (arXiv:1812.00332); official code: mit-han-lab/proxylessnas, ``search/
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -287,6 +290,9 @@ class ProxylessNAS(Strategy):
         self.target: float | None = None
         self._arch_log: dict[str, float] = {}
         super().__init__(graph, params, search, seed)
+        if self.equalised() and params.arch_every != ProxylessParams.arch_every:
+            warnings.warn(f"proxylessnas does not read strategy.arch_every (set to {params.arch_every}) under search.budget={search.budget}; "
+                          "it takes one architecture step per weight step, as every other strategy", UserWarning, stacklevel=2)
         warn_unread_search_keys(self.name, search, {
             "arch_lr": f"strategy.arch_lr={params.arch_lr}",
             "arch_weight_decay": f"strategy.arch_weight_decay={params.arch_weight_decay}",
@@ -318,16 +324,21 @@ class ProxylessNAS(Strategy):
     def on_step_start(self, step: int, steps_per_epoch: int) -> None:
         self.global_step = step
 
+    def arch_every(self) -> int:
+        """Weight steps per architecture step: ``strategy.arch_every`` (the paper's 5) under
+        ``search.budget=official``; 1 under an equalised budget, as every other gradient strategy."""
+        return 1 if self.equalised() else self.params.arch_every
+
     def planned_arch_steps(self, stage: int, steps_per_epoch: int) -> int | None:
         """One architecture step after every ``arch_every`` steps of the active epochs."""
-        first, end, every = self.warmup_epochs() * steps_per_epoch, self.stage_epochs(stage) * steps_per_epoch, self.params.arch_every
+        first, end, every = self.warmup_epochs() * steps_per_epoch, self.stage_epochs(stage) * steps_per_epoch, self.arch_every()
         return sum((g + 1) % every == 0 for g in range(first, end))
 
     def arch_schedule_note(self) -> str:
-        return f"; strategy.arch_every={self.params.arch_every} needs at least that many steps per active epoch"
+        return f"; strategy.arch_every={self.arch_every()} needs at least that many steps per active epoch"
 
     def is_arch_step(self) -> bool:
-        return self.arch_active() and (self.global_step + 1) % self.params.arch_every == 0
+        return self.arch_active() and (self.global_step + 1) % self.arch_every() == 0
 
     def search_step(self, net, batch_w, batch_a, w_opt, a_opt) -> dict[str, float]:
         out = self.weight_step(net, batch_w, w_opt)

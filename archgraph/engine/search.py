@@ -39,12 +39,14 @@ from archgraph.core.graph import graph_hash, save
 from archgraph.core.graph import load as load_graph
 from archgraph.core.registry import check_support, get_strategy
 from archgraph.core.spaces_api import build_space
-from archgraph.data.transforms import IGNORE_INDEX
+from archgraph.data.transforms import IGNORE_INDEX, check_crop_stride
 from archgraph.engine import distributed as D
+from archgraph.engine.budget import PLAN_FILE, TimePlan, check_time_budget, plan_equal_time
 from archgraph.engine.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from archgraph.engine.health import ArchHealth
-from archgraph.engine.loop import EpochPrinter, GracefulStop, epoch_line, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
+from archgraph.engine.loop import long_run_note, EpochPrinter, GracefulStop, epoch_line, loader_scope, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
 from archgraph.engine.smiou import SearchData, build_search_data, cycle, loader, score_subnet, supernet_miou
+from archgraph.engine.spend import SpendMeter
 from archgraph.engine.tracking import RunLogger, epoch_scalars, final_scalars, log_arch, log_panels, open_logger, prediction_panels, require_backend, step_scalars
 from archgraph.errors import CheckpointError, ConfigError, NonFiniteLoss, NumericalError
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
@@ -70,11 +72,13 @@ def prepare_config(cfg_path: str | None, overrides: list[str], out: Path, resume
     if (out / "final.json").is_file():
         raise CheckpointError(f"{out} holds a finished search (final.json); nothing to resume or redo there. Use a new --out to search again")
     if resume:
-        if not has_checkpoint(out / CHECKPOINT):
+        if not has_checkpoint(out / CHECKPOINT) and not saved.is_file():
             raise CheckpointError(f"{out / CHECKPOINT} does not exist: nothing to resume; run without --resume to start this search")
-        import yaml
+        # A search stopped before its first checkpoint (a full disk) has its config.yaml: --resume starts it
+        # again from the beginning with that config (run_search says so), so the command a message suggests works.
+        from archgraph.io import load_yaml_file
 
-        base = yaml.safe_load(saved.read_text()) if saved.is_file() else {}
+        base = load_yaml_file(saved) if saved.is_file() else {}
         cfg = config_from_dict(base)
         if cfg_path or overrides:
             wanted = load_config(cfg_path, overrides, base=base)
@@ -128,6 +132,9 @@ class SearchRun:
     record: dict[str, Any] = field(default_factory=dict)
     net: CompiledNetwork | None = None
     started: float = field(default_factory=time.perf_counter)
+    spend: SpendMeter = field(default_factory=SpendMeter)  # what the search spent (final.json "spent")
+    plan: TimePlan | None = None  # search.budget=equal-time: the calibrated plan
+    cut_by_clock: bool = False  # equal-time: the clock stopped the last stage before its planned end
 
 
 def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -138,13 +145,18 @@ def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = Tr
     paths, same RNG states), so it ends with the same architecture as an uninterrupted run.
     """
     run = _set_up(cfg, Path(out), resume, progress)
-    with run.log:  # closed, and so flushed, however the search ends
+    with run.log, loader_scope():  # the log closed (flushed) and data.workers stopped however the search ends
         with run.stop, run.bar:
             first = run.state["stage"] if run.state else 0
             for index in range(first, run.strategy.num_stages()):
                 stage = _begin_stage(run, index)
                 for epoch in range(stage.start_epoch, stage.epochs):
+                    if _out_of_time(run, stage):  # equal-time: a resumed search whose clock had run out
+                        run.cut_by_clock = True
+                        break
                     _run_epoch(run, stage, epoch)
+                    if run.cut_by_clock:
+                        break
         return _finish(run)
 
 
@@ -152,6 +164,12 @@ def _set_up(cfg: Config, out: Path, resume: bool, progress: bool) -> SearchRun:
     """Device, strategy, data and config file; the checkpoint to resume. Fails before any data is
     read when the strategy cannot search the space or the budget takes no architecture step."""
     require_backend(cfg.search.tensorboard, "search.tensorboard")
+    check_time_budget(cfg.search)
+    if cfg.search.select:  # a wrong selector spec is named before any data is read
+        from archgraph.engine.selection import get_selector
+
+        get_selector(cfg.search.select)
+    spend = SpendMeter()  # from here: set-up and the equal-time calibration count in spent.wall_seconds
     out.mkdir(parents=True, exist_ok=True)
     D.init_from_env()
     device = D.resolve_device(cfg.device)
@@ -160,29 +178,64 @@ def _set_up(cfg: Config, out: Path, resume: bool, progress: bool) -> SearchRun:
     seed_everything(cfg.seed, cfg.search.deterministic)
     info = get_strategy(cfg.strategy_name)
     params = dataclass_from_dict(info.params, cfg.strategy_params, "strategy")
-    check_support(info, build_space(cfg.space_name, cfg.space_params))
+    space = build_space(cfg.space_name, cfg.space_params)
+    check_support(info, space)
+    check_crop_stride(cfg.data.crop, max(space.nodes[n]["scale"] for n in space.nodes), f"the {cfg.space_name} space")  # before any data is read
     data = build_search_data(cfg)
     if not cfg.space.get("num_classes"):
         cfg.space["num_classes"] = data.num_classes
     main = D.is_main()
     if main:
         atomic_write_text(out / "config.yaml", cfg.to_yaml())
-    strategy = info.cls(build_space(cfg.space_name, cfg.space_params), params, cfg.search, cfg.seed)
+    plan = _time_plan(cfg, info, params, data, device, precision, out, resume, main)
+    search = plan.search(cfg.search) if plan is not None else cfg.search
+    strategy = info.cls(build_space(cfg.space_name, cfg.space_params), params, search, cfg.seed)
     _check_budget(cfg, strategy, data)
+    if resume and not D.from_main(lambda: has_checkpoint(out / CHECKPOINT)):
+        if main:
+            print(f"note: {out} has no checkpoint yet (stopped before its first one was saved); starting it from the beginning "
+                  "with its saved config", file=sys.stderr)
+        resume = False
     state = D.from_main(lambda: _load_checkpoint(out)) if resume else None
-    if state is not None and main:
-        done = (state["stage"], state["epoch"] if state["finished_epoch"] else state["epoch"] - 1)
+    if main:  # no epoch is logged twice: keep what the checkpoint holds (nothing on a fresh start)
+        done = (state["stage"], state["epoch"] if state["finished_epoch"] else state["epoch"] - 1) if state else (-1, -1)
         for log in ("search.jsonl", HISTORY):
             truncate_jsonl(out / log, lambda r: (r.get("stage", 0), r.get("epoch", 0)) <= done)
     bar = progress_bar(progress and main)
     run = SearchRun(cfg, out, main, device, precision, strategy, data, state, GracefulStop(f"archgraph search --out {out} --resume"),
-                    bar, EpochPrinter(bar, main))
+                    bar, EpochPrinter(bar, main), spend=spend, plan=plan)
     taken = _steps_before(strategy, state["stage"], state["epoch"], steps_per_epoch(cfg, data)) + state["step"] if state else -1
     run.log = open_logger(cfg.search.tensorboard and main, out, taken + 1, "search.tensorboard")  # resumed: continues the steps
     if state is not None:
         where = f"epoch {state['epoch'] + 2}" if state["finished_epoch"] else f"epoch {state['epoch'] + 1} step {state['step'] + 1}"
         run.say(f"resuming {out} at stage {state['stage'] + 1} {where}")
     return run
+
+
+def _time_plan(cfg: Config, info, params, data: SearchData, device: torch.device, precision: D.Precision, out: Path, resume: bool,
+               main: bool) -> TimePlan | None:
+    """``search.budget=equal-time``: the epochs that fit the time budget, calibrated now (and saved in
+    ``budget_plan.json``) or, on resume, read back so the resumed search keeps its schedule."""
+    if cfg.search.budget != "equal-time":
+        return None
+    saved = out / PLAN_FILE
+    if resume and saved.is_file():
+        import json
+
+        return TimePlan.from_dict(json.loads(saved.read_text()))
+    make = lambda search: info.cls(build_space(cfg.space_name, cfg.space_params), params, search, cfg.seed)
+    plan = plan_equal_time(cfg, make, data, device, precision, steps_per_epoch(cfg, data))
+    if main:
+        atomic_write_json(saved, plan.to_dict())
+    return plan
+
+
+def _out_of_time(run: SearchRun, stage: Stage) -> bool:
+    """equal-time: the last stage stops at the first step boundary past ``search.time_budget_s`` of steps."""
+    plan = run.plan
+    if plan is None or stage.index != run.strategy.num_stages() - 1:
+        return False
+    return D.any_rank(run.spend.step_seconds >= plan.time_budget_s)
 
 
 def steps_per_epoch(cfg: Config, data: SearchData) -> int:
@@ -207,6 +260,21 @@ def _check_budget(cfg: Config, strategy, data: SearchData) -> None:
         f"{strategy.warmup_epochs()} weight-only warm-up epochs{strategy.arch_schedule_note()}. Raise search.epochs above "
         "the warm-up (or lower search.warmup_epochs)"
     )
+
+
+def check_search_budget(cfg: Config, data: SearchData | None = None) -> None:
+    """:func:`_check_budget` for a search not started yet (``archgraph compare`` asks it for every
+    strategy before its first run); ``data``: the search data, when the caller built it already."""
+    from archgraph.config import config_from_dict
+
+    cfg = config_from_dict(cfg.to_dict())  # num_classes is filled in below; the caller's config stays as it is
+    info = get_strategy(cfg.strategy_name)
+    params = dataclass_from_dict(info.params, cfg.strategy_params, "strategy")
+    check_support(info, build_space(cfg.space_name, cfg.space_params))
+    data = data if data is not None else build_search_data(cfg)
+    if not cfg.space.get("num_classes"):
+        cfg.space["num_classes"] = data.num_classes
+    _check_budget(cfg, info.cls(build_space(cfg.space_name, cfg.space_params), params, cfg.search, cfg.seed), data)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,6 +303,7 @@ def _begin_stage(run: SearchRun, index: int) -> Stage:
     step_net = D.parallelize(net, run.device, run.precision, find_unused=True, broadcast_buffers=not cfg.search.sync_bn, ignore=arch_names)
     stage = Stage(index, net, step_net, w_opt, sched, a_opt, epochs, steps_per_epoch(cfg, run.data))
     run.health.begin_stage(net, strategy, a_opt)
+    run.spend.watch(net, w_opt, a_opt)
     run.net = net
     if resuming:
         _restore(run, stage)
@@ -256,6 +325,7 @@ def _restore(run: SearchRun, stage: Stage) -> None:
     run.strategy.load_state_dict(state["strategy"])
     if state.get("health") is not None:
         run.health.load_state_dict(state["health"])
+    run.spend.load_state_dict(state.get("spend") or {})
     set_rng_state(state["rng"])
     if state["finished_epoch"]:
         stage.start_epoch = state["epoch"] + 1
@@ -274,6 +344,7 @@ def _save_checkpoint(run: SearchRun, stage: Stage, epoch: int, step: int, finish
         "sums": {} if finished else dict(stage.sums), "net": stage.net.state_dict(), "w_opt": stage.w_opt.state_dict(),
         "sched": stage.sched.state_dict(), "a_opt": stage.a_opt.state_dict() if stage.a_opt else None,
         "strategy": run.strategy.state_dict(), "health": run.health.state_dict(), "rng": rng_state(), "record": run.record,
+        "spend": run.spend.state_dict(),
     })
 
 
@@ -299,23 +370,30 @@ def _run_epoch(run: SearchRun, stage: Stage, epoch: int) -> None:
     stage.net.train()
     reset_peak_memory(run.device)
     t0 = time.perf_counter()
+    done = first
     for step, batch_w in enumerate(itertools.islice(loader_a, first, steps), start=first):
-        _search_step(run, stage, epoch, step, batch_w, next(b_iter))
+        with run.spend.timed_step():
+            _search_step(run, stage, epoch, step, batch_w, next(b_iter))
         done = step + 1
+        if done < steps and _out_of_time(run, stage):
+            run.cut_by_clock = True  # equal-time: the epoch ends here, and with it the search
+            break
         run.stop.requested = D.any_rank(run.stop.requested)  # every rank stops at the same step
         every = cfg.search.checkpoint_every
         if done < steps and (run.stop.requested or (every and done % every == 0)):
             _save_checkpoint(run, stage, epoch, done, False)
             run.stop.exit_if_requested(f"stage {stage.index + 1} epoch {epoch + 1} step {done}")
-    _end_epoch(run, stage, epoch, t0, max(steps - first, 1))
+    if not run.cut_by_clock and _out_of_time(run, stage) and epoch < stage.epochs - 1:
+        run.cut_by_clock = True
+    _end_epoch(run, stage, epoch, t0, max(done - first, 1), done)
 
 
 def _search_step(run: SearchRun, stage: Stage, epoch: int, step: int, batch_w, batch_a) -> None:
     """One strategy step on a trainA batch (weights) and a trainB batch (architecture)."""
     device, net = run.device, stage.net
     run.strategy.on_step_start(epoch * stage.steps + step, stage.steps)
-    batch_w = tuple(t.to(device) for t in batch_w)
-    batch_a = tuple(t.to(device) for t in batch_a)
+    batch_w = tuple(t.to(device, non_blocking=True) for t in batch_w)  # pinned batches (data.workers on CUDA): copies overlap compute
+    batch_a = tuple(t.to(device, non_blocking=True) for t in batch_a)
     if stage.step_net is not net:  # the mean over the global batch's labelled pixels (distributed.py)
         scales = D.global_mean_scales([batch_w[1], batch_a[1]], IGNORE_INDEX)
         stage.step_net.set_loss_scales([(batch_w[0], scales[0]), (batch_a[0], scales[1])])
@@ -334,8 +412,10 @@ def _search_step(run: SearchRun, stage: Stage, epoch: int, step: int, batch_w, b
     run.bar.update(stage.task, advance=1, info=f"epoch {epoch + 1}/{stage.epochs} loss {losses.get('loss', float('nan')):.3f}")
 
 
-def _end_epoch(run: SearchRun, stage: Stage, epoch: int, t0: float, steps_run: int) -> None:
-    """The epoch's record (losses, health, S-mIoU), its files and the end-of-epoch checkpoint."""
+def _end_epoch(run: SearchRun, stage: Stage, epoch: int, t0: float, steps_run: int, epoch_steps: int) -> None:
+    """The epoch's record (losses, health, S-mIoU as a report on val, what was spent so far), its
+    files and the end-of-epoch checkpoint. ``epoch_steps``: the steps the epoch took in all (fewer
+    than planned when the equal-time clock cut it)."""
     cfg, net, strategy = run.cfg, stage.net, run.strategy
     elapsed = time.perf_counter() - t0
     stage.sched.step()
@@ -343,17 +423,23 @@ def _end_epoch(run: SearchRun, stage: Stage, epoch: int, t0: float, steps_run: i
     derived = strategy.derive(net)
     record = {
         "stage": stage.index, "epoch": epoch,
-        **{k: v / max(stage.steps, 1) for k, v in D.mean_over_ranks(stage.sums).items()},
+        **{k: v / max(epoch_steps, 1) for k, v in D.mean_over_ranks(stage.sums).items()},
         "lr": stage.w_opt.param_groups[0]["lr"], "arch_active": strategy.arch_active(),
         **_log_state(strategy), **_entropies(net), **run.health.epoch_fields(net, strategy),
         "step_time": elapsed / steps_run, "peak_mem_mb": D.max_over_ranks(peak_memory_mb(run.device)),
         "arch_hash": graph_hash(derived), **_parallel_fields(run.precision),
     }
-    last = epoch == stage.epochs - 1
+    if run.cut_by_clock:
+        record["cut_by_clock"] = True
+        record["epoch_steps"] = epoch_steps
+    last = epoch == stage.epochs - 1 or run.cut_by_clock
     panels: list = []  # TensorBoard's pictures of the derived architecture's predictions, made with S-mIoU's recalibration
     if cfg.search.eval_every and ((epoch + 1) % cfg.search.eval_every == 0 or last):
         draw = (lambda: panels.extend(prediction_panels(net, run.data.val, run.device))) if cfg.search.tensorboard and run.main else None
-        record["s_miou"] = supernet_miou(net, strategy, run.data, cfg, run.device, then=draw)
+        with run.spend.paused():  # a report on val, not a cost of the search
+            record["s_miou"] = supernet_miou(net, strategy, run.data, cfg, run.device, then=draw)
+        record["s_miou_split"] = "val"
+    record["spent"] = run.spend.totals()
     record["seconds"] = time.perf_counter() - t0
     run.record = record
     if run.main:
@@ -361,9 +447,22 @@ def _end_epoch(run: SearchRun, stage: Stage, epoch: int, t0: float, steps_run: i
     _track_epoch(run, stage, epoch, record, panels)
     what = f"stage {stage.index + 1}/{strategy.num_stages()}" if strategy.num_stages() > 1 else "search"
     run.say(epoch_line(what, epoch, stage.epochs, record, EPOCH_LINE))
+    _say_length(run, stage, epoch, record)
     _save_checkpoint(run, stage, epoch, stage.steps, True)
     run.stop.requested = D.any_rank(run.stop.requested)
     run.stop.exit_if_requested(f"the end of stage {stage.index + 1} epoch {epoch + 1}")
+
+
+def _say_length(run: SearchRun, stage: Stage, epoch: int, record: dict[str, Any]) -> None:
+    """After the first epoch this process ran, how long the rest takes when it is long (:func:`long_run_note`)."""
+    if getattr(run, "told_length", False) or not run.main:
+        return
+    run.told_length = True  # type: ignore[attr-defined]
+    strategy = run.strategy
+    left = stage.epochs - epoch - 1 + sum(strategy.stage_epochs(i) for i in range(stage.index + 1, strategy.num_stages()))
+    note = long_run_note(left, float(record.get("seconds", 0.0)), f"archgraph search --out {run.out} --resume")
+    if note:
+        run.say(note)
 
 
 def _steps_before(strategy, stage: int, epoch: int, steps: int) -> int:
@@ -408,25 +507,32 @@ def _finish(run: SearchRun) -> dict[str, Any]:
     record = dict(run.record)
     # Every rank takes part (its scores need all ranks); only rank 0's files land in the run folder.
     strategy.progress = run.main and not run.bar.disable  # e.g. SPOS's evolution bar follows --no-progress
+    before = run.spend.totals()
     with _rank_folder(out) as end_out:
         changed = strategy.on_search_end(net, scorer, end_out)
+    after = run.spend.totals()
     if changed:
         record["derived_by"] = "on_search_end"
         if cfg.search.eval_every:
-            record["s_miou"] = supernet_miou(net, strategy, run.data, cfg, run.device)
+            with run.spend.paused():  # a report on val, not a cost of the search
+                record["s_miou"] = supernet_miou(net, strategy, run.data, cfg, run.device)
+            record["s_miou_split"] = "val"
         if run.main:
             derived, scores = strategy.derive(net), strategy.scores(net)
             _write_architecture(out, derived, scores)
             append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), scores,
                                                        derived, label="end of search (picked by the strategy's end hook)"))
+    _select(run, record)  # search.select, or the strategy's own selector (rsws); docs/strategies.md "Selection"
     learns = strategy.planned_arch_steps(0, 1) is not None  # SPOS: no gradient steps by design
     own_lr = getattr(strategy.params, "arch_lr", None)  # DARTS-family and ProxylessNAS carry their papers' settings
     lr = ("strategy.arch_lr", own_lr) if own_lr is not None else ("search.arch_lr", strategy.arch_lr())
     warning = run.health.verdict(*lr) if learns and net.arch is not None else None
+    spent = run.spend.totals()  # every rank: the images and FLOPs are summed over them
     if run.main:
         _draw(out, strategy)
         record = {**record, "arch_hash": graph_hash(load_graph(out / "arch.yaml")), "arch_steps_total": run.health.total_steps,
-                  "wall_seconds": time.perf_counter() - run.started, **({"warning": warning} if warning else {})}
+                  **_budget_fields(run, before, after), "spent": spent, "wall_seconds": spent["wall_seconds"],
+                  **({"warning": warning} if warning else {})}
         atomic_write_json(out / "final.json", record)
         total = _steps_before(strategy, strategy.num_stages(), 0, steps_per_epoch(cfg, run.data))
         run.log.scalars(final_scalars(record, ("s_miou", "arch_steps_total", "wall_seconds")), total)
@@ -434,6 +540,52 @@ def _finish(run: SearchRun) -> dict[str, Any]:
             print(warning, file=sys.stderr)
     D.barrier()  # callers on every rank (compare, correlate) read the files next
     return record
+
+
+def _select(run: SearchRun, record: dict[str, Any]) -> None:
+    """The selection stage (:mod:`archgraph.engine.selection`) after the end hook: its pick becomes
+    the derived architecture as an end hook's does, with final.json's ``selection`` record and the
+    picked architecture's S-mIoU (a report on val; the selection scored on the selection split)."""
+    from archgraph.core.decode import decode
+    from archgraph.engine.scoring import one_hot_scores
+    from archgraph.engine.selection import select_after_search, selection_spec
+    from archgraph.engine.smiou import subnet_miou
+
+    net, strategy, cfg, out = run.net, run.strategy, run.cfg, run.out
+    spec = selection_spec(cfg.search.select, strategy)
+    if not spec or not len(net.choices):
+        return
+    steps = run.spend.totals()
+    weight_steps = int(steps.get("weight_steps", _steps_before(strategy, strategy.num_stages(), 0, steps_per_epoch(cfg, run.data))))
+    selection, record["selection"] = select_after_search(spec, net, strategy, run.data, cfg, run.device, weight_steps,
+                                                         int(steps.get("arch_steps", run.health.total_steps)), say=run.say)
+    record["derived_by"] = f"selection {spec}"
+    if cfg.search.eval_every:
+        with run.spend.paused():  # a report on val, not a cost of the search
+            record["s_miou"] = subnet_miou(net, strategy.relaxation, *selection.candidate, run.data, cfg, run.device, run.data.val)
+        record["s_miou_split"] = "val"
+    if run.main:
+        scores = one_hot_scores(net.choices, *selection.candidate)
+        derived = decode(strategy.graph, *scores)
+        _write_architecture(out, derived, scores)
+        append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), scores, derived,
+                                                   label=f"end of search (picked by selection {spec})"))
+
+
+def _budget_fields(run: SearchRun, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """final.json's account of the budget: its kind, the epochs each stage ran, what the end hook
+    (SPOS's evolution) spent of the totals, and for equal-time the plan and whether the clock cut it."""
+    strategy = run.strategy
+    fields: dict[str, Any] = {
+        "budget": run.cfg.search.budget,
+        "stage_epochs": [strategy.stage_epochs(i) for i in range(strategy.num_stages())],
+        "spent_by_end_hook": {k: after[k] - before[k] for k in ("images", "forward_gflop", "wall_seconds")},
+    }
+    if strategy.planned_arch_steps(0, 1) is None:
+        fields["arch_steps_note"] = f"{strategy.name} takes no architecture steps by design (its architecture is picked after the supernet is trained)"
+    if run.plan is not None:
+        fields["time_budget"] = {**run.plan.to_dict(), "step_seconds_spent": run.spend.step_seconds, "cut_by_clock": run.cut_by_clock}
+    return fields
 
 
 @contextlib.contextmanager
@@ -493,7 +645,11 @@ def _check_finite(run: SearchRun, losses: dict[str, float], where: str) -> None:
     """Stop at the first NaN/Inf parameter: the last good checkpoint stays untouched."""
     bad = [k for k, v in losses.items() if not math.isfinite(v)]
     if not bad and run.net.arch is not None:
-        bad = [f"arch.{name}" for name, p in run.net.arch.named_parameters() if not torch.isfinite(p).all()]
+        params = list(run.net.arch.named_parameters())
+        # one host-device sync for all of alpha/beta (a check per choice would stall a GPU once per node);
+        # the names are looked up only when something is wrong
+        if params and not bool(torch.stack([torch.isfinite(p).all() for _, p in params]).all()):
+            bad = [f"arch.{name}" for name, p in params if not torch.isfinite(p).all()]
     if bad:
         raise NumericalError(f"non-finite {', '.join(bad)} at {where}; the last good checkpoint in {run.out} is kept. {_nan_fix(run)}")
 

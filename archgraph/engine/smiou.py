@@ -1,6 +1,7 @@
 """S-mIoU, the search's own measure of quality: the currently derived architecture evaluated inside
 the supernet (its subnet mode), with the supernet's weights and BatchNorm statistics re-estimated on
-training batches first. Also the search's data: trainA (weights), trainB (architecture), val.
+training batches first. Also the search's data: trainA (weights), trainB (architecture), the
+selection split (what anything that picks an architecture scores on) and val (reports only).
 """
 
 from __future__ import annotations
@@ -24,32 +25,53 @@ from archgraph.errors import ConfigError
 
 @dataclass
 class SearchData:
-    train_a: Dataset  # weights
-    train_b: Dataset  # architecture
-    val: Dataset
+    """The search's splits. ``select`` is the split every decision that picks an architecture scores
+    on (SPOS's evolution, selectors; :func:`score_subnet`): carved from the training images, so that
+    ``val``, which reports the result, is never read by a choice (Lindauer & Hutter's checklist)."""
+
+    train_a: Dataset  # weights (augmented)
+    train_b: Dataset  # architecture parameters (augmented)
+    val: Dataset  # reports only: S-mIoU per epoch, stand-alone T-mIoU
     num_classes: int
     class_names: list[str]
+    select: Dataset  # selection: training images without augmentation (search.select_split)
 
 
 def build_search_data(cfg: Config) -> SearchData:
-    """trainA / trainB: a seeded random split of the training set; val: the validation split."""
+    """trainA / trainB: a seeded random split of the training set; the selection split (trainB's
+    images, or a seeded holdout removed from both first); val: the validation split.
+
+    The selection split reads the training images with the evaluation transforms (whole images, no
+    random crop or flip), as val is read: a candidate's score must not change with the augmentation."""
     from archgraph.builders import dataset_split
 
-    d = cfg.data
+    d, s = cfg.data, cfg.search
     train = dataset_split(cfg, d.train_split, train=True)
     val = dataset_split(cfg, d.val_split, train=False)
-    if not 0 < cfg.search.split_ratio < 1:
-        raise ConfigError(f"search.split_ratio must be in (0, 1), got {cfg.search.split_ratio}")
+    if not 0 < s.split_ratio < 1:
+        raise ConfigError(f"search.split_ratio must be in (0, 1), got {s.split_ratio}")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-    cut = int(round(len(order) * cfg.search.split_ratio))
+    held: list[int] = []
+    if s.select_split == "holdout":
+        size = int(round(len(order) * s.holdout_fraction))
+        if size < 1:
+            raise ConfigError(f"search.holdout_fraction={s.holdout_fraction} of {len(order)} training images holds none; raise it "
+                              "or use search.select_split=trainB")
+        held, order = order[len(order) - size:], order[: len(order) - size]
+    elif s.select_split != "trainB":
+        raise ConfigError(f"search.select_split must be trainB or holdout, got {s.select_split!r}")
+    cut = int(round(len(order) * s.split_ratio))
     if cut < d.batch_size or len(order) - cut < d.batch_size:
+        raised = " (after the selection holdout; lower search.holdout_fraction)" if held else ""
         raise ConfigError(
-            f"the training split has {len(train)} images: too few for two halves of at least data.batch_size={d.batch_size}; "
+            f"the training split has {len(order)} images{raised}: too few for two halves of at least data.batch_size={d.batch_size}; "
             "lower data.batch_size or use more data"
         )
+    plain = dataset_split(cfg, d.train_split, train=False, check=False)  # the same images, evaluation transforms
+    select = Subset(plain, held or order[cut:])
     if d.val_limit:
         val = Subset(val, range(min(d.val_limit, len(val))))
-    return SearchData(Subset(train, order[:cut]), Subset(train, order[cut:]), val, train.num_classes, list(train.class_names))
+    return SearchData(Subset(train, order[:cut]), Subset(train, order[cut:]), val, train.num_classes, list(train.class_names), select)
 
 
 def loader(ds: Dataset, cfg: Config, seed: int) -> DataLoader:
@@ -120,24 +142,32 @@ def recalibrated_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int]
             net.train(was_training)
 
 
-def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config, device: torch.device,
-                 recalib_batches: int | None = None, then: Callable[[], None] | None = None) -> float:
-    """Validation mIoU of one architecture inside the supernet (its subnet mode), with the BN
-    statistics re-estimated on training batches first; the supernet's own BN state is restored.
+def subnet_miou(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config,
+                device: torch.device, on: Dataset, recalib_batches: int | None = None, then: Callable[[], None] | None = None) -> float:
+    """mIoU on ``on`` of one architecture inside the supernet (its subnet mode), with the BN
+    statistics re-estimated on trainA batches first; the supernet's own BN state is restored.
     ``then`` runs after the evaluation, still inside that architecture with its recalibrated
     statistics (the search's TensorBoard prediction pictures: one recalibration serves both)."""
     from archgraph.engine.evaluate import evaluate
 
     with recalibrated_subnet(net, relaxation, op_idx, input_idx, data, cfg, device, recalib_batches):
-        cm = evaluate(net, data.val, data.num_classes, progress=False, shard=True)
+        cm = evaluate(net, on, data.num_classes, progress=False, shard=True)
         if then is not None:
             then()
     return float(cm.miou())
 
 
+def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config, device: torch.device,
+                 recalib_batches: int | None = None, then: Callable[[], None] | None = None) -> float:
+    """A candidate's score for anything that picks an architecture: its mIoU on the selection split
+    (``data.select``, never ``data.val``) in the supernet's subnet mode, BN recalibrated on trainA."""
+    return subnet_miou(net, relaxation, op_idx, input_idx, data, cfg, device, data.select, recalib_batches, then)
+
+
 def supernet_miou(net: CompiledNetwork, strategy, data: SearchData, cfg: Config, device: torch.device, then: Callable[[], None] | None = None) -> float:
-    """S-mIoU: the currently derived architecture, evaluated with the supernet's weights (``then``:
-    as in :func:`score_subnet`)."""
+    """S-mIoU, a REPORT: the currently derived architecture, evaluated with the supernet's weights on
+    ``data.val`` (search.jsonl labels it ``s_miou_split: val``); nothing decides on it (``then``: as in
+    :func:`subnet_miou`)."""
     ops, inputs = strategy.scores(net)
     op_idx, input_idx = decisions(net.choices, ops, inputs)
-    return score_subnet(net, strategy.relaxation, op_idx, input_idx, data, cfg, device, then=then)
+    return subnet_miou(net, strategy.relaxation, op_idx, input_idx, data, cfg, device, data.val, then=then)

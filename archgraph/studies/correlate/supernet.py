@@ -7,6 +7,7 @@ shared weights (BN recalibrated), as S-mIoU does.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
+from archgraph.io import load_yaml_file
 from archgraph.config import Config, config_from_dict
 from archgraph.core.choices import ChoicePoints
 from archgraph.core.compile import CompiledNetwork
@@ -39,22 +41,22 @@ class SearchedSupernet:
         return self.net.choices
 
     def score(self, op_idx: OpIdx, input_idx: InputIdx, recalib_batches: int | None = None, val_images: int = 0) -> float:
-        """Validation mIoU of one subnet with the shared weights (BN recalibrated; supernet restored).
+        """mIoU of one subnet with the shared weights on the selection split (``score_subnet``: BN
+        recalibrated; supernet restored), the split anything that picks an architecture scores on.
 
-        ``val_images`` > 0 evaluates the first that many validation images only (the cheap pre-score).
+        ``val_images`` > 0 evaluates the first that many images of that split only (the cheap
+        pre-score; the name dates from when supernet scores were taken on val).
         """
-        from archgraph.engine.search import SearchData, score_subnet
+        from archgraph.engine.search import score_subnet
 
         data = self.data
-        if val_images and val_images < len(data.val):
-            data = SearchData(data.train_a, data.train_b, Subset(data.val, range(val_images)), data.num_classes, data.class_names)
+        if val_images and val_images < len(data.select):
+            data = dataclasses.replace(data, select=Subset(data.select, range(val_images)))
         return score_subnet(self.net, self.strategy.relaxation, op_idx, input_idx, data, self.cfg, self.device, recalib_batches)
 
 
 def load_searched_supernet(run_dir: str | Path, device: str | None = None) -> SearchedSupernet:
     """Rebuild the supernet of ``run_dir`` (a finished ``archgraph search`` folder) with its weights."""
-    import yaml
-
     from archgraph.engine.checkpoint import load_checkpoint
     from archgraph.configtools import dataclass_from_dict
     from archgraph.core.registry import get_strategy
@@ -66,7 +68,7 @@ def load_searched_supernet(run_dir: str | Path, device: str | None = None) -> Se
         raise CheckpointError(f"{run} is not a search run folder (config.yaml and {CHECKPOINT} needed); run `archgraph search --out {run}` first or drop --search-dir")
     if not (run / "final.json").is_file():
         raise CheckpointError(f"the search in {run} is not finished (no final.json); finish it with `archgraph search --out {run} --resume`")
-    cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()) or {})
+    cfg = config_from_dict(load_yaml_file(run / "config.yaml") or {})
     if device is not None:
         cfg.device = device
 

@@ -1,0 +1,176 @@
+"""``search.budget=equal-time``: the same wall clock of search steps for every strategy.
+
+A strategy's schedules (the weight learning rate's cosine, DCNAS's temperature, the warm-up,
+P-DARTS's stages) are planned on its number of epochs, so a search cut off by a clock alone would end
+half-annealed. The plan is therefore made before the search:
+
+1. **Calibration.** The strategy's supernet of every stage is built and ``search.calibration_steps``
+   steps are timed (after one untimed step) in a weight-only epoch and in an epoch with architecture
+   steps, on real trainA/trainB batches. Every global random state is restored afterwards and the
+   calibration's networks are discarded, so the search that follows is exactly the equal-steps search
+   at the planned epochs.
+2. **Plan.** The largest ``search.epochs`` whose estimated step time (per stage: warm-up epochs at the
+   weight-only step time, the others at the architecture step time) fits ``search.time_budget_s``,
+   with the equalised ratios (``search.warmup_epochs``, one architecture step per weight step,
+   P-DARTS's stages sharing the epochs). At least the smallest schedule with an architecture step.
+3. **Stop.** The loop also stops at the first step boundary past ``time_budget_s`` of measured step
+   time, in the last stage (earlier stages of a multi-stage strategy are not cut: the architecture is
+   derived from the last). ``final.json`` records the plan, the calibration and whether the clock cut
+   the search (``time_budget``), next to what it spent.
+
+The budget is the time of the search steps: calibration, S-mIoU reports and end-of-search selection
+(SPOS's evolution) come on top and are counted in ``spent.wall_seconds``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from archgraph.config import Config, SearchConfig
+from archgraph.data.transforms import IGNORE_INDEX
+from archgraph.engine import distributed as D
+from archgraph.engine.checkpoint import rng_state, set_rng_state
+from archgraph.engine.smiou import SearchData, cycle, loader
+from archgraph.errors import ConfigError
+
+PLAN_FILE = "budget_plan.json"
+MakeStrategy = Callable[[SearchConfig], Any]  # a strategy instance for a search config
+
+
+@dataclass
+class TimePlan:
+    """An equal-time search's plan: the epochs it runs and what they were planned on."""
+
+    time_budget_s: float
+    epochs: int
+    estimated_s: float  # estimated step time of the planned epochs
+    step_seconds: list[dict[str, float]]  # per stage: {"weight_only": s, "with_arch": s} per step
+
+    def search(self, search: SearchConfig) -> SearchConfig:
+        """``search`` with the planned epochs: the config the strategy is built with."""
+        return dataclasses.replace(search, epochs=self.epochs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TimePlan":
+        return cls(float(d["time_budget_s"]), int(d["epochs"]), float(d["estimated_s"]), [dict(s) for s in d["step_seconds"]])
+
+
+def check_time_budget(search: SearchConfig) -> None:
+    if search.budget == "equal-time" and search.time_budget_s <= 0:
+        raise ConfigError("search.budget=equal-time needs search.time_budget_s > 0 (seconds of search steps per search), "
+                          "e.g. --set search.time_budget_s=600")
+
+
+def plan_equal_time(cfg: Config, make: MakeStrategy, data: SearchData, device: torch.device, precision: D.Precision, steps: int) -> TimePlan:
+    """Calibrate, then plan the epochs that fit ``search.time_budget_s`` (module docstring)."""
+    check_time_budget(cfg.search)
+    times = calibrate(cfg, make, data, device, precision)
+    epochs, estimate = _fit(make, cfg.search, times, steps)
+    return TimePlan(cfg.search.time_budget_s, epochs, estimate, [{"weight_only": w, "with_arch": a} for w, a in times])
+
+
+def _estimate(strategy, times: list[tuple[float, float]], steps: int) -> float:
+    total = 0.0
+    for s, (weight_only, with_arch) in enumerate(times):
+        warm = min(strategy.stage_warmup_epochs(s), strategy.stage_epochs(s))
+        arch = weight_only if strategy.planned_arch_steps(s, 1) is None else with_arch
+        total += (warm * weight_only + (strategy.stage_epochs(s) - warm) * arch) * steps
+    return total
+
+
+def _fit(make: MakeStrategy, search: SearchConfig, times: list[tuple[float, float]], steps: int) -> tuple[int, float]:
+    """The largest epochs whose estimate fits the budget (the estimate grows with the epochs), by
+    doubling then bisection; the smallest valid schedule when none fits."""
+    budget = search.time_budget_s
+
+    def estimate(epochs: int) -> float | None:
+        try:
+            return _estimate(make(dataclasses.replace(search, epochs=epochs)), times, steps)
+        except ConfigError:  # too few epochs for the schedule (P-DARTS: an architecture epoch per stage)
+            return None
+
+    lo = next((e for e in range(search.warmup_epochs + 1, search.warmup_epochs + 65) if estimate(e) is not None), None)
+    if lo is None:
+        raise ConfigError("search.budget=equal-time found no valid schedule; lower search.warmup_epochs")
+    first = estimate(lo)
+    assert first is not None
+    if first > budget:
+        if D.is_main():
+            print(f"warning: search.time_budget_s={budget:g} is shorter than the smallest schedule ({lo} epochs, about {first:.1f} s "
+                  "of steps); running that one, which the clock then cuts", file=sys.stderr)
+        return lo, first
+    hi = lo * 2
+    while (e := estimate(hi)) is not None and e <= budget and hi < 1_000_000:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        e = estimate(mid)
+        lo, hi = (mid, hi) if e is not None and e <= budget else (lo, mid)
+    final = estimate(lo)
+    assert final is not None
+    return lo, final
+
+
+def calibrate(cfg: Config, make: MakeStrategy, data: SearchData, device: torch.device, precision: D.Precision) -> list[tuple[float, float]]:
+    """Seconds per step, (weight-only, with architecture steps), of every stage's supernet; global
+    random states restored afterwards. The slowest rank's times, so every rank plans the same."""
+    saved = rng_state()
+    search = cfg.search
+    # The calibration instance only needs a valid schedule with a warm-up and an architecture epoch.
+    strategy = make(dataclasses.replace(search, epochs=search.warmup_epochs + 64))
+    batches_w = cycle(loader(data.train_a, cfg, cfg.seed + 9001))
+    batches_a = cycle(loader(data.train_b, cfg, cfg.seed + 9002))
+    times: list[tuple[float, float]] = []
+    previous = None
+    try:
+        for stage in range(strategy.num_stages()):
+            strategy.begin_stage(stage, previous)
+            net = D.sync_batchnorm(strategy.build_supernet().to(device), device)
+            w_opt = torch.optim.SGD(net.weight_parameters(), lr=search.w_lr, momentum=search.w_momentum, weight_decay=search.w_weight_decay)
+            a_opt = D.average_gradients_before_step(strategy.arch_optimizer(net))
+            arch_names = [f"arch.{name}" for name, _ in net.arch.named_parameters()] if net.arch is not None else []
+            step_net = D.parallelize(net, device, precision, find_unused=True, broadcast_buffers=not search.sync_bn, ignore=arch_names)
+            net.train()
+            epochs = strategy.stage_epochs(stage)
+            pair = []
+            for epoch in (0, strategy.stage_warmup_epochs(stage)):  # weight-only (when there is a warm-up), then architecture steps
+                strategy.on_epoch_start(epoch, epochs)
+                pair.append(_time_steps(strategy, net, step_net, w_opt, a_opt, batches_w, batches_a, device, search.calibration_steps))
+            times.append((pair[0], pair[1]))
+            previous = net
+    finally:
+        set_rng_state(saved)
+    return [(D.max_over_ranks(w), D.max_over_ranks(a)) for w, a in times]
+
+
+def _time_steps(strategy, net, step_net, w_opt, a_opt, batches_w, batches_a, device: torch.device, steps: int) -> float:
+    """Mean seconds of ``steps`` search steps, after one untimed step (first-call allocations)."""
+    elapsed = 0.0
+    for i in range(steps + 1):
+        batch_w = tuple(t.to(device) for t in next(batches_w))
+        batch_a = tuple(t.to(device) for t in next(batches_a))
+        _sync(device)
+        t0 = time.perf_counter()
+        strategy.on_step_start(i, steps + 1)
+        if step_net is not net:
+            scales = D.global_mean_scales([batch_w[1], batch_a[1]], IGNORE_INDEX)
+            step_net.set_loss_scales([(batch_w[0], scales[0]), (batch_a[0], scales[1])])
+        strategy.search_step(step_net, batch_w, batch_a, w_opt, a_opt)
+        _sync(device)
+        if i:
+            elapsed += time.perf_counter() - t0
+    return elapsed / steps
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
