@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import sys
+import threading
+import warnings
 from importlib import import_module
 
 from archgraph import __version__
-from archgraph.errors import ArchgraphError
+from archgraph.errors import ArchgraphError, Interrupted
 
 COMMAND_MODULES = ("archgraph.commands.core", "archgraph.commands.search", "archgraph.commands.train", "archgraph.commands.correlate", "archgraph.commands.compare",
-                   "archgraph.commands.check")
+                   "archgraph.commands.check", "archgraph.commands.score")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,16 +38,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a command that was interrupted kept, and how to go on (the engines' own Interrupted line,
+# which names the exact step and resume command, takes precedence).
+_RESUME = {
+    "search": "finished epochs are saved; continue with the same command and --resume",
+    "train": "finished epochs are saved; continue with the same command and --resume",
+    "compare": "finished runs are saved; run the same command again to continue",
+    "correlate": "finished searches and trainings are saved; run the same command again to continue",
+}
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings in the CLI's own form, ``warning: ...`` on one line (no source path, no code line)."""
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
+def _term_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a command as Ctrl-C does: one message, exit 130
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous_show, warnings.showwarning = warnings.showwarning, _show_warning
+    previous_term = signal.signal(signal.SIGTERM, _term_as_interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         result = args.func(args)
     except ArchgraphError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished epochs are saved, resume with --resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, in every command: one line, exit 130
+        line = str(exc) if isinstance(exc, Interrupted) and str(exc) else f"interrupted; {_RESUME.get(args.command, 'nothing was lost but the step in progress')}"
+        print(line, file=sys.stderr)
         return 130
     except OSError as exc:
         message = os_error_message(exc)
@@ -52,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = previous_show
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
     return int(result or 0)
 
 
@@ -73,9 +102,12 @@ _FIXES = {
 def os_error_message(exc: OSError) -> str | None:
     """One line for an OSError a user can fix (permissions, disk full, a file in the way), else None."""
     fix = _FIXES.get(exc.errno or 0)
-    if fix is None or not exc.filename:
+    if fix is None:
         return None
-    return f"{exc.filename}: {exc.strerror}; {fix}"
+    what = exc.strerror or errno.errorcode.get(exc.errno or 0, "error")
+    if not exc.filename:  # e.g. f.write() on a full disk, outside archgraph.io's helpers, which name the file
+        return f"{what} while writing or reading a file; {fix}"
+    return f"{exc.filename}: {what}; {fix}"
 
 
 if __name__ == "__main__":

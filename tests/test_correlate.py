@@ -13,6 +13,7 @@ from archgraph.cli import main
 from archgraph.studies.correlate import (
     bootstrap_ci, correlation_stats, correlation_summary, indices_of, kendall, one_hot_scores, pearson, spread_pick,
 )
+from archgraph.studies.correlate.stats import scorer_stats, spearman, top_kendall
 from archgraph.core.decode import decode, uniform_scores
 from archgraph.core.graph import graph_hash
 
@@ -33,6 +34,22 @@ def test_perfect_inverted_and_tied_pairs_give_the_known_values():
     assert kendall([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
     # a constant side carries no ranking: undefined, not 0
     assert math.isnan(pearson([1, 2, 3], [5, 5, 5])) and math.isnan(kendall([1, 2, 3], [5, 5, 5]))
+
+
+def test_spearman_and_top_kendall_by_hand():
+    assert spearman([1, 2, 3, 4], [10, 20, 40, 80]) == pytest.approx(1.0)  # monotone: 1, unlike Pearson
+    assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(1 - 6 * 2 / (4 * 15))  # 1 - 6 sum d^2 / (n (n^2 - 1))
+    # 10 architectures: a scorer that ranks the bottom 8 perfectly but the top ones backwards
+    truth = list(range(10))
+    score = list(range(8)) + [20, 19]  # top 20% by truth: indices 8 and 9, too few for a tau (3 needed)
+    assert math.isnan(top_kendall(score, truth))
+    truth15 = list(range(15))
+    score15 = list(range(12)) + [30, 29, 28]  # top 3 of 15 by truth, scored in reverse
+    assert top_kendall(score15, truth15) == pytest.approx(-1.0) and kendall(score15, truth15) > 0.8
+    # a lower-is-better scorer is negated; non-finite values are left out and counted
+    block = scorer_stats([4, 3, 2, 1, float("inf")], [1, 2, 3, 4, 5], higher_is_better=False, resamples=50)
+    assert block["kendall"]["value"] == pytest.approx(1.0) and block["n"] == 4 and block["dropped"] == 1
+    json.dumps(block, allow_nan=False)
 
 
 def test_bootstrap_ci_contains_the_estimate_and_is_reproducible():
@@ -124,8 +141,15 @@ def test_correlate_writes_the_study(study):
     assert [a["source"] for a in archs].count("derived") == 1 and len({a["arch_hash"] for a in archs}) == 4
     derived = next(a for a in archs if a["source"] == "derived")
     assert derived["arch_hash"] == json.loads((out / "search" / "final.json").read_text())["arch_hash"]
-    # the derived architecture's supernet score is the search's own S-mIoU (same measurement)
-    assert derived["supernet_miou"] == pytest.approx(json.loads((out / "search" / "final.json").read_text())["s_miou"], abs=1e-9)
+    # the derived architecture's supernet score is S-mIoU's measurement on the selection split; on val it is the search's S-mIoU
+    from archgraph.engine.smiou import score_subnet, subnet_miou
+    from archgraph.studies.correlate import derived_candidate, load_searched_supernet
+
+    sup = load_searched_supernet(out / "search")
+    d = derived_candidate(sup)
+    assert derived["supernet_miou"] == pytest.approx(score_subnet(sup.net, sup.strategy.relaxation, d.op_idx, d.input_idx, sup.data, sup.cfg, sup.device), abs=1e-9)
+    on_val = subnet_miou(sup.net, sup.strategy.relaxation, d.op_idx, d.input_idx, sup.data, sup.cfg, sup.device, sup.data.val)
+    assert on_val == pytest.approx(json.loads((out / "search" / "final.json").read_text())["s_miou"], abs=1e-9)
     xs, ys = [a["supernet_miou"] for a in archs], [a["standalone_miou"] for a in archs]
     assert all(0 <= v <= 1 for v in xs + ys)
     if result["pearson"]["value"] is not None:
@@ -139,6 +163,20 @@ def test_correlate_writes_the_study(study):
     quick = sorted(a["quick_score"] for a in archs if a["source"] == "sample")
     assert quick[0] == pytest.approx(result["pool"]["quick_range"][0]) and quick[-1] == pytest.approx(result["pool"]["quick_range"][1])
     assert "Kendall tau-b" in (out / "correlation.md").read_text()
+    # every scorer, with the four statistics and their intervals, against the same stand-alone mIoU
+    from archgraph.engine.scoring import scorer_names
+
+    scorers = result["scorers"]
+    assert list(scorers)[0] == "supernet" and set(scorers) == set(scorer_names()) - {"train"}
+    for name, block in scorers.items():
+        assert set(block) >= {"pearson", "spearman", "kendall", "top_kendall", "n", "higher_is_better"}, name
+        assert block["kendall"]["ci"]["resamples"] == 200
+        values = [a["supernet_miou"] if name == "supernet" else a["scores"][name] for a in archs]
+        if block["spearman"]["value"] is not None:
+            assert block["spearman"]["value"] == pytest.approx(spearman(values, ys))
+    assert {k: v for k, v in result["kendall"].items() if k != "p_value"} == scorers["supernet"]["kendall"]  # the headline row
+    md = (out / "correlation.md").read_text()
+    assert "top-20% Kendall" in md and "| synflow |" in md and "0.73" in md  # the paper's Table 1 next to ours
 
 
 def test_reusing_the_search_trains_nothing_again_and_summary(study, trainings):

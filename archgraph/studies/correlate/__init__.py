@@ -20,8 +20,11 @@ reproduces the measurement for any strategy of archgraph:
 4. **Stand-alone score**: mIoU after short training with one fixed recipe (the config's ``train``
    section) through the run cache (:mod:`archgraph.studies.runcache`), so an architecture that another
    strategy or command already trained with the same recipe and seed is not trained again.
-5. **Statistics**: ``scipy.stats.pearsonr`` and ``kendalltau`` (tau-b, which handles ties), with
-   percentile bootstrap confidence intervals over resampled architecture pairs (seeded).
+5. **Every other scorer** (:mod:`archgraph.engine.scoring`: zero-cost proxies, params, FLOPs) on the
+   same candidates (:mod:`~archgraph.studies.correlate.scores`).
+6. **Statistics**: ``scipy.stats.pearsonr`` and ``kendalltau`` (tau-b, which handles ties), with
+   percentile bootstrap confidence intervals over resampled architecture pairs (seeded); for every
+   scorer also Spearman and top-20% Kendall.
 
 ``DIR/correlation.json`` holds everything (per architecture: hashes, both scores, params, FLOPs,
 cache entry), ``DIR/correlation.{png,svg}`` the scatter plot and ``DIR/correlation.md`` a table.
@@ -39,7 +42,8 @@ from archgraph.studies.correlate.candidates import (
     Candidate, derived_candidate, indices_of, one_hot_scores, sample_pool, spread_pick,
 )
 from archgraph.studies.correlate.report import RESULT, RESULT_VERSION, correlation_summary, markdown_table, scatter_plot, write_outputs
-from archgraph.studies.correlate.stats import Interval, bootstrap_ci, correlation_stats, kendall, p_values, pearson
+from archgraph.studies.correlate.scores import ScorerResult, architecture_candidates, run_scorers, scoring_context
+from archgraph.studies.correlate.stats import Interval, bootstrap_ci, correlation_stats, kendall, p_values, pearson, scorer_stats, spearman, top_kendall
 from archgraph.studies.correlate.study import StudyOptions, run_study
 from archgraph.studies.correlate.supernet import InputIdx, OpIdx, SearchedSupernet, load_searched_supernet
 
@@ -48,4 +52,5 @@ __all__ = [
     "bootstrap_ci", "correlation_stats", "correlation_summary", "derived_candidate", "indices_of", "kendall",
     "load_searched_supernet", "markdown_table", "one_hot_scores", "p_values", "pearson", "run_study", "sample_pool",
     "scatter_plot", "spread_pick", "write_outputs",
+    "ScorerResult", "architecture_candidates", "run_scorers", "scorer_stats", "scoring_context", "spearman", "top_kendall",
 ]

@@ -26,11 +26,12 @@ class Candidate:
     graph: nx.DiGraph
     op_idx: OpIdx
     input_idx: InputIdx
-    source: str  # "derived" or "sample"
+    source: str  # "derived", "sample" or "file" (archgraph score --archs FILES)
     sample_seed: int | None = None
     quick: float | None = None  # cheap supernet score (pool ranking only)
     supernet: float | None = None
     standalone: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)  # every other scorer's value (archgraph.engine.scoring)
 
     @property
     def hash(self) -> str:
@@ -38,10 +39,10 @@ class Candidate:
 
 
 def one_hot_scores(choices: ChoicePoints, op_idx: OpIdx, input_idx: InputIdx) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Scores under which the decoder picks exactly these indices."""
-    ops = {c.label: [float(i == op_idx[c.label]) for i in range(len(c.candidates))] for c in choices.ops}
-    inputs = {c.label: [float(i in input_idx[c.label]) for i in range(len(c.candidates))] for c in choices.inputs}
-    return ops, inputs
+    """Scores under which the decoder picks exactly these indices (:func:`archgraph.engine.scoring.one_hot_scores`)."""
+    from archgraph.engine.scoring import one_hot_scores as engine_one_hot
+
+    return engine_one_hot(choices, op_idx, input_idx)
 
 
 def indices_of(choices: ChoicePoints, arch: nx.DiGraph) -> tuple[OpIdx, InputIdx]:

@@ -14,6 +14,10 @@ from archgraph.io import atomic_write_bytes, atomic_write_json, atomic_write_tex
 
 RESULT = "correlation.json"
 RESULT_VERSION = 1
+# DCNAS, Table 1: supernet vs stand-alone correlation as the paper reports it (docs/correlation.md).
+PAPER_DCNAS = {"pearson": 0.73, "kendall": 0.55}
+PAPER_OTHERS = {"pearson": (0.31, 0.49), "kendall": (0.21, 0.38)}  # the other one-shot methods of the table, lowest to highest
+STAT_TITLES = (("pearson", "Pearson"), ("spearman", "Spearman"), ("kendall", "Kendall"), ("top_kendall", "top-20% Kendall"))
 
 
 def write_outputs(out: Path, result: dict[str, Any]) -> None:
@@ -69,6 +73,7 @@ def markdown_table(result: dict[str, Any]) -> str:
         s = result[name]
         p = "-" if s["p_value"] is None else f"{s['p_value']:.3g}"
         lines.append(f"| {title} | {_fmt_stat(s)} | {p} |")
+    lines += scorer_table(result)
     lines += ["", "| # | architecture | source | supernet mIoU | stand-alone mIoU | params | pre-score |", "|---|---|---|---|---|---|---|"]
     for i, a in enumerate(sorted(result["archs"], key=lambda a: -a["standalone_miou"]), 1):
         params = "-" if a["params"] is None else f"{a['params']:,}"
@@ -76,6 +81,31 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append(f"| {i} | [`{a['arch_hash']}`]({a['file']}) | {a['source']} | {a['supernet_miou']:.4f} | {a['standalone_miou']:.4f} | {params} | {quick} |")
     lines += ["", "![scatter](correlation.png)", ""]
     return "\n".join(lines)
+
+
+def scorer_table(result: dict[str, Any]) -> list[str]:
+    """Markdown lines: every scorer's four statistics against stand-alone mIoU, with intervals, and the
+    paper's Table 1 figures for the supernet (``[]`` for a result written before scorers existed)."""
+    scorers = result.get("scorers")
+    if not scorers:
+        return []
+    level = int(round(result["pearson"]["ci"]["level"] * 100))
+    lines = ["", f"## Every scorer against stand-alone mIoU ({level}% bootstrap CI, {result['bootstrap']['resamples']} resamples)", "",
+             "| scorer | better | n | " + " | ".join(t for _, t in STAT_TITLES) + " | seconds |",
+             "|---|---|---|" + "---|" * len(STAT_TITLES) + "---|"]
+    for name, s in scorers.items():
+        n = f"{s['n']}" + (f" ({s['dropped']} n/a)" if s.get("dropped") else "")
+        secs = "-" if s.get("seconds") is None else f"{s['seconds']:.1f}"
+        lines.append(f"| {name} | {'higher' if s['higher_is_better'] else 'lower'} | {n} | "
+                     + " | ".join(_fmt_stat(s[k]) for k, _ in STAT_TITLES) + f" | {secs} |")
+    dcnas = "this strategy" if result.get("strategy") == "dcnas" else "DCNAS"
+    lo_r, hi_r = PAPER_OTHERS["pearson"]
+    lo_t, hi_t = PAPER_OTHERS["kendall"]
+    lines.append(f"| paper, Table 1: {dcnas} (supernet) | higher | - | {PAPER_DCNAS['pearson']:.2f} | - | {PAPER_DCNAS['kendall']:.2f} | - | - |")
+    lines.append(f"| paper, Table 1: other one-shot methods | higher | - | {lo_r:.2f}-{hi_r:.2f} | - | {lo_t:.2f}-{hi_t:.2f} | - | - |")
+    lines += ["", "Top-20% Kendall: Kendall's tau over the architectures in the top 20% by stand-alone mIoU. The paper "
+              "reports no Spearman or top-k figures and no proxies."]
+    return lines
 
 
 def correlation_summary(path: str | Path) -> dict[str, Any]:

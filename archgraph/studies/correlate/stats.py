@@ -1,8 +1,12 @@
-"""The statistics of the study: Pearson's rho, Kendall's tau-b, p-values, bootstrap intervals.
+"""The statistics of the study: Pearson's rho, Spearman's rho, Kendall's tau-b, top-20% Kendall,
+p-values, bootstrap intervals.
 
-``scipy.stats.pearsonr`` and ``kendalltau`` (tau-b, which handles ties) on paired scores, NaN where a
-side is constant (no ranking information); percentile bootstrap confidence intervals over resampled
-pairs, seeded. :func:`correlation_stats` gives the block correlation.json holds.
+``scipy.stats.pearsonr``, ``spearmanr`` and ``kendalltau`` (tau-b, which handles ties) on paired
+scores, NaN where a side is constant (no ranking information); :func:`top_kendall` is Kendall's tau
+over the architectures in the top 20% by the ground truth (stand-alone mIoU), the part of the ranking
+a search needs right; percentile bootstrap confidence intervals over resampled pairs, seeded.
+:func:`correlation_stats` gives the supernet's block of correlation.json, :func:`scorer_stats` the
+block of every scorer.
 """
 
 from __future__ import annotations
@@ -46,6 +50,33 @@ def kendall(x: Sequence[float], y: Sequence[float]) -> float:
     from scipy.stats import kendalltau
 
     return _rank_statistic(kendalltau, x, y)
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation; NaN when either side is constant or n < 2."""
+    from scipy.stats import spearmanr
+
+    return _rank_statistic(spearmanr, x, y)
+
+
+TOP_FRACTION = 0.2  # top-k Kendall: the architectures in the top 20% by the ground truth
+
+
+def top_kendall(x: Sequence[float], y: Sequence[float], fraction: float = TOP_FRACTION) -> float:
+    """Kendall's tau-b over the pairs whose ground truth ``y`` is in the top ``fraction`` (at least
+    ``ceil(fraction * n)`` pairs, ties at the cut all kept); NaN with fewer than 3 such pairs.
+
+    Why: a search keeps the best architecture, so what matters is whether the scorer orders the good
+    ones among themselves; a scorer that only separates good from bad scores well on plain tau."""
+    a, b = _finite(x), _finite(y)
+    if len(a) < 3:
+        return math.nan
+    k = max(1, math.ceil(fraction * len(b)))
+    cut = np.sort(b)[::-1][k - 1]
+    keep = b >= cut
+    if keep.sum() < 3:
+        return math.nan
+    return kendall(a[keep], b[keep])
 
 
 def p_values(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
@@ -115,6 +146,31 @@ def correlation_stats(supernet: Sequence[float], standalone: Sequence[float], re
             "ci": bootstrap_ci(supernet, standalone, fn, resamples, level, seed).to_dict(),
         }
     out["bootstrap"] = {"resamples": resamples, "level": level, "seed": seed, "method": "percentile, pairs resampled with replacement"}
+    return out
+
+
+STATISTICS: dict[str, Callable[[Sequence[float], Sequence[float]], float]] = {
+    "pearson": pearson, "spearman": spearman, "kendall": kendall, "top_kendall": top_kendall,
+}
+
+
+def scorer_stats(scores: Sequence[float], truth: Sequence[float], higher_is_better: bool = True, resamples: int = 1000, level: float = 0.95,
+                 seed: int = 0) -> dict[str, Any]:
+    """Pearson, Spearman, Kendall and top-20% Kendall of one scorer against the ground truth, each
+    with its percentile bootstrap interval (the same resampled pairs for each statistic: one seed).
+
+    A scorer whose lower values are better is negated first, so a positive value always means "ranks
+    as the ground truth does". Pairs where the scorer gave no finite value (a proxy that overflowed,
+    NASWOT's -inf for two images with one code) are left out and counted (``dropped``)."""
+    s, t = _finite(scores), _finite(truth)
+    if len(s) != len(t):
+        raise ConfigError(f"paired scores differ in length: {len(s)} vs {len(t)}")
+    keep = np.isfinite(s) & np.isfinite(t)
+    s, t = (s[keep] if higher_is_better else -s[keep]), t[keep]
+    out: dict[str, Any] = {"n": int(keep.sum()), "dropped": int((~keep).sum()), "higher_is_better": higher_is_better}
+    for name, fn in STATISTICS.items():
+        out[name] = {"value": _json_float(fn(s, t)), "ci": bootstrap_ci(s, t, fn, resamples, level, seed).to_dict() if len(s) else
+                     Interval(math.nan, math.nan, level, resamples, 0).to_dict()}
     return out
 
 

@@ -10,6 +10,7 @@ the statistics (:mod:`~archgraph.studies.correlate.stats`), and write the output
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from archgraph.core.graph import save
 from archgraph.errors import ConfigError
 from archgraph.studies.correlate.candidates import Candidate, derived_candidate, sample_pool, spread_pick
 from archgraph.studies.correlate.report import RESULT_VERSION, write_outputs
-from archgraph.studies.correlate.stats import correlation_stats
+from archgraph.studies.correlate.stats import correlation_stats, scorer_stats
 from archgraph.studies.correlate.supernet import SearchedSupernet
 
 Log = Callable[[str], None]
@@ -39,6 +40,15 @@ class StudyOptions:
     resamples: int = 1000
     level: float = 0.95
     bootstrap_seed: int = 0
+    scorers: tuple[str, ...] = ()  # scorers correlated besides the supernet (() = every registered one but train)
+
+    def scorer_specs(self) -> list[str]:
+        """The scorers of the study: the supernet first, then ``scorers`` (or every registered one but
+        ``train``, the ground truth itself)."""
+        from archgraph.engine.scoring import scorer_names
+
+        rest = list(self.scorers) if self.scorers else [n for n in scorer_names() if n != "train"]
+        return ["supernet"] + [s for s in rest if s != "supernet"]
 
     def check(self) -> None:
         if self.archs < 3:
@@ -47,6 +57,11 @@ class StudyOptions:
             raise ConfigError(f"--pool {self.pool} is smaller than --archs - 1 = {self.archs - 1}; raise --pool or leave it at 0 (automatic)")
         if self.quick_batches < 0 or self.quick_val < 0:
             raise ConfigError("--quick-batches and --quick-val must be >= 0")
+        from archgraph.engine.scoring import parse_scorers
+
+        if "train" in self.scorers:
+            raise ConfigError("--scorers train: stand-alone training is the study's ground truth, not a scorer to correlate with it; drop it")
+        parse_scorers(self.scorer_specs())  # unknown or repeated names, before any work
 
 
 
@@ -74,11 +89,13 @@ def score_candidates(sup: SearchedSupernet, train_cfg: Config, out: Path, opts: 
     cands = [derived] + [pool[i] for i in spread_pick([c.quick for c in pool], opts.archs - 1)]
     _score_in_supernet(sup, cands, log)
     laps.lap("supernet_score")
+    scorer_info = _score_with_others(sup, cands, opts, log)
+    laps.lap("other_scorers")
     for c in cands:
         save(c.graph, out / "archs" / f"{c.hash}.yaml")
     seed = sup.cfg.seed if opts.train_seed is None else opts.train_seed
     return {
-        "cands": cands, "seed": seed, "laps": laps.times,
+        "cands": cands, "seed": seed, "laps": laps.times, "scorer_info": scorer_info,
         "head": {"version": RESULT_VERSION, "strategy": sup.cfg.strategy_name, "space": sup.cfg.space, "search_dir": str(sup.run_dir.resolve())},
         "settings": _settings(sup, train_cfg, seed, cache_dir, pool, opts),
     }
@@ -97,6 +114,7 @@ def finish_study(scored: dict[str, Any], standalone: list[dict[str, Any]], train
     result: dict[str, Any] = {
         **scored["head"],
         **correlation_stats(xs, ys, opts.resamples, opts.level, opts.bootstrap_seed),
+        "scorers": _scorer_block(cands, ys, scored.get("scorer_info", []), scored["laps"].get("supernet_score"), opts),
         **scored["settings"],
         "archs": [_arch_record(c, train_cfg, seed, cache_dir) for c in cands],
         "seconds": seconds,
@@ -143,6 +161,21 @@ def _score_in_supernet(sup: SearchedSupernet, cands: list[Candidate], log: Log) 
         c.supernet = sup.score(c.op_idx, c.input_idx)
 
 
+def _score_with_others(sup: SearchedSupernet, cands: list[Candidate], opts: StudyOptions, log: Log) -> list[dict[str, Any]]:
+    """Each candidate's ``scores``: every scorer of the study but the supernet (already scored).
+    Returns each scorer's name, direction and wall time."""
+    from archgraph.engine.scoring import parse_scorers
+    from archgraph.studies.correlate.scores import run_scorers, scoring_context
+
+    others = [s for s in opts.scorer_specs() if s != "supernet"]
+    if not others:
+        return []
+    results = run_scorers(scoring_context(sup), [(c.op_idx, c.input_idx) for c in cands], parse_scorers(others), log)
+    for i, c in enumerate(cands):
+        c.scores = {r.name: r.values[i] for r in results}
+    return [{"name": r.name, "higher_is_better": r.higher_is_better, "seconds": r.seconds} for r in results]
+
+
 def _train_standalone(cands: list[Candidate], train_cfg: Config, seed: int, cache_dir: Path, log: Log, progress: bool) -> None:
     """Each candidate's ``standalone`` metrics (trained, resumed or cached)."""
     for i, c in enumerate(cands):
@@ -164,12 +197,24 @@ def _settings(sup: SearchedSupernet, train_cfg: Config, seed: int, cache_dir: Pa
 
     quick = [c.quick for c in pool]
     return {
-        "supernet_score": {"what": "val mIoU in the supernet's subnet mode, BN recalibrated", "bn_recalib_batches": sup.cfg.search.bn_recalib_batches,
-                           "val_images": len(sup.data.val)},
+        "supernet_score": {"what": "mIoU on the selection split in the supernet's subnet mode, BN recalibrated on trainA",
+                           "select_split": getattr(sup.cfg.search, "select_split", "val"), "bn_recalib_batches": sup.cfg.search.bn_recalib_batches,
+                           "images": len(getattr(sup.data, "select", sup.data.val))},
+        "scorer_list": opts.scorer_specs(),
         "standalone": {"recipe_hash": recipe_hash(train_cfg), "recipe": recipe_dict(train_cfg), "seed": seed, "cache_dir": str(Path(cache_dir).resolve())},
         "pool": {"size": len(pool), "sample_seed": opts.sample_seed, "quick_batches": opts.quick_batches, "quick_val": opts.quick_val,
                  "quick_range": [min(quick), max(quick)]},
     }
+
+
+def _scorer_block(cands: list[Candidate], truth: list[float], info: list[dict[str, Any]], supernet_seconds: float | None,
+                  opts: StudyOptions) -> dict[str, Any]:
+    """correlation.json's ``scorers``: for the supernet and every other scorer, Pearson, Spearman,
+    Kendall and top-20% Kendall against the stand-alone mIoU, each with its bootstrap interval."""
+    rows = [{"name": "supernet", "higher_is_better": True, "seconds": supernet_seconds, "values": [float(c.supernet) for c in cands]}]
+    rows += [{**i, "values": [float(c.scores[i["name"]]) for c in cands]} for i in info]
+    return {r["name"]: {**scorer_stats(r["values"], truth, r["higher_is_better"], opts.resamples, opts.level, opts.bootstrap_seed),
+                        "seconds": r["seconds"]} for r in rows}
 
 
 def _arch_record(c: Candidate, train_cfg: Config, seed: int, cache_dir: Path) -> dict[str, Any]:
@@ -179,6 +224,7 @@ def _arch_record(c: Candidate, train_cfg: Config, seed: int, cache_dir: Path) ->
     return {
         "arch_hash": c.hash, "source": c.source, "sample_seed": c.sample_seed, "quick_score": c.quick,
         "supernet_miou": c.supernet, "standalone_miou": c.standalone["miou"],
+        "scores": {k: (v if math.isfinite(v) else None) for k, v in c.scores.items()},
         "standalone_pixel_acc": c.standalone.get("pixel_acc"), "params": c.standalone.get("params"), "flops": c.standalone.get("flops"),
         "file": f"archs/{c.hash}.yaml",
         "cache_entry": str(entry_dir(cache_dir, cache_key(c.graph, train_cfg, seed)).resolve()),
