@@ -77,6 +77,12 @@ class SearchConfig:
     affine_bn: bool | None = None
     flops_weight: float = bounded(0.0, 0)  # weight of the expected-FLOPs regulariser (0 = off)
     entropy_weight: float = bounded(0.0, 0)  # weight of the entropy regulariser on alpha and beta (0 = off)
+    # A cost budget every strategy honours (docs/costs.md, "Budgets"): latency=33ms@512x1024 | flops=1.5G | params=2M
+    # (null = none). Differentiable strategies: a hinge on the expected cost; proxylessnas: its hardware loss's
+    # target; spos, rsws, random baselines, topk/proxy selection: candidates over it are rejected before scoring.
+    cost_limit: str | None = None
+    cost_table: str | None = None  # a latency table file from `archgraph latency` (null = measured at the start of the search)
+    cost_weight: float = bounded(1.0, 0)  # weight of the budget hinge on the relative excess E[cost]/limit - 1 (doubled each epoch the result misses)
     bn_recalib_batches: int = bounded(4, 0)  # training batches to re-estimate BN statistics for S-mIoU
     steps_per_epoch: int = bounded(0, 0)  # cap on steps per epoch (0 = a full pass over trainA)
     eval_every: int = bounded(1, 0)  # S-mIoU every N epochs (and at the end)
@@ -238,7 +244,21 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         kwargs[key] = section
     cfg = Config(**kwargs)
     _check_plugin_sections(cfg)
+    _check_cost_limit(cfg.search)
     return cfg
+
+
+def _check_cost_limit(search: SearchConfig) -> None:
+    """A wrong ``search.cost_limit`` is named when the config is read, before any data is."""
+    if search.cost_limit is None:
+        if search.cost_table is not None:
+            raise ConfigError("search.cost_table is set but search.cost_limit is not; name a budget, e.g. --set search.cost_limit=latency=33ms@512x1024")
+        return
+    if not isinstance(search.cost_limit, str):
+        raise ConfigError(f"search.cost_limit must be text such as latency=33ms@512x1024, flops=1.5G or params=2M, got {search.cost_limit!r}")
+    from archgraph.core.costmodel import parse_cost_limit
+
+    parse_cost_limit(search.cost_limit)
 
 
 @dataclass

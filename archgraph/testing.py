@@ -214,7 +214,13 @@ def run_planted(strategy, seed: int, cut: bool = False, steps: int | None = None
             strategy.on_step_start(step, steps)
             strategy.search_step(net, planted_batch(gen), planted_batch(gen), w_opt, a_opt)
     out = Searched(strategy, net)
-    strategy.on_search_end(net, subnet_accuracy(net, strategy.relaxation, torch.Generator().manual_seed(2000 + seed), out.fitness), None)
+    score = subnet_accuracy(net, strategy.relaxation, torch.Generator().manual_seed(2000 + seed), out.fitness)
+    strategy.on_search_end(net, score, None)
+    own = getattr(strategy, "default_select", None)  # a strategy whose own rule is a selector (rsws): the search loop's selection stage
+    if own:
+        from archgraph.engine.selection import select_with_scorer
+
+        select_with_scorer(own, net, strategy, score, seed)
     return out
 
 

@@ -61,7 +61,7 @@ SPACES: dict[str, SpaceInfo] = {}
 STRATEGIES: dict[str, StrategyInfo] = {}
 PRESETS: dict[str, dict[str, PresetInfo]] = {}  # space name -> preset name -> info
 _BUILTIN_SPACES = ("archgraph.spaces.dcss", "archgraph.spaces.dcss_presets", "archgraph.spaces.autodeeplab", "archgraph.spaces.unet")
-_BUILTIN_STRATEGIES = ("archgraph.strategies.dcnas", "archgraph.strategies.pc_darts", "archgraph.strategies.p_darts", "archgraph.strategies.proxylessnas", "archgraph.strategies.spos", "archgraph.strategies.darts")
+_BUILTIN_STRATEGIES = ("archgraph.strategies.dcnas", "archgraph.strategies.pc_darts", "archgraph.strategies.p_darts", "archgraph.strategies.proxylessnas", "archgraph.strategies.spos", "archgraph.strategies.darts", "archgraph.strategies.rsws")
 _loaded = False
 
 

@@ -293,6 +293,10 @@ def _begin_stage(run: SearchRun, index: int) -> Stage:
     net = D.sync_batchnorm(strategy.build_supernet().to(run.device), run.device)
     if cfg.search.flops_weight > 0:
         strategy.costs = cost_table(strategy.graph, tuple(cfg.data.crop))
+    if cfg.search.cost_limit:  # the budget every strategy honours, on this stage's graph (docs/costs.md, "Budgets")
+        from archgraph.core.costbudget import make_budget
+
+        strategy.budget = make_budget(strategy.graph, cfg.search.cost_limit, cfg.data.crop, run.device, cfg.search.cost_table)
     epochs = strategy.stage_epochs(index)
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.search.w_lr, momentum=cfg.search.w_momentum, weight_decay=cfg.search.w_weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=max(epochs, 1), eta_min=cfg.search.w_lr_min)
@@ -530,14 +534,19 @@ def _finish(run: SearchRun) -> dict[str, Any]:
     spent = run.spend.totals()  # every rank: the images and FLOPs are summed over them
     if run.main:
         _draw(out, strategy)
+        cost = _cost_fields(run, load_graph(out / "arch.yaml")) if getattr(strategy, "budget", None) is not None else None
         record = {**record, "arch_hash": graph_hash(load_graph(out / "arch.yaml")), "arch_steps_total": run.health.total_steps,
                   **_budget_fields(run, before, after), "spent": spent, "wall_seconds": spent["wall_seconds"],
-                  **({"warning": warning} if warning else {})}
+                  **({"cost": cost} if cost else {}), **({"warning": warning} if warning else {})}
         atomic_write_json(out / "final.json", record)
         total = _steps_before(strategy, strategy.num_stages(), 0, steps_per_epoch(cfg, run.data))
         run.log.scalars(final_scalars(record, ("s_miou", "arch_steps_total", "wall_seconds")), total)
         if warning:
             print(warning, file=sys.stderr)
+        if cost and not cost["within_budget"]:
+            print(f"warning: the derived architecture misses its budget {cost['limit']}: predicted {cost['predicted']:.4g} {cost['unit']} "
+                  f"({cost['excess']:+.1%}), measured {cost['measured']:.4g} {cost['unit']}; raise search.cost_weight "
+                  f"(the {strategy.name} rule: {cost['rule']}) or search longer", file=sys.stderr)
     D.barrier()  # callers on every rank (compare, correlate) read the files next
     return record
 
@@ -570,6 +579,24 @@ def _select(run: SearchRun, record: dict[str, Any]) -> None:
         _write_architecture(out, derived, scores)
         append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), scores, derived,
                                                    label=f"end of search (picked by selection {spec})"))
+
+
+def _cost_fields(run: SearchRun, derived: nx.DiGraph) -> dict[str, Any]:
+    """final.json's ``cost``: the derived architecture's cost as the cost model predicts it and as
+    measured on the network compiled alone (latency timed at the deployment resolution on the search's
+    device; FLOPs and parameters counted), against ``search.cost_limit``."""
+    from archgraph.core.costbudget import budget_record, measured_cost, resolution_of
+
+    budget, strategy = run.strategy.budget, run.strategy
+    predicted = float(budget.model.of_graph(derived))
+    resolution = resolution_of(budget.limit, run.cfg.data.crop)
+    with run.spend.paused():  # a check of the result, not a cost of the search
+        measured = measured_cost(derived, budget.limit, resolution, run.device)
+    fields = budget_record(budget, predicted, measured, getattr(strategy, "budget_rule", "hinge"), resolution=resolution)
+    fields["excess"] = predicted / budget.value - 1.0
+    if strategy.budget_rule == "hinge":
+        fields["hinge"] = {"weight": run.cfg.search.cost_weight, "scale": strategy.budget_scale, "target": strategy.budget_target}
+    return fields
 
 
 def _budget_fields(run: SearchRun, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
