@@ -421,3 +421,72 @@ def test_a_full_disk_or_a_refused_write_mid_command_is_one_line(tmp_path, capsys
     monkeypatch.setattr(render, "render", full)
     message = fails(capsys, ["render", str(arch), "-o", str(tmp_path / "x.svg")])
     assert message.startswith(f"{tmp_path / 'x.svg'}: No space left on device; the disk is full")
+
+
+# ---- issue 29: evaluation results are never silently replaced; a broken best.pt is never stood in for ---
+
+
+def test_evaluations_with_other_settings_sit_side_by_side_and_are_not_replaced_without_force(runs, tmp_path, capsys):
+    trained, _ = runs
+    run = copy(trained, tmp_path / "run")
+    assert main(["evaluate", str(run), "--no-progress"]) == 0
+    plain = json.loads((run / "eval-synthetic-val.json").read_text())
+    assert main(["evaluate", str(run), "--no-progress", "--set", "train.multi_scale_eval=[0.5,1.0]", "train.flip_eval=true"]) == 0
+    both = json.loads((run / "eval-synthetic-val-s0.5_1-flip.json").read_text())
+    assert both["eval_scales"] == [0.5, 1.0] and both["eval_flip"] is True
+    assert json.loads((run / "eval-synthetic-val.json").read_text()) == plain  # the first one is untouched
+    # the same file asked for other settings (here with -o): refused, naming what differs and both ways on
+    target = tmp_path / "e.json"
+    assert main(["evaluate", str(run), "--no-progress", "-o", str(target)]) == 0
+    message = fails(capsys, ["evaluate", str(run), "--no-progress", "-o", str(target), "--set", "train.flip_eval=true"])
+    assert "other settings (eval_flip)" in message and "--force" in message and "-o FILE" in message
+    assert json.loads(target.read_text())["eval_flip"] is False
+    assert main(["evaluate", str(run), "--no-progress", "-o", str(target), "--set", "train.flip_eval=true", "--force"]) == 0
+    assert json.loads(target.read_text())["eval_flip"] is True
+
+
+def test_a_corrupt_best_checkpoint_is_never_replaced_silently_by_its_previous_copy(runs, tmp_path, capsys):
+    trained, _ = runs
+    run = copy(trained, tmp_path / "run")
+    shutil.copyfile(run / "best.pt", run / "best.prev.pt")  # an intact previous best, listed in the SHA-256 index
+    (run / "best.pt").write_bytes((run / "best.pt").read_bytes()[:300])
+    for argv in (["evaluate", str(run), "--no-progress"], ["export", str(run), "-o", str(tmp_path / "m.pt2")]):
+        message = fails(capsys, argv)
+        assert f"{run / 'best.pt'} cannot be used" in message and "resuming" not in message, message
+        assert "--checkpoint best.prev.pt` uses best.prev.pt (the previous best" in message
+        assert "--checkpoint last.pt` uses last.pt" in message
+    assert not list(run.glob("eval-*.json")) and not (tmp_path / "m.pt2").exists()
+    message = fails(capsys, ["evaluate", str(run), "--no-progress"])
+    capsys.readouterr()
+    typed(message)  # both suggestions work when typed
+    result = json.loads((run / "eval-synthetic-val-best-prev.json").read_text())
+    assert result["checkpoint"] == "best.prev.pt"  # the result names the file it came from
+    assert main(["export", str(run), "-o", str(tmp_path / "m.pt2"), "--checkpoint", "best.prev.pt"]) == 0
+    assert json.loads((tmp_path / "m.pt2.json").read_text())["checkpoint"].endswith("best.prev.pt")
+    assert "warning" not in capsys.readouterr().err
+
+
+# ---- issue 29: values checked against what can work ---------------------------------------------------
+
+
+def test_crops_below_the_networks_stride_and_absurd_epoch_counts_are_refused_with_the_bound(tmp_path, capsys):
+    arch = write_arch(tmp_path / "arch.yaml")
+    for argv in (["search", "--out", str(tmp_path / "s"), "--set", *TINY_SEARCH, "data.crop=[1,1]"],
+                 ["train", str(arch), "--out", str(tmp_path / "t"), "--set", *TINY_TRAIN, "data.crop=[16,64]"]):
+        message = fails(capsys, argv)
+        assert "smaller than the total stride 32" in message and "the smallest crop that works is [32,32]" in message, message
+    for key in ("search.epochs", "train.epochs"):
+        message = fails(capsys, ["search", "--out", str(tmp_path / "s"), "--set", f"{key}=1000000000"])
+        assert key in message and "allowed: [1, 100000]" in message
+    assert not (tmp_path / "s").exists() and not (tmp_path / "t").exists()
+
+
+def test_a_one_pixel_flipped_crop_normalises_and_a_long_run_says_how_long():
+    from archgraph.data.transforms import normalize, to_label
+    from archgraph.engine.loop import long_run_note
+
+    image = np.arange(3, dtype=np.uint8).reshape(1, 1, 3)[:, ::-1]  # a flipped 1x1 view: negative stride
+    assert normalize(image).shape == (3, 1, 1) and to_label(np.zeros((1, 1), np.uint8)[:, ::-1]).shape == (1, 1)
+    assert long_run_note(5, 10.0, "cmd") is None  # under half an hour: nothing to say
+    note = long_run_note(999_999, 3.0, "archgraph search --out r --resume")
+    assert "999999 more epochs" in note and "days" in note and "`archgraph search --out r --resume`" in note

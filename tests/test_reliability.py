@@ -179,3 +179,91 @@ def test_nan_loss_can_skip_the_batch_instead(tmp_path, monkeypatch, capsys):
     assert sum(r.get("skipped", 0) for r in records) > 0
     for k, v in _arch_params(out).items():
         assert torch.isfinite(v).all(), k
+
+
+# ---- issue 29: one writer per run folder; a full disk mid-run ---------------------------------------
+
+HOLD = """
+import sys, time
+from archgraph.runfolder import run_lock
+with run_lock(sys.argv[1], "search"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_process_into_a_locked_run_folder_is_refused_naming_the_first(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], env=ENV, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for argv in (["search", "--out", str(out), "--no-progress"], ["train", str(tmp_path / "a.yaml"), "--out", str(out)]):
+            capsys.readouterr()
+            assert main(argv) == 2
+            err = capsys.readouterr().err.strip()
+            assert "\n" not in err and f"pid {holder.pid}" in err and "is being written by another process" in err, err
+            assert "use another folder, e.g." in err
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel drops the lock of a killed holder: the folder is free again, with nothing stale to clean up
+    from archgraph.runfolder import folder_lock
+
+    with folder_lock(out, wait=False):
+        pass
+
+
+def test_a_full_disk_mid_search_is_one_line_and_resumable_with_each_epoch_logged_once(tmp_path, capsys, monkeypatch):
+    """ENOSPC from f.write (no file name) while a checkpoint is written: one line naming the file; then
+    both ways on are consistent: --resume (here: before any checkpoint existed) and a fresh start."""
+    import errno
+
+    real = Path.write_bytes
+    budget = {"left": 0}
+
+    def full_disk(self, data):
+        if self.name.startswith(".checkpoint.pt."):
+            if budget["left"] <= 0:
+                raise OSError(errno.ENOSPC, "No space left on device")  # as f.write raises it: no file name
+            budget["left"] -= 1
+        return real(self, data)
+
+    argv = ["search", "--no-progress", "--set", *TINY[:-1]]  # checkpoints at the ends of epochs only
+    for resume, saved in ((True, 0), (False, 0), (True, 1)):
+        out = tmp_path / f"run-{int(resume)}-{saved}"
+        budget["left"] = saved  # the disk fills up after `saved` checkpoints
+        monkeypatch.setattr(Path, "write_bytes", full_disk)
+        capsys.readouterr()
+        assert main(argv + ["--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"error: {out / 'checkpoint.pt'}: No space left on device; the disk is full"), err
+        monkeypatch.setattr(Path, "write_bytes", real)  # space freed
+        again = ["search", "--out", str(out), "--no-progress"] + (["--resume"] if resume else ["--set", *TINY[:-1]])
+        assert main(again) == 0
+        lines = [json.loads(line) for line in (out / "search.jsonl").read_text().splitlines()]
+        assert [(r["stage"], r["epoch"]) for r in lines] == [(0, 0), (0, 1), (0, 2)], (resume, saved)
+        starts = [r for r in map(json.loads, (out / "history.jsonl").read_text().splitlines()) if r.get("epoch") == -1]
+        assert len(starts) == 1
+
+
+def test_yaml_bombs_are_refused_fast_everywhere_yaml_comes_in(tmp_path, capsys):
+    import time
+
+    from archgraph import build_space, save_graph
+    from archgraph.core.decode import sample_architecture
+
+    save_graph(sample_architecture(build_space("dcss", {"layers": 2, "base_channels": 4, "num_classes": 5}), 0), tmp_path / "arch.yaml")
+    chain = ", ".join(["&a0 [x, x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)])
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text((tmp_path / "arch.yaml").read_text().replace("graph:\n", f"graph:\n  lol: [{chain}]\n", 1).replace("num_classes: 5", "num_classes: *a9"))
+    config = tmp_path / "config.yaml"
+    config.write_text(f"lol: [{chain}]\nspace: {{num_classes: *a9}}\n")
+    t0 = time.perf_counter()
+    for argv in (["train", str(bomb), "--out", str(tmp_path / "t")], ["search", str(config), "--out", str(tmp_path / "s")],
+                 ["inspect", str(bomb)]):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "aliases" in err and "billion laughs" in err, err
+    assert time.perf_counter() - t0 < 60  # seconds, not the minutes and gigabytes of an expansion
+    assert not (tmp_path / "t").exists() and not (tmp_path / "s").exists()

@@ -15,8 +15,11 @@ from archgraph.core.decode import sample_architecture
 from archgraph.core.graph import graphs_equal
 
 CLASSES = 5  # the synthetic dataset's default
-# 16 epochs x 16 steps of 64x64 crops: ~12 s on one idle core, enough to learn the objects
-# (mIoU ~0.5 with the suite's single thread; 0.25-0.5 across seeds and thread counts; chance ~0.15).
+# 16 epochs x 16 steps of 64x64 crops: ~12 s on one idle core, enough to learn the objects. What is
+# learnt depends on the CPU's floating-point path: measured with seeds 0-2, 1 and 2 threads, with
+# ATEN_CPU_CAPABILITY=default/avx2/(native avx512) and torch.set_flush_denormal(True), the final mIoU
+# spans 0.24-0.51 (1.6x-3.4x the chance level of ~0.15), the last epoch's loss 0.35-0.45x the first's,
+# and 1 to 4 of the 4 object classes pass IoU 0.05 (the test asserted 2 and failed on another CPU).
 LEARN = [
     "data.crop=[64,64]", "data.batch_size=4", "data.num_samples=64", "data.val_limit=16",
     "data.options={scale_range: [0.75, 1.25]}", "train.epochs=16", "train.lr=0.2", "train.eval_every=8",
@@ -65,19 +68,24 @@ def background_only_miou(run) -> float:
     return cm.miou()
 
 
+@pytest.mark.numeric
 def test_training_lowers_the_loss_and_beats_chance(trained):
+    """Learning, asserted with margins below the worst case measured across CPUs (see LEARN): the
+    loss falls by more than a third (worst seen: to 0.45x), mIoU beats the chance level by 20% (worst
+    seen 1.6x), and at least one object class is segmented (IoU > 0.05; worst seen: one). Chance
+    itself does not depend on the CPU (the validation labels are generated, not learnt)."""
     log = records(trained)
     assert [r["epoch"] for r in log] == list(range(16))
-    assert log[-1]["loss"] < 0.7 * log[0]["loss"]
+    assert log[-1]["loss"] < 0.67 * log[0]["loss"], (log[0]["loss"], log[-1]["loss"])
     assert log[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # poly decay reaches 0 at the last iteration
     assert log[0]["lr"] < 0.2 and log[1]["lr"] < log[0]["lr"]
     assert [r["epoch"] for r in log if "miou" in r] == [7, 15]  # eval_every=8
     metrics = json.loads((trained / "metrics.json").read_text())
     chance = background_only_miou(trained)
     assert 0.1 < chance < 0.2
-    assert metrics["miou"] > 1.5 * chance, (metrics["miou"], chance)
+    assert metrics["miou"] > 1.2 * chance, (metrics["miou"], chance)
     objects = [v for k, v in metrics["per_class_iou"].items() if k != "background"]
-    assert sum(1 for v in objects if v and v > 0.05) >= 2, metrics["per_class_iou"]  # objects, not just background
+    assert any(v and v > 0.05 for v in objects), metrics["per_class_iou"]  # objects, not just background
 
 
 def test_run_folder_and_metrics_schema(trained):
@@ -116,7 +124,7 @@ def test_evaluate_prints_the_table_and_writes_json(trained, tmp_path, capsys):
     # multi-scale + flip testing, on 4 images, written to the default file name
     assert main(["evaluate", str(trained), "--no-progress", "--set", "data.val_limit=4",
                  "train.multi_scale_eval=[0.75,1.0,1.25]", "train.flip_eval=true"]) == 0
-    ms = json.loads((trained / "eval-synthetic-val.json").read_text())
+    ms = json.loads((trained / "eval-synthetic-val-s0.75_1_1.25-flip.json").read_text())  # named by its settings
     assert ms["eval_scales"] == [0.75, 1.0, 1.25] and ms["eval_flip"] is True and ms["images"] == 4
 
 

@@ -1,4 +1,4 @@
-"""``archgraph correlate``: supernet ranking vs stand-alone ranking (Pearson rho, Kendall tau)."""
+"""``archgraph correlate``: supernet and scorer rankings vs stand-alone ranking (Pearson, Spearman, Kendall, top-20% Kendall)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,40 @@ from pathlib import Path
 from typing import Any
 
 
+from archgraph.io import load_yaml_file
 from archgraph.commands import add_config_args, rank_console
 
 console = rank_console()
+ARCHS_WITH_WORKERS = 40  # the default N where trainings run on workers (--jobs >= 2, ray): enough for top-20% Kendall over 8
+ARCHS_IN_PROCESS = 8  # one after the other in this process: 8 short trainings
+
+
+def default_archs(args: argparse.Namespace) -> int:
+    """--archs when not given: 40 when the study trains on several workers, else 8 (docs/correlation.md)."""
+    workers = (args.jobs or 0) >= 2 or args.executor == "ray"
+    return ARCHS_WITH_WORKERS if workers else ARCHS_IN_PROCESS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "correlate",
-        help="correlation study: supernet mIoU vs stand-alone mIoU of N architectures (Pearson rho, Kendall tau, bootstrap CIs)",
+        help="correlation study: supernet and every scorer vs stand-alone mIoU of N architectures (Pearson, Spearman, Kendall, top-20% Kendall, bootstrap CIs)",
         description="Search (or reuse a finished search with --search-dir), take N architectures (the derived one plus random "
-        "ones spread over the supernet's quality range), score each with the supernet's shared weights (BN recalibrated) and by "
-        "short stand-alone training with the config's train section, and report Pearson rho and Kendall tau with bootstrap "
+        "ones spread over the supernet's quality range), score each with the supernet's shared weights (BN recalibrated, "
+        "selection split) and every other scorer (zero-cost proxies, params, flops; --scorers), train each stand-alone with the "
+        "config's train section, and report Pearson, Spearman, Kendall and top-20% Kendall per scorer with bootstrap "
         "confidence intervals. Writes OUT/correlation.json, correlation.md, correlation.png/.svg and archs/. Stand-alone runs "
         "are cached (--cache): the same architecture, recipe and seed is trained once, across strategies and commands. "
         "--jobs N or --executor ray train the architectures in parallel, with the same results (docs/distributed.md).",
     )
     add_config_args(p)
     p.add_argument("--strategy", default=None, help="strategy to search with (sets strategy.name); with --search-dir it must match the search")
-    p.add_argument("--archs", type=int, default=8, help="N: architectures in the study, the derived one included (default 8)")
+    p.add_argument("--archs", type=int, default=None,
+                   help=f"N: architectures in the study, the derived one included (default {ARCHS_WITH_WORKERS} with --jobs >= 2 or "
+                        f"--executor ray, {ARCHS_IN_PROCESS} in this process)")
+    p.add_argument("--scorers", default=None, metavar="A,B",
+                   help="scorers correlated with stand-alone mIoU besides the supernet (default: every registered scorer but train; "
+                        "`archgraph score --list`)")
     p.add_argument("--out", required=True, help="folder to write (the search goes to OUT/search unless --search-dir)")
     p.add_argument("--search-dir", default=None, help="reuse this finished search folder instead of searching; --set may then change only train.*")
     p.add_argument("--cache", default=None, help="stand-alone run cache (default: $ARCHGRAPH_CACHE_DIR or ~/.cache/archgraph/standalone)")
@@ -61,8 +76,6 @@ def _auto_classes_filled(wanted: dict[str, Any], saved: dict[str, Any]) -> dict[
 def _search(args: argparse.Namespace, out: Path):
     """The search folder to study and, when it must still run, its config and whether it resumes:
     --search-dir or a finished OUT/search (None), else OUT/search to search or resume (a job)."""
-    import yaml
-
     from archgraph.config import load_config
     from archgraph.errors import ConfigError
     from archgraph.engine.search import CHECKPOINT, prepare_config
@@ -70,14 +83,14 @@ def _search(args: argparse.Namespace, out: Path):
     overrides = list(args.overrides) + ([f"strategy.name={args.strategy}"] if args.strategy else [])
     if args.search_dir:
         run = Path(args.search_dir)
-        saved = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else None
+        saved = load_yaml_file(run / "config.yaml") if (run / "config.yaml").is_file() else None
         if saved is not None and args.strategy and saved.get("strategy", {}).get("name") != args.strategy:
             raise ConfigError(f"--strategy {args.strategy} but {run} was searched with {saved.get('strategy', {}).get('name')!r}; drop --strategy or pick the matching search")
         return run, None, False
     run = out / "search"
     wanted = load_config(args.config, overrides)
     if (run / "final.json").is_file():
-        saved = yaml.safe_load((run / "config.yaml").read_text()) or {}
+        saved = load_yaml_file(run / "config.yaml") or {}
         want = wanted.to_dict()
         got = _auto_classes_filled(want, load_config(None, [], base=saved).to_dict())
         section = _differs(want, got, ("train", "device"))
@@ -93,8 +106,6 @@ def _search(args: argparse.Namespace, out: Path):
 
 def _check_finished_search(run: Path, args: argparse.Namespace) -> None:
     """A finished search is checked here, before any job: its folder, and that CONFIG/--set change only train.*."""
-    import yaml
-
     from archgraph.config import config_from_dict
     from archgraph.errors import CheckpointError
     from archgraph.engine.search import CHECKPOINT
@@ -104,7 +115,7 @@ def _check_finished_search(run: Path, args: argparse.Namespace) -> None:
         raise CheckpointError(f"{run} is not a search run folder (config.yaml and {CHECKPOINT} needed); run `archgraph search --out {run}` first or drop --search-dir")
     if not (run / "final.json").is_file():
         raise CheckpointError(f"the search in {run} is not finished (no final.json); finish it with `archgraph search --out {run} --resume`")
-    standalone_recipe(config_from_dict(yaml.safe_load((run / "config.yaml").read_text()) or {}), args.config, tuple(args.overrides), run)
+    standalone_recipe(config_from_dict(load_yaml_file(run / "config.yaml") or {}), args.config, tuple(args.overrides), run)
 
 
 def cmd_correlate(args: argparse.Namespace) -> int:
@@ -113,7 +124,8 @@ def cmd_correlate(args: argparse.Namespace) -> int:
     from archgraph.studies.correlate.jobs import StudyJobs
     from archgraph.studies.runcache import default_cache_dir
 
-    opts = StudyOptions(archs=args.archs, pool=args.pool, quick_batches=args.quick_batches, quick_val=args.quick_val,
+    scorers = tuple(s.strip() for s in args.scorers.split(",") if s.strip()) if args.scorers else ()
+    opts = StudyOptions(archs=args.archs if args.archs is not None else default_archs(args), pool=args.pool, scorers=scorers, quick_batches=args.quick_batches, quick_val=args.quick_val,
                         sample_seed=args.sample_seed, train_seed=args.train_seed, resamples=args.bootstrap, level=args.level,
                         bootstrap_seed=args.bootstrap_seed)
     opts.check()  # before any search
@@ -136,6 +148,9 @@ def cmd_correlate(args: argparse.Namespace) -> int:
 
     console.print(f"{result['strategy']}: n={result['n']} Pearson rho {fmt(rho)}, Kendall tau {fmt(tau)} "
                   f"({int(round(opts.level * 100))}% bootstrap CI) -> {out / 'correlation.json'}, correlation.md, correlation.png")
+    for name, stats in result.get("scorers", {}).items():
+        console.print(f"  {name:>10}: Spearman {fmt(stats['spearman'])}, Kendall {fmt(stats['kendall'])}, top-20% Kendall {fmt(stats['top_kendall'])}",
+                      highlight=False)
     return 0
 
 

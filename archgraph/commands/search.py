@@ -46,13 +46,14 @@ def positive_int(text: str) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from archgraph.engine.search import prepare_config, run_search
-    from archgraph.runfolder import check_output_folder
+    from archgraph.runfolder import check_output_folder, run_lock
 
     out = Path(args.out)
     check_output_folder(out)
-    cfg = prepare_config(args.config, args.overrides, out, args.resume)
-    console.print(f"searching: space [bold]{cfg.space_name}[/] strategy [bold]{cfg.strategy_name}[/] data [bold]{cfg.data.name}[/] -> {out}")
-    record = run_search(cfg, out, resume=args.resume, progress=not args.no_progress)
+    with run_lock(out, "search"):  # a second search into the same --out is refused while this one runs
+        cfg = prepare_config(args.config, args.overrides, out, args.resume)
+        console.print(f"searching: space [bold]{cfg.space_name}[/] strategy [bold]{cfg.strategy_name}[/] data [bold]{cfg.data.name}[/] -> {out}")
+        record = run_search(cfg, out, resume=args.resume, progress=not args.no_progress)
     s_miou = record.get("s_miou")
     pictures = ", ".join(p.name for p in sorted(out.glob("*.svg"))) or "supernet.dot, arch.dot (install Graphviz for SVGs)"
     console.print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from rich.table import Table
@@ -10,6 +11,7 @@ from rich.table import Table
 from archgraph.commands import add_set_option, rank_console
 
 console = rank_console()
+CHECKPOINTS = ("best.pt", "last.pt", "best.prev.pt", "last.prev.pt")  # archgraph.engine.train.CHECKPOINT_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,13 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate RUN_DIR/best.pt (or --checkpoint last.pt) on the validation split of the run's dataset, or of "
         "another one (--data NAME --set data.root=...). Multi-scale and flip testing follow train.multi_scale_eval and "
         "train.flip_eval (--set train.multi_scale_eval=[0.75,1.0,1.25] train.flip_eval=true). Prints a per-class IoU "
-        "table and writes RUN_DIR/eval-DATA-SPLIT.json (or -o FILE).",
+        "table and writes RUN_DIR/eval-DATA-SPLIT.json (or -o FILE); other scales, flip or --checkpoint add to the name "
+        "(eval-DATA-SPLIT-s0.75_1_1.25-flip.json), and a file holding a result of other settings is not replaced without --force.",
     )
     p.add_argument("run_dir", help="a run folder written by `archgraph train`")
     p.add_argument("--data", default=None, help="dataset name (default: the run's data.name)")
     add_set_option(p)
-    p.add_argument("--checkpoint", default="best.pt", choices=("best.pt", "last.pt"), help="which weights (default: best.pt)")
-    p.add_argument("-o", "--output", default=None, help="JSON file to write (default: RUN_DIR/eval-DATA-SPLIT.json)")
+    p.add_argument("--checkpoint", default="best.pt", choices=CHECKPOINTS,
+                   help="which weights (default: best.pt; best.prev.pt is the previous best, from an earlier epoch)")
+    p.add_argument("-o", "--output", default=None, help="JSON file to write (default: RUN_DIR/eval-DATA-SPLIT[-SETTINGS].json)")
+    p.add_argument("--force", action="store_true", help="replace an evaluation file that holds a result of other settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 
@@ -64,17 +69,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pt2 (torch.export) or onnx; default: the one the suffix of -o names (.pt2 or .onnx)")
     p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=None, help="input height and width (default: the run's data.crop)")
     p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width (H, W multiples of the stride, at least twice it)")
-    p.add_argument("--checkpoint", default="best.pt", choices=("best.pt", "last.pt"), help="which weights (default: best.pt)")
+    p.add_argument("--checkpoint", default="best.pt", choices=CHECKPOINTS,
+                   help="which weights (default: best.pt; best.prev.pt is the previous best, from an earlier epoch)")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from archgraph.errors import ConfigError
-    from archgraph.engine.train import prepare_training, refuse_finished, run_training
-    from archgraph.runfolder import check_output_folder
+    from archgraph.runfolder import check_output_folder, run_lock
 
     out = Path(args.out)
     check_output_folder(out)
+    with run_lock(out, "train"):  # a second training into the same --out is refused while this one runs
+        return _train(args, out)
+
+
+def _train(args: argparse.Namespace, out: Path) -> int:
+    from archgraph.errors import ConfigError
+    from archgraph.engine.train import prepare_training, refuse_finished, run_training
+
     if args.preset and not args.resume:
         refuse_finished(out)  # before preset.yaml is written into the folder
         from archgraph.builders import write_preset
@@ -141,28 +153,26 @@ def _require_trained_run(run: Path, then: str) -> None:
                               f"folders listed in {run / 'correlation.json'}{also}")
 
 
+_WHAT = {"last.pt": "the weights of the last epoch rather than of the best one",
+         "best.prev.pt": "the previous best, from an earlier epoch", "last.prev.pt": "the weights of the epoch before the last"}
+
+
 def _with_intact_alternative(exc: Exception, run: Path, checkpoint: str, command: str) -> Exception:
-    """When ``best.pt`` is unusable but ``last.pt`` loads, say so and how to use it."""
-    from archgraph.engine.train import BEST, LAST, load_checkpoint
+    """When the named checkpoint is unusable, say why and name the intact ones with the command that
+    uses each: the result then names the file it came from (no silent fallback)."""
+    from archgraph.engine.train import intact_checkpoints
     from archgraph.errors import CheckpointError
 
-    if checkpoint != BEST:
+    message = str(exc).removeprefix(f"no usable checkpoint in {run}: ")
+    if not message.startswith(str(run / checkpoint)):
+        return exc  # the problem was elsewhere
+    others = intact_checkpoints(run, checkpoint)
+    if not others:
         return exc
-    try:
-        load_checkpoint(run / BEST)
-        return exc  # best.pt is fine: the problem was elsewhere
-    except CheckpointError:
-        pass
-    try:
-        load_checkpoint(run / LAST)
-    except CheckpointError:
-        return exc
-    # what is wrong with best.pt, without the advice that came with it (it did not know of last.pt)
-    reason = str(exc).removeprefix(f"no usable checkpoint in {run}: ").split("; ")[0].split(". ")[0]
-    return CheckpointError(
-        f"{run / BEST} cannot be used ({reason}); {run / LAST} is intact: `{command} --checkpoint {LAST}` uses it "
-        "(the weights of the last epoch rather than of the best one)"
-    )
+    # what is wrong with the file, without the advice that came with it (it did not know of the others)
+    reason = message.split("; ")[0].split(". ")[0]
+    fixes = " or ".join(f"`{command} --checkpoint {name}` uses {name} ({_WHAT[name]})" for name in others[:2])
+    return CheckpointError(f"{run / checkpoint} cannot be used ({reason}); {fixes}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -170,13 +180,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from archgraph.errors import CheckpointError
     from archgraph.runfolder import check_output_file
 
+    from archgraph.runfolder import run_lock
+
     run = Path(args.run_dir)
     _require_trained_run(run, "archgraph evaluate {run}")
     check_output_file(Path(args.output) if args.output else run / "eval.json", "-o", "eval.json")
     overrides = ([f"data.name={args.data}"] if args.data else []) + list(args.overrides)
+    # the run folder is written (its eval file) only without -o: then no training or evaluation may write it meanwhile
+    lock = run_lock(run, "evaluate") if args.output is None and run.is_dir() else contextlib.nullcontext()
     try:
-        result, path = evaluate_run(args.run_dir, overrides, args.checkpoint, Path(args.output) if args.output else None,
-                                    progress=not args.no_progress)
+        with lock:
+            result, path = evaluate_run(args.run_dir, overrides, args.checkpoint, Path(args.output) if args.output else None,
+                                        progress=not args.no_progress, force=args.force)
     except CheckpointError as exc:
         raise _with_intact_alternative(exc, run, args.checkpoint, f"archgraph evaluate {run}") from None
     scales = ",".join(f"{s:g}" for s in result["eval_scales"]) + (" + flip" if result["eval_flip"] else "")

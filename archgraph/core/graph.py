@@ -58,6 +58,7 @@ from typing import Any, Iterable, Literal
 import networkx as nx
 import yaml
 
+from archgraph.io import MAX_YAML_BYTES, load_yaml_text
 from archgraph.errors import GraphError
 
 NodeKind = Literal["input", "stem", "fusion", "cell", "head"]
@@ -460,7 +461,7 @@ def to_yaml(g: nx.DiGraph) -> str:
 
 def from_yaml(text: str, source: str = "<string>") -> nx.DiGraph:
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml_text(text, source)  # bounded: archgraph.io
     except yaml.YAMLError as exc:
         raise GraphError(f"{source}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
     return from_dict(data, source)
@@ -476,6 +477,9 @@ def load(path: str | Path) -> nx.DiGraph:
     path = Path(path)
     if not path.is_file():
         raise GraphError(f"{path}: no such graph file; pass an arch.yaml written by `archgraph search` or `sample`")
+    if path.stat().st_size > MAX_YAML_BYTES:  # refused before it is read (archgraph.io bounds every YAML input)
+        raise GraphError(f"{path}: {path.stat().st_size / 2**20:.0f} MB is more than any graph file holds (at most "
+                         f"{MAX_YAML_BYTES // 2**20} MB); pass an arch.yaml written by `archgraph search` or `sample`")
     data = path.read_bytes()
     if b"\0" in data[:8192] or data.startswith(b"PK\x03\x04"):
         what = "a checkpoint or other zip archive" if data.startswith(b"PK\x03\x04") else "a binary file"

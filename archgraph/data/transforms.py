@@ -88,12 +88,32 @@ def resize(image: np.ndarray, label: np.ndarray, size: tuple[int, int]) -> tuple
 
 def normalize(image: np.ndarray) -> torch.Tensor:
     """``uint8`` HxWx3 -> float 3xHxW standardised with the ImageNet mean and std."""
-    t = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1).float().div_(255.0)
+    t = torch.from_numpy(_own_copy(image)).permute(2, 0, 1).float().div_(255.0)
     return t.sub_(_MEAN).div_(_STD)
 
 
 def to_label(label: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.require(label, requirements=["C", "W"])).long()
+    return torch.from_numpy(_own_copy(label)).long()
+
+
+def _own_copy(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous, writable array torch can wrap. ``np.require`` keeps a flipped view whose
+    dimensions have length 1 (a 1-pixel crop): NumPy calls it contiguous, torch refuses its negative
+    stride, so such a view is copied."""
+    array = np.require(array, requirements=["C", "W"])
+    return array.copy() if any(s < 0 for s in array.strides) else array
+
+
+def check_crop_stride(crop: tuple[int, int], stride: int, what: str) -> None:
+    """Refuse a training crop smaller than the network's total stride (``what`` names the network):
+    its coarsest feature map would be under one pixel of image, padding would be nearly all it sees,
+    and batch norm at that scale would have one value per channel."""
+    from archgraph.errors import ConfigError
+
+    h, w = (int(v) for v in crop)
+    if h < stride or w < stride:
+        raise ConfigError(f"data.crop=[{h},{w}] is smaller than the total stride {stride} of {what}; the smallest crop that "
+                          f"works is [{stride},{stride}] (e.g. --set data.crop=[{max(h, stride)},{max(w, stride)}])")
 
 
 def pad_to(image: torch.Tensor, label: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -176,15 +176,29 @@ def _verify_and_load(path: Path, hashes: list[str]) -> dict[str, Any]:
     return state
 
 
-def load_checkpoint(path: str | Path, check: Callable[[dict[str, Any]], None] | None = None, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, check: Callable[[dict[str, Any]], None] | None = None, warn: Callable[[str], None] | None = None,
+                    fallback: bool = True) -> dict[str, Any]:
     """The newest verified checkpoint at ``path``, falling back to the previous one.
 
     ``check(state)`` may raise :class:`CheckpointError` for a file that loads but does not belong
     to this kind of run (version, kind). ``warn`` receives a message when the fallback was used.
+    ``fallback=False`` reads ``path`` alone and raises its problem: a result reported for a named
+    file (``evaluate``, ``export``) must come from that file, not silently from an older one.
     Files are read with ``weights_only=True`` (module docstring).
     """
     path = Path(path)
     hashes = _read_index(path)
+    if not fallback:
+        if not path.is_file():
+            raise CheckpointError(f"{path} does not exist")
+        try:
+            state = _verify_and_load(path, hashes)
+            if check is not None:
+                check(state)
+        except CheckpointError as exc:
+            raise CheckpointError(f"no usable checkpoint in {path.parent}: {exc}. Use another checkpoint of the run, or start it "
+                                  "again in a new folder") from None
+        return state
     problems = []
     for candidate in (path, previous_path(path)):
         if not candidate.is_file():
@@ -197,7 +211,7 @@ def load_checkpoint(path: str | Path, check: Callable[[dict[str, Any]], None] | 
             problems.append(str(exc))
             continue
         if candidate != path and warn is not None:
-            warn(f"{path.name} is unusable ({problems[0] if problems else 'missing'}); resuming from the previous good checkpoint {candidate.name}")
+            warn(f"{path.name} is unusable ({problems[0] if problems else 'missing'}); using the previous good checkpoint {candidate.name} instead")
         return state
     if not problems:
         raise CheckpointError(f"{path} does not exist: nothing to resume; run without --resume to start afresh")

@@ -1,5 +1,7 @@
 """What the search loop and the stand-alone training loop share: seeding, interruption (Ctrl-C and
-SIGTERM), progress display with one line per epoch, the log file a resumed run trims, and memory.
+SIGTERM), progress display with one line per epoch, the log file a resumed run trims, memory, and the
+data's epoch and loader workers (:func:`set_dataset_epoch` and :func:`loader_scope`, from
+:mod:`archgraph.data.workers`: persistent ``data.workers`` processes for the length of a run).
 
 The two loops differ in their step (a strategy's ``search_step`` against one SGD step) and in what
 an epoch records; everything a run needs *around* its steps lives here once (STYLE.md, section 6).
@@ -16,8 +18,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
 
+from archgraph.data.workers import loader_scope, set_dataset_epoch  # noqa: F401 - the loops take both from here
+from archgraph.errors import Interrupted
 from archgraph.io import atomic_write_text
 
 
@@ -27,13 +30,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def set_dataset_epoch(ds: Dataset, epoch: int) -> None:
-    """Tell a dataset (inside a Subset too) which epoch it serves: its random crops depend on it."""
-    base = ds.dataset if isinstance(ds, Subset) else ds
-    if hasattr(base, "set_epoch"):
-        base.set_epoch(epoch)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -94,9 +90,8 @@ class GracefulStop:
         self._previous.clear()
 
     def exit_if_requested(self, where: str, saved: str = "checkpoint saved") -> None:
-        if self.requested:
-            print(f"interrupted at {where}: {saved}; continue with: {self.resume_command}", file=sys.stderr)
-            raise KeyboardInterrupt
+        if self.requested:  # the CLI prints this line (and no other) for it
+            raise Interrupted(f"interrupted at {where}: {saved}; continue with: {self.resume_command}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -156,3 +151,17 @@ def truncate_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
         if keep(record):
             kept.append(json.dumps(record))
     atomic_write_text(path, "".join(k + "\n" for k in kept))
+
+
+LONG_RUN_SECONDS = 1800.0  # longer than this, a run says how long it will take
+
+
+def long_run_note(epochs_left: int, epoch_seconds: float, resume: str) -> str | None:
+    """After a run's first epoch: when the rest takes more than :data:`LONG_RUN_SECONDS` at that epoch's
+    pace, one line saying about how long (a mistyped epoch count is seen at once), else ``None``."""
+    seconds = epochs_left * epoch_seconds
+    if seconds <= LONG_RUN_SECONDS:
+        return None
+    length = f"{seconds / 86400:.1f} days" if seconds >= 2 * 86400 else f"{seconds / 3600:.1f} h"
+    return (f"note: {epochs_left} more epochs at {epoch_seconds:.1f} s each (this epoch's pace): about {length} more; "
+            f"stop with Ctrl-C, continue later with `{resume}`")

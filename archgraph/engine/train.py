@@ -22,6 +22,7 @@ uninterrupted run would have.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import sys
 import time
@@ -38,13 +39,13 @@ from archgraph.engine import distributed as D
 from archgraph.core.compile import CompiledNetwork, compile_graph
 from archgraph.config import Config, config_from_dict, load_config
 from archgraph.core.costs import count_params, model_flops
-from archgraph.data.transforms import IGNORE_INDEX
+from archgraph.data.transforms import IGNORE_INDEX, check_crop_stride
 from archgraph.errors import CheckpointError, ConfigError, GraphError, NumericalError
 from archgraph.core.graph import graph_hash, head_node, node_spec, save
 from archgraph.core.archfile import load_architecture as check_architecture
-from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
+from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text, load_yaml_file
 from archgraph.engine.checkpoint import load_checkpoint as load_verified, previous_path, rng_state, save_checkpoint, set_rng_state
-from archgraph.engine.loop import EpochPrinter, GracefulStop, epoch_line, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
+from archgraph.engine.loop import long_run_note, EpochPrinter, GracefulStop, epoch_line, loader_scope, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
 from archgraph.engine.tracking import RunLogger, epoch_scalars, final_scalars, log_panels, open_logger, prediction_panels, require_backend, step_scalars
 
 LAST = "last.pt"
@@ -133,7 +134,7 @@ def _saved_config(out: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing; {out} is not a complete training run folder (start a new run with another --out)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml_file(path) or {}
     except yaml.YAMLError:
         raise CheckpointError(f"{path} is not valid YAML; restore it or start a new run with another --out") from None
     if not isinstance(data, dict):
@@ -183,7 +184,7 @@ def search_data_settings(arch: str | Path, dataset: str | None = None) -> dict[s
     if not folder.is_dir() or not saved.is_file():
         return {}
     try:
-        data = (yaml.safe_load(saved.read_text()) or {}).get("data")
+        data = (load_yaml_file(saved) or {}).get("data")
     except (yaml.YAMLError, AttributeError):
         return {}
     if not isinstance(data, dict) or (dataset is not None and dataset != data.get("name", "synthetic")):
@@ -271,11 +272,12 @@ def _checkpoint(net, opt, sched, epoch: int, best: dict[str, Any], record: dict[
     }
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, fallback: bool = True) -> dict[str, Any]:
     """A training checkpoint, checksum-verified, falling back to the previous good one of the same
-    name; :class:`CheckpointError` naming the file when none is usable."""
+    name (not with ``fallback=False``: evaluate and export report on the file they name);
+    :class:`CheckpointError` naming the file when none is usable."""
     path = Path(path)
-    if not path.is_file() and not previous_path(path).is_file():
+    if not path.is_file() and (not fallback or not previous_path(path).is_file()):
         other = path.with_name(LAST if path.name == BEST else BEST)
         fix = (f"pick the other checkpoint with --checkpoint {other.name}" if other.is_file()
                else "train into a new folder first (`archgraph train ARCH --out NEW_FOLDER`) and pass that folder")
@@ -285,7 +287,23 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         if state.get("kind") != CHECKPOINT_KIND or state.get("version") != CHECKPOINT_VERSION:
             raise CheckpointError(f"{path} is not an archgraph training checkpoint (version {CHECKPOINT_VERSION}); pass a folder written by `archgraph train`")
 
-    return load_verified(path, check, warn=lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    return load_verified(path, check, warn=lambda msg: print(f"warning: {msg}", file=sys.stderr), fallback=fallback)
+
+
+CHECKPOINT_NAMES = (BEST, LAST, previous_path(Path(BEST)).name, previous_path(Path(LAST)).name)
+
+
+def intact_checkpoints(run_dir: str | Path, but: str) -> list[str]:
+    """The checkpoints of ``run_dir`` other than ``but`` that load (for the fix an error suggests)."""
+    found = []
+    for name in CHECKPOINT_NAMES:
+        if name != but and (Path(run_dir) / name).is_file():
+            try:
+                load_checkpoint(Path(run_dir) / name, fallback=False)
+            except CheckpointError:
+                continue
+            found.append(name)
+    return found
 
 
 def _load_weights(net: CompiledNetwork, state: dict[str, Any], path: Path) -> None:
@@ -338,7 +356,7 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
     current step; ``last.pt`` keeps the last finished epoch and ``--resume`` continues from there.
     """
     run = _set_up_training(cfg, graph, Path(out), resume, progress, source)
-    with run.log:  # closed, and so flushed, however the training ends
+    with run.log, loader_scope():  # the log closed (flushed) and data.workers stopped however the training ends
         with GracefulStop(f"archgraph train --resume --out {run.out}") as stop, progress_bar(progress and run.main) as bar:
             say = EpochPrinter(bar, run.main)
             if resume:
@@ -352,6 +370,9 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
                 _end_training_epoch(run, epoch, record, t0)
                 shown = {**record, "best_miou": record["best_miou"] if record["best_miou"] >= 0 else None}  # -1: not evaluated yet
                 say(epoch_line("train", epoch, cfg.train.epochs, shown, EPOCH_LINE))
+                note = long_run_note(cfg.train.epochs - epoch - 1, record["seconds"], f"archgraph train --resume --out {run.out}")
+                if epoch == run.start and note:  # after the first epoch this process ran, when the rest is long
+                    say(note)
         D.barrier()
         metrics = finish(cfg, run.out, run.val, progress=progress)
         run.log.scalars(final_scalars(metrics, ("miou", "pixel_acc", "params", "flops")), cfg.train.epochs * run.steps)
@@ -371,6 +392,7 @@ def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, pr
     train_ds = _dataset(cfg, cfg.data.train_split, train=True)
     val = build_eval_data(cfg)
     check_classes(graph, train_ds.num_classes, cfg.data.name, source)
+    check_crop_stride(cfg.data.crop, max(graph.nodes[n]["scale"] for n in graph.nodes), source)
     steps = len(train_ds) // cfg.data.batch_size
     if steps == 0:
         raise ConfigError(f"the training split has {len(train_ds)} images, fewer than data.batch_size={cfg.data.batch_size}; lower data.batch_size")
@@ -386,6 +408,8 @@ def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, pr
     opt = torch.optim.SGD(net.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     # DDP (under torchrun) and autocast/channels-last (when configured) around the forward pass only.
     step_net = D.parallelize(net, device, precision, find_unused=False, broadcast_buffers=not t.sync_bn)
+    if t.compile:  # the steps' forward compiled; evaluation and checkpoints use the eager `net` (distributed.compile_forward)
+        step_net = D.compile_forward(step_net)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, poly_factor(t.epochs * steps, t.poly_power))
     run = TrainingRun(cfg, graph, out, main, device, precision, train_ds, val, steps, net, step_net, opt, sched, progress,
                       {"miou": -1.0, "epoch": -1, "summary": None})
@@ -418,7 +442,7 @@ def _train_epoch(run: TrainingRun, epoch: int, advance, stop: GracefulStop) -> t
     cfg = run.cfg
     # The batch order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
     # Under torchrun each rank loads its share of every global batch (archgraph.engine.distributed).
-    loader = D.sharded_loader(run.train_ds, cfg.data.batch_size, cfg.seed + 10 * epoch, cfg.data.workers)
+    loader = D.sharded_loader(run.train_ds, cfg.data.batch_size, cfg.seed + 10 * epoch, cfg.data.workers, run.device)
     set_dataset_epoch(run.train_ds, epoch)
     run.step_net.train()
     reset_peak_memory(run.device)
@@ -453,23 +477,25 @@ def _train_step(run: TrainingRun, images: torch.Tensor, labels: torch.Tensor, ep
     images, labels = images.to(run.device, non_blocking=True), labels.to(run.device, non_blocking=True)
     logits = run.step_net(images)
     loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
-    if not math.isfinite(loss.item()):
-        raise NumericalError(
-            f"non-finite loss at epoch {epoch + 1} step {step + 1}; {run.out / LAST} keeps the last good epoch. A resumed run keeps "
-            f"its settings, so train again in a new folder with a lower train.lr (now {run.cfg.train.lr:g}), e.g. "
-            f"archgraph train {run.out / 'arch.yaml'} --config {run.out / 'config.yaml'} --set train.lr={run.cfg.train.lr / 10:g} --out {run.out}-retry"
-        )
     run.opt.zero_grad(set_to_none=True)
     # Under torchrun: weight by this rank's share of the global batch's labelled pixels, so the
     # DDP-averaged gradient is that of the global mean (archgraph.engine.distributed).
     scale = D.global_mean_scales([labels], IGNORE_INDEX)[0]
     (loss * scale if scale != 1.0 else loss).backward()
-    run.opt.step()
-    run.sched.step()
     with torch.no_grad():
         keep = labels != IGNORE_INDEX
-        hits = int((logits.argmax(1)[keep] == labels[keep]).sum())
-    return loss.item(), scale, hits, int(keep.sum())
+        hits = ((logits.argmax(1) == labels) & keep).sum()  # no boolean indexing: its nonzero() waits for the GPU
+        # One copy to the host per step, for the loss, the finite check and the pixel counts (float64: exact counts).
+        value, hit_count, pixels = torch.stack([loss.detach().double(), hits.double(), keep.sum().double()]).tolist()
+    if not math.isfinite(value):  # before the update: the weights never see a non-finite gradient
+        raise NumericalError(
+            f"non-finite loss at epoch {epoch + 1} step {step + 1}; {run.out / LAST} keeps the last good epoch. A resumed run keeps "
+            f"its settings, so train again in a new folder with a lower train.lr (now {run.cfg.train.lr:g}), e.g. "
+            f"archgraph train {run.out / 'arch.yaml'} --config {run.out / 'config.yaml'} --set train.lr={run.cfg.train.lr / 10:g} --out {run.out}-retry"
+        )
+    run.opt.step()
+    run.sched.step()
+    return value, scale, int(hit_count), int(pixels)
 
 
 def _end_training_epoch(run: TrainingRun, epoch: int, record: dict[str, Any], t0: float) -> None:
@@ -561,27 +587,76 @@ def load_run(run_dir: str | Path, checkpoint: str = BEST, overrides: list[str] |
     run = Path(run_dir)
     if not run.is_dir():
         raise CheckpointError(f"{run}: no such run folder; pass the --out folder of `archgraph train`")
-    if checkpoint not in (BEST, LAST):
-        raise CheckpointError(f"unknown checkpoint {checkpoint!r}; use {BEST} or {LAST}")
+    if checkpoint not in CHECKPOINT_NAMES:
+        raise CheckpointError(f"unknown checkpoint {checkpoint!r}; use one of {', '.join(CHECKPOINT_NAMES)}")
     base = _saved_config(run)
     cfg = load_config(None, list(overrides or []), base=base)
     if not (run / "arch.yaml").is_file():
         raise CheckpointError(f"{run / 'arch.yaml'} is missing; {run} is not a complete training run folder")
     graph = load_architecture(run / "arch.yaml")
-    state = load_checkpoint(run / checkpoint)
+    state = load_checkpoint(run / checkpoint, fallback=False)  # the result names this file: no silent fallback
     net = compile_graph(graph)
     _load_weights(net, state, run / checkpoint)
     names = list(state.get("class_names") or [str(i) for i in range(head_classes(graph))])
     return TrainedRun(cfg, graph, net.eval(), run / checkpoint, names)
 
 
-def evaluate_run(run_dir: str | Path, overrides: list[str], checkpoint: str = BEST, output: Path | None = None, progress: bool = True) -> tuple[dict[str, Any], Path]:
-    """Evaluate a trained run on ``data`` (saved config <- overrides); write and return the JSON."""
+def eval_settings(cfg: Config, checkpoint: str) -> dict[str, Any]:
+    """What an evaluation's numbers depend on: the weights, the test-time augmentation and the data
+    settings (``data.workers`` changes the speed only). Two results with other settings are two results."""
+    data = {k: v for k, v in cfg.to_dict()["data"].items() if k != "workers"}
+    return {"checkpoint": checkpoint, "eval_scales": [float(s) for s in cfg.train.multi_scale_eval],
+            "eval_flip": bool(cfg.train.flip_eval), "data": data}
+
+
+def eval_file_name(dataset: str, split: str, settings: dict[str, Any]) -> str:
+    """``eval-DATA-SPLIT[-CHECKPOINT][-sSCALES][-flip].json``: the default file of an evaluation, named by
+    the settings people vary (weights, scales, flip), so a second evaluation with other ones sits beside
+    the first instead of replacing it (the other data settings are checked, :func:`check_eval_target`)."""
+    parts = [f"eval-{dataset}-{split}"]
+    if settings["checkpoint"] != BEST:
+        parts.append(Path(settings["checkpoint"]).stem.replace(".", "-"))
+    if settings["eval_scales"] != [1.0]:
+        parts.append("s" + "_".join(f"{s:g}" for s in settings["eval_scales"]))
+    if settings["eval_flip"]:
+        parts.append("flip")
+    return "-".join(parts) + ".json"
+
+
+def check_eval_target(path: Path, settings: dict[str, Any], force: bool) -> None:
+    """Refuse to replace an evaluation result made with other settings, unless ``force``."""
+    if force or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text()).get("settings")
+    except (OSError, ValueError, AttributeError):
+        old = None
+    if old == settings:
+        return  # the same evaluation again: the same numbers
+    if isinstance(old, dict):
+        changed = [k for k in settings if k != "data" and old.get(k) != settings[k]]
+        changed += [f"data.{k}" for k in settings["data"] if (old.get("data") or {}).get(k) != settings["data"][k]]
+        what = f"made with other settings ({', '.join(changed) or 'unknown'})"
+    else:
+        what = "of an earlier archgraph version or another tool"
+    raise ConfigError(f"{path} holds an evaluation {what}; it is not replaced. Write this one elsewhere with -o FILE, "
+                      "or pass --force to replace it")
+
+
+def evaluate_run(run_dir: str | Path, overrides: list[str], checkpoint: str = BEST, output: Path | None = None, progress: bool = True,
+                 force: bool = False) -> tuple[dict[str, Any], Path]:
+    """Evaluate a trained run on ``data`` (saved config <- overrides); write and return the JSON.
+
+    The default file is named by the evaluation's settings (:func:`eval_file_name`); a file that
+    holds a result of other settings is never replaced without ``force`` (:func:`check_eval_target`)."""
     from archgraph.engine.evaluate import evaluate
 
     run = load_run(run_dir, checkpoint, overrides)
     cfg = run.cfg
     val = build_eval_data(cfg)
+    settings = eval_settings(cfg, run.checkpoint.name)
+    path = Path(output) if output else Path(run_dir) / eval_file_name(val.name, val.split, settings)
+    check_eval_target(path, settings, force)  # before the work
     check_classes(run.graph, val.num_classes, cfg.data.name, str(Path(run_dir) / "arch.yaml"))
     device = torch.device(cfg.device)
     net = run.net.to(device)
@@ -592,8 +667,7 @@ def evaluate_run(run_dir: str | Path, overrides: list[str], checkpoint: str = BE
     result = {
         **summary, "dataset": val.name, "split": val.split, "images": len(val.dataset), "eval_scales": scales,
         "eval_flip": bool(cfg.train.flip_eval), "checkpoint": run.checkpoint.name, "params": count_params(net),
-        "seconds": time.perf_counter() - t0,
+        "seconds": time.perf_counter() - t0, "settings": settings,
     }
-    path = Path(output) if output else Path(run_dir) / f"eval-{val.name}-{val.split}.json"
     atomic_write_json(path, result)
     return result, path

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from archgraph.errors import ArchgraphError, CheckpointError
-from archgraph.io import atomic_write_bytes, atomic_write_text
+from archgraph.io import atomic_write_bytes, atomic_write_text, load_yaml_file, load_yaml_text
 from archgraph.outputs.watch import DEFAULT_FRAMES, watch_section
 from archgraph.runfolder import check_output_file, example, folder_kind, has_search_checkpoint
 
@@ -111,7 +111,7 @@ def _planned_epochs(run_dir: Path) -> int | None:
     from archgraph.core.spaces_api import build_space
 
     try:
-        cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+        cfg = config_from_dict(load_yaml_file(run_dir / "config.yaml") or {})
         info = get_strategy(cfg.strategy_name)
         params = dataclass_from_dict(info.params, cfg.strategy_params, "strategy")
         strategy = info.cls(build_space(cfg.space_name, cfg.space_params), params, cfg.search, cfg.seed)
@@ -184,8 +184,6 @@ def health_section(run_dir: Path, records: list[dict[str, Any]]) -> str:
 
 
 def derived_size(run_dir: Path) -> dict[str, Any]:
-    import yaml
-
     from archgraph.core.compile import compile_graph
     from archgraph.core.costs import count_params, model_flops
     from archgraph.core.graph import load
@@ -197,7 +195,7 @@ def derived_size(run_dir: Path) -> dict[str, Any]:
     crop = (64, 64)
     cfg_file = run_dir / "config.yaml"
     if cfg_file.is_file():
-        crop = tuple((yaml.safe_load(cfg_file.read_text()).get("data") or {}).get("crop", crop))
+        crop = tuple(((load_yaml_file(cfg_file) or {}).get("data") or {}).get("crop", crop))
     return {"params": count_params(net), "flops": model_flops(net, crop), "flops_at": list(crop), "nodes": arch.number_of_nodes(), "edges": arch.number_of_edges()}
 
 
@@ -240,9 +238,7 @@ def write_report(run_dir: Path, output: Path | None = None, frames: int = DEFAUL
     config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else "(no config.yaml)"
     strategy = ""
     if (run_dir / "config.yaml").is_file():
-        import yaml
-
-        strategy = str(((yaml.safe_load(config) or {}).get("strategy") or {}).get("name", ""))
+        strategy = str(((load_yaml_text(config, str(run_dir / 'config.yaml')) or {}).get("strategy") or {}).get("name", ""))
     last = records[-1] if records else {}
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in summary_rows(size, last, status).items())
     state = html.escape(status.describe())

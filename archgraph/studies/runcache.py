@@ -45,17 +45,13 @@ The default folder is ``$ARCHGRAPH_CACHE_DIR``, else ``$XDG_CACHE_HOME/archgraph
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import socket
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import networkx as nx
 
@@ -64,15 +60,13 @@ from archgraph.config import Config, config_from_dict
 from archgraph.errors import CheckpointError, ConfigError, GraphError
 from archgraph.core.graph import graph_hash, has_choices
 from archgraph.io import atomic_write_json
+from archgraph.runfolder import LOCK_FILE, folder_lock, lock_owner  # noqa: F401  (the lock moved down to the foundation: search and train use it too)
 
 KEY_FILE = "key.json"
-LOCK_FILE = ".lock"
 # keys that change how fast a run goes or what it logs on the side, not what it computes
 # (train.tensorboard writes events next to the same result: a cached training serves both)
 _NOT_RECIPE = {"data": ("workers",), "train": ("tensorboard",)}
 
-_locks_guard = threading.Lock()
-_locks: dict[str, threading.Lock] = {}
 
 
 @dataclass(frozen=True)
@@ -157,64 +151,6 @@ def status(arch_graph: nx.DiGraph, cfg: Config, seed: int, cache_dir: str | Path
     if _read_result(entry) is not None:
         return "done"
     return "partial" if has_checkpoint(entry / "last.pt") else "missing"
-
-
-def lock_owner(folder: Path) -> dict[str, Any]:
-    """Who holds (or last held) ``folder``'s lock: ``{"pid", "host", "since"}``, ``{}`` when unknown."""
-    try:
-        data = json.loads((Path(folder) / LOCK_FILE).read_text() or "{}")
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-@contextlib.contextmanager
-def folder_lock(folder: str | Path, on_wait: Callable[[dict[str, Any]], None] | None = None) -> Iterator[None]:
-    """Exclusive use of one run folder (a cache entry, a search) among threads and processes.
-
-    Why ``fcntl.flock`` and not an ``O_CREAT | O_EXCL`` lock file: the kernel drops an flock when its
-    holder dies, however it dies (``kill -9``, out of memory, a lost node on NFS v4, which emulates
-    flock with byte-range locks), so a killed compare never leaves a stale lock to detect and break.
-    The holder writes its pid, host and start time into ``.lock`` for the messages of whoever waits
-    (``on_wait(owner)`` is called once, before blocking). Threads of one process queue on a thread
-    lock per folder first, so only one of them at a time holds the file open.
-    """
-    folder = Path(folder)
-    with _locks_guard:
-        lock = _locks.setdefault(str(folder.resolve()), threading.Lock())
-    with lock:
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            import fcntl
-        except ImportError:  # no advisory file locks on this platform: thread safety only
-            yield
-            return
-        with open(folder / LOCK_FILE, "a+") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if on_wait is not None:
-                    on_wait(_settled_owner(folder))
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
-                handle.flush()
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _settled_owner(folder: Path, patience: float = 1.0) -> dict[str, Any]:
-    """The lock holder's record; a holder that has just taken the lock writes it a moment later
-    (between its flock and its write the file is empty), so wait up to ``patience`` seconds for it."""
-    deadline = time.monotonic() + patience
-    owner = lock_owner(folder)
-    while not owner.get("pid") and time.monotonic() < deadline:
-        time.sleep(0.02)
-        owner = lock_owner(folder)
-    return owner
 
 
 _entry_lock = folder_lock  # the name this module used before folder_lock served searches too
