@@ -15,7 +15,7 @@ from archgraph import __version__
 from archgraph.errors import ArchgraphError, Interrupted
 
 COMMAND_MODULES = ("archgraph.commands.core", "archgraph.commands.search", "archgraph.commands.train", "archgraph.commands.correlate", "archgraph.commands.compare",
-                   "archgraph.commands.check", "archgraph.commands.score")
+                   "archgraph.commands.check", "archgraph.commands.score", "archgraph.commands.select")
 
 
 def build_parser() -> argparse.ArgumentParser:
