@@ -67,8 +67,10 @@ def _train(cfg, graph, folder: Path) -> dict[str, Any]:
 
 
 def search_and_train(overrides: list[str], strategy: str, seed: int, folder: str, entry: str | None = None,
-                     variant: list[str] | None = None) -> dict[str, Any]:
-    """One strategy (or variant of it) x seed: search (resumed if unfinished), then train what it derived."""
+                     variant: list[str] | None = None, selectors: list[str] = ()) -> list[dict[str, Any]]:
+    """One strategy (or variant of it) x seed: search (resumed if unfinished), then train what it derived,
+    and for each of ``selectors`` the architecture that selector picks from the same trained supernet
+    (selection as its own stage, :mod:`archgraph.studies.reselect`), trained alike."""
     import torch
 
     from archgraph.core.graph import load
@@ -84,8 +86,32 @@ def search_and_train(overrides: list[str], strategy: str, seed: int, folder: str
         run_search(cfg, search_dir, resume=has_checkpoint(search_dir / CHECKPOINT), progress=False)
     search_seconds = time.perf_counter() - t0
     metrics = _train(_config(overrides, seed), load(search_dir / "arch.yaml"), root / "train")
-    return {"entry": entry or strategy, "seed": seed, "t_miou": metrics["miou"], "params": metrics["params"], "flops": metrics["flops"], "folder": folder,
-            "search_seconds": search_seconds, **search_movement(search_dir)}
+    name = entry or strategy
+    results = [{"entry": name, "seed": seed, "t_miou": metrics["miou"], "params": metrics["params"], "flops": metrics["flops"], "folder": folder,
+                "search_seconds": search_seconds, **search_movement(search_dir)}]
+    for spec in selectors:
+        results.append(_select_and_train(overrides, search_dir, root, name, seed, spec))
+    return results
+
+
+def _select_and_train(overrides: list[str], search_dir: Path, root: Path, entry: str, seed: int, spec: str) -> dict[str, Any]:
+    """Selector ``spec`` run on the finished search's supernet (kept under search/selected/), its pick trained."""
+    from archgraph.commands.select import selection_folder
+    from archgraph.core.graph import load, save
+    from archgraph.io import atomic_write_json
+    from archgraph.studies.reselect import select_from_run
+
+    folder = selection_folder(search_dir, spec)
+    if not (folder / "selection.json").is_file():
+        derived, scores, record = select_from_run(search_dir, spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        save(derived, folder / "arch.yaml")
+        atomic_write_json(folder / "selection.json", record)
+    record = json.loads((folder / "selection.json").read_text())
+    metrics = _train(_config(overrides, seed), load(folder / "arch.yaml"), root / f"train-{folder.name}")
+    return {"entry": f"{entry}+{spec}", "seed": seed, "t_miou": metrics["miou"], "params": metrics["params"], "flops": metrics["flops"],
+            "folder": str(root), "selection_seconds": record.get("seconds"), "selection_candidates": record.get("candidates"),
+            "s_miou": None, "selector": spec}
 
 
 def train_baseline(overrides: list[str], entry: str, seed: int, arch_file: str, folder: str) -> dict[str, Any]:
@@ -152,7 +178,7 @@ def parse_variant(text: str) -> tuple[str, str, list[str]]:
 
 def run_jobs(overrides: list[str], out: Path, strategies: list[str], seeds: list[int], random_count: int, workers: int,
              variants: list[tuple[str, str, list[str]]] = (), retrain: str | None = None,
-             search_seeds: list[int] | None = None) -> list[dict[str, Any]]:
+             search_seeds: list[int] | None = None, selectors: list[str] = ()) -> list[dict[str, Any]]:
     """Every job in ``workers`` processes, searches first (they take longest); results as they come."""
     results: list[dict[str, Any]] = []
     baselines = baseline_jobs(overrides, out, random_count, seeds)
@@ -161,14 +187,16 @@ def run_jobs(overrides: list[str], out: Path, strategies: list[str], seeds: list
         baselines += [(f"retrain:{retrain}", seed, str(arch), str(out / "runs" / f"retrain-{retrain}-seed{seed}")) for seed in seeds]
     searches = [(s, s, []) for s in strategies] + list(variants)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(search_and_train, overrides, strategy, seed, str(out / "runs" / f"{name}-seed{seed}"), name, extra)
+        futures = [pool.submit(search_and_train, overrides, strategy, seed, str(out / "runs" / f"{name}-seed{seed}"), name, extra, list(selectors))
                    for name, strategy, extra in searches for seed in (search_seeds or seeds)]
         futures += [pool.submit(train_baseline, overrides, entry, seed, arch, folder) for entry, seed, arch, folder in baselines]
         for future in as_completed(futures):
-            result = future.result()
-            results.append(result)
-            print(f"[{time.strftime('%H:%M:%S')}] {result['entry']} seed {result['seed']}: T-mIoU {result['t_miou']:.4f}", flush=True)
-            (out / "jobs.jsonl").open("a").write(json.dumps(result) + "\n")
+            done = future.result()
+            for result in (done if isinstance(done, list) else [done]):
+                results.append(result)
+                print(f"[{time.strftime('%H:%M:%S')}] {result['entry']} seed {result['seed']}: T-mIoU {result['t_miou']:.4f}", flush=True)
+                with (out / "jobs.jsonl").open("a") as log:
+                    log.write(json.dumps(result) + "\n")
     return results
 
 
@@ -266,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE", help="change the recipe")
     p.add_argument("--retrain", default=None, metavar="ENTRY",
                    help="also train ENTRY's seed-0 architecture (e.g. dcnas) with every seed: the training noise of one architecture")
+    p.add_argument("--selectors", default="", metavar="SPEC,...",
+                   help="also run each selector on every finished search's supernet and train its pick, e.g. topk,proxy:synflow:24 "
+                        "(entries STRATEGY+SPEC; the search's own derived architecture stays the STRATEGY entry)")
     p.add_argument("--smoke", action="store_true", help="tiny synthetic recipe (seconds)")
     p.add_argument("--report-only", action="store_true", help="only summarise the jobs already in OUT/jobs.jsonl")
     args = p.parse_args(argv)
@@ -279,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         t0 = time.perf_counter()
         search_seeds = [int(s) for s in args.search_seeds.split(",")] if args.search_seeds else None
-        run_jobs(overrides, out, strategies, seeds, args.random, args.workers, variants, args.retrain, search_seeds)
+        selectors = [x.strip() for x in args.selectors.split(",") if x.strip()]
+        run_jobs(overrides, out, strategies, seeds, args.random, args.workers, variants, args.retrain, search_seeds, selectors)
         print(f"all jobs: {time.perf_counter() - t0:.0f} s wall with {args.workers} workers", flush=True)
     # Every job ever finished in this folder (earlier invocations too), the latest per entry and seed.
     latest = {(r["entry"], r["seed"], r["params"], r["flops"]): r for r in (json.loads(l) for l in (out / "jobs.jsonl").read_text().splitlines() if l.strip())}

@@ -164,3 +164,16 @@ def test_bad_select_refused_before_the_search(tmp_path):
     with pytest.raises(ConfigError, match="unknown selector"):
         run_search(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("select, evolves", [("topk:2:uniform", False), ("argmax", True)])
+def test_a_selector_replaces_spos_evolution_and_argmax_keeps_it(tmp_path, select, evolves):
+    """SPOS's evolution is its own rule: `argmax` keeps it, any other selector replaces it (no wasted
+    generations: no evolution.jsonl), and the pick is the selector's."""
+    cfg = load_config(None, TINY + ["strategy.name=spos", "strategy.population=4", "strategy.generations=1",
+                                    "search.steps_per_epoch=2", f"search.select={select}"])
+    out = tmp_path / "run"
+    run_search(cfg, out, progress=False)
+    final = json.loads((out / "final.json").read_text())
+    assert (out / "evolution.jsonl").is_file() == evolves
+    assert final["derived_by"] == f"selection {select}"
