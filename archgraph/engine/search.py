@@ -512,8 +512,10 @@ def _finish(run: SearchRun) -> dict[str, Any]:
     # Every rank takes part (its scores need all ranks); only rank 0's files land in the run folder.
     strategy.progress = run.main and not run.bar.disable  # e.g. SPOS's evolution bar follows --no-progress
     before = run.spend.totals()
-    with _rank_folder(out) as end_out:
-        changed = strategy.on_search_end(net, scorer, end_out)
+    changed = False
+    if _own_rule_selects(cfg.search.select):  # another selector replaces the end hook's pick: skip its work
+        with _rank_folder(out) as end_out:
+            changed = strategy.on_search_end(net, scorer, end_out)
     after = run.spend.totals()
     if changed:
         record["derived_by"] = "on_search_end"
@@ -549,6 +551,13 @@ def _finish(run: SearchRun) -> dict[str, Any]:
                   f"(the {strategy.name} rule: {cost['rule']}) or search longer", file=sys.stderr)
     D.barrier()  # callers on every rank (compare, correlate) read the files next
     return record
+
+
+def _own_rule_selects(select: str | None) -> bool:
+    """Whether the strategy's own end-of-search rule (SPOS's evolution) picks the architecture: with
+    no ``search.select`` or ``argmax`` (the strategy's own rule); any other selector replaces it, so
+    the end hook would be work thrown away."""
+    return not select or select.split(":", 1)[0].strip() == "argmax"
 
 
 def _select(run: SearchRun, record: dict[str, Any]) -> None:
