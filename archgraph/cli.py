@@ -15,7 +15,8 @@ from archgraph import __version__
 from archgraph.errors import ArchgraphError, Interrupted
 
 COMMAND_MODULES = ("archgraph.commands.core", "archgraph.commands.search", "archgraph.commands.train", "archgraph.commands.correlate", "archgraph.commands.compare",
-                   "archgraph.commands.check", "archgraph.commands.score", "archgraph.commands.select")
+                   "archgraph.commands.check", "archgraph.commands.score", "archgraph.commands.select",
+                   "archgraph.commands.latency")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, in every command: one line, exit 130
-        line = str(exc) if isinstance(exc, Interrupted) and str(exc) else f"interrupted; {_RESUME.get(args.command, 'nothing was lost but the step in progress')}"
+        # A study (compare, correlate) continues by running it again, not by resuming the run it was in.
+        own = isinstance(exc, Interrupted) and str(exc) and args.command not in ("compare", "correlate")
+        line = str(exc) if own else f"interrupted; {_RESUME.get(args.command, 'nothing was lost but the step in progress')}"
         print(line, file=sys.stderr)
         return 130
     except OSError as exc:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 import networkx as nx
 import torch
@@ -42,6 +42,9 @@ from archgraph.data import IGNORE_INDEX
 from archgraph.errors import NonFiniteLoss
 from archgraph.core.decode import decode
 from archgraph.core.relaxation import ContinuousRelaxation, Relaxation
+
+if TYPE_CHECKING:  # the cost model is imported when a budget is set (search.cost_limit)
+    from archgraph.core.costbudget import CostBudget
 
 Scores = dict[str, list[float]]
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -65,6 +68,10 @@ class Strategy:
     default_arch_lr: ClassVar[float] = 1e-2
     default_arch_weight_decay: ClassVar[float] = 0.0
     default_affine_bn: ClassVar[bool] = False  # the DARTS-family search networks: BatchNorm(affine=False)
+    # How this strategy honours search.cost_limit (docs/costs.md, "Budgets"): hinge (FasterSeg-style
+    # term on the expected cost in the architecture loss) | hardware_loss (its own, ProxylessNAS) |
+    # constraint (candidates over the limit rejected before scoring: SPOS, rsws)
+    budget_rule: ClassVar[str] = "hinge"
 
     # What the checks may rely on (archgraph.testing, `archgraph check-strategy`):
     # evaluation mode outside subnet mode computes the derived network (the check then compares them)
@@ -85,6 +92,11 @@ class Strategy:
         self.epoch = 0
         self.epochs = search.epochs
         self.costs: CostTable | None = None
+        # search.cost_limit, set by the search loop for each stage's graph (None = no budget)
+        self.budget: CostBudget | None = None
+        self.budget_scale = 1.0  # the hinge weight's multiplier, adapted once per epoch (FasterSeg)
+        self.budget_target: float | None = None  # the hinge's target (the limit, tightened while the result misses it)
+        self.budget_epoch = -1  # the epoch the adaptation last ran in
         # Set by the search loop before on_search_end: whether end-of-search work (SPOS's evolution)
         # may draw a progress bar; None = decide alone (e.g. only on a terminal).
         self.progress: bool | None = None
@@ -128,11 +140,21 @@ class Strategy:
     def warmup_epochs(self) -> int:
         return self.search.warmup_epochs
 
+    def stage_warmup_epochs(self, stage: int) -> int:
+        """Weight-only epochs at the start of stage ``stage`` (the current warm-up by default)."""
+        return self.warmup_epochs()
+
+    def equalised(self) -> bool:
+        """``search.budget`` is equal-steps or equal-time: the schedule follows ``search.*`` (warm-up,
+        one architecture step per weight step, ``search.epochs`` in all) instead of the paper's own
+        ratios, so every strategy takes the same weight and architecture steps (docs/strategies.md)."""
+        return getattr(self.search, "budget", "official") != "official"
+
     def planned_arch_steps(self, stage: int, steps_per_epoch: int) -> int | None:
         """Architecture steps stage ``stage`` will take with ``steps_per_epoch`` steps per epoch, so
         the search can refuse a run that would learn nothing before it starts; ``None`` for a
         strategy that takes no gradient steps on the architecture by design (SPOS)."""
-        return max(0, self.stage_epochs(stage) - self.warmup_epochs()) * steps_per_epoch
+        return max(0, self.stage_epochs(stage) - self.stage_warmup_epochs(stage)) * steps_per_epoch
 
     def arch_schedule_note(self) -> str:
         """What else limits the architecture steps beyond the warm-up (``"; ..."``), for the message
@@ -149,6 +171,10 @@ class Strategy:
                 flops = expected_flops(net, self.costs) / self.costs.total_uniform
                 total = total + self.search.flops_weight * flops
                 parts["flops_reg"] = float(flops.detach())
+            if self.budget is not None and self.budget_rule == "hinge":
+                hinge, expected = self.budget_hinge(net)
+                total = total + self.search.cost_weight * self.budget_scale * hinge
+                parts["cost_hinge"], parts["expected_cost"] = float(hinge.detach()), float(expected.detach())
             if self.search.entropy_weight > 0:
                 ent = mean_entropy(net)
                 total = total + self.search.entropy_weight * ent
@@ -156,6 +182,52 @@ class Strategy:
         if not torch.isfinite(total.detach()):
             raise NonFiniteLoss("architecture loss" if with_regularisers else "weight loss")
         return total, parts
+
+    def input_use_probs(self, net: CompiledNetwork) -> dict[str, torch.Tensor]:
+        """The probability that each candidate input is used, per input label, under the current
+        distribution: ``min(1, k softmax(beta))`` (k of n kept; the expected-FLOPs regulariser's
+        ``k softmax(beta)``, capped so no input counts more than once). Differentiable."""
+        assert net.arch is not None
+        out: dict[str, torch.Tensor] = {}
+        for c in net.choices.inputs:
+            if c.label not in out:
+                out[c.label] = torch.clamp(c.keep * torch.softmax(net.arch.input_logits(c.label), -1), max=1.0)
+        return out
+
+    def budget_hinge(self, net: CompiledNetwork) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hinge, expected cost): FasterSeg's latency term (the expected cost under the current
+        distribution, differentiable in alpha and beta) with a hinge at the target: zero inside the
+        budget. Once per epoch, at its first architecture step, :meth:`adapt_budget` adjusts the weight."""
+        from archgraph.core.costmodel import expected_cost
+
+        assert self.budget is not None
+        if self.budget_epoch != self.epoch:
+            self.adapt_budget(net)
+        expected = expected_cost(net, self.budget.model, self.input_use_probs(net))
+        return self.budget.hinge(expected, self.budget_target), expected
+
+    def adapt_budget(self, net: CompiledNetwork) -> None:
+        """FasterSeg's schedule of the latency weight (train_search.py: doubled while the searched
+        network is slower than FPS_min, halved while faster than FPS_max), on the decoder's current
+        architecture: over the limit, the weight doubles; under ``(1 - BAND)`` of it, it halves (never
+        below ``search.cost_weight``). Ours: the hinge acts on the *expected* cost, which can sit under
+        the limit while the argmax architecture does not, so the target also tightens by the
+        architecture's overshoot (and relaxes back towards the limit once it is inside)."""
+        from archgraph.core.costbudget import BAND
+        from archgraph.core.decode import decisions
+
+        assert self.budget is not None
+        self.budget_epoch = self.epoch
+        limit = self.budget.value
+        target = self.budget_target if self.budget_target is not None else limit
+        cost = self.budget.cost(*decisions(net.choices, *self.scores(net)))
+        if cost > limit:
+            self.budget_scale *= 2.0
+            target = target * limit / cost
+        elif cost < (1.0 - BAND) * limit:
+            self.budget_scale = max(1.0, self.budget_scale / 2.0)
+            target = min(limit, target * limit / max(cost, 1e-12))
+        self.budget_target = target
 
     def search_step(self, net: CompiledNetwork, batch_w: Batch, batch_a: Batch, w_opt: torch.optim.Optimizer, a_opt: torch.optim.Optimizer | None) -> dict[str, float]:
         """First-order alternation: the architecture step first (on trainB), then the weight step (trainA)."""
@@ -237,10 +309,14 @@ class Strategy:
     # -------------------------------------------------------------- 7. state
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch}
+        return {"epoch": self.epoch, "budget": {"scale": self.budget_scale, "target": self.budget_target, "epoch": self.budget_epoch}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = int(state.get("epoch", 0))
+        budget = state.get("budget") or {}
+        self.budget_scale = float(budget.get("scale", 1.0))
+        self.budget_target = budget.get("target")
+        self.budget_epoch = int(budget.get("epoch", -1))
 
 
 def warn_unread_search_keys(strategy: str, search: SearchConfig, used_instead: Mapping[str, str]) -> None:

@@ -2,12 +2,11 @@
 
 Two pieces shared by :mod:`archgraph.strategies.spos` and :mod:`archgraph.strategies.proxylessnas`:
 
-- :class:`ArchCost`: the cost (FLOPs or latency on this machine) and parameter count of every
-  module a derived architecture can contain, measured once per node and edge of the supernet graph.
-  The cost of one architecture is then a sum over what the BFS decoder keeps (nodes the head
-  reaches through the chosen inputs), so a constraint check costs microseconds instead of a compile.
-  FLOPs are additive over modules, so this equals ``torch.utils.flop_counter`` on the derived network
-  up to the element-wise additions of the input sums.
+- :class:`ArchCost`: the cost (FLOPs or latency on this machine) and parameter count of an
+  architecture, from the graph's cost model (:mod:`archgraph.core.costmodel`: every module a derived
+  architecture can contain, measured once per distinct key). The cost of one architecture is a sum
+  over what the BFS decoder keeps, so a constraint check costs microseconds instead of a compile;
+  FLOPs and parameters equal ``torch.utils.flop_counter`` and the parameter count of the derived network.
 - :func:`evolve`: the evolution of Guo et al., *Single Path One-Shot Neural Architecture Search with
   Uniform Sampling* (ECCV 2020), as in the official ``src/Search/search.py`` of
   megvii-model/SinglePathOneShot: a random initial population of legal, not yet seen candidates;
@@ -22,22 +21,19 @@ A candidate is a tuple of gene values: an ``int`` for an op gene (one of ``n`` o
 
 from __future__ import annotations
 
+import json
 import random
-import statistics
-import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, Union
 
 import networkx as nx
 import torch
-from torch import nn
 
-from archgraph.core.choices import discover_choices
-from archgraph.core.costs import count_flops, count_params
+from archgraph.core.costmodel import CostModel
+from archgraph.core.latency import measure_latency_table
 from archgraph.errors import ConfigError
-from archgraph.core.graph import head_node, input_node, inputs_of, node_spec
-from archgraph.core.ops import build_alignment, build_op, get_op
+from archgraph.io import atomic_write_json
 
 GeneValue = Union[int, tuple[int, ...]]
 Candidate = tuple[GeneValue, ...]
@@ -49,125 +45,40 @@ COST_METRICS = ("flops", "latency")
 # Costs of derived architectures
 
 
-def _feature(channels: int, scale: int, image_hw: Sequence[int]) -> torch.Tensor:
-    h, w = (max(1, -(-int(d) // scale)) for d in image_hw)
-    return torch.zeros(1, channels, h, w)
-
-
-@torch.no_grad()
-def measure_latency(module: nn.Module, *inputs: Any, repeats: int = 5) -> float:
-    """Median wall time of one forward pass in seconds, after one warm-up pass (eval mode, batch 1)."""
-    module.eval()
-    module(*inputs)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        module(*inputs)
-        times.append(time.perf_counter() - t0)
-    return float(statistics.median(times))
-
-
 class ArchCost:
-    """Per-module cost table of a supernet graph; cost and params of any architecture of it.
+    """SPOS's and ProxylessNAS's view of the graph's cost model (:class:`archgraph.core.costmodel.CostModel`):
+    ``(cost, params)`` of an architecture and the expected cost, in the units these strategies use.
 
-    ``metric``: ``flops`` (``torch.utils.flop_counter``, a multiply-add counts 2) or ``latency``
-    (seconds per image on this machine, median of 5 runs). Modules with the same shapes are measured
-    once. Shared choice labels resolve through the label (one decision per label).
+    ``metric``: ``flops`` (a multiply-add counts 2; raw FLOPs) or ``latency`` (seconds per image on
+    this machine's CPU at ``image_hw``, from a latency table of the graph's items measured once, median
+    of 5 runs each). Items with the same key are measured once; shared choice labels resolve through
+    the label (one decision per label).
     """
 
     def __init__(self, graph: nx.DiGraph, image_hw: Sequence[int], metric: str = "flops"):
         if metric not in COST_METRICS:
             raise ConfigError(f"cost metric must be one of {COST_METRICS}, got {metric!r}")
         self.graph = graph
-        self.image_hw = tuple(int(d) for d in image_hw)
+        self.image_hw = (int(image_hw[0]), int(image_hw[1]))
         self.metric = metric
-        self.choices = discover_choices(graph)
-        self.head = head_node(graph)
-        self.input = input_node(graph)
-        self._cache: dict[tuple, tuple[float, int]] = {}
-        self.op_cost: dict[str, list[tuple[float, int]]] = {}  # node -> per candidate op (cost, params)
-        self.branch_cost: dict[str, dict[str, tuple[float, int]]] = {}  # node -> source -> (cost, params)
-        self.op_label: dict[str, str] = {c.node: c.label for c in self.choices.ops}
-        self.input_label: dict[str, tuple[str, tuple[str, ...]]] = {c.node: (c.label, c.candidates) for c in self.choices.inputs}
-        for n in graph.nodes:
-            if n != self.input:
-                self._measure_node(n)
-
-    def _measure(self, key: tuple, build: Callable[[], nn.Module], *inputs: Any) -> tuple[float, int]:
-        if key not in self._cache:
-            module = build()
-            value = float(count_flops(module, *inputs)) if self.metric == "flops" else measure_latency(module, *inputs)
-            self._cache[key] = (value, count_params(module))
-        return self._cache[key]
-
-    def _measure_node(self, n: str) -> None:
-        g, hw = self.graph, self.image_hw
-        spec = node_spec(g, n)
-        preds = inputs_of(g, n)
-        in_specs = [node_spec(g, p) for p in preds]
-        if get_op(spec.ops[0]).takes_list:
-            feats = [_feature(s.channels, s.scale, hw) for s in in_specs]
-            key = ("head", spec.ops[0], spec.channels, tuple((s.channels, s.scale) for s in in_specs))
-            self.op_cost[n] = [self._measure(key, lambda: build_op(spec.ops[0], spec, in_specs), feats)]
-            self.branch_cost[n] = {p: (0.0, 0) for p in preds}
-            return
-        x = _feature(spec.channels, spec.scale, hw)
-        self.op_cost[n] = [
-            self._measure(("op", name, spec.channels, spec.scale, tuple((s.channels, s.scale) for s in in_specs)), lambda name=name: build_op(name, spec, in_specs), x)
-            for name in spec.ops
-        ]
-        self.branch_cost[n] = {
-            p: self._measure(("align", s.channels, s.scale, spec.channels, spec.scale, spec.upsample), lambda s=s: build_alignment(s, spec), _feature(s.channels, s.scale, hw))
-            for p, s in zip(preds, in_specs)
-        }
+        table = measure_latency_table(graph, self.image_hw, "cpu", "fp32", warmup=1, reps=5) if metric == "latency" else None
+        self.model = CostModel(graph, metric, self.image_hw, table)
+        self.params_model = CostModel(graph, "params", self.image_hw)
+        self.choices = self.model.choices
+        self._seconds = 1e-3 if metric == "latency" else 1.0  # the table holds milliseconds
 
     def of(self, op_idx: Mapping[str, int], input_idx: Mapping[str, Sequence[int]]) -> tuple[float, int]:
         """(cost, params) of the architecture the decoder derives from these decisions."""
-        kept: dict[str, list[str]] = {}
-        for n, (label, cands) in self.input_label.items():
-            kept[n] = [p for p in inputs_of(self.graph, n) if p not in cands] + [cands[i] for i in input_idx[label]]  # fixed inputs stay
-        reached, queue = {self.head}, deque([self.head])
-        cost, params = 0.0, 0
-        while queue:
-            n = queue.popleft()
-            op = self.op_cost[n][op_idx[self.op_label[n]]] if n in self.op_label else self.op_cost[n][0]
-            cost, params = cost + op[0], params + op[1]
-            for p in kept.get(n, inputs_of(self.graph, n)):
-                b = self.branch_cost[n][p]
-                cost, params = cost + b[0], params + b[1]
-                if p not in reached and p != self.input:
-                    reached.add(p)
-                    queue.append(p)
-        return cost, params
+        cost = self.model.raw_of_decisions(op_idx, input_idx) * self._seconds
+        return cost, int(self.params_model.raw_of_decisions(op_idx, input_idx))
 
     def expected(self, op_probs: Mapping[str, torch.Tensor], input_probs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Differentiable expected cost of the whole supernet graph (no pruning): fixed modules count
-        fully, an op choice by its op probabilities, an input choice by ``k`` times its path
-        probabilities (as the expected-FLOPs regulariser of archgraph.strategies.base). Labels missing from the
-        mappings count at uniform probabilities."""
-        total = torch.zeros((), dtype=torch.float64)
-        keep = {c.node: c.keep for c in self.choices.inputs}
-        for n, costs in self.op_cost.items():
-            values = torch.tensor([c for c, _ in costs], dtype=torch.float64)
-            label = self.op_label.get(n)
-            if label is None:
-                total = total + values[0]
-            elif label in op_probs:
-                total = total + (op_probs[label].to(torch.float64) * values).sum()
-            else:
-                total = total + values.mean()
-            branches = self.branch_cost[n]
-            if n in self.input_label:
-                label, cands = self.input_label[n]
-                values = torch.tensor([branches[p][0] for p in cands], dtype=torch.float64)
-                total = total + sum(c for p, (c, _) in branches.items() if p not in cands)  # fixed inputs beside the choice
-                if label in input_probs:
-                    total = total + keep[n] * (input_probs[label].to(torch.float64) * values).sum()
-                else:
-                    total = total + keep[n] * values.mean()
-            else:
-                total = total + sum(c for c, _ in branches.values())
-        return total
+        """Differentiable expected cost (float64): op choices by their probabilities, input choices
+        by ``k`` times their path probabilities, each node weighted by the probability that the head
+        reaches it (:meth:`CostModel.raw_expected`). Labels missing from the mappings count uniformly."""
+        keep = {c.label: c.keep for c in self.choices.inputs}
+        use = {label: keep[label] * p for label, p in input_probs.items() if label in keep}
+        return self.model.raw_expected(op_probs, use) * self._seconds
 
 
 # --------------------------------------------------------------------------------------------------
@@ -240,7 +151,7 @@ class _Run:
     """
 
     def __init__(self, genes: Sequence[Gene], fitness: Callable[[Candidate], float], legal: Callable[[Candidate], bool], cfg: EvolutionConfig, seed: int):
-        self.genes, self.fitness, self.legal, self.cfg = genes, fitness, legal, cfg
+        self.genes, self.fitness, self.legal, self.cfg, self.seed = genes, fitness, legal, cfg, seed
         self.rng = random.Random(seed)
         self.scored: dict[Candidate, float] = {}
         self.illegal: set[Candidate] = set()
@@ -268,7 +179,7 @@ class _Run:
     def initial_population(self) -> list[Candidate]:
         candidates = self.fill([])
         if not candidates:
-            raise ConfigError("the evolution found no candidate within the constraint; relax strategy.flops_limit / params_limit")
+            raise ConfigError("the evolution found no candidate within the constraint; relax strategy.flops_limit / params_limit / search.cost_limit")
         return candidates
 
     def select(self, cands: list[Candidate]) -> list[Candidate]:
@@ -311,6 +222,56 @@ class _Run:
         }
 
 
+class EvolutionState:
+    """An evolution's state between generations, saved atomically to one JSON file so that an
+    interrupted evolution resumes at its last finished generation instead of generation 0.
+
+    Saved once a generation's candidates are all scored: the generation's index, its candidates, the
+    top-k so far, every candidate scored (in order, with its fitness), the illegal ones, the RNG and
+    the history. Resuming restores exactly that, so the remaining generations draw and score what an
+    uninterrupted run would have (for a deterministic fitness): the same result. ``fingerprint``
+    names what the state belongs to (the caller adds e.g. a digest of the supernet's weights); a file
+    whose fingerprint, genes, seed or evolution settings differ is ignored and replaced.
+    """
+
+    def __init__(self, path: Path | str, fingerprint: Mapping[str, Any] | None = None):
+        self.path = Path(path)
+        self.fingerprint = dict(fingerprint or {})
+
+    def _key(self, genes: Sequence[Gene], cfg: EvolutionConfig, seed: int) -> dict[str, Any]:
+        return json.loads(json.dumps({"fingerprint": self.fingerprint, "genes": [[g.n, g.keep] for g in genes], "cfg": asdict(cfg), "seed": seed}))
+
+    def save(self, run: "_Run", gen: int, candidates: list[Candidate], top: list[Candidate], history: list[dict[str, Any]]) -> None:
+        version, internal, gauss = run.rng.getstate()
+        atomic_write_json(self.path, {
+            "key": self._key(run.genes, run.cfg, run.seed), "generation": gen,
+            "candidates": [_plain(c) for c in candidates], "top": [_plain(c) for c in top],
+            "scored": [[_plain(c), f] for c, f in run.scored.items()], "illegal": [_plain(c) for c in run.illegal],
+            "rng": [version, list(internal), gauss], "history": history,
+        })
+
+    def load(self, run: "_Run") -> tuple[int, list[Candidate], list[Candidate], list[dict[str, Any]]] | None:
+        """Restore ``run`` from the file: (generation, its candidates, top-k, history); None when there
+        is no usable state (missing, unreadable, or another evolution's)."""
+        try:
+            state = json.loads(self.path.read_text())
+            if state.get("key") != self._key(run.genes, run.cfg, run.seed):
+                return None
+            version, internal, gauss = state["rng"]
+            scored = {_candidate(c): float(f) for c, f in state["scored"]}
+            illegal = {_candidate(c) for c in state["illegal"]}
+            restored = (int(state["generation"]), [_candidate(c) for c in state["candidates"]],
+                        [_candidate(c) for c in state["top"]], list(state["history"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        run.rng.setstate((version, tuple(internal), gauss))
+        run.scored, run.illegal = scored, illegal
+        return restored
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def evolve(
     genes: Sequence[Gene],
     fitness: Callable[[Candidate], float],
@@ -318,19 +279,27 @@ def evolve(
     cfg: EvolutionConfig,
     seed: int = 0,
     on_generation: Callable[[dict[str, Any]], None] | None = None,
+    state: EvolutionState | None = None,
 ) -> EvolutionResult:
     """Maximise ``fitness`` over candidates that pass ``legal``; every candidate is scored once.
 
     Initial population, then per generation: selection of the top-k over everything ranked so far,
     a record (``on_generation``), mutation, crossover, random fill-up. Reproducible for a fixed
-    ``seed`` (and a deterministic ``fitness``).
+    ``seed`` (and a deterministic ``fitness``). With ``state``, each generation's state is saved once
+    its candidates are scored, and a saved state resumes there (``on_generation`` is then called
+    only for the generations run now).
     """
     cfg.check()
     run = _Run(genes, fitness, legal, cfg, seed)
-    candidates = run.initial_population()
-    top: list[Candidate] = []
-    history: list[dict[str, Any]] = []
-    for gen in range(cfg.generations + 1):
+    restored = state.load(run) if state is not None else None
+    if restored is not None:
+        start, candidates, top, history = restored
+    else:
+        start, top, history = 0, [], []
+        candidates = run.initial_population()
+        if state is not None:
+            state.save(run, 0, candidates, top, history)
+    for gen in range(start, cfg.generations + 1):
         top = run.select(top + candidates)
         history.append(run.record(gen, candidates, top))
         if on_generation is not None:
@@ -338,8 +307,15 @@ def evolve(
         if gen == cfg.generations:
             break  # the last generation's children are ranked too (the official loop scores them but stops)
         candidates = run.next_population(top)
+        if state is not None:
+            state.save(run, gen + 1, candidates, top, history)
     return EvolutionResult(top[0], run.scored[top[0]], history, run.scored)
 
 
 def _plain(cand: Candidate) -> list:
     return [list(v) if isinstance(v, tuple) else v for v in cand]
+
+
+def _candidate(plain: Sequence[Any]) -> Candidate:
+    """:func:`_plain`'s inverse: lists back to the tuples of input genes."""
+    return tuple(tuple(int(i) for i in v) if isinstance(v, list) else int(v) for v in plain)

@@ -29,6 +29,11 @@ ICLR 2019 (arXiv:1812.00332); official code: mit-han-lab/proxylessnas, ``search/
 - **Hardware-aware loss** (optional): the expected cost under the sampled probabilities (FLOPs or
   latency of every candidate measured once, :class:`archgraph.strategies.evolution.ArchCost`), as
   ``mul#log``: alpha * CE * (log(E) / log(target))^beta or ``add#linear``: CE + lambda (E - target) / target.
+  With a budget (``search.cost_limit``) the same loss runs on the shared cost model
+  (:mod:`archgraph.core.costbudget`) with the limit as its target and E the expected cost under
+  softmax(alpha) and the inputs' use probabilities (the official ``expected_latency`` reads the full
+  softmax too); ``hw_loss=none`` then means the official default ``mul#log``, or ``add#linear``
+  when the limit is at most 1 in its unit (the log ratio needs costs above 1).
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from archgraph.core.choices import ArchParams, InputChoice, OpChoice
 from archgraph.core.compile import CompiledNetwork
 from archgraph.errors import ConfigError
 from archgraph.core.registry import register_strategy
-from archgraph.core.relaxation import Mixer, Relaxation, sum_branches
+from archgraph.core.relaxation import Mixer, Relaxation, host_copies, sum_branches
 from archgraph.strategies.base import Strategy, StrategyParams, warn_unread_search_keys
 from archgraph.strategies.evolution import COST_METRICS, ArchCost
 
@@ -87,11 +92,17 @@ class Binarised:
     involved: list[int]  # active + inactive candidates that run (arch step); == active otherwise
     gates: torch.Tensor | None = None  # arch step: leaf tensor, 1 at active, 0 elsewhere
     probs: torch.Tensor | None = None  # arch step: renormalised probabilities over ``involved``, scattered to n (differentiable)
-    old_logits: list[float] | None = None  # logits of ``involved`` before the Adam step (for the rescaling)
+    old_logits: torch.Tensor | None = None  # logits of ``involved`` before the Adam step (for the rescaling), on their device
+    index: torch.Tensor | None = None  # arch step: ``involved`` as an index tensor on the logits' device
 
 
 class ProxylessRelaxation(Relaxation):
-    """Binarises every choice once per forward pass; ``mode`` says which kind of step is running."""
+    """Binarises every choice once per forward pass; ``mode`` says which kind of step is running.
+
+    The draws happen on the host (the CPU generator keeps them identical on every device). A pass
+    drawn up front (:meth:`draw_pass`) copies all of its alpha/beta to the host at once and uploads
+    the architecture step's index lists at once, so a GPU step does not wait once per choice
+    (tests/test_sync_points.py); a mixer that draws alone (``prune_dead`` off) copies its own."""
 
     name = "proxylessnas"
 
@@ -107,25 +118,47 @@ class ProxylessRelaxation(Relaxation):
         if self.subnet is None:
             self.ops, self.inputs = {}, {}
 
-    def _draw(self, logits: torch.Tensor, active: int, involved: int) -> Binarised:
-        with torch.no_grad():
-            probs = torch.softmax(logits.detach().float().cpu(), -1)
-        n = probs.numel()
+    def _plan(self, host: torch.Tensor, active: int, involved: int) -> tuple[list[int], list[int]]:
+        """The host-side draws of one choice from its logits' host copy: (active, involved)."""
+        probs = torch.softmax(host, -1)
         if self.step_kind == "weight":
             picked = torch.multinomial(probs, active, replacement=False, generator=self.generator).tolist()
-            return Binarised(picked, picked)
+            return picked, picked
         if self.params.mode == "full":
-            idx = list(range(n))
+            idx = list(range(probs.numel()))
         else:
             idx = torch.multinomial(probs, involved, replacement=False, generator=self.generator).tolist()
-        slice_p = torch.softmax(logits[idx], -1)  # differentiable: the hardware loss backpropagates through it
-        which = torch.multinomial(slice_p.detach().float().cpu(), active, replacement=False, generator=self.generator).tolist()
-        act = [idx[j] for j in which]
-        gates = torch.zeros(n, dtype=logits.dtype, device=logits.device)
-        gates[act] = 1.0
-        gates.requires_grad_(True)
-        full = torch.zeros(n, dtype=slice_p.dtype, device=slice_p.device).index_put((torch.tensor(idx, device=slice_p.device),), slice_p)
-        return Binarised(act, act + [i for i in idx if i not in act], gates, full)
+        which = torch.multinomial(torch.softmax(host[idx], -1), active, replacement=False, generator=self.generator).tolist()
+        return [idx[j] for j in which], idx
+
+    @staticmethod
+    def _involved(act: list[int], idx: list[int]) -> list[int]:
+        return act + [i for i in idx if i not in act]
+
+    def _binarise(self, logits: torch.Tensor, act: list[int], idx: list[int], uploaded: torch.Tensor | None = None) -> Binarised:
+        """The choice's gates and differentiable probabilities; ``uploaded``: ``idx + involved``
+        already on the logits' device (one upload for the whole pass), else uploaded here."""
+        if self.step_kind == "weight":
+            return Binarised(act, act)
+        involved = self._involved(act, idx)
+        if uploaded is None:
+            uploaded = torch.tensor(idx + involved).to(logits.device, non_blocking=True)
+        index, involved_index = uploaded[: len(idx)], uploaded[len(idx):]
+        act_index = involved_index[: len(act)]  # involved starts with the active ones
+        n = logits.numel()
+        slice_p = torch.softmax(logits.index_select(0, index), -1)  # differentiable: the hardware loss backpropagates through it
+        gates = torch.zeros(n, dtype=logits.dtype, device=logits.device).index_fill_(0, act_index, 1.0).requires_grad_(True)
+        full = torch.zeros(n, dtype=slice_p.dtype, device=slice_p.device).index_put((index,), slice_p)
+        return Binarised(act, involved, gates, full, index=involved_index)
+
+    def _draw(self, logits: torch.Tensor, active: int, involved: int) -> Binarised:
+        act, idx = self._plan(logits.detach().float().cpu(), active, involved)
+        return self._binarise(logits, act, idx)
+
+    @staticmethod
+    def _sizes(n: int, keep: int, params: ProxylessParams) -> tuple[int, int]:
+        active = min(params.input_paths or keep, n)
+        return active, max(min(params.arch_inputs or 2 * active, n), active)
 
     def op_sample(self, label: str, logits: torch.Tensor) -> Binarised:
         if label not in self.ops:
@@ -134,10 +167,7 @@ class ProxylessRelaxation(Relaxation):
 
     def input_sample(self, label: str, logits: torch.Tensor, keep: int) -> Binarised:
         if label not in self.inputs:
-            n = logits.numel()
-            active = min(self.params.input_paths or keep, n)
-            involved = min(self.params.arch_inputs or 2 * active, n)
-            self.inputs[label] = self._draw(logits, active, max(involved, active))
+            self.inputs[label] = self._draw(logits, *self._sizes(logits.numel(), keep, self.params))
         return self.inputs[label]
 
     def draw_pass(self, sequence: Sequence[InputChoice | OpChoice], arch: ArchParams, training: bool) -> dict[str, list[int]] | None:
@@ -147,17 +177,32 @@ class ProxylessRelaxation(Relaxation):
         the top-k (evaluation)."""
         if self.subnet is not None:
             return None
-        computed: dict[str, list[int]] = {}
+        if not training:
+            return {c.node: torch.topk(arch.input_logits(c.label).detach(), min(c.keep, arch.input_logits(c.label).numel())).indices.tolist()
+                    for c in sequence if isinstance(c, InputChoice)}
+        # each label once, in the mixers' order (shared labels are binarised by their first choice)
+        todo: dict[tuple[str, str], tuple[torch.Tensor, int, int]] = {}
         for c in sequence:
             if isinstance(c, InputChoice):
                 logits = arch.input_logits(c.label)
-                if training:
-                    computed[c.node] = list(self.input_sample(c.label, logits, c.keep).involved)
-                else:
-                    computed[c.node] = torch.topk(logits.detach(), min(c.keep, logits.numel())).indices.tolist()
-            elif training:
-                self.op_sample(c.label, arch.op_logits(c.label))
-        return computed
+                key = ("inputs", c.label)
+                if c.label not in self.inputs and key not in todo:
+                    todo[key] = (logits, *self._sizes(logits.numel(), c.keep, self.params))
+            else:
+                logits = arch.op_logits(c.label)
+                key = ("ops", c.label)
+                if c.label not in self.ops and key not in todo:
+                    todo[key] = (logits, 1, min(2, logits.numel()))
+        hosts = host_copies([t for t, _, _ in todo.values()])  # one copy to the host for the pass
+        plans = [self._plan(h, a, i) for h, (_, a, i) in zip(hosts, todo.values())]
+        uploads: list[torch.Tensor | None] = [None] * len(plans)
+        if self.step_kind == "arch" and plans:  # one upload of every choice's index lists
+            device = next(iter(todo.values()))[0].device
+            flat = torch.tensor([j for act, idx in plans for j in idx + self._involved(act, idx)]).to(device, non_blocking=True)
+            uploads = list(flat.split([2 * len(idx) for _, idx in plans]))
+        for (kind, label), (logits, _, _), (act, idx), up in zip(todo, todo.values(), plans, uploads):
+            getattr(self, kind)[label] = self._binarise(logits, act, idx, up)
+        return {c.node: list(self.inputs[c.label].involved) for c in sequence if isinstance(c, InputChoice)}
 
     # ------------------------------------------------------------ architecture gradient and rescaling
 
@@ -173,9 +218,9 @@ class ProxylessRelaxation(Relaxation):
         involved candidates (all of them in ``full`` mode); added to any gradient autograd left there
         (the hardware loss). Records the involved logits for :meth:`rescale`."""
         for logits, b in self._pairs(arch):
-            if b.gates is None or b.gates.grad is None:
+            if b.gates is None or b.gates.grad is None or b.index is None:
                 continue
-            idx = torch.tensor(b.involved, device=logits.device)
+            idx = b.index
             p = torch.softmax(logits[idx], -1)
             g = b.gates.grad[idx].to(p.dtype)
             pg = p * g
@@ -183,7 +228,7 @@ class ProxylessRelaxation(Relaxation):
             if logits.grad is None:
                 logits.grad = torch.zeros_like(logits)
             logits.grad.index_add_(0, idx, grad)
-            b.old_logits = logits[idx].tolist()
+            b.old_logits = logits[idx].clone()  # stays on the device: no wait per choice
 
     @torch.no_grad()
     def rescale(self, arch: ArchParams) -> None:
@@ -192,11 +237,11 @@ class ProxylessRelaxation(Relaxation):
         if self.params.mode != "two":
             return
         for logits, b in self._pairs(arch):
-            if b.old_logits is None:
+            if b.old_logits is None or b.index is None:
                 continue
-            idx = torch.tensor(b.involved, device=logits.device)
+            idx = b.index
             new = logits[idx].double()
-            old = torch.tensor(b.old_logits, dtype=torch.float64, device=logits.device)
+            old = b.old_logits.double()
             offset = torch.logsumexp(new, 0) - torch.logsumexp(old, 0)
             logits[idx] = (new - offset).to(logits.dtype)
 
@@ -267,6 +312,7 @@ class ProxylessNAS(Strategy):
     name = "proxylessnas"
     default_affine_bn = True  # the official supernet's candidate blocks use nn.BatchNorm2d (affine)
     eval_is_derived = True  # evaluation mode runs the argmax op and the top-k inputs
+    budget_rule = "hardware_loss"  # search.cost_limit is the target of its own hardware loss
     # The planted run: one architecture step per weight step (the default is one per 5), and twice
     # the steps: an architecture step trains two sampled candidates, a weight step one path (input 3/5 at 16).
     planted_options = {"arch_every": 1}
@@ -364,7 +410,7 @@ class ProxylessNAS(Strategy):
             x, y = batch
             logits = net(x)
             loss, parts = self.loss(net, logits, y, with_regularisers=True)
-            if self.params.hw_loss != "none":
+            if self.params.hw_loss != "none" or self.budget is not None:
                 loss, extra = self.hardware_loss(net, loss, tuple(x.shape[-2:]))
                 parts.update(extra)
             loss.backward()
@@ -389,22 +435,43 @@ class ProxylessNAS(Strategy):
 
     def hardware_loss(self, net: CompiledNetwork, loss: torch.Tensor, image_hw: tuple[int, int]) -> tuple[torch.Tensor, dict[str, float]]:
         """add_regularization_loss of the official code, with E the expected cost under the
-        renormalised probabilities of the candidates this step involves."""
+        renormalised probabilities of the candidates this step involves (with a budget: the shared
+        cost model, the limit as the target; module docstring)."""
+        if self.budget is not None:
+            return self._budget_loss(net, loss)
         self.prepare_costs(image_hw)
         assert self.cost is not None and self.target is not None
         relax = self.relaxation
         op_p = {l: b.probs for l, b in relax.ops.items() if b.probs is not None}
         in_p = {l: b.probs for l, b in relax.inputs.items() if b.probs is not None}
         expected = self._scale(self.cost.expected(op_p, in_p)).to(loss.dtype)
-        p, target = self.params, self.target
-        if p.hw_loss == "mul#log":
-            if target <= 1 or float(expected.detach()) <= 1:
-                unit = "ms" if p.hw_metric == "latency" else "FLOPs"
-                raise ConfigError(f"strategy.hw_loss=mul#log needs costs above 1 {unit} (log ratio); got target {target:.4g}, expected {float(expected.detach()):.4g}. Use hw_loss=add#linear or another hw_metric")
-            total = p.hw_alpha * loss * (torch.log(expected) / math.log(target)) ** p.hw_beta
-        else:
-            total = loss + p.hw_lambda * (expected - target) / target
+        unit = "ms" if self.params.hw_metric == "latency" else "FLOPs"
+        return self._hw_term(loss, expected, self.target, self.params.hw_loss, unit), {"expected_cost": float(expected.detach())}
+
+    def budget_form(self) -> str:
+        """The hardware loss under a budget: ``strategy.hw_loss``, or (none) the official ``mul#log``
+        unless the limit is at most 1 in its unit, where only ``add#linear`` is defined."""
+        assert self.budget is not None
+        if self.params.hw_loss != "none":
+            return self.params.hw_loss
+        return "mul#log" if self.budget.value > 1 else "add#linear"
+
+    def _budget_loss(self, net: CompiledNetwork, loss: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        from archgraph.core.costmodel import expected_cost
+
+        assert self.budget is not None
+        expected = expected_cost(net, self.budget.model, self.input_use_probs(net)).to(loss.dtype)
+        total = self._hw_term(loss, expected, self.budget.value, self.budget_form(), self.budget.unit)
         return total, {"expected_cost": float(expected.detach())}
+
+    def _hw_term(self, loss: torch.Tensor, expected: torch.Tensor, target: float, form: str, unit: str) -> torch.Tensor:
+        """``mul#log``: alpha CE (log E / log T)^beta; ``add#linear``: CE + lambda (E - T) / T."""
+        p = self.params
+        if form == "mul#log":
+            if target <= 1 or float(expected.detach()) <= 1:
+                raise ConfigError(f"strategy.hw_loss=mul#log needs costs above 1 {unit} (log ratio); got target {target:.4g}, expected {float(expected.detach()):.4g}. Use hw_loss=add#linear or another hw_metric")
+            return p.hw_alpha * loss * (torch.log(expected) / math.log(target)) ** p.hw_beta
+        return loss + p.hw_lambda * (expected - target) / target
 
     def log_state(self) -> dict[str, float]:
         steps = self._arch_log.get("steps", 0.0)

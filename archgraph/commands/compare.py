@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="random baselines: keep architectures with FLOPs within +-FRACTION of --flops-reference (e.g. 0.25)")
     p.add_argument("--flops-reference", default=None, metavar="REF",
                    help="a preset (hrnet), a strategy of this compare (its first seed's architecture) or an arch.yaml")
+    p.add_argument("--cost-limit", default=None, metavar="BUDGET[,BUDGET...]",
+                   help="run the study at each budget (search.cost_limit for every strategy and random baseline), e.g. "
+                        "flops=0.5G,flops=1G or latency=20ms@256x512,latency=40ms@256x512; two or more write pareto.png/.svg/.md "
+                        "(each strategy's front of T-mIoU against cost) in --out; see docs/costs.md")
     p.add_argument("--strategy-set", dest="strategy_options", metavar="NAME.KEY=VALUE", nargs="+", action="extend", default=[],
                    help="options of one strategy of the comparison, e.g. --strategy-set spos.population=8 spos.generations=3")
     p.add_argument("--cache", default=None, help="run cache folder for stand-alone trainings (default: $ARCHGRAPH_CACHE_DIR or ~/.cache/archgraph/standalone)")
@@ -121,7 +125,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resume: {out} holds no comparison (no compare.json); run without --resume to start one")
     console.print(f"comparing {', '.join(plan.strategies)} x seeds {plan.seeds}"
                   f"{' + ' + ', '.join(b.entry for b in plan.baselines) if plan.baselines else ''} -> {out}")
-    results = run_compare(plan, out, progress=not args.no_progress, log=lambda m: console.print(m, highlight=False, markup=False), executor=executor)
+    log = lambda m: console.print(m, highlight=False, markup=False)
+    if args.cost_limit:
+        from archgraph.studies.compare.pareto import BUDGETS, budget_slug, parse_cost_limits, run_budgets
+
+        specs = parse_cost_limits(args.cost_limit)
+        if len(specs) > 1:
+            by_budget = run_budgets(plan, out, specs, run_compare, progress=not args.no_progress, log=log, executor=executor)
+            for spec, _ in by_budget:
+                console.print(f"{spec}: {out / BUDGETS / budget_slug(spec) / 'results.md'}")
+            console.print(f"wrote {out / 'pareto.md'}, {out / 'pareto.png'} and {out / 'pareto.svg'}")
+            return 0
+        from archgraph.studies.compare.pareto import budget_plan
+
+        plan = budget_plan(plan, specs[0])
+    results = run_compare(plan, out, progress=not args.no_progress, log=log, executor=executor)
     from rich.table import Table
 
     table = Table(title=f"results ({out / 'results.md'})")

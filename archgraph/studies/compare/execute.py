@@ -110,6 +110,7 @@ def search_run(cfg: Config, folder: Path, progress: bool = False) -> dict[str, A
         "arch_hash": final.get("arch_hash"),
         "spent": final.get("spent"),  # what the search spent, as it recorded it (steps, images, FLOPs, time)
         "budget": final.get("budget"),
+        "search_cost": final.get("cost"),  # search.cost_limit: the derived architecture's predicted and measured cost
         "search_warning": final.get("warning"),  # e.g. "cannot be told from the initialisation"
         "selection": {k: v for k, v in final["selection"].items() if k != "scores"} if isinstance(final.get("selection"), dict) else None,
         "search_seconds": seconds,
@@ -272,7 +273,7 @@ def search_job(search_fn: SearchFn, cfg: Config, folder: Path) -> dict[str, Any]
 def strategy_train_job(train_fn: TrainFn, cfg: Config, folder: Path, cache_dir: Path | None, search: dict[str, Any]) -> dict[str, Any]:
     """The stand-alone training of a search's architecture (``search``: the search job's result)."""
     graph = load_graph(folder / "search" / "arch.yaml")
-    return _train_summary(train_fn(cfg, graph, folder, cache_dir, False), graph)
+    return {**_train_summary(train_fn(cfg, graph, folder, cache_dir, False), graph), **_cost_summary(graph, cfg, folder)}
 
 
 def baseline_train_job(train_fn: TrainFn, plan: Plan, out: Path, run: Run, cfg: Config, *deps: Any) -> dict[str, Any]:
@@ -280,7 +281,22 @@ def baseline_train_job(train_fn: TrainFn, plan: Plan, out: Path, run: Run, cfg: 
 
     ``deps``: the search a FLOPs band refers to (``--flops-reference STRATEGY``), when there is one."""
     graph = baseline_arch(plan, out, run, cfg)
-    return _train_summary(train_fn(cfg, graph, run.folder, plan.cache_dir, False), graph)
+    return {**_train_summary(train_fn(cfg, graph, run.folder, plan.cache_dir, False), graph), **_cost_summary(graph, cfg, run.folder)}
+
+
+def _cost_summary(graph: nx.DiGraph, cfg: Config, folder: Path) -> dict[str, Any]:
+    """results.json's ``cost`` of a run's architecture under ``search.cost_limit`` (nothing without
+    one): measured once (``folder/cost.json``, reused on resume) on the architecture compiled alone."""
+    if not cfg.search.cost_limit:
+        return {}
+    from archgraph.studies.compare.baselines import architecture_cost
+
+    path = folder / "cost.json"
+    if path.is_file():
+        return {"cost": json.loads(path.read_text())}
+    cost = architecture_cost(graph, cfg)
+    atomic_write_json(path, cost)
+    return {"cost": cost}
 
 
 def _job_key(phase: str, out: Path, run: Run) -> str:
