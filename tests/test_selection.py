@@ -157,6 +157,11 @@ def test_search_records_its_selection(tmp_path):
     assert all(sorted(set(v)) in ([0.0, 1.0], [1.0]) for v in scores["ops"].values())
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert "selection" in history[-1].get("label", "")
+    from archgraph.outputs.report import write_report
+
+    page = write_report(out).read_text()  # the report says how the architecture was picked and what was spent
+    assert "<h2>Selection</h2>" in page and "<code>topk:2:uniform</code> from 2 candidates" in page
+    assert "<h2>What the search spent</h2>" in page
 
 
 def test_bad_select_refused_before_the_search(tmp_path):

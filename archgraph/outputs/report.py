@@ -183,6 +183,47 @@ def health_section(run_dir: Path, records: list[dict[str, Any]]) -> str:
     return f"<h2>Search health</h2>{verdict}<table>{''.join(rows)}</table>"
 
 
+def selection_section(run_dir: Path) -> str:
+    """How the final architecture was picked (final.json): the selector, its candidates' scores on the
+    selection split and the one kept; what the search spent under which budget; its cost against a
+    cost limit. Empty for an unfinished search."""
+    final_file = run_dir / "final.json"
+    if not final_file.is_file():
+        return ""
+    final = json.loads(final_file.read_text())
+    parts: list[str] = []
+    sel = final.get("selection")
+    if sel:
+        scores = [float(x) for x in sel.get("scores", [])]
+        picked = sel.get("picked")
+        ranked = sorted(range(len(scores)), key=lambda i: -scores[i])[:12]
+        kept = ' class="changed"'
+        cells = "".join(f"<tr{kept if i == picked else ''}><td>{i + 1}</td><td>{scores[i]:.4f}</td>"
+                        f"<td>{'kept' if i == picked else ''}</td></tr>" for i in ranked)
+        more = f"<p>{len(scores) - len(ranked)} more candidates not shown.</p>" if len(scores) > len(ranked) else ""
+        parts.append(f"<h2>Selection</h2><p>The architecture was picked by <code>{html.escape(str(sel.get('selector')))}</code> from "
+                     f"{sel.get('candidates')} candidates scored on the selection split (carved from the training data; "
+                     f"never val) in {float(sel.get('seconds', 0)):.1f} s. docs/strategies.md, \"Selection\".</p>"
+                     f"<table><tr><th>candidate</th><th>score</th><th></th></tr>{cells}</table>{more}")
+    elif final.get("derived_by"):
+        parts.append(f"<h2>Selection</h2><p>Picked by {html.escape(str(final['derived_by']))}.</p>")
+    spent = final.get("spent")
+    if spent:
+        rows = "".join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(spent[key]))}</td></tr>"
+                       for key, label in (("weight_steps", "weight steps"), ("arch_steps", "architecture steps"), ("images", "images"),
+                                          ("forward_gflop", "forward GFLOPs"), ("wall_seconds", "wall seconds")) if key in spent)
+        parts.append(f"<h2>What the search spent</h2><p>Budget: <code>{html.escape(str(final.get('budget', 'official')))}</code>.</p>"
+                     f"<table>{rows}</table>")
+    cost = final.get("cost")
+    if cost:
+        within = cost.get("within_budget")
+        verdict = "within its budget" if within else '<strong class="unfinished">over its budget</strong>' if within is False else ""
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(cost[k]))}</td></tr>"
+                       for k in ("limit", "metric", "unit", "resolution", "predicted", "measured", "rule", "excess") if cost.get(k) is not None)
+        parts.append(f"<h2>Cost</h2><p>The derived architecture is {verdict}.</p><table>{rows}</table>")
+    return "".join(parts)
+
+
 def derived_size(run_dir: Path) -> dict[str, Any]:
     from archgraph.core.compile import compile_graph
     from archgraph.core.costs import count_params, model_flops
@@ -260,6 +301,7 @@ table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 
 <h1>Search run <code>{html.escape(str(run_dir))}</code></h1>
 <p>Status: {state}.</p>
 <h2>Derived architecture{'' if status.finished else ' (so far)'}</h2>{_picture(run_dir, "arch", f"arch ({strategy})")}
+{selection_section(run_dir)}
 {watch_section(run_dir, records, frames)}
 {health_section(run_dir, records)}
 <h2>Summary</h2><table>{rows}</table>
