@@ -37,10 +37,21 @@ def plan(root: Path) -> Plan:
     return Plan(load_config(None, TINY), ["dcnas"], [0], parse_baselines("preset:fcn"), cache_dir=root / "cache")
 
 
+def untimed(value):
+    """``value`` without timing-only fields at any depth (``spent.wall_seconds``, a selection's ``seconds``):
+    wall time differs between two runs of the same job; every other field must not."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if not k.endswith("seconds")}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
 def entries(out: Path) -> list[dict]:
     """results.json's runs without what may differ between modes (timings, paths)."""
     res = json.loads((out / "results.json").read_text())
-    return [{k: v for k, v in r.items() if k not in TIMINGS_AND_PATHS} | {"entry": e["name"]} for e in res["entries"] for r in e["runs"]]
+    return [untimed({k: v for k, v in r.items() if k not in TIMINGS_AND_PATHS}) | {"entry": e["name"]}
+            for e in res["entries"] for r in e["runs"]]
 
 
 def fails_for_presets(cfg, graph, folder, cache_dir, progress):

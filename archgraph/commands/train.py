@@ -59,16 +59,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="export a trained run's network (best.pt) as a torch.export program (.pt2) or ONNX",
         description="Write RUN_DIR's trained network as a torch.export program that loads with plain PyTorch "
         "(torch.export.load(path).module()), no archgraph needed; or as ONNX with --format onnx "
-        "(pip install archgraph[onnx]). Input: N x 3 x H x W normalised image; output: N x C x H x W logits. "
-        "Fixed input size by default (data.crop of the run, or --size H W); --dynamic makes batch, height and width "
-        "symbolic, with H and W multiples of the network's stride (at least twice it). A sidecar OUTPUT.json describes the input.",
+        "(pip install archgraph[onnx]). Input: N x 3 x H x W normalised image (any batch N); output: N x C x H x W logits. "
+        "One program per frame size: --frame HxW (repeatable), by default the dataset's image sizes at data.scale and the "
+        "training crop; the first goes to OUTPUT, the others beside it as STEM-HxW.pt2. --dynamic writes one program for "
+        "any H and W that are multiples of the network's stride (at least twice it). The manifest OUTPUT.json says which "
+        "file takes which frame; archgraph.engine.exported.load_export(OUTPUT) picks the program by the input's size.",
     )
     p.add_argument("run_dir", help="a run folder written by `archgraph train`")
     p.add_argument("-o", "--output", required=True, help="file to write, e.g. model.pt2 or model.onnx")
     p.add_argument("--format", default=None, choices=("pt2", "onnx"),
                    help="pt2 (torch.export) or onnx; default: the one the suffix of -o names (.pt2 or .onnx)")
-    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=None, help="input height and width (default: the run's data.crop)")
-    p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width (H, W multiples of the stride, at least twice it)")
+    p.add_argument("--frame", action="append", default=None, metavar="HxW",
+                   help="a frame size to export, e.g. 360x480 (repeatable; default: the dataset's image sizes at data.scale and data.crop)")
+    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=None, help="the same as --frame HxW (kept for older scripts)")
+    p.add_argument("--dynamic", action="store_true",
+                   help="one program with symbolic batch, height and width (H, W multiples of the stride, at least twice it)")
     p.add_argument("--checkpoint", default="best.pt", choices=CHECKPOINTS,
                    help="which weights (default: best.pt; best.prev.pt is the previous best, from an earlier epoch)")
     p.set_defaults(func=cmd_export)
@@ -201,22 +206,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from archgraph.engine.export import export_format, export_run
+    from archgraph.engine.export import export_format, export_run, frame_text, parse_frame
     from archgraph.errors import CheckpointError
     from archgraph.runfolder import check_output_file
 
     run = Path(args.run_dir)
-    export_format(args.output, args.format)  # a wrong name is refused before anything is loaded
+    export_format(args.output, args.format)  # a wrong name or frame is refused before anything is loaded
+    frames = [parse_frame(f) for f in args.frame or []]
     format_flag = f" --format {args.format}" if args.format else ""
     _require_trained_run(run, f"archgraph export {{run}} -o {args.output}{format_flag}")
     check_output_file(Path(args.output), "-o", "model.pt2")
     try:
-        result = export_run(args.run_dir, args.output, args.format, tuple(args.size) if args.size else None, args.dynamic, args.checkpoint)
+        result = export_run(args.run_dir, args.output, args.format, size=tuple(args.size) if args.size else None,
+                            dynamic=args.dynamic, checkpoint=args.checkpoint, frames=frames)
     except CheckpointError as exc:
         size = f" --size {args.size[0]} {args.size[1]}" if args.size else ""
-        command = f"archgraph export {run} -o {args.output}{format_flag}{size}{' --dynamic' if args.dynamic else ''}"
+        frame_flags = "".join(f" --frame {frame_text(f)}" for f in frames)
+        command = f"archgraph export {run} -o {args.output}{format_flag}{size}{frame_flags}{' --dynamic' if args.dynamic else ''}"
         raise _with_intact_alternative(exc, run, args.checkpoint, command) from None
-    n, c, h, w = result.input_shape
-    shape = f"N x 3 x H x W (H, W multiples of {result.stride}, at least {2 * result.stride})" if result.dynamic else f"{n} x {c} x {h} x {w}"
-    console.print(f"wrote {result.path} (input {shape}) and {result.info_path}")
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    for program in result.programs:
+        if program.frame is None:
+            shape = f"N x 3 x H x W, H and W multiples of {result.stride}, at least {2 * result.stride}"
+        else:
+            shape = f"N x 3 x {program.frame[0]} x {program.frame[1]}"
+        console.print(f"wrote {program.path} (input {shape})", markup=False, highlight=False)
+    console.print(f"wrote {result.info_path} (which file takes which frame)", markup=False, highlight=False)
     return 0
