@@ -35,7 +35,7 @@ from archgraph.core.choices import ArchParams, InputChoice, OpChoice
 from archgraph.configtools import bounded, one_of
 from archgraph.errors import ConfigError
 from archgraph.core.registry import register_strategy
-from archgraph.core.relaxation import Mixer, Relaxation, sum_branches
+from archgraph.core.relaxation import Mixer, Relaxation, host_copies, sum_branches
 from archgraph.strategies.base import Strategy, StrategyParams
 
 
@@ -73,14 +73,15 @@ class PathSamplingMix(Mixer):
         relax: DCNASRelaxation = self.relaxation
         n = min(self.n, len(inputs))
         picked = relax.drawn.get(self.node)  # drawn before the pass (live-subgraph execution) ...
+        on_device = relax.drawn_on_device.get(self.node)  # ... and uploaded with the pass's others at once
         if picked is None:  # ... or here, when the network runs every node (prune_dead off)
             picked = relax.sample(self.arch.input_logits(self.label), n, self.training)
             relax.record(self.label, picked.tolist())
-        idx = picked.tolist()
+        idx = picked.tolist()  # a host tensor: no wait for the device
         # p[picked] / sum(p[picked]) == softmax over the drawn logits; computed that way, undrawn
         # paths get exactly zero gradient (no softmax-denominator round-off). tau is a sampling
         # temperature: dividing the blend's logits by it would divide beta's gradient by tau as well.
-        drawn = self.arch.input_logits(self.label)[picked]
+        drawn = self.arch.input_logits(self.label)[picked if on_device is None else on_device]
         w = torch.softmax(drawn / relax.tau if relax.params.blend_temperature else drawn, dim=-1)
         out = w[0] * branches[idx[0]](inputs[idx[0]])
         for j in range(1, len(idx)):
@@ -137,6 +138,7 @@ class DCNASRelaxation(Relaxation):
         self.last_picks: dict[str, list[int]] = {}
         self.recording = False
         self.drawn: dict[str, torch.Tensor] = {}  # node -> picked indices of the pass drawn up front
+        self.drawn_on_device: dict[str, torch.Tensor] = {}  # the same on alpha/beta's device (one upload per pass)
 
     def record(self, label: str, idx: list[int]) -> None:
         if self.recording:
@@ -144,8 +146,10 @@ class DCNASRelaxation(Relaxation):
 
     def sample(self, logits: torch.Tensor, n: int, training: bool) -> torch.Tensor:
         """Indices of the ``n`` paths a node with input logits ``logits`` (beta) runs: drawn without
-        replacement from softmax(beta / tau) in training, the ``n`` most probable in evaluation."""
-        with torch.no_grad():  # on the CPU, where the generator lives (a CUDA tensor cannot use a CPU generator)
+        replacement from softmax(beta / tau) in training, the ``n`` most probable in evaluation.
+        Drawn on the CPU, where the generator lives (a CUDA tensor cannot use a CPU generator);
+        ``logits`` may be a host copy already (:meth:`draw_pass` copies a whole pass's at once)."""
+        with torch.no_grad():
             probs = torch.softmax(logits.detach().float().cpu() / self.tau, dim=-1)
         if training:
             return torch.multinomial(probs, n, replacement=False, generator=self.generator)
@@ -157,16 +161,24 @@ class DCNASRelaxation(Relaxation):
         if self.subnet is not None:
             return None
         computed: dict[str, list[int]] = {}
-        for choice in sequence:
-            if isinstance(choice, InputChoice):
-                picked = self.sample(arch.input_logits(choice.label), min(self.params.paths, len(choice.candidates)), training)
-                self.drawn[choice.node] = picked
-                computed[choice.node] = picked.tolist()
-                self.record(choice.label, computed[choice.node])
+        choices = [c for c in sequence if isinstance(c, InputChoice)]
+        host = host_copies([arch.input_logits(c.label) for c in choices])  # one device-to-host copy per pass
+        for choice, logits in zip(choices, host):
+            picked = self.sample(logits, min(self.params.paths, len(choice.candidates)), training)
+            self.drawn[choice.node] = picked
+            computed[choice.node] = picked.tolist()
+            self.record(choice.label, computed[choice.node])
+        if choices:
+            # Indexing a GPU tensor with CPU indices copies them with a blocking upload, node by node;
+            # one non-blocking upload of the whole pass's draws instead
+            device = arch.input_logits(choices[0].label).device
+            picks = [self.drawn[c.node] for c in choices]
+            uploaded = torch.cat(picks).to(device, non_blocking=True).split([p.numel() for p in picks])
+            self.drawn_on_device = {c.node: u for c, u in zip(choices, uploaded)}
         return computed
 
     def end_pass(self) -> None:
-        self.drawn = {}
+        self.drawn, self.drawn_on_device = {}, {}
 
     def op_width(self, choice: OpChoice, channels: int) -> int:
         return partial_width(channels, self.params.channel_ratio)

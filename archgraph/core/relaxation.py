@@ -76,6 +76,19 @@ def sum_branches(inputs: Sequence[torch.Tensor], branches: Sequence[nn.Module], 
     return out
 
 
+def host_copies(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Float32 CPU copies of ``tensors`` (detached, flattened) made with ONE device-to-host copy.
+
+    Why: a strategy that samples on the host (CPU generators keep draws identical on every device)
+    needs alpha/beta there; a ``.cpu()`` per choice point waits for the GPU once per node and step.
+    Concatenated first, the whole pass's logits cross once (tests/test_sync_points.py). The values
+    are the same as per-tensor copies, so draws do not change."""
+    if not tensors:
+        return []
+    flat = torch.cat([t.detach().float().reshape(-1) for t in tensors]).cpu()
+    return list(flat.split([t.numel() for t in tensors]))
+
+
 class SumInputs(nn.Module):
     """No input choice: align every input and add them up."""
 

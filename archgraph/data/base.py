@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from archgraph.configtools import key_suggestion
 from archgraph.errors import ArchgraphError
 
 from . import transforms as T
@@ -204,7 +205,7 @@ class SegmentationDataset(Dataset):
         if unknown:
             known = sorted(self.option_names())
             bad = sorted(unknown)
-            hint = suggest(bad[0], known)
+            hint = key_suggestion(bad[0], unknown[bad[0]], known)  # `{flipp:false}` is one YAML key
             raise DatasetError(
                 f"{self.name}: unknown option(s) {', '.join(bad)}{hint} (known: {', '.join(known)})"
             )

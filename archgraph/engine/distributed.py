@@ -162,16 +162,27 @@ def local_batch_size(global_batch: int, key: str = "data.batch_size") -> int:
     return global_batch // w
 
 
-def sharded_loader(ds: Dataset, batch_size: int, seed: int, workers: int = 0) -> DataLoader:
+def sharded_loader(ds: Dataset, batch_size: int, seed: int, workers: int = 0, device: torch.device | None = None) -> Iterable:
     """A shuffled loader of global batch ``batch_size``; this rank's share of it when distributed.
 
-    Single process: exactly ``DataLoader(ds, batch_size, shuffle=True, drop_last=True, generator=seeded)``.
+    ``workers == 0``: exactly ``DataLoader(ds, batch_size, shuffle=True, drop_last=True,
+    generator=seeded)`` (or :class:`StepSampler` under torchrun). ``workers > 0``: the same batches
+    in the same order, decoded and augmented by worker processes (:mod:`archgraph.data.workers`:
+    persistent across epochs inside :func:`loader_scope`, each sample told its epoch). Memory is
+    pinned when the batches go to a CUDA device (``device``; by default when CUDA is available),
+    so ``tensor.to(device, non_blocking=True)`` overlaps the copy with computation.
     """
+    pin = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+    if workers > 0:
+        from archgraph.data.workers import worker_loader
+
+        return worker_loader(ds, local_batch_size(batch_size), seed, workers, pin,
+                             (world_size(), rank()) if is_distributed() else None)
     generator = torch.Generator().manual_seed(seed)
     if not is_distributed():
-        return DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers, generator=generator)
+        return DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator, pin_memory=pin)
     sampler = StepSampler(ds, world_size(), rank(), generator)
-    return DataLoader(ds, batch_size=local_batch_size(batch_size), sampler=sampler, drop_last=True, num_workers=workers, generator=generator)
+    return DataLoader(ds, batch_size=local_batch_size(batch_size), sampler=sampler, drop_last=True, generator=generator, pin_memory=pin)
 
 
 def shard_indices(n: int) -> range:
@@ -287,8 +298,8 @@ class ParallelNetwork:
     what gets saved, scored and derived from.
     """
 
-    def __init__(self, net: nn.Module, ddp: nn.Module | None, precision: Precision):
-        self.__dict__.update(module=net, ddp=ddp, precision=precision, scales=[])
+    def __init__(self, net: nn.Module, ddp: nn.Module | None, precision: Precision, compiled: Any = None):
+        self.__dict__.update(module=net, ddp=ddp, precision=precision, scales=[], compiled=compiled)
 
     def set_loss_scales(self, pairs: Sequence[tuple[torch.Tensor, float]]) -> None:
         """Gradient scale of the output for each input batch (matched by identity); see
@@ -300,7 +311,7 @@ class ParallelNetwork:
         scale = next((s for t, s in self.__dict__["scales"] if t is x), 1.0)
         if p.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        runner = self.__dict__["ddp"] or self.__dict__["module"]
+        runner = next(r for r in (self.__dict__["compiled"], self.__dict__["ddp"], self.__dict__["module"]) if r is not None)
         if p.amp_dtype is None:
             y = runner(x, *args, **kwargs)
         else:
@@ -370,6 +381,21 @@ def parallelize(net: nn.Module, device: torch.device, precision: Precision, *, f
             find_unused_parameters=find_unused, broadcast_buffers=broadcast_buffers,
         )
     return ParallelNetwork(net, ddp, precision)
+
+
+def compile_forward(step_net: Any) -> Any:
+    """``train.compile``: the forward pass of the training steps through ``torch.compile``.
+
+    Only the step's forward is compiled (DDP's wrapper included, which torch.compile supports);
+    the network object itself stays eager, so evaluation, pictures and checkpoints use it unchanged:
+    a checkpoint holds the plain module's state dict (no ``_orig_mod.`` prefixes) and loads into an
+    eager or a compiled run alike. The first steps pay the compile time (docs/gpu.md has figures).
+    """
+    if isinstance(step_net, ParallelNetwork):
+        ddp = step_net.__dict__["ddp"]
+        step_net.__dict__["compiled"] = torch.compile(ddp if ddp is not None else step_net.__dict__["module"])
+        return step_net
+    return ParallelNetwork(step_net, None, Precision(None, False), compiled=torch.compile(step_net))
 
 
 def all_reduce_mean_grads(params: Sequence[torch.Tensor]) -> None:
