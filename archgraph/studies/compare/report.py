@@ -51,13 +51,24 @@ def write_plots(out: Path, results: dict[str, Any]) -> list[str]:
             atomic_write_bytes(out / f"{stem}.{fmt}", data)
             written.append(f"{stem}.{fmt}")
 
+    from archgraph.studies.compare.stats import interval
+
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(entries) + 1.5), 3.6))
-    xs = range(len(entries))
-    ax.bar(xs, [e["summary"]["t_miou_mean"] for e in entries], yerr=[e["summary"]["t_miou_std"] or 0 for e in entries],
-           color=[colour[e["kind"]] for e in entries], capsize=4)
-    ax.set_xticks(list(xs), [display_name(e) for e in entries], rotation=30, ha="right")
+    xs = list(range(len(entries)))
+    means = [e["summary"]["t_miou_mean"] for e in entries]
+    # Error bars: the 95% t-interval of the mean (what the tests read), not the sd; every run is a dot,
+    # so a reader sees n and the spread at once (with 3 seeds a bar alone hides both).
+    runs = [[float(r["t_miou"]) for r in e["runs"] if r.get("t_miou") is not None] for e in entries]
+    cis = [interval(v)["ci"] for v in runs]
+    low = [m - ci[0] if ci else 0.0 for m, ci in zip(means, cis)]
+    high = [ci[1] - m if ci else 0.0 for m, ci in zip(means, cis)]
+    ax.bar(xs, means, yerr=[low, high], color=[colour[e["kind"]] for e in entries], alpha=0.75, capsize=4)
+    for x, values in zip(xs, runs):
+        offsets = [0.0] if len(values) == 1 else [0.3 * (i / (len(values) - 1) - 0.5) for i in range(len(values))]
+        ax.scatter([x + o for o in offsets], values, s=12, color="black", zorder=3)
+    ax.set_xticks(xs, [display_name(e) for e in entries], rotation=30, ha="right")
     ax.set_ylabel("T-mIoU (stand-alone)")
-    ax.set_title("stand-alone mIoU, mean ± std over runs")
+    ax.set_title("stand-alone mIoU: mean, 95% interval, every run")
     ax.grid(axis="y", alpha=0.3)
     save_fig(fig, "tmiou")
 
