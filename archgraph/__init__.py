@@ -17,6 +17,12 @@ A hand-made architecture is named node by node (every choice point it keeps, see
 See docs/architecture.md for the data flow.
 """
 
+from pathlib import Path as _Path
+
+from archgraph import sourcetree as _sourcetree
+
+_sourcetree.install(_Path(__file__).resolve().parent)  # before anything imports archgraph.spaces/strategies
+
 from archgraph.core.compile import CompiledNetwork, compile_graph, transfer_weights
 from archgraph.core.decode import decode, derive_by_name, sample_architecture
 from archgraph.errors import ArchgraphError, CheckpointError, ConfigError, GraphError, RegistryError

@@ -25,6 +25,39 @@ def unknown_key_error(key: str, known: list[str], section: str) -> ConfigError:
     return ConfigError(f"unknown config key {path!r}{hint} (known keys: {', '.join(sorted(known))})")
 
 
+def key_suggestion(key: str, value: Any, known: list[str] | tuple[str, ...]) -> str:
+    """``"; did you mean ...?"`` for an unknown key of a free-form mapping (``data.options``), or "".
+
+    YAML reads ``{flipp:false}`` (no space after the colon) as one key ``"flipp:false"`` with no
+    value, which no spelling suggestion can match; such a key is split at the colon first, so the
+    hint names both the misspelling and the missing space."""
+    name, colon, rest = key.partition(":")
+    name = name.strip()
+    if colon and value is None and name:
+        close = [name] if name in known else difflib.get_close_matches(name, list(known), n=1)
+        if close:
+            return f"; did you mean '{{{close[0]}: {rest.strip()}}}'? (YAML needs a space after the colon)"
+        return f"; YAML read '{key}' as one key: write '{{{name}: {rest.strip()}}}' with a space after the colon"
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def yaml_text(value: Any) -> str:
+    """``value`` as a user types it in a YAML file or after ``--set``: ``[0.5, 0.999]``, ``false``,
+    ``null``, ``{a: 1}``, on one line (tuples as lists; not Python's repr)."""
+    import yaml
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        return v
+
+    text = yaml.safe_dump(plain(value), default_flow_style=True, width=math.inf, sort_keys=False).strip()
+    return text[: -len("\n...")].strip() if text.endswith("\n...") else text  # a scalar's document end marker
+
+
 def bounded(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False, why: str = "") -> Any:
     """A dataclass field whose value (each value, for a list or tuple) must lie in a range.
 

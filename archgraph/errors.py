@@ -34,3 +34,8 @@ class NonFiniteLoss(ArithmeticError):
     def __init__(self, what: str):
         super().__init__(f"non-finite {what}")
         self.what = what
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, carrying the one line a person should see (where the run stopped, what was
+    saved, how to continue). The CLI prints that line alone, so an interruption says one thing once."""

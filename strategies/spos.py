@@ -20,8 +20,13 @@ Sampling", ECCV 2020 (arXiv:1904.00420); official code: megvii-model/SinglePathO
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import inspect
+import json
+import random
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +40,16 @@ from archgraph.core.choices import ArchParams, ChoicePoints, InputChoice, OpChoi
 from archgraph.core.compile import CompiledNetwork
 from archgraph.core.decode import decode
 from archgraph.errors import ConfigError
-from archgraph.io import append_jsonl
+from archgraph.io import append_jsonl, atomic_write_text
 from archgraph.core.registry import register_strategy
 from archgraph.core.relaxation import Mixer, Relaxation, sum_branches
 from archgraph.strategies.base import Scores, Strategy, StrategyParams
-from archgraph.strategies.evolution import ArchCost, Candidate, EvolutionConfig, Gene, evolve
+from archgraph.strategies.evolution import ArchCost, Candidate, EvolutionConfig, EvolutionState, Gene, evolve
 
 OpIdx = dict[str, int]
 InputIdx = dict[str, list[int]]
+OFFICIAL_POPULATION, OFFICIAL_GENERATIONS = 50, 20  # src/Search/search.py
+STATE_FILE = "evolution.state.json"  # the evolution's state after its last finished generation (resume)
 
 
 @dataclass
@@ -55,8 +62,8 @@ class SPOSParams(StrategyParams):
     band_bins: int = 7  # official: 290M..360M in 10M bins
     band_tries: int = 500  # draws per bin before taking any path (official timeout)
     # evolution (src/Search/search.py)
-    population: int = 50
-    generations: int = 20
+    population: int | None = None  # None: the official 50, fewer when the search was short (docs/strategies.md, "the evolution's budget")
+    generations: int | None = None  # None: the official 20, fewer so that the evolution costs no more than the search
     select: int = 10  # top-k parents
     mutation: int = 25
     crossover: int = 25
@@ -149,6 +156,7 @@ class SPOS(Strategy):
     """SPOS: uniform single-path supernet training, then evolution scored with recalibrated BN (Guo et al. 2020)."""
 
     name = "spos"
+    budget_rule = "constraint"  # search.cost_limit: candidates over it are never scored
     # The checks' tiny runs: a small evolution (the official 50 x 20 would score up to 1,050 candidates).
     check_options = {"population": 4, "generations": 2, "select": 2, "mutation": 2, "crossover": 2, "recalib_batches": 2}
     planted_steps = 32  # 3 x 3 architectures in the planted graph; a weight step trains one of them, so twice the steps
@@ -158,8 +166,12 @@ class SPOS(Strategy):
     progress: bool | None = None
 
     def __init__(self, graph: nx.DiGraph, params: SPOSParams, search, seed: int = 0):
-        self.evolution_cfg = EvolutionConfig(params.population, params.generations, params.select, params.mutation, params.crossover, params.mutation_prob)
+        # The official sizes where the options are unset; on_search_end scales them to the search's budget.
+        self.evolution_cfg = EvolutionConfig(OFFICIAL_POPULATION if params.population is None else params.population,
+                                             OFFICIAL_GENERATIONS if params.generations is None else params.generations,
+                                             params.select, params.mutation, params.crossover, params.mutation_prob)
         self.evolution_cfg.check()
+        self.weight_steps = 0  # supernet training steps taken: the evolution's default budget
         if params.band_min < 0 or params.band_max < 0 or (params.band_max and params.band_max <= params.band_min):
             raise ConfigError(f"need 0 <= strategy.band_min < strategy.band_max (or both 0 = off), got {params.band_min} and {params.band_max}")
         if params.band_bins < 1 or params.band_tries < 1:
@@ -194,6 +206,7 @@ class SPOS(Strategy):
 
     def search_step(self, net, batch_w, batch_a, w_opt, a_opt) -> dict[str, float]:
         self.prepare_costs(tuple(batch_w[0].shape[-2:]))
+        self.weight_steps += 1
         return super().search_step(net, batch_w, batch_a, w_opt, None)
 
     def prepare_costs(self, image_hw: tuple[int, int]) -> None:
@@ -237,13 +250,18 @@ class SPOS(Strategy):
         genes, op_labels, in_labels = genes_of(net.choices)
         scorer = _with_recalib(score, p.recalib_batches)
         log = self._generation_log(out_dir, op_labels, in_labels)
-        cfg = self.evolution_cfg
-        with EvolutionProgress(cfg.max_scored(), cfg.generations, show_progress(self.progress)) as bar:
+        state = EvolutionState(Path(out_dir) / STATE_FILE, {"supernet": weights_digest(net)}) if out_dir is not None else None
+        cfg = self._budgeted(net, scorer, genes, op_labels, in_labels)
+        show = show_progress(self.progress)
+        lines = GenerationLines(cfg.generations, enabled=not show and _rank0())
+        with EvolutionProgress(cfg.max_scored(), cfg.generations, show) as bar:
 
             def fitness(cand: Candidate) -> float:
                 return bar.scored(scorer(*self.decisions_of(cand, op_labels, in_labels)))
 
             def legal(cand: Candidate) -> bool:
+                if self.budget is not None and not self.budget.within(*self.decisions_of(cand, op_labels, in_labels)):
+                    return False  # search.cost_limit: a hard constraint, checked before scoring
                 if self.cost is None:
                     return True
                 flops, params = self.cost.of(*self.decisions_of(cand, op_labels, in_labels))
@@ -252,16 +270,43 @@ class SPOS(Strategy):
             def on_generation(record: dict[str, Any]) -> None:
                 bar.generation(record["generation"])
                 log(record)
+                lines(record)
 
-            result = evolve(genes, fitness, legal, cfg, seed=self.seed, on_generation=on_generation)
+            result = evolve(genes, fitness, legal, cfg, seed=self.seed, on_generation=on_generation, state=state)
         self.best = self.decisions_of(result.best, op_labels, in_labels)
         return True
+
+    def _budgeted(self, net: CompiledNetwork, scorer: Callable[[OpIdx, InputIdx], float], genes: Sequence[Gene], op_labels: list[str], in_labels: list[str]) -> EvolutionConfig:
+        """The evolution's sizes: the options where set; else scaled so that scoring costs at most what
+        the supernet training cost. One candidate is scored as a probe, counting its forward passes
+        ``F`` (BN recalibration plus evaluation batches); a weight step counts as 3 forward passes
+        (forward and a backward of about twice its cost), so ``W`` steps afford ``B = 3W / F``
+        candidates. Population ``min(50, max(2, B // 2))``, then as many generations (at most 20) as
+        fit into the rest of ``B``. Deterministic (counts, not clocks), so a resumed run agrees."""
+        p, cfg = self.params, self.evolution_cfg
+        if p.population is not None and p.generations is not None:
+            return cfg
+        calls = [0]
+        hook = net.register_forward_hook(lambda module, args, output: calls.__setitem__(0, calls[0] + 1))
+        try:
+            scorer(*self.decisions_of(tuple(g.random(random.Random(0)) for g in genes), op_labels, in_labels))
+        finally:
+            hook.remove()
+        budget = 3 * self.weight_steps // max(1, calls[0])
+        population = cfg.population if p.population is not None else min(OFFICIAL_POPULATION, max(2, budget // 2))
+        per_generation = max(population, cfg.mutation + cfg.crossover)
+        generations = cfg.generations if p.generations is not None else min(OFFICIAL_GENERATIONS, max(0, (budget - population) // per_generation))
+        scaled = dataclasses.replace(cfg, population=population, generations=generations)
+        if _rank0():
+            print(f"evolution: population {population}, {generations} generations, at most {scaled.max_scored()} candidates of "
+                  f"{calls[0]} forward passes each, for a search of {self.weight_steps} weight steps (set strategy.population "
+                  f"and strategy.generations to choose)", flush=True)
+        return scaled
 
     def _generation_log(self, out_dir, op_labels: list[str], in_labels: list[str]) -> Callable[[dict[str, Any]], None]:
         """Appends one line per generation to ``evolution.jsonl`` in ``out_dir`` (nothing when None)."""
         log = Path(out_dir) / "evolution.jsonl" if out_dir is not None else None
-        if log is not None and log.exists():
-            log.unlink()  # a rerun (after an interruption) starts the evolution afresh: same seed, same result
+        first = [True]
 
         def entry(c, f) -> dict[str, Any]:
             ops, inputs = self.decisions_of(tuple(tuple(v) if isinstance(v, list) else v for v in c), op_labels, in_labels)
@@ -273,6 +318,10 @@ class SPOS(Strategy):
         def write(record: dict[str, Any]) -> None:
             if log is None:
                 return
+            if first[0]:  # a resumed evolution keeps the lines of the generations it restored; a fresh one none
+                first[0] = False
+                if log.exists():
+                    truncate_log(log, record["generation"])
             append_jsonl(log, {
                 "generation": record["generation"], "best_fitness": record["best_fitness"], "scored": record["scored"],
                 "top": [entry(c, f) for c, f in record["top"]], "population": [entry(c, f) for c, f in record["population"]],
@@ -303,14 +352,61 @@ class SPOS(Strategy):
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "generator": self.relaxation.generator.get_state(), "best": self.best, "image_hw": self.image_hw}
+        return {**super().state_dict(), "generator": self.relaxation.generator.get_state(), "best": self.best, "image_hw": self.image_hw,
+                "weight_steps": self.weight_steps}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         if "generator" in state:
             self.relaxation.generator.set_state(state["generator"])
         self.best = state.get("best")
+        self.weight_steps = int(state.get("weight_steps", 0))
         self.image_hw = tuple(state["image_hw"]) if state.get("image_hw") else None
+
+
+def truncate_log(log: Path, generation: int) -> None:
+    """Keep the lines of ``log`` for generations before ``generation`` (a resume's restored ones)."""
+    kept = []
+    for line in log.read_text().splitlines():
+        try:
+            if json.loads(line)["generation"] < generation:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by the interruption
+    atomic_write_text(log, "".join(line + "\n" for line in kept))
+
+
+def weights_digest(net: nn.Module) -> str:
+    """SHA-256 of the supernet's weights and buffers: the evolution state of another supernet (a
+    fresh search into the same folder) is never resumed."""
+    digest = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _rank0() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0)
+
+
+class GenerationLines:
+    """Without a progress bar (a log file, ``--no-progress``, a compare's job): one line per generation
+    on stdout, ``evolution generation 3/20: best fitness 0.4120 | scored 160 | 12.5 s``, so a long
+    evolution is never silent."""
+
+    def __init__(self, generations: int, enabled: bool):
+        self.generations = generations
+        self.enabled = enabled
+        self.start = time.perf_counter()
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        print(f"evolution generation {record['generation']}/{self.generations}: best fitness {record['best_fitness']:.4f} | "
+              f"scored {record['scored']} | {now - self.start:.1f} s", flush=True)
+        self.start = now
 
 
 def show_progress(wanted: bool | None) -> bool:

@@ -8,10 +8,21 @@ import os
 from rich.console import Console
 
 
+#: The width of the commands' output when it is not a terminal (a log file, a pipe, a job's log):
+#: wide enough that no table is squeezed, and lines are never cut in the middle of a field.
+LOG_WIDTH = 240
+
+
 def rank_console() -> Console:
     """The commands' console: silent on every process but rank 0 of a torchrun launch (which sets
-    RANK), so N processes print one set of messages."""
-    return Console(quiet=os.environ.get("RANK", "0") != "0")
+    RANK), so N processes print one set of messages. Without a terminal (and no COLUMNS set) rich
+    would wrap at 80 columns, in the middle of a number and its unit; there lines are soft-wrapped
+    (never broken) and tables get :data:`LOG_WIDTH` columns."""
+    quiet = os.environ.get("RANK", "0") != "0"
+    console = Console(quiet=quiet)
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(quiet=quiet, width=LOG_WIDTH, soft_wrap=True)
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:

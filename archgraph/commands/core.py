@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from archgraph.commands import add_config_args, rank_console
+from archgraph.configtools import yaml_text
 from archgraph.errors import ArchgraphError
 
 console = rank_console()
@@ -95,7 +96,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
     table = Table(title="search strategies")
     for col in ("name", "description", "handles", "options (strategy.KEY, default)"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # every value whole, however narrow the terminal
     for info in list_strategies():
         params = ", ".join(f"{f.name}={_default(f)}" for f in dataclasses.fields(info.params))
         table.add_row(info.name, info.doc, ", ".join(sorted(strategy_handles(info))), params)
@@ -162,15 +163,16 @@ def op_origin(module: str) -> str:
 
 
 def _default(f: dataclasses.Field) -> str:
+    """A field's default as a user would type it in YAML (``[0.5, 0.999]``, ``false``), not a repr."""
     if f.default is not dataclasses.MISSING:
-        return repr(f.default)
+        return yaml_text(f.default)
     if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
         value = f.default_factory()  # type: ignore[misc]
         if isinstance(value, list) and len(value) > 4:
             from archgraph.core.ops import MBCONV_OPS
 
             return "[6 MobileNetV3 blocks]" if tuple(value) == MBCONV_OPS else f"[{len(value)} ops: {', '.join(map(str, value))}]"
-        return repr(value)
+        return yaml_text(value)
     return "?"
 
 

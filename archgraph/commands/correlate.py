@@ -24,7 +24,7 @@ def default_archs(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "correlate",
-        help="correlation study: supernet and every scorer vs stand-alone mIoU of N architectures (Pearson, Spearman, Kendall, top-20% Kendall, bootstrap CIs)",
+        help="correlation study: supernet and every scorer vs stand-alone mIoU of N architectures (Pearson, Spearman, Kendall, top-20%% Kendall, bootstrap CIs)",  # %% : argparse formats help strings
         description="Search (or reuse a finished search with --search-dir), take N architectures (the derived one plus random "
         "ones spread over the supernet's quality range), score each with the supernet's shared weights (BN recalibrated, "
         "selection split) and every other scorer (zero-cost proxies, params, flops; --scorers), train each stand-alone with the "
