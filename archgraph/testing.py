@@ -14,7 +14,11 @@ contract (docs/plugins.md) each one holds the strategy to:
   with the full-width derived network; it gets every other part of the check.
 - ``gradients``: architecture steps happen as :meth:`Strategy.planned_arch_steps` promises, and
   their gradients are finite and reach alpha and beta on candidates that ran in that step (a
-  strategy without architecture optimiser is skipped).
+  strategy without architecture optimiser is skipped). Their *size* is compared with the reference
+  strategy's (:data:`GRADIENT_REFERENCE`, the continuous relaxation) on the same graph and batches:
+  when more than half of the choices whose candidates ran get gradients over
+  :data:`GRADIENT_RATIO` times smaller, the check fails (a hard straight-through gate whose path is
+  the only input of the next BatchNorm: BN cancels the gate's scale; :mod:`archgraph.core.straight_through`).
 - ``evaluation``: where the strategy claims it (``eval_is_derived = True``), evaluation mode outside
   subnet mode computes the derived network, deterministically.
 - ``resume``: a short search (:func:`archgraph.engine.search.run_search`, a checkpoint after every
@@ -68,6 +72,9 @@ TINY_SPACE = {"layers": 2, "base_channels": 4}  # applied to the space's hyper-p
 ATOL = 1e-5  # logits of subnet mode against the derived network (as tests/test_compile.py)
 CROP, BATCH_SIZE = 32, 2  # the in-process checks' batches
 EXERCISE_EPOCHS, EXERCISE_STEPS = 2, 3  # search steps before the subnet/gradient/evaluation checks: epoch 0 weight-only
+GRADIENT_REFERENCE = "darts"  # the strategy whose architecture gradients a strategy's are compared with
+GRADIENT_RATIO = 1e-3  # a choice's gradient this many times smaller than the reference's counts as vanished
+GRADIENT_VANISHED_SHARE = 0.5  # ... and the check fails when more than this share of the compared choices vanish
 RESUME_RUN = [  # the resume check's searches, a checkpoint after every step; epochs and steps: _resume_budget
     "data.name=synthetic", "data.crop=[32,32]", "data.batch_size=2", "data.val_limit=2", "search.warmup_epochs=1",
     "search.bn_recalib_batches=1", "search.checkpoint_every=1", "search.eval_every=0",
@@ -356,7 +363,7 @@ def check_strategy(
 
     jobs = {
         "subnet": lambda: _check_subnet(exercised(), seed),
-        "gradients": lambda: _check_gradients(exercised()),
+        "gradients": lambda: _check_gradients(exercised(), lambda: _reference_run(info, graph, seed)),
         "evaluation": lambda: _check_evaluation(exercised()),
         "resume": lambda: _check_resume(info, graph, space, space_params, options, seed),
         "planted": lambda: _check_planted(info, given, planted_seeds),
@@ -638,7 +645,48 @@ def _check_subnet(run: _Exercised, seed: int) -> tuple[str, str]:
 # gradients
 
 
-def _check_gradients(run: _Exercised) -> tuple[str, str]:
+def _reference_run(info: StrategyInfo, graph: nx.DiGraph, seed: int) -> _Exercised | None:
+    """The reference strategy's steps on the same graph and batches (``None`` for the reference itself)."""
+    if info.name == GRADIENT_REFERENCE or GRADIENT_REFERENCE not in STRATEGIES:
+        return None
+    return _exercise(get_strategy(GRADIENT_REFERENCE), graph, {}, seed)
+
+
+def _gradient_sizes(run: _Exercised) -> dict[tuple[str, str], float]:
+    """Per choice (kind, label): the largest gradient a candidate that ran received, over the steps."""
+    nodes: dict[tuple[str, str], set[str]] = {}
+    for kind, choices in (("op", run.net.choices.ops), ("input", run.net.choices.inputs)):
+        for c in choices:
+            if len(c.candidates) > 1:
+                nodes.setdefault((kind, c.label), set()).add(c.node)
+    sizes: dict[tuple[str, str], float] = {}
+    for step in run.arch_steps:
+        for key, g in step.grads.items():
+            ran = sorted({i for k, node, i in step.ran if k == key[0] and node in nodes.get(key, ())})
+            if g is None or not ran or key not in nodes:
+                continue
+            sizes[key] = max(sizes.get(key, 0.0), float(g[ran].abs().max()))
+    return sizes
+
+
+def _compare_gradient_sizes(run: _Exercised, reference: _Exercised) -> str:
+    """Fail when the strategy's architecture gradients are orders of magnitude below the reference's."""
+    own, ref = _gradient_sizes(run), _gradient_sizes(reference)
+    compared = {key: own[key] / ref[key] for key in own if ref.get(key, 0.0) > 0.0}
+    if not compared:
+        return ""
+    vanished = sorted((ratio, key) for key, ratio in compared.items() if ratio < GRADIENT_RATIO)
+    if len(vanished) > GRADIENT_VANISHED_SHARE * len(compared):
+        worst = ", ".join(f"{'alpha' if k == 'op' else 'beta'}[{label!r}] {ratio:.1e}x" for ratio, (k, label) in vanished[:3])
+        raise _CheckFailed(
+            f"architecture gradients vanish: {len(vanished)}/{len(compared)} choices get gradients over {1 / GRADIENT_RATIO:.0e} times "
+            f"smaller than {GRADIENT_REFERENCE}'s on the same graph ({worst}); a hard gate on the only path into a BatchNorm "
+            "carries no gradient (BN cancels its scale): sum several gated paths, e.g. archgraph.core.straight_through (docs/plugins.md)")
+    median = sorted(compared.values())[len(compared) // 2]
+    return f"; gradient size {median:.1e}x {GRADIENT_REFERENCE}'s (median of {len(compared)} choices)"
+
+
+def _check_gradients(run: _Exercised, reference: Callable[[], _Exercised | None] | None = None) -> tuple[str, str]:
     if run.a_opt is None:
         if run.planned:
             raise _CheckFailed(f"arch_optimizer returned None, but planned_arch_steps promises {run.planned} architecture steps; "
@@ -679,7 +727,9 @@ def _check_gradients(run: _Exercised) -> tuple[str, str]:
                                f"{len(learnable[kind])} {kind} choices); the mixers must weight what they run by {name} "
                                "(or the strategy must write the gradient before the optimiser steps)")
         parts.append(f"{name} of {len(reached[kind])}/{len(learnable[kind])} {kind} choices")
-    return "PASS", f"{len(steps)} architecture step{'s' if len(steps) != 1 else ''} as planned; finite gradients reached {' and '.join(parts)} on candidates that ran"
+    ref = reference() if reference is not None else None
+    sizes = _compare_gradient_sizes(run, ref) if ref is not None else ""
+    return "PASS", f"{len(steps)} architecture step{'s' if len(steps) != 1 else ''} as planned; finite gradients reached {' and '.join(parts)} on candidates that ran{sizes}"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -169,22 +169,10 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def preset_names() -> list[str]:
-    return list(PRESETS)
-
-
-def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        import difflib
-
-        close = difflib.get_close_matches(name, PRESETS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown preset {name!r}{hint}; DCSS presets: {', '.join(PRESETS)}")
-    return PRESETS[name]
-
-
-def build_preset(name: str, supernet: nx.DiGraph, op: str | None = None) -> nx.DiGraph:
-    """The preset ``name`` as a derived architecture of ``supernet`` (a DCSS graph).
+def derive_preset(name: str, supernet: nx.DiGraph, op: str | None = None) -> nx.DiGraph:
+    """The DCSS design ``name`` (a key of :data:`PRESETS`) as a derived architecture of ``supernet``
+    (a DCSS graph). Registered once per design as preset ``dcss/<name>``; callers go through the
+    registry (``archgraph.core.spaces_api.build_preset``), which picks the supernet's own space.
 
     ``op`` is the op every fusion node runs (default: ``mbconv_k3_r6`` if the space offers it, else the
     first candidate). Raises :class:`ConfigError` when the space cannot hold the design (a
@@ -193,7 +181,7 @@ def build_preset(name: str, supernet: nx.DiGraph, op: str | None = None) -> nx.D
     from archgraph.core.decode import derive_graph
     from archgraph.core.ops import OPS
 
-    preset = get_preset(name)
+    preset = PRESETS[name]
     if supernet.graph.get("space") != "dcss":
         raise ConfigError(f"preset {name!r} is a DCSS design; space.name is {supernet.graph.get('space')!r}. Use space.name=dcss")
     params: Mapping[str, Any] = supernet.graph.get("params") or {}
@@ -222,18 +210,12 @@ def build_preset(name: str, supernet: nx.DiGraph, op: str | None = None) -> nx.D
     return arch
 
 
-def preset_architecture(name: str, space_params: Mapping[str, Any] | None = None, op: str | None = None) -> nx.DiGraph:
-    """Build DCSS with ``space_params`` (``space`` config keys) and derive the preset from it."""
-    from archgraph.core import spaces_api
-
-    return spaces_api.preset_architecture(name, "dcss", space_params, op)
-
-
 def _register_all() -> None:
-    """Each preset joins the registry as a preset of space ``dcss`` (``archgraph render --preset``,
-    ``train --preset`` and ``compare --baselines presets`` find them there)."""
+    """Each design joins the registry as a preset of space ``dcss``, the way any space's presets do
+    (``archgraph render --preset``, ``train --preset``, ``compare --baselines presets`` and
+    ``archgraph spaces`` find them there)."""
     for preset in PRESETS.values():
-        register_preset("dcss", preset.name, preset.doc)(partial(build_preset, preset.name))
+        register_preset("dcss", preset.name, preset.doc)(partial(derive_preset, preset.name))
 
 
 _register_all()

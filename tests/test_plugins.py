@@ -52,19 +52,24 @@ def cli(site: Path, *argv: str) -> subprocess.CompletedProcess:
 def plugin_in_process(site):
     """The plug-in visible to this interpreter; registries (spaces, strategies, ops) restored afterwards."""
     from archgraph.core.ops import OPS
+    from archgraph.core.registry import PRESET_REGISTRY
+    from archgraph.data import DATASETS
+    from archgraph.engine.selection.registry import SELECTOR_REGISTRY
 
     load_plugins()
-    before_spaces, before_strategies, before_ops = dict(SPACES), dict(STRATEGIES), dict(OPS)
+    SELECTOR_REGISTRY.load()
+    tables = (SPACES, STRATEGIES, OPS, PRESET_REGISTRY.table, DATASETS, SELECTOR_REGISTRY.table)
+    before = [dict(t) for t in tables]
     sys.path.insert(0, str(site))
     try:
         load_plugins(reload=True)
         yield
     finally:
         sys.path.remove(str(site))
-        sys.modules.pop("archgraph_tiny_plugin", None)
-        SPACES.clear(), SPACES.update(before_spaces)
-        STRATEGIES.clear(), STRATEGIES.update(before_strategies)
-        OPS.clear(), OPS.update(before_ops)
+        for module in ("archgraph_tiny_plugin", "archgraph_tiny_plugin.data", "archgraph_tiny_plugin.selectors"):
+            sys.modules.pop(module, None)
+        for table, saved in zip(tables, before):
+            table.clear(), table.update(saved)
         load_plugins(reload=True)  # forget the plug-in's entry points and warnings again
 
 
@@ -210,3 +215,64 @@ def test_a_name_registered_without_an_entry_point_is_warned_about(monkeypatch):
         monkeypatch.undo()
         load_plugins(reload=True)
     assert UNDECLARED == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Every kind through entry points, one duplicate policy
+
+
+def test_a_dataset_a_preset_and_a_selector_plug_in_through_entry_points(plugin_in_process):
+    from archgraph.core.spaces_api import build_preset
+    from archgraph.data import DATASET_REGISTRY, build_dataset
+    from archgraph.engine.selection.registry import SELECTOR_REGISTRY, get_selector
+
+    ds = build_dataset("tiny_stripes", "train", num_samples=2, crop=(16, 16), train=True)
+    assert type(ds).__name__ == "TinyStripes" and ds.noise == 0.0 and len(ds) == 2
+    SELECTOR_REGISTRY.load(reload=True)
+    assert get_selector("first").name == "first"
+    arch = build_preset("straight", build_space("tiny_chain", {}))
+    assert list(arch.predecessors("b")) == ["a"] and arch.graph["space"] == "tiny_chain"
+    assert "tiny_stripes" in DATASET_REGISTRY.names()
+
+
+def test_archgraph_spaces_lists_every_space_s_presets(site):
+    proc = cli(site, "spaces")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split("│")[1].strip(): line for line in proc.stdout.splitlines() if line.count("│") >= 5}
+    assert "fcn, hourglass, deeplabv3, hrnet" in rows["dcss"] and "straight" in rows["tiny_chain"]
+
+
+def test_one_duplicate_policy_for_every_registry():
+    from archgraph.core.ops import OPS, register_op
+    from archgraph.core.registry import REGISTRIES, Registry
+    from archgraph.errors import RegistryError
+
+    def conv3x3(node, inputs):  # a second definition under a taken name
+        raise AssertionError("never built")
+
+    with pytest.raises(RegistryError, match=r"op 'conv3x3' is registered twice: by archgraph\.core\.ops:.* and by .*conv3x3; rename one"):
+        register_op("conv3x3")(conv3x3)
+    same = OPS["conv3x3"]
+    register_op("conv3x3", doc=same.doc)(same.build)  # the same definition again: a quiet no-op
+    assert OPS["conv3x3"].build is same.build
+    assert set(REGISTRIES) >= {"archgraph.spaces", "archgraph.strategies", "archgraph.presets", "archgraph.ops",
+                               "archgraph.upsamplers", "archgraph.decoders", "archgraph.datasets"}
+    reg: Registry = Registry("widget", "archgraph.test_widgets")
+    try:
+        reg.add("w", conv3x3)
+        with pytest.raises(RegistryError, match="widget 'w' is registered twice"):
+            reg.add("w", same.build)
+    finally:
+        REGISTRIES.pop("archgraph.test_widgets")
+
+
+def test_builtins_are_declared_as_the_entry_points_plug_ins_use():
+    """pyproject.toml declares archgraph's own entry points; the registry loads the same list."""
+    import tomllib
+
+    from archgraph.core.registry import BUILTIN_ENTRY_POINTS
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert set(declared) == set(BUILTIN_ENTRY_POINTS)
+    for group, lines in BUILTIN_ENTRY_POINTS.items():
+        assert {f"{k} = {v}" for k, v in declared[group].items()} == set(lines), group

@@ -11,9 +11,16 @@ from archgraph.cli import main
 from archgraph.errors import ConfigError
 from archgraph.core.graph import graph_hash, has_choices, head_node, inputs_of, node_spec, save
 from archgraph.spaces.dcss import SCALES
-from archgraph.spaces.dcss_presets import PRESETS, build_preset, preset_architecture
+from archgraph.core import spaces_api
+from archgraph.core.spaces_api import build_preset
+from archgraph.spaces.dcss_presets import PRESETS
 
 LAYERS = (2, 3, 4, 6, 14)
+
+
+def preset_architecture(name, params, op=None):
+    """A DCSS preset built from ``space`` config keys, through the registry as every caller does."""
+    return spaces_api.preset_architecture(name, "dcss", params, op)
 
 
 def fusion(arch):

@@ -38,7 +38,8 @@ def test_a_plugin_scorer_registers_by_name(monkeypatch):
     from archgraph.engine import scoring
 
     scoring.scorer_names()  # the built-ins loaded, then a private copy of the registry for this test
-    monkeypatch.setattr(scoring, "_SCORERS", dict(scoring._SCORERS))
+    monkeypatch.setattr(scoring.SCORER_REGISTRY, "table", dict(scoring.SCORER_REGISTRY.table))
+    monkeypatch.setattr(scoring, "_SCORERS", scoring.SCORER_REGISTRY.table)
 
     @register_scorer("test_depth")
     class Depth:

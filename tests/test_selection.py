@@ -12,7 +12,6 @@ import torch
 from torch.utils.data import Dataset
 
 from archgraph.config import load_config
-from archgraph.core.compile import compile_graph
 from archgraph.core.decode import decode
 from archgraph.core.registry import get_strategy
 from archgraph.configtools import dataclass_from_dict
@@ -121,7 +120,7 @@ def test_planted_argmax_wrong_topk_right():
 
 
 def _fitness(net, strategy, ops, inputs) -> float:
-    from archgraph.testing import planted_batch, subnet_accuracy
+    from archgraph.testing import subnet_accuracy
 
     return subnet_accuracy(net, strategy.relaxation, torch.Generator().manual_seed(5), {})(ops, inputs)
 

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="strategies head to head: search x seeds, stand-alone training with one recipe, preset and random baselines",
         description="For every strategy and seed: search (the config with strategy.name and seed set), then train the "
         "derived architecture stand-alone with the config's train section. Every baseline is trained the same way: "
-        "'presets' (FCN, hourglass, DeepLabv3, HRNet inside DCSS), 'preset:NAME', 'random:N' (N architectures drawn "
+        "'presets' (every preset of the config's space, e.g. DCSS's FCN, hourglass, DeepLabv3, HRNet; `archgraph spaces` lists them), 'preset:NAME', 'random:N' (N architectures drawn "
         "uniformly from the space, optionally within a FLOPs band). Writes OUT/results.json, results.md, plots "
         "(PNG+SVG), topologies/*.svg and report.html. Running the same command again resumes: finished runs are "
         "skipped, unfinished searches and trainings continue. Stand-alone trainings go through the run cache "

@@ -74,10 +74,10 @@ def space_graph(cfg):
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    from archgraph.core.registry import PLUGIN_ERRORS, UNDECLARED, list_spaces, space_kinds
+    from archgraph.core.registry import PLUGIN_ERRORS, UNDECLARED, list_presets, list_spaces, space_kinds
 
     table = Table(title="search spaces")
-    for col in ("name", "description", "choice kinds", "hyper-parameters (space.KEY, default)"):
+    for col in ("name", "description", "choice kinds", "presets (--preset NAME)", "hyper-parameters (space.KEY, default)"):
         table.add_column(col)
     for info in list_spaces():
         params = ", ".join(f"{f.name}={_default(f)}" for f in dataclasses.fields(info.params))
@@ -85,7 +85,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
             kinds = ", ".join(sorted(space_kinds(info)))
         except Exception as exc:  # noqa: BLE001 - a broken plug-in space must not hide the others
             kinds = f"? ({exc.__class__.__name__}: {exc})"
-        table.add_row(info.name, info.doc, kinds, params)
+        table.add_row(info.name, info.doc, kinds, ", ".join(p.name for p in list_presets(info.name)) or "-", params)
     console.print(table)
     _plugin_errors(PLUGIN_ERRORS + UNDECLARED)
     return 0

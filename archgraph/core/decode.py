@@ -37,6 +37,7 @@ import networkx as nx
 
 from archgraph.core.choices import ChoicePoints, discover_choices, qualify
 from archgraph.errors import GraphError
+from archgraph.core.registry import Registry
 from archgraph.core.graph import NodeSpec, add_edge, add_node, head_node, inputs_of, new_graph, node_spec, split_inputs, validate
 
 Scores = Mapping[str, Sequence[float]]
@@ -61,15 +62,20 @@ class Decoder:
     decisions: DecisionsFn | None = None
     rewires: bool = False
 
+    @property
+    def registered(self) -> DecodeFn:
+        return self.decode
 
-DECODERS: dict[str, Decoder] = {}
+
+DECODER_REGISTRY: Registry[Decoder] = Registry("decoder", "archgraph.decoders", named=False)  # entry points name modules
+DECODERS: dict[str, Decoder] = DECODER_REGISTRY.table
 
 
 def register_decoder(name: str, decisions: DecisionsFn | None = None, rewires: bool = False) -> Callable[[DecodeFn], DecodeFn]:
     """Register ``fn`` as the decoder a graph selects with ``graph.graph["decoder"] = name``."""
 
     def deco(fn: DecodeFn) -> DecodeFn:
-        DECODERS[name] = Decoder(name, fn, decisions, rewires)
+        DECODER_REGISTRY.add(name, Decoder(name, fn, decisions, rewires))
         return fn
 
     return deco

@@ -35,6 +35,7 @@ from torch import nn
 
 from archgraph.errors import GraphError, RegistryError
 from archgraph.core.graph import NodeSpec, log2
+from archgraph.core.registry import Registry
 
 OpBuilder = Callable[[NodeSpec, Sequence[NodeSpec]], nn.Module]
 
@@ -48,8 +49,13 @@ class OpInfo:
     doc: str = ""
     origin: str = ""  # the module that registered it (archgraph.core.ops, a space's module, a plug-in's)
 
+    @property
+    def registered(self) -> OpBuilder:
+        return self.build
 
-OPS: dict[str, OpInfo] = {}
+
+OP_REGISTRY: Registry[OpInfo] = Registry("op", "archgraph.ops", named=False)  # entry points name modules that register ops
+OPS: dict[str, OpInfo] = OP_REGISTRY.table
 
 
 def register_op(name: str, *, takes_list: bool = False, parameter_free: bool = False, doc: str = "") -> Callable[[OpBuilder], OpBuilder]:
@@ -60,10 +66,8 @@ def register_op(name: str, *, takes_list: bool = False, parameter_free: bool = F
         origin = ""
 
     def deco(fn: OpBuilder) -> OpBuilder:
-        if name in OPS:
-            raise RegistryError(f"op {name!r} is already registered (by {OPS[name].origin or 'an unknown module'})")
         text = doc or (fn.__doc__ or "").strip().split("\n")[0]
-        OPS[name] = OpInfo(name, fn, takes_list, parameter_free, text, origin or getattr(fn, "__module__", "") or "")
+        OP_REGISTRY.add(name, OpInfo(name, fn, takes_list, parameter_free, text, origin or getattr(fn, "__module__", "") or ""))
         return fn
 
     return deco
@@ -244,8 +248,13 @@ class UpsampleInfo:
     doc: str = ""
     origin: str = ""  # the module that registered it
 
+    @property
+    def registered(self) -> UpsampleBuilder:
+        return self.build
 
-UPSAMPLERS: dict[str, UpsampleInfo] = {}
+
+UPSAMPLE_REGISTRY: Registry[UpsampleInfo] = Registry("upsample mode", "archgraph.upsamplers", named=False)
+UPSAMPLERS: dict[str, UpsampleInfo] = UPSAMPLE_REGISTRY.table
 
 
 def register_upsample(name: str, *, doc: str = "") -> Callable[[UpsampleBuilder], UpsampleBuilder]:
@@ -256,9 +265,7 @@ def register_upsample(name: str, *, doc: str = "") -> Callable[[UpsampleBuilder]
         origin = ""
 
     def deco(fn: UpsampleBuilder) -> UpsampleBuilder:
-        if name in UPSAMPLERS:
-            raise RegistryError(f"upsample mode {name!r} is already registered (by {UPSAMPLERS[name].origin or 'an unknown module'})")
-        UPSAMPLERS[name] = UpsampleInfo(name, fn, doc or (fn.__doc__ or "").strip().split("\n")[0], origin or getattr(fn, "__module__", ""))
+        UPSAMPLE_REGISTRY.add(name, UpsampleInfo(name, fn, doc or (fn.__doc__ or "").strip().split("\n")[0], origin or getattr(fn, "__module__", "")))
         return fn
 
     return deco

@@ -4,6 +4,11 @@ Every dataset returns ``(image, label)``: a float ``3xHxW`` tensor normalised wi
 mean/std and a long ``HxW`` tensor of class ids, :data:`IGNORE_INDEX` (255) marking pixels that
 count in neither loss nor metrics. Layouts, class mappings and options: ``docs/datasets.md``.
 
+Datasets are a registry like every other kind (:class:`archgraph.core.registry.Registry`): the
+built-ins and plug-ins come in through the entry-point group ``archgraph.datasets``
+(``name = "pkg.module:DatasetClass"``, a :class:`SegmentationDataset` subclass; the entry point is the
+registration) or :func:`register_dataset` in-process (docs/plugins.md, "A dataset").
+
 Batching: ``torch.utils.data.default_collate`` works whenever all samples of a batch have the same
 size (training with ``crop``); for whole-image evaluation with batches > 1 use :func:`pad_collate`.
 """
@@ -11,7 +16,9 @@ size (training with ``crop``); for whole-image evaluation with batches > 1 use :
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from archgraph.core.registry import Registry
 
 from .ade20k import ADE20K
 from .base import DatasetError, SegmentationDataset, suggest
@@ -22,14 +29,41 @@ from .synthetic import Synthetic
 from .transforms import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, pad_collate, pad_to_multiple
 from .voc import VOC
 
-DATASETS: dict[str, type[SegmentationDataset]] = {
-    "camvid": CamVid,
-    "cityscapes": Cityscapes,
-    "voc": VOC,
-    "ade20k": ADE20K,
-    "pascal_context": PascalContext,
-    "synthetic": Synthetic,
-}
+
+
+def _adopt(name: str, obj: Any) -> type[SegmentationDataset] | None:
+    """An entry point naming a dataset class registers it under the entry point's name."""
+    if isinstance(obj, type) and issubclass(obj, SegmentationDataset):
+        return obj
+    raise DatasetError(f"dataset entry point {name!r} loads {obj!r}, not a SegmentationDataset subclass; "
+                       "point it at the class (name = \"pkg.module:MyDataset\")")
+
+
+DATASET_REGISTRY: Registry[type[SegmentationDataset]] = Registry(
+    "dataset", "archgraph.datasets", adopt=_adopt,
+    hint="set data.name to one of them; a plug-in declares name = \"pkg.module:Class\" in group archgraph.datasets")
+DATASETS: dict[str, type[SegmentationDataset]] = DATASET_REGISTRY.table
+
+
+def dataset_key(name: str) -> str:
+    """The registry key of a dataset name as people write it (``Pascal-Context`` -> ``pascal_context``)."""
+    return str(name).lower().replace("-", "_")
+
+
+def register_dataset(name: str) -> Callable[[type[SegmentationDataset]], type[SegmentationDataset]]:
+    """Register a :class:`SegmentationDataset` subclass as ``data.name=<name>`` in this process (a plug-in
+    declares an entry point instead, so that every process finds it)."""
+
+    def deco(cls: type[SegmentationDataset]) -> type[SegmentationDataset]:
+        DATASET_REGISTRY.add(dataset_key(name), _adopt(name, cls))
+        return cls
+
+    return deco
+
+
+def dataset_names() -> list[str]:
+    """Every dataset name, built-ins and installed plug-ins."""
+    return DATASET_REGISTRY.names()
 
 
 def build_dataset(
@@ -55,7 +89,9 @@ def build_dataset(
     ``flip``, ``limit``, ``sbd`` for voc, ``noise`` for synthetic); unknown ones raise
     :class:`DatasetError`.
     """
-    key = str(name).lower().replace("-", "_")
+    key = dataset_key(name)
+    if key not in DATASETS:
+        DATASET_REGISTRY.load()  # plug-ins, only when the name is not a built-in
     if key not in DATASETS:
         raise DatasetError(
             f"unknown dataset '{name}'{suggest(key, DATASETS)} "
@@ -67,8 +103,10 @@ def build_dataset(
     )
 
 
+DATASET_REGISTRY.load_builtins()  # the built-ins' entry points (their modules are imported above)
+
 __all__ = [
-    "ADE20K", "CamVid", "Cityscapes", "DATASETS", "DatasetError", "IGNORE_INDEX", "IMAGENET_MEAN",
+    "ADE20K", "CamVid", "Cityscapes", "DATASETS", "DATASET_REGISTRY", "DatasetError", "IGNORE_INDEX", "IMAGENET_MEAN",
     "IMAGENET_STD", "PascalContext", "SegmentationDataset", "Synthetic", "VOC", "build_dataset",
-    "pad_collate", "pad_to_multiple",
+    "dataset_key", "dataset_names", "pad_collate", "pad_to_multiple", "register_dataset",
 ]

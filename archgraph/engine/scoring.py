@@ -28,7 +28,6 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import networkx as nx
@@ -37,6 +36,7 @@ import torch
 from archgraph.config import Config
 from archgraph.core.choices import ChoicePoints, discover_choices
 from archgraph.core.compile import CompiledNetwork
+from archgraph.core.registry import Registry
 from archgraph.engine.smiou import SearchData
 from archgraph.errors import ConfigError
 
@@ -78,9 +78,9 @@ class Scorer(Protocol):
 
 
 ScorerFactory = Callable[..., Scorer]
-_SCORERS: dict[str, ScorerFactory] = {}
-_BUILTINS = ("archgraph.engine.proxies",)  # modules whose import registers the built-in proxies
-_loaded = False
+SCORER_REGISTRY: Registry[ScorerFactory] = Registry(
+    "scorer", ENTRY_POINT_GROUP, hint="decorate a plug-in's class with @register_scorer(name)")  # built-ins: the same group
+_SCORERS: dict[str, ScorerFactory] = SCORER_REGISTRY.table
 
 
 def register_scorer(name: str) -> Callable[[ScorerFactory], ScorerFactory]:
@@ -92,30 +92,16 @@ def register_scorer(name: str) -> Callable[[ScorerFactory], ScorerFactory]:
     def deco(factory: ScorerFactory) -> ScorerFactory:
         if not name or ":" in name or "," in name:
             raise ConfigError(f"scorer name {name!r}: use a plain identifier (no ':' or ',')")
-        _SCORERS[name] = factory
+        SCORER_REGISTRY.add(name, factory)
         return factory
 
     return deco
 
 
 def _load() -> None:
-    """The built-ins (imported here, not at module level: they import this module) and plug-ins."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from importlib import import_module
-
-    for module in _BUILTINS:
-        import_module(module)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _SCORERS:
-            try:
-                ep.load()
-            except Exception as exc:  # a broken plug-in must not take the built-ins down
-                import warnings
-
-                warnings.warn(f"scorer plug-in {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
+    """The built-ins (the proxies' module imports this one, so it loads on first use) and plug-ins,
+    through the one entry-point loader."""
+    SCORER_REGISTRY.load()
 
 
 def scorer_names() -> list[str]:

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import warnings
 from dataclasses import dataclass, field
-from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any, Callable, Protocol, runtime_checkable
 
+from archgraph.core.registry import Registry
 from archgraph.errors import ConfigError
 
 ENTRY_POINT_GROUP = "archgraph.selectors"  # plug-ins: ``name = "pkg.module:SelectorClass"`` (decorated with register_selector)
-_BUILTINS = ("archgraph.engine.selection.selectors", "archgraph.engine.selection.perturb")
 Candidate = tuple[dict[str, int], dict[str, list[int]]]
 
 
@@ -47,8 +44,9 @@ class Selector(Protocol):
 
 
 SelectorFactory = Callable[..., Selector]
-_SELECTORS: dict[str, SelectorFactory] = {}
-_loaded = False
+SELECTOR_REGISTRY: Registry[SelectorFactory] = Registry(
+    "selector", ENTRY_POINT_GROUP, hint="decorate a plug-in's class with @register_selector(name)")  # built-ins: the same group
+_SELECTORS: dict[str, SelectorFactory] = SELECTOR_REGISTRY.table
 
 
 def register_selector(name: str) -> Callable[[SelectorFactory], SelectorFactory]:
@@ -57,26 +55,15 @@ def register_selector(name: str) -> Callable[[SelectorFactory], SelectorFactory]
     def deco(factory: SelectorFactory) -> SelectorFactory:
         if not name or ":" in name or "," in name:
             raise ConfigError(f"selector name {name!r}: use a plain identifier (no ':' or ',')")
-        _SELECTORS[name] = factory
+        SELECTOR_REGISTRY.add(name, factory)
         return factory
 
     return deco
 
 
 def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in _BUILTINS:
-        import_module(module)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _SELECTORS:
-            continue
-        try:
-            ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plug-in must not take the built-ins down
-            warnings.warn(f"selector plug-in {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
+    """The built-in selectors and the installed plug-ins, through the one entry-point loader."""
+    SELECTOR_REGISTRY.load()
 
 
 def selector_names() -> list[str]:

@@ -7,6 +7,9 @@
   relaxation no strategy provides), so every strategy refuses it before any data is loaded.
 - ``tiny_darts``: a strategy; the plain continuous relaxation under another name, declaring the kinds
   it handles.
+- ``straight``: a preset of ``tiny_chain`` (node ``b`` reads ``a``), listed by ``archgraph spaces``.
+- ``tiny_stripes`` (``data.py``) and ``first`` (``selectors.py``): a dataset and a selector, each
+  through its own entry-point group.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from torch import nn
 
 from archgraph.core.graph import NodeSpec, add_edge, add_node, new_graph
 from archgraph.core.ops import register_op
-from archgraph.core.registry import register_space, register_strategy
+from archgraph.core.decode import derive_by_name
+from archgraph.core.registry import register_preset, register_space, register_strategy
 from archgraph.strategies.base import Strategy, StrategyParams
 
 
@@ -58,6 +62,12 @@ def _tiny(p: TinyParams, space: str) -> nx.DiGraph:
 def build_tiny_chain(p: TinyParams) -> nx.DiGraph:
     """A four-node example space from a third-party plug-in."""
     return _tiny(p, "tiny_chain")
+
+
+@register_preset("tiny_chain", "straight")
+def straight(supernet: nx.DiGraph, op: str | None = None) -> nx.DiGraph:
+    """stem -> a -> b -> head, conv3x3 at a (or ``op``), conv1x1 at b."""
+    return derive_by_name(supernet, ops={"a": op or "conv3x3", "b": "conv1x1"}, inputs={"b": ["a"]})
 
 
 @register_space("tiny_width", TinyParams)
