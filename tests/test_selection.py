@@ -174,8 +174,9 @@ def test_bad_select_refused_before_the_search(tmp_path):
 def test_a_selector_replaces_spos_evolution_and_argmax_keeps_it(tmp_path, select, evolves):
     """SPOS's evolution is its own rule: `argmax` keeps it, any other selector replaces it (no wasted
     generations: no evolution.jsonl), and the pick is the selector's."""
-    cfg = load_config(None, TINY + ["strategy.name=spos", "strategy.population=4", "strategy.generations=1",
-                                    "search.steps_per_epoch=2", f"search.select={select}"])
+    small = [f"strategy.{k}={v}" for k, v in (("population", 2), ("generations", 1), ("select", 1), ("mutation", 1),
+                                               ("crossover", 1), ("recalib_batches", 1))]  # an evolution of a few candidates
+    cfg = load_config(None, TINY + ["strategy.name=spos", *small, "search.steps_per_epoch=2", f"search.select={select}"])
     out = tmp_path / "run"
     run_search(cfg, out, progress=False)
     final = json.loads((out / "final.json").read_text())

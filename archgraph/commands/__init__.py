@@ -15,14 +15,17 @@ LOG_WIDTH = 240
 
 def rank_console() -> Console:
     """The commands' console: silent on every process but rank 0 of a torchrun launch (which sets
-    RANK), so N processes print one set of messages. Without a terminal (and no COLUMNS set) rich
-    would wrap at 80 columns, in the middle of a number and its unit; there lines are soft-wrapped
-    (never broken) and tables get :data:`LOG_WIDTH` columns."""
+    RANK), so N processes print one set of messages. Without a terminal rich would wrap at 80
+    columns (or at COLUMNS, which launchers such as pytest-xdist set to 80 for their workers), in the
+    middle of a number and its unit; there lines are soft-wrapped (never broken) and tables get
+    :data:`LOG_WIDTH` columns, or COLUMNS when that is wider."""
     quiet = os.environ.get("RANK", "0") != "0"
     console = Console(quiet=quiet)
-    if console.is_terminal or os.environ.get("COLUMNS"):
+    if console.is_terminal:
         return console
-    return Console(quiet=quiet, width=LOG_WIDTH, soft_wrap=True)
+    columns = os.environ.get("COLUMNS", "")
+    width = max(LOG_WIDTH, int(columns)) if columns.isdigit() else LOG_WIDTH
+    return Console(quiet=quiet, width=width, soft_wrap=True)
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:
