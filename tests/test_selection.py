@@ -182,3 +182,26 @@ def test_a_selector_replaces_spos_evolution_and_argmax_keeps_it(tmp_path, select
     final = json.loads((out / "final.json").read_text())
     assert (out / "evolution.jsonl").is_file() == evolves
     assert final["derived_by"] == f"selection {select}"
+
+
+def test_archgraph_select_picks_again_from_a_finished_search(tmp_path):
+    """`archgraph select RUN --select ...`: the same pick as search.select at the end of that search,
+    written to RUN/selected/<spec>/, and a second run with the same selector refused without --force."""
+    from archgraph.cli import main
+    from archgraph.core.graph import graph_hash, load
+
+    cfg = load_config(None, TINY + ["search.steps_per_epoch=2"])
+    run = tmp_path / "run"
+    run_search(cfg, run, progress=False)
+    assert main(["select", str(run), "--select", "topk:3:uniform"]) == 0
+    picked = run / "selected" / "topk-3-uniform"
+    record = json.loads((picked / "selection.json").read_text())
+    assert record["selector"] == "topk:3:uniform" and record["candidates"] == 3 and len(record["scores"]) == 3
+
+    same = tmp_path / "same"  # the same search with the selector as its own stage picks the same architecture
+    run_search(load_config(None, TINY + ["search.steps_per_epoch=2", "search.select=topk:3:uniform"]), same, progress=False)
+    assert graph_hash(load(picked / "arch.yaml")) == graph_hash(load(same / "arch.yaml"))
+    assert json.loads((same / "final.json").read_text())["selection"]["scores"] == record["scores"]
+
+    assert main(["select", str(run), "--select", "topk:3:uniform"]) == 2  # kept: refused without --force
+    assert main(["select", str(run), "--select", "topk:3:uniform", "--force"]) == 0

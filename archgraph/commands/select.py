@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "search` folder) and runs each selector given with --select on it, as `search.select=SPEC` would have at the end of "
         "that search (same weights, the selection split carved from the training data, K from the search's own steps). "
         "Each pick goes to RUN/selected/<spec>/ (arch.yaml, scores.json, selection.json); an existing one is kept unless "
-        "--force. Train a pick with `archgraph train RUN/selected/<spec>/arch.yaml`. `archgraph selectors` lists the "
-        "selectors; docs/strategies.md, \"Selection\".",
+        "--force. Train a pick with `archgraph train RUN/selected/<spec>/arch.yaml`. Selectors: argmax, "
+        "topk[:K][:uniform], perturb[:tune=N], proxy:NAME[:K] and plug-ins; docs/strategies.md, \"Selection\".",
     )
     p.add_argument("run_dir", metavar="RUN", help="a finished `archgraph search` folder (config.yaml, checkpoint.pt, final.json)")
     p.add_argument("--select", dest="specs", nargs="+", required=True, metavar="SPEC",
