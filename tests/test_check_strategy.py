@@ -26,8 +26,11 @@ SKIPPED = {("spos", "gradients"), *((name, "evaluation") for name in BUILTIN if 
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_every_builtin_strategy_passes_the_check(name):
+    # The planted check's own rule (found in all but a third of 3 seeds), not one seed: a single seed's
+    # margin sits near zero on some CPUs' kernels (pc_darts seed 0: +0.033 with AVX-512, -0.016 with
+    # ATEN_CPU_CAPABILITY=default), and a test must pass on any CPU.
     lines: list[str] = []
-    report = check_strategy(name, planted_seeds=1, echo=lines.append)
+    report = check_strategy(name, planted_seeds=3, echo=lines.append)
     assert report.ok, "\n".join(lines)
     assert [r.check for r in report.results] == list(CHECKS)
     for r in report.results:
