@@ -276,3 +276,25 @@ def test_builtins_are_declared_as_the_entry_points_plug_ins_use():
     assert set(declared) == set(BUILTIN_ENTRY_POINTS)
     for group, lines in BUILTIN_ENTRY_POINTS.items():
         assert {f"{k} = {v}" for k, v in declared[group].items()} == set(lines), group
+
+
+@pytest.fixture
+def registries_loaded_before_the_plugin():
+    """The datasets, selectors and scorers registries already scanned before the plug-in appears (what
+    any earlier test in the same worker does)."""
+    from archgraph.data import DATASET_REGISTRY
+    from archgraph.engine.scoring import SCORER_REGISTRY
+    from archgraph.engine.selection.registry import SELECTOR_REGISTRY
+
+    for registry in (DATASET_REGISTRY, SELECTOR_REGISTRY, SCORER_REGISTRY):
+        registry.load()
+
+
+def test_a_plugin_installed_after_the_registries_loaded_is_found(registries_loaded_before_the_plugin, plugin_in_process):
+    """load_plugins(reload=True) rescans every kind, not only the core ones: the dataset of a plug-in
+    installed into a running interpreter is found (it was not when the datasets registry had loaded first)."""
+    from archgraph.data import build_dataset
+    from archgraph.engine.selection.registry import get_selector
+
+    assert type(build_dataset("tiny_stripes", "train", num_samples=2, crop=(16, 16), train=True)).__name__ == "TinyStripes"
+    assert get_selector("first").name == "first"

@@ -191,6 +191,11 @@ class Registry(Generic[T]):
             where = f"entry point {ep.name!r} = {ep.value!r} in group {self.group!r}" + (f" (package {ep.dist.name})" if ep.dist else "")
             self._load_entry(ep, where)
 
+    def forget_installed(self) -> None:
+        """Rescan the installed entry points on next use (a plug-in installed into, or removed from, a
+        running interpreter); what is registered stays registered."""
+        self._loaded = False
+
     def load_builtins(self) -> None:
         """archgraph's own entry points of this group, through the same path as a plug-in's."""
         if self._builtins_loaded:
@@ -372,6 +377,10 @@ def load_plugins(reload: bool = False) -> None:
         import_module("archgraph.core.decode")
     for group in CORE_GROUPS:
         REGISTRIES[group].load(reload)
+    if reload:  # the other kinds (datasets, selectors, scorers) load on first use: rescan them then
+        for group, registry in REGISTRIES.items():
+            if group not in CORE_GROUPS:
+                registry.forget_installed()
     _warn_undeclared()
 
 
