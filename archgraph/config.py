@@ -93,6 +93,8 @@ class SearchConfig:
     channels_last: str = one_of("auto", "channels_last", "contiguous")  # channels-last memory format: auto = on for a CUDA device, off on CPU
     sync_bn: bool = True  # under torchrun: BatchNorm statistics over the global batch (all processes)
     tensorboard: bool = False  # TensorBoard event files in the run folder (needs `pip install "archgraph[tensorboard]"`)
+    # hooks by name around the loop's steps (archgraph.engine.hooks, docs/plugins.md "Hooks"), e.g. [early_stopping:metric=s_miou:patience=2]
+    hooks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -113,6 +115,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the network for the training steps (evaluation stays eager; checkpoints hold the plain module's weights)
     init_from: str | None = None  # a training run folder or checkpoint: start from its weights (same name and shape; a head for other classes starts fresh)
     tensorboard: bool = False  # TensorBoard event files in the run folder (needs `pip install "archgraph[tensorboard]"`)
+    # hooks by name around the loop's steps (archgraph.engine.hooks), e.g. [early_stopping:patience=3] (stops on val mIoU)
+    hooks: list[str] = field(default_factory=list)
 
 
 @dataclass

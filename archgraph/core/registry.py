@@ -86,6 +86,7 @@ BUILTIN_ENTRY_POINTS: dict[str, tuple[str, ...]] = {
         "train = archgraph.engine.scoring:TrainScorer",
         "proxies = archgraph.engine.proxies",
     ),
+    "archgraph.hooks": ("early_stopping = archgraph.engine.hooks:EarlyStopping",),
 }
 GROUPS: tuple[str, ...] = tuple(BUILTIN_ENTRY_POINTS)
 CORE_GROUPS = ("archgraph.spaces", "archgraph.strategies", "archgraph.presets", "archgraph.ops", "archgraph.upsamplers", "archgraph.decoders")

@@ -13,12 +13,14 @@ import json
 import random
 import resource
 import sys
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from archgraph.engine import distributed as D
 from archgraph.data.workers import loader_scope, set_dataset_epoch  # noqa: F401 - the loops take both from here
 from archgraph.errors import Interrupted
 from archgraph.io import atomic_write_text
@@ -165,3 +167,104 @@ def long_run_note(epochs_left: int, epoch_seconds: float, resume: str) -> str | 
     length = f"{seconds / 86400:.1f} days" if seconds >= 2 * 86400 else f"{seconds / 3600:.1f} h"
     return (f"note: {epochs_left} more epochs at {epoch_seconds:.1f} s each (this epoch's pace): about {length} more; "
             f"stop with Ctrl-C, continue later with `{resume}`")
+
+
+# --------------------------------------------------------------------------------------------------
+# the loop
+
+
+class EpochLoop:
+    """The one loop of search and stand-alone training: stages of epochs of steps, hooks around them.
+
+    The loop runs steps and calls the hooks (:mod:`archgraph.engine.hooks`) at their moments; a run
+    kind supplies what differs (:class:`archgraph.engine.search.SearchRun`,
+    :class:`archgraph.engine.train.TrainingRun`): its stages, an epoch's batches, one step, and the
+    epoch's own record. Everything else (checkpoints, S-mIoU and evaluation, the epoch's files and
+    line, TensorBoard, health, the non-finite policy, a user's hooks) is a hook with its own state.
+
+    A stage object has ``index``, ``epochs``, ``steps`` (per epoch), ``start_epoch`` and
+    ``start_step`` (where a resumed run continues).
+    """
+
+    kind = "loop"  # "search" or "train": hooks that serve both read it
+
+    def __init__(self, hooks: Any, stop: GracefulStop, bar: Any, say: EpochPrinter):
+        self.hooks = hooks
+        self.stop = stop
+        self.bar = bar
+        self.say = say
+        self.stop_reason: str | None = None  # set by request_stop: the run ends after the current epoch
+
+    # ------------------------------------------------------------------ what a run kind supplies
+
+    def stage_indices(self) -> range:
+        return range(1)
+
+    def begin_stage(self, index: int) -> Any:
+        raise NotImplementedError
+
+    def cut_before_epoch(self, stage: Any) -> bool:
+        """Whether the stage ends before its next epoch (the equal-time clock)."""
+        return False
+
+    def batches(self, stage: Any, epoch: int, first: int) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def step(self, stage: Any, epoch: int, step: int, batch: Any) -> dict[str, float]:
+        raise NotImplementedError
+
+    def cut_after_step(self, stage: Any, epoch: int, done: int) -> bool:
+        """Whether the epoch ends after ``done`` steps, before its planned end (the equal-time clock)."""
+        return False
+
+    def epoch_record(self, stage: Any, epoch: int, seconds: float, steps_run: int, done: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def interrupt(self, stage: Any, epoch: int, done: int) -> None:
+        """A stop was requested after ``done`` steps of ``epoch`` (not its last): save what resumes it, then exit."""
+
+    # ------------------------------------------------------------------ the loop
+
+    def request_stop(self, reason: str) -> None:
+        """End the run after the current epoch, as a finished run (a hook's early stopping)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.say(reason)
+
+    def run_epochs(self) -> None:
+        """Every stage's epochs, from where a resumed run stopped."""
+        self.hooks.call("before_run", self)
+        for index in self.stage_indices():
+            stage = self.begin_stage(index)
+            self.hooks.call("before_stage", self, stage)
+            for epoch in range(stage.start_epoch, stage.epochs):
+                if self.cut_before_epoch(stage):
+                    break
+                self.run_epoch(stage, epoch)
+                if self.stop_reason is not None or self.epoch_was_cut():
+                    break
+            if self.stop_reason is not None:
+                break
+
+    def epoch_was_cut(self) -> bool:
+        return False
+
+    def run_epoch(self, stage: Any, epoch: int) -> dict[str, Any]:
+        """The epoch's steps (from ``start_step`` when resumed mid-epoch), then its record and hooks."""
+        first = stage.start_step if epoch == stage.start_epoch else 0
+        self.hooks.call("before_epoch", self, stage, epoch)
+        t0 = time.perf_counter()
+        done = first
+        for step, batch in enumerate(self.batches(stage, epoch, first), start=first):
+            losses = self.step(stage, epoch, step, batch)
+            done = step + 1
+            self.hooks.call("after_step", self, stage, epoch, step, losses)
+            if done < stage.steps and self.cut_after_step(stage, epoch, done):
+                break
+            self.stop.requested = D.any_rank(self.stop.requested)  # every rank stops at the same step
+            if done < stage.steps and self.stop.requested:
+                self.interrupt(stage, epoch, done)
+        record = self.epoch_record(stage, epoch, time.perf_counter() - t0, max(done - first, 1), done)
+        self.hooks.call("fill_record", self, stage, epoch, record)
+        self.hooks.call("after_epoch", self, stage, epoch, record)
+        return record

@@ -99,6 +99,8 @@ def recipe_dict(cfg: Config) -> dict[str, Any]:
     for section in ("train", "data"):
         drop = _NOT_RECIPE.get(section, ())
         out[section] = {k: v for k, v in plain[section].items() if k not in drop}
+    if not out["train"].get("hooks"):  # no hooks: the recipe of caches written before train.hooks existed
+        out["train"].pop("hooks", None)
     return out
 
 
