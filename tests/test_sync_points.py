@@ -31,7 +31,7 @@ aten = torch.ops.aten
 VALUE_SIZED = {aten.nonzero.default, aten.masked_select.default, aten._unique2.default, aten.unique_dim.default,
                aten.unique_consecutive.default, aten.repeat_interleave.Tensor, aten.equal.default, aten.is_nonzero.default}
 TO_HOST = {"tolist", "numpy", "cpu"}  # (.to("cpu") is left out: on the CPU it cannot be told from the batch's upload)
-REAL_STEP = search_module._search_step
+REAL_STEP = search_module.SearchRun.step
 
 
 class SyncCounter:
@@ -132,17 +132,19 @@ STRATEGIES = {
 def _counted_search(tmp_path, strategy: str, layers: int, monkeypatch) -> list[collections.Counter]:
     """Syncs of every step of a tiny search (architecture steps from the first step)."""
     per_step: list[collections.Counter] = []
-    def counted(run, stage, epoch, step, batch_w, batch_a):
+    def counted(run, stage, epoch, step, batch):
+        batch_w, batch_a = batch
         counter = SyncCounter()
         counter.mark([list(stage.net.parameters()), list(stage.net.buffers()), batch_w, batch_a])
         for opt in (stage.w_opt, stage.a_opt):
             for state in (opt.state.values() if opt is not None else ()):
                 counter.mark([v for k, v in state.items() if k != "step"])  # Adam's step count lives on the host
         with counter:
-            REAL_STEP(run, stage, epoch, step, batch_w, batch_a)
+            losses = REAL_STEP(run, stage, epoch, step, batch)
         per_step.append(collections.Counter({**counter.calls, **({'uploads': counter.uploads} if counter.uploads else {})}))
+        return losses
 
-    monkeypatch.setattr(search_module, "_search_step", counted)
+    monkeypatch.setattr(search_module.SearchRun, "step", counted)
     cfg = load_config(None, [
         f"space.layers={layers}", "space.base_channels=4", "data.num_samples=8", "data.crop=[32,32]", "data.batch_size=2",
         "data.val_limit=1", "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=1", "search.eval_every=0",

@@ -111,16 +111,16 @@ def test_tensorboard_changes_nothing_in_the_search(searched, tmp_path):
 def test_a_resumed_search_continues_its_steps_and_hides_what_the_kill_lost(searched, tmp_path, monkeypatch):
     """Killed after step 3 (not checkpointed: the last checkpoint is epoch 1's), resumed: step 3 is
     logged again and shows once, steps do not restart at 0, values are the uninterrupted run's."""
-    import archgraph.engine.search as engine
+    from archgraph.engine.search_hooks import TrackingHook
 
-    original = engine._search_step
+    original = TrackingHook.after_step
 
-    def die_after_step_3(run, stage, epoch, step, *batches):
-        original(run, stage, epoch, step, *batches)
+    def die_after_step_3(self, run, stage, epoch, step, losses):
+        original(self, run, stage, epoch, step, losses)  # the step is logged, then the process dies
         if (epoch, step) == (1, 0):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "_search_step", die_after_step_3)
+    monkeypatch.setattr(TrackingHook, "after_step", die_after_step_3)
     out = tmp_path / "killed"
     assert search(out, "search.tensorboard=true") == 130
     assert sorted(scalars(events(out), "step/loss")) == [1, 2, 3]

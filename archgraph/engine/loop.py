@@ -187,6 +187,7 @@ class EpochLoop:
     """
 
     kind = "loop"  # "search" or "train": hooks that serve both read it
+    stop_reason: str | None = None  # (class defaults for dataclass subclasses, whose __init__ is their own)
 
     def __init__(self, hooks: Any, stop: GracefulStop, bar: Any, say: EpochPrinter):
         self.hooks = hooks
@@ -194,6 +195,7 @@ class EpochLoop:
         self.bar = bar
         self.say = say
         self.stop_reason: str | None = None  # set by request_stop: the run ends after the current epoch
+        self.record: dict[str, Any] = {}  # the last finished epoch's record
 
     # ------------------------------------------------------------------ what a run kind supplies
 
@@ -266,5 +268,11 @@ class EpochLoop:
                 self.interrupt(stage, epoch, done)
         record = self.epoch_record(stage, epoch, time.perf_counter() - t0, max(done - first, 1), done)
         self.hooks.call("fill_record", self, stage, epoch, record)
+        self.complete_record(stage, epoch, record)
+        record["seconds"] = time.perf_counter() - t0  # the whole epoch: steps, evaluation, the hooks' figures
+        self.record = record
         self.hooks.call("after_epoch", self, stage, epoch, record)
         return record
+
+    def complete_record(self, stage: Any, epoch: int, record: dict[str, Any]) -> None:
+        """Last fields of the epoch's record, after the hooks' (e.g. what the search spent so far)."""

@@ -1,19 +1,22 @@
-"""The search loop: bi-level alternation per stage, per-epoch logging and health, checkpoints, resume.
+"""The search: a strategy's stages of bi-level steps on one loop, with hooks around them; resume.
 
-The loop knows no strategy in particular: it asks the strategy for its stages, its supernet, its
-architecture optimiser and one search step, and owns everything else (data, weight optimiser and
-schedule, S-mIoU, files). :func:`run_search` reads as the phases it runs::
+The loop knows no strategy in particular: :class:`SearchRun` is the shared
+:class:`~archgraph.engine.loop.EpochLoop` with the search's stages, batches (a trainA batch for the
+weights, a trainB batch for the architecture) and step, and the strategy is driven through the one
+:class:`~archgraph.engine.driver.StrategyDriver` (supernet, optimisers, step hooks, end-of-search).
+Everything around the steps is a hook (:mod:`archgraph.engine.search_hooks`): health, S-mIoU, the
+epoch's files, the watch history, TensorBoard, the epoch line, the non-finite policy, checkpoints,
+and the user's (``search.hooks``, ``run_search(hooks=...)``). :func:`run_search` reads as its phases::
 
-    run = _set_up(...)                     # device, strategy, data, the checkpoint to resume
-    for each stage:  _begin_stage(run)     # supernet, optimisers, restored state
-        for each epoch: _run_epoch(run)    # the steps, then _end_epoch: record, S-mIoU, files
-    _finish(run)                           # end-of-search hooks (SPOS's evolution), pictures, final.json
+    run = _set_up(...)     # device, strategy, driver, data, hooks, the checkpoint to resume
+    run.run_epochs()       # each stage: begin_stage (built, restored), its epochs of steps, the hooks
+    _finish(run)           # end-of-search hook (SPOS's evolution), selection, pictures, final.json
 
-Per epoch it appends one line to ``search.jsonl`` (losses, entropies, the health fields of
+Per epoch the hooks append one line to ``search.jsonl`` (losses, entropies, the health fields of
 :mod:`archgraph.engine.health`, S-mIoU) and one to ``history.jsonl`` (the epoch's scores and derived
-decisions, for the report's epoch-by-epoch view; :mod:`archgraph.outputs.watch`), and rewrites, atomically, ``checkpoint.pt``, ``arch.yaml``,
-``scores.json`` and ``supernet.yaml``; pictures are drawn at the end. A killed search resumes from
-the exact step it stopped at with ``--resume``.
+decisions, for the report's epoch-by-epoch view; :mod:`archgraph.outputs.watch`), and rewrite,
+atomically, ``checkpoint.pt``, ``arch.yaml``, ``scores.json`` and ``supernet.yaml``; pictures are
+drawn at the end. A killed search resumes from the exact step it stopped at with ``--resume``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import networkx as nx
 import torch
@@ -34,35 +37,30 @@ from archgraph.config import Config, config_from_dict, load_config
 from archgraph.configtools import dataclass_from_dict
 from archgraph.core.archstats import mean_entropy
 from archgraph.core.compile import CompiledNetwork
-from archgraph.core.costs import cost_table
-from archgraph.core.graph import graph_hash, save
+from archgraph.core.graph import graph_hash
 from archgraph.core.graph import load as load_graph
 from archgraph.core.registry import check_support, get_strategy
 from archgraph.core.spaces_api import build_space
-from archgraph.data.transforms import IGNORE_INDEX, check_crop_stride
+from archgraph.data.transforms import check_crop_stride
 from archgraph.engine import distributed as D
 from archgraph.engine.budget import PLAN_FILE, TimePlan, check_time_budget, plan_equal_time
 from archgraph.engine.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from archgraph.engine.health import ArchHealth
-from archgraph.engine.loop import long_run_note, EpochPrinter, GracefulStop, epoch_line, loader_scope, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
+from archgraph.engine.driver import StageParts, StrategyDriver
+from archgraph.engine.hooks import Hook, Hooks, hooks_from_config
+from archgraph.engine.loop import EpochLoop, EpochPrinter, GracefulStop, loader_scope, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
+from archgraph.engine.search_hooks import search_hooks, steps_before, write_architecture
 from archgraph.engine.smiou import SearchData, build_search_data, cycle, loader, score_subnet, supernet_miou
 from archgraph.engine.spend import SpendMeter
-from archgraph.engine.tracking import RunLogger, epoch_scalars, final_scalars, log_arch, log_panels, open_logger, prediction_panels, require_backend, step_scalars
+from archgraph.engine.tracking import RunLogger, final_scalars, open_logger, require_backend
 from archgraph.errors import CheckpointError, ConfigError, NonFiniteLoss, NumericalError
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
-from archgraph.outputs.watch import HISTORY, history_record, stage_graph_name
+from archgraph.outputs.watch import HISTORY, history_record
 
 __all__ = ["CHECKPOINT", "CHECKPOINT_VERSION", "SearchData", "build_search_data", "prepare_config", "run_search", "score_subnet"]
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 2
-
-# What the one line per epoch shows (record key, label, format).
-EPOCH_LINE = [("loss", "loss", "{:.3f}"), ("arch_loss", "arch loss", "{:.3f}"), ("entropy_alpha", "H(alpha)", "{:.4f}"),
-              ("entropy_beta", "H(beta)", "{:.4f}"), ("margin_alpha", "margin alpha", "{:.4f}"), ("margin_beta", "margin beta", "{:.4f}"),
-              ("changed_ops", "changed ops", "{}"), ("changed_inputs", "changed inputs", "{}"), ("arch_grad_snr", "grad SNR", "{:.2f}"),
-              ("s_miou", "S-mIoU", "{:.4f}"), ("seconds", "time", "{:.1f}s")]
-
 
 def prepare_config(cfg_path: str | None, overrides: list[str], out: Path, resume: bool) -> Config:
     """The run's config; a resumed run keeps its saved config (overrides must not change it)."""
@@ -110,11 +108,22 @@ class Stage:
     start_step: int = 0
     sums: dict[str, float] = field(default_factory=dict)
     task: Any = None
+    resumed: bool = False  # restored from the checkpoint (its first frames were recorded before)
+
+    @classmethod
+    def of(cls, parts: StageParts) -> "Stage":
+        return cls(parts.index, parts.net, parts.step_net, parts.w_opt, parts.sched, parts.a_opt, parts.epochs, parts.steps)
+
+    @property
+    def parts(self) -> StageParts:
+        return StageParts(self.index, self.net, self.step_net, self.w_opt, self.sched, self.a_opt, self.epochs, self.steps)
 
 
 @dataclass
-class SearchRun:
-    """Everything one search holds across its stages."""
+class SearchRun(EpochLoop):
+    """One search: the loop (:class:`~archgraph.engine.loop.EpochLoop`) with the strategy's stages and
+    steps, and everything it holds across them. Its concerns around the steps are hooks
+    (:mod:`archgraph.engine.search_hooks`)."""
 
     cfg: Config
     out: Path
@@ -122,11 +131,13 @@ class SearchRun:
     device: torch.device
     precision: D.Precision
     strategy: Any
+    driver: StrategyDriver
     data: SearchData
     state: dict[str, Any] | None  # the checkpoint being resumed, until its stage has been restored
     stop: GracefulStop
     bar: Any
     say: EpochPrinter
+    hooks: Hooks = field(default_factory=Hooks)
     health: ArchHealth = field(default_factory=ArchHealth)
     log: RunLogger = field(default_factory=RunLogger)  # TensorBoard with search.tensorboard (rank 0), else a no-op
     record: dict[str, Any] = field(default_factory=dict)
@@ -135,32 +146,184 @@ class SearchRun:
     spend: SpendMeter = field(default_factory=SpendMeter)  # what the search spent (final.json "spent")
     plan: TimePlan | None = None  # search.budget=equal-time: the calibrated plan
     cut_by_clock: bool = False  # equal-time: the clock stopped the last stage before its planned end
+    derived: nx.DiGraph | None = None  # the epoch's derived architecture and scores (the hooks write them)
+    scores: tuple[Any, Any] | None = None
+    panels: list = field(default_factory=list)  # the epoch's prediction pictures for TensorBoard (drawn in S-mIoU's recalibration)
+    stop_reason: str | None = None
+
+    kind = "search"
+
+    # ------------------------------------------------------------------ stages
+
+    def stage_indices(self) -> range:
+        return range(self.state["stage"] if self.state else 0, self.strategy.num_stages())
+
+    def begin_stage(self, index: int) -> Stage:
+        """The stage's supernet and optimisers (the driver builds them); restored when this is the resumed stage."""
+        strategy = self.strategy
+        resuming = self.state is not None and self.state["stage"] == index
+        if resuming:
+            # Progressive strategies rebuild the stage graph from their saved state (e.g. P-DARTS's
+            # candidate sets), so it is loaded before the stage begins and again after the build.
+            strategy.load_state_dict(self.state["strategy"])
+        stage = Stage.of(self.driver.begin_stage(index, self.net))
+        self.health.begin_stage(stage.net, strategy, stage.a_opt)
+        self.spend.watch(stage.net, stage.w_opt, stage.a_opt)
+        self.net = stage.net
+        if resuming:
+            self._restore(stage)
+        label = f"stage {index + 1}/{strategy.num_stages()}" if strategy.num_stages() > 1 else "search"
+        stage.task = self.bar.add_task(label, total=stage.epochs * stage.steps, completed=stage.start_epoch * stage.steps + stage.start_step, info="")
+        return stage
+
+    def _restore(self, stage: Stage) -> None:
+        """Load the checkpoint into the freshly built stage; it is consumed (``state = None``)."""
+        state = self.state
+        stage.net.load_state_dict(state["net"])
+        stage.w_opt.load_state_dict(state["w_opt"])
+        stage.sched.load_state_dict(state["sched"])
+        if stage.a_opt is not None and state.get("a_opt") is not None:
+            stage.a_opt.load_state_dict(state["a_opt"])
+        self.strategy.load_state_dict(state["strategy"])
+        if state.get("health") is not None:
+            self.health.load_state_dict(state["health"])
+        self.spend.load_state_dict(state.get("spend") or {})
+        self.hooks.load_state_dict(state.get("hooks"))
+        set_rng_state(state["rng"])
+        if state["finished_epoch"]:
+            stage.start_epoch = state["epoch"] + 1
+        else:
+            stage.start_epoch, stage.start_step, stage.sums = state["epoch"], state["step"], dict(state.get("sums", {}))
+        self.record = state.get("record", {})
+        stage.resumed = True
+        self.state = None
+
+    def save_checkpoint(self, stage: Stage, epoch: int, step: int, finished: bool) -> None:
+        if not self.main:
+            return
+        self.log.flush()  # what the checkpoint covers is on disk before it
+        save_checkpoint(self.out / CHECKPOINT, {
+            "version": CHECKPOINT_VERSION, "stage": stage.index, "epoch": epoch, "step": step, "finished_epoch": finished,
+            "sums": {} if finished else dict(stage.sums), "net": stage.net.state_dict(), "w_opt": stage.w_opt.state_dict(),
+            "sched": stage.sched.state_dict(), "a_opt": stage.a_opt.state_dict() if stage.a_opt else None,
+            "strategy": self.strategy.state_dict(), "health": self.health.state_dict(), "rng": rng_state(), "record": self.record,
+            "spend": self.spend.state_dict(), "hooks": self.hooks.state_dict(),
+        })
+
+    # ------------------------------------------------------------------ the equal-time clock
+
+    def _out_of_time(self, stage: Stage) -> bool:
+        """equal-time: the last stage stops at the first step boundary past ``search.time_budget_s`` of steps."""
+        if self.plan is None or stage.index != self.strategy.num_stages() - 1:
+            return False
+        return D.any_rank(self.spend.step_seconds >= self.plan.time_budget_s)
+
+    def cut_before_epoch(self, stage: Stage) -> bool:
+        if self._out_of_time(stage):  # equal-time: a resumed search whose clock had run out
+            self.cut_by_clock = True
+        return self.cut_by_clock
+
+    def cut_after_step(self, stage: Stage, epoch: int, done: int) -> bool:
+        if self._out_of_time(stage):
+            self.cut_by_clock = True  # equal-time: the epoch ends here, and with it the search
+        return self.cut_by_clock
+
+    def epoch_was_cut(self) -> bool:
+        return self.cut_by_clock
+
+    # ------------------------------------------------------------------ an epoch
+
+    def batches(self, stage: Stage, epoch: int, first: int) -> Iterator[tuple[Any, Any]]:
+        """The epoch's (trainA, trainB) batch pairs from step ``first`` (a resumed epoch): loaders seeded
+        per (stage, epoch), so a resumed search sees the same batches; skipping replays the shuffles
+        and computes nothing."""
+        cfg = self.cfg
+        self.driver.begin_epoch(stage.parts, epoch)
+        epoch_seed = cfg.seed + 1000 * stage.index + 10 * epoch
+        loader_a = loader(self.data.train_a, cfg, epoch_seed)
+        b_iter = cycle(loader(self.data.train_b, cfg, epoch_seed + 1))
+        set_dataset_epoch(self.data.train_a, epoch)
+        if epoch != stage.start_epoch:
+            stage.sums = {}
+        for _ in range(first):
+            next(b_iter)
+        stage.net.train()
+        reset_peak_memory(self.device)
+        for batch_w in itertools.islice(loader_a, first, stage.steps):
+            yield batch_w, next(b_iter)
+
+    def step(self, stage: Stage, epoch: int, step: int, batch: tuple[Any, Any]) -> dict[str, float]:
+        """One strategy step (the driver's) on a trainA batch (weights) and a trainB batch (architecture);
+        a non-finite loss goes to the hooks' policy (``search.on_nonfinite``)."""
+        where = f"stage {stage.index + 1} epoch {epoch + 1} step {step + 1}"
+        with self.spend.timed_step():
+            try:
+                losses = self.driver.step(stage.parts, epoch * stage.steps + step, *batch)
+            except NonFiniteLoss as exc:
+                for p in self.net.parameters():
+                    p.grad = None
+                losses = self.hooks.on_nonfinite(self, exc, where)
+                if losses is None:
+                    raise NumericalError(f"non-finite {exc.what} at {where}; the last good checkpoint in {self.out} is kept. {nan_fix(self)}") from None
+            _check_finite(self, losses, where)
+        for k, v in losses.items():
+            stage.sums[k] = stage.sums.get(k, 0.0) + v
+        self.bar.update(stage.task, advance=1, info=f"epoch {epoch + 1}/{stage.epochs} loss {losses.get('loss', float('nan')):.3f}")
+        return losses
+
+    def interrupt(self, stage: Stage, epoch: int, done: int) -> None:
+        self.save_checkpoint(stage, epoch, done, False)
+        self.stop.exit_if_requested(f"stage {stage.index + 1} epoch {epoch + 1} step {done}")
+
+    def epoch_record(self, stage: Stage, epoch: int, seconds: float, steps_run: int, done: int) -> dict[str, Any]:
+        """The epoch's own figures (losses, schedule, entropies, time, memory, the derived architecture's
+        hash, what was spent); the hooks add theirs (health, S-mIoU) before anything is written."""
+        if not self.cut_by_clock and self._out_of_time(stage) and epoch < stage.epochs - 1:
+            self.cut_by_clock = True
+        net, strategy = stage.net, self.strategy
+        self.driver.end_epoch(stage.parts)
+        _check_ranks_agree(net, strategy, stage.index, epoch)
+        self.derived = strategy.derive(net)
+        self.scores = strategy.scores(net)  # once: scores.json and the history line hold the same numbers
+        self.panels = []
+        record = {
+            "stage": stage.index, "epoch": epoch,
+            **{k: v / max(done, 1) for k, v in D.mean_over_ranks(stage.sums).items()},
+            "lr": stage.w_opt.param_groups[0]["lr"], "arch_active": strategy.arch_active(),
+            **_log_state(strategy), **_entropies(net),
+            "step_time": seconds / steps_run, "peak_mem_mb": D.max_over_ranks(peak_memory_mb(self.device)),
+            "arch_hash": graph_hash(self.derived), **_parallel_fields(self.precision),
+        }
+        if self.cut_by_clock:
+            record["cut_by_clock"] = True
+            record["epoch_steps"] = done
+        return record
+
+    def complete_record(self, stage: Stage, epoch: int, record: dict[str, Any]) -> None:
+        record["spent"] = self.spend.totals()
+
+    def is_last_epoch(self, stage: Stage, epoch: int) -> bool:
+        return epoch == stage.epochs - 1 or self.cut_by_clock
 
 
-def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_search(cfg: Config, out: Path, resume: bool = False, progress: bool = True, hooks: Iterable[Hook] = ()) -> dict[str, Any]:
     """Search, write the run folder, return the final record (final.json's content).
 
     Checkpoints are written after every epoch, every ``search.checkpoint_every`` steps, and on Ctrl-C
     or SIGTERM; a resumed run continues at the exact step it stopped at (same batches, same sampled
     paths, same RNG states), so it ends with the same architecture as an uninterrupted run.
+    ``hooks``: the caller's own (:mod:`archgraph.engine.hooks`), after those of ``search.hooks``.
     """
-    run = _set_up(cfg, Path(out), resume, progress)
+    run = _set_up(cfg, Path(out), resume, progress, list(hooks))
     with run.log, loader_scope():  # the log closed (flushed) and data.workers stopped however the search ends
         with run.stop, run.bar:
-            first = run.state["stage"] if run.state else 0
-            for index in range(first, run.strategy.num_stages()):
-                stage = _begin_stage(run, index)
-                for epoch in range(stage.start_epoch, stage.epochs):
-                    if _out_of_time(run, stage):  # equal-time: a resumed search whose clock had run out
-                        run.cut_by_clock = True
-                        break
-                    _run_epoch(run, stage, epoch)
-                    if run.cut_by_clock:
-                        break
-        return _finish(run)
+            run.run_epochs()
+        result = _finish(run)
+        run.hooks.call("after_run", run, result)
+        return result
 
 
-def _set_up(cfg: Config, out: Path, resume: bool, progress: bool) -> SearchRun:
+def _set_up(cfg: Config, out: Path, resume: bool, progress: bool, user_hooks: list[Hook]) -> SearchRun:
     """Device, strategy, data and config file; the checkpoint to resume. Fails before any data is
     read when the strategy cannot search the space or the budget takes no architecture step."""
     require_backend(cfg.search.tensorboard, "search.tensorboard")
@@ -169,6 +332,7 @@ def _set_up(cfg: Config, out: Path, resume: bool, progress: bool) -> SearchRun:
         from archgraph.engine.selection import get_selector
 
         get_selector(cfg.search.select)
+    hooks = Hooks(search_hooks([*hooks_from_config(cfg.search.hooks, "search"), *user_hooks]))  # a wrong hook spec too
     spend = SpendMeter()  # from here: set-up and the equal-time calibration count in spent.wall_seconds
     out.mkdir(parents=True, exist_ok=True)
     D.init_from_env()
@@ -202,9 +366,10 @@ def _set_up(cfg: Config, out: Path, resume: bool, progress: bool) -> SearchRun:
         for log in ("search.jsonl", HISTORY):
             truncate_jsonl(out / log, lambda r: (r.get("stage", 0), r.get("epoch", 0)) <= done)
     bar = progress_bar(progress and main)
-    run = SearchRun(cfg, out, main, device, precision, strategy, data, state, GracefulStop(f"archgraph search --out {out} --resume"),
-                    bar, EpochPrinter(bar, main), spend=spend, plan=plan)
-    taken = _steps_before(strategy, state["stage"], state["epoch"], steps_per_epoch(cfg, data)) + state["step"] if state else -1
+    driver = StrategyDriver(strategy, search, device=device, precision=precision, crop=tuple(cfg.data.crop), steps=steps_per_epoch(cfg, data))
+    run = SearchRun(cfg, out, main, device, precision, strategy, driver, data, state, GracefulStop(f"archgraph search --out {out} --resume"),
+                    bar, EpochPrinter(bar, main), hooks=hooks, spend=spend, plan=plan)
+    taken = steps_before(strategy, state["stage"], state["epoch"], steps_per_epoch(cfg, data)) + state["step"] if state else -1
     run.log = open_logger(cfg.search.tensorboard and main, out, taken + 1, "search.tensorboard")  # resumed: continues the steps
     if state is not None:
         where = f"epoch {state['epoch'] + 2}" if state["finished_epoch"] else f"epoch {state['epoch'] + 1} step {state['step'] + 1}"
@@ -228,14 +393,6 @@ def _time_plan(cfg: Config, info, params, data: SearchData, device: torch.device
     if main:
         atomic_write_json(saved, plan.to_dict())
     return plan
-
-
-def _out_of_time(run: SearchRun, stage: Stage) -> bool:
-    """equal-time: the last stage stops at the first step boundary past ``search.time_budget_s`` of steps."""
-    plan = run.plan
-    if plan is None or stage.index != run.strategy.num_stages() - 1:
-        return False
-    return D.any_rank(run.spend.step_seconds >= plan.time_budget_s)
 
 
 def steps_per_epoch(cfg: Config, data: SearchData) -> int:
@@ -277,217 +434,6 @@ def check_search_budget(cfg: Config, data: SearchData | None = None) -> None:
     _check_budget(cfg, info.cls(build_space(cfg.space_name, cfg.space_params), params, cfg.search, cfg.seed), data)
 
 
-# --------------------------------------------------------------------------------------------------
-# A stage
-
-
-def _begin_stage(run: SearchRun, index: int) -> Stage:
-    """Build the stage's supernet and optimisers; restore them when this is the resumed stage."""
-    strategy, cfg = run.strategy, run.cfg
-    resuming = run.state is not None and run.state["stage"] == index
-    if resuming:
-        # Progressive strategies rebuild the stage graph from their saved state (e.g. P-DARTS's
-        # candidate sets), so it is loaded before the stage begins and again after the build.
-        strategy.load_state_dict(run.state["strategy"])
-    strategy.begin_stage(index, run.net)
-    net = D.sync_batchnorm(strategy.build_supernet().to(run.device), run.device)
-    if cfg.search.flops_weight > 0:
-        strategy.costs = cost_table(strategy.graph, tuple(cfg.data.crop))
-    if cfg.search.cost_limit:  # the budget every strategy honours, on this stage's graph (docs/costs.md, "Budgets")
-        from archgraph.core.costbudget import make_budget
-
-        strategy.budget = make_budget(strategy.graph, cfg.search.cost_limit, cfg.data.crop, run.device, cfg.search.cost_table)
-    epochs = strategy.stage_epochs(index)
-    w_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.search.w_lr, momentum=cfg.search.w_momentum, weight_decay=cfg.search.w_weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=max(epochs, 1), eta_min=cfg.search.w_lr_min)
-    # alpha/beta stay out of DDP: their gradients are averaged right before the arch step
-    # (strategies such as ProxylessNAS write them outside autograd); see docs/distributed.md.
-    a_opt = D.average_gradients_before_step(strategy.arch_optimizer(net))
-    arch_names = [f"arch.{name}" for name, _ in net.arch.named_parameters()] if net.arch is not None else []
-    step_net = D.parallelize(net, run.device, run.precision, find_unused=True, broadcast_buffers=not cfg.search.sync_bn, ignore=arch_names)
-    stage = Stage(index, net, step_net, w_opt, sched, a_opt, epochs, steps_per_epoch(cfg, run.data))
-    run.health.begin_stage(net, strategy, a_opt)
-    run.spend.watch(net, w_opt, a_opt)
-    run.net = net
-    if resuming:
-        _restore(run, stage)
-    elif run.main:
-        _record_start(run, stage)
-    label = f"stage {index + 1}/{strategy.num_stages()}" if strategy.num_stages() > 1 else "search"
-    stage.task = run.bar.add_task(label, total=epochs * stage.steps, completed=stage.start_epoch * stage.steps + stage.start_step, info="")
-    return stage
-
-
-def _restore(run: SearchRun, stage: Stage) -> None:
-    """Load the checkpoint into the freshly built stage; it is consumed (``run.state = None``)."""
-    state = run.state
-    stage.net.load_state_dict(state["net"])
-    stage.w_opt.load_state_dict(state["w_opt"])
-    stage.sched.load_state_dict(state["sched"])
-    if stage.a_opt is not None and state.get("a_opt") is not None:
-        stage.a_opt.load_state_dict(state["a_opt"])
-    run.strategy.load_state_dict(state["strategy"])
-    if state.get("health") is not None:
-        run.health.load_state_dict(state["health"])
-    run.spend.load_state_dict(state.get("spend") or {})
-    set_rng_state(state["rng"])
-    if state["finished_epoch"]:
-        stage.start_epoch = state["epoch"] + 1
-    else:
-        stage.start_epoch, stage.start_step, stage.sums = state["epoch"], state["step"], dict(state.get("sums", {}))
-    run.record = state.get("record", {})
-    run.state = None
-
-
-def _save_checkpoint(run: SearchRun, stage: Stage, epoch: int, step: int, finished: bool) -> None:
-    if not run.main:
-        return
-    run.log.flush()  # what the checkpoint covers is on disk before it
-    save_checkpoint(run.out / CHECKPOINT, {
-        "version": CHECKPOINT_VERSION, "stage": stage.index, "epoch": epoch, "step": step, "finished_epoch": finished,
-        "sums": {} if finished else dict(stage.sums), "net": stage.net.state_dict(), "w_opt": stage.w_opt.state_dict(),
-        "sched": stage.sched.state_dict(), "a_opt": stage.a_opt.state_dict() if stage.a_opt else None,
-        "strategy": run.strategy.state_dict(), "health": run.health.state_dict(), "rng": rng_state(), "record": run.record,
-        "spend": run.spend.state_dict(),
-    })
-
-
-# --------------------------------------------------------------------------------------------------
-# An epoch
-
-
-def _run_epoch(run: SearchRun, stage: Stage, epoch: int) -> None:
-    """The epoch's steps (from ``start_step`` when resumed mid-epoch), then :func:`_end_epoch`."""
-    cfg, steps = run.cfg, stage.steps
-    run.strategy.on_epoch_start(epoch, stage.epochs)
-    # Loaders seeded per (stage, epoch): a resumed search sees the same batches.
-    epoch_seed = cfg.seed + 1000 * stage.index + 10 * epoch
-    loader_a = loader(run.data.train_a, cfg, epoch_seed)
-    b_iter = cycle(loader(run.data.train_b, cfg, epoch_seed + 1))
-    set_dataset_epoch(run.data.train_a, epoch)
-    first = stage.start_step if epoch == stage.start_epoch else 0
-    if epoch != stage.start_epoch:
-        stage.sums = {}
-    # Skipping batches replays the loaders' shuffles; the skipped steps compute nothing.
-    for _ in range(first):
-        next(b_iter)
-    stage.net.train()
-    reset_peak_memory(run.device)
-    t0 = time.perf_counter()
-    done = first
-    for step, batch_w in enumerate(itertools.islice(loader_a, first, steps), start=first):
-        with run.spend.timed_step():
-            _search_step(run, stage, epoch, step, batch_w, next(b_iter))
-        done = step + 1
-        if done < steps and _out_of_time(run, stage):
-            run.cut_by_clock = True  # equal-time: the epoch ends here, and with it the search
-            break
-        run.stop.requested = D.any_rank(run.stop.requested)  # every rank stops at the same step
-        every = cfg.search.checkpoint_every
-        if done < steps and (run.stop.requested or (every and done % every == 0)):
-            _save_checkpoint(run, stage, epoch, done, False)
-            run.stop.exit_if_requested(f"stage {stage.index + 1} epoch {epoch + 1} step {done}")
-    if not run.cut_by_clock and _out_of_time(run, stage) and epoch < stage.epochs - 1:
-        run.cut_by_clock = True
-    _end_epoch(run, stage, epoch, t0, max(done - first, 1), done)
-
-
-def _search_step(run: SearchRun, stage: Stage, epoch: int, step: int, batch_w, batch_a) -> None:
-    """One strategy step on a trainA batch (weights) and a trainB batch (architecture)."""
-    device, net = run.device, stage.net
-    run.strategy.on_step_start(epoch * stage.steps + step, stage.steps)
-    batch_w = tuple(t.to(device, non_blocking=True) for t in batch_w)  # pinned batches (data.workers on CUDA): copies overlap compute
-    batch_a = tuple(t.to(device, non_blocking=True) for t in batch_a)
-    if stage.step_net is not net:  # the mean over the global batch's labelled pixels (distributed.py)
-        scales = D.global_mean_scales([batch_w[1], batch_a[1]], IGNORE_INDEX)
-        stage.step_net.set_loss_scales([(batch_w[0], scales[0]), (batch_a[0], scales[1])])
-    where = f"stage {stage.index + 1} epoch {epoch + 1} step {step + 1}"
-    try:
-        losses = run.strategy.search_step(stage.step_net, batch_w, batch_a, stage.w_opt, stage.a_opt)
-    except NonFiniteLoss as exc:
-        losses = _non_finite(run, exc, where)
-    _check_finite(run, losses, where)
-    run.log.scalars(step_scalars(losses), _steps_before(run.strategy, stage.index, epoch, stage.steps) + step + 1)  # rank 0's batch
-    if stage.step_net is not net and D.world_size() > 1:
-        # weighted like the gradients, so the ranks' mean is the global batch's loss
-        losses = {k: v * scales[1 if k.startswith("arch_") else 0] for k, v in losses.items()}
-    for k, v in losses.items():
-        stage.sums[k] = stage.sums.get(k, 0.0) + v
-    run.bar.update(stage.task, advance=1, info=f"epoch {epoch + 1}/{stage.epochs} loss {losses.get('loss', float('nan')):.3f}")
-
-
-def _end_epoch(run: SearchRun, stage: Stage, epoch: int, t0: float, steps_run: int, epoch_steps: int) -> None:
-    """The epoch's record (losses, health, S-mIoU as a report on val, what was spent so far), its
-    files and the end-of-epoch checkpoint. ``epoch_steps``: the steps the epoch took in all (fewer
-    than planned when the equal-time clock cut it)."""
-    cfg, net, strategy = run.cfg, stage.net, run.strategy
-    elapsed = time.perf_counter() - t0
-    stage.sched.step()
-    _check_ranks_agree(net, strategy, stage.index, epoch)
-    derived = strategy.derive(net)
-    record = {
-        "stage": stage.index, "epoch": epoch,
-        **{k: v / max(epoch_steps, 1) for k, v in D.mean_over_ranks(stage.sums).items()},
-        "lr": stage.w_opt.param_groups[0]["lr"], "arch_active": strategy.arch_active(),
-        **_log_state(strategy), **_entropies(net), **run.health.epoch_fields(net, strategy),
-        "step_time": elapsed / steps_run, "peak_mem_mb": D.max_over_ranks(peak_memory_mb(run.device)),
-        "arch_hash": graph_hash(derived), **_parallel_fields(run.precision),
-    }
-    if run.cut_by_clock:
-        record["cut_by_clock"] = True
-        record["epoch_steps"] = epoch_steps
-    last = epoch == stage.epochs - 1 or run.cut_by_clock
-    panels: list = []  # TensorBoard's pictures of the derived architecture's predictions, made with S-mIoU's recalibration
-    if cfg.search.eval_every and ((epoch + 1) % cfg.search.eval_every == 0 or last):
-        draw = (lambda: panels.extend(prediction_panels(net, run.data.val, run.device))) if cfg.search.tensorboard and run.main else None
-        with run.spend.paused():  # a report on val, not a cost of the search
-            record["s_miou"] = supernet_miou(net, strategy, run.data, cfg, run.device, then=draw)
-        record["s_miou_split"] = "val"
-    record["spent"] = run.spend.totals()
-    record["seconds"] = time.perf_counter() - t0
-    run.record = record
-    if run.main:
-        _write_epoch(run.out, net, strategy, derived, record)
-    _track_epoch(run, stage, epoch, record, panels)
-    what = f"stage {stage.index + 1}/{strategy.num_stages()}" if strategy.num_stages() > 1 else "search"
-    run.say(epoch_line(what, epoch, stage.epochs, record, EPOCH_LINE))
-    _say_length(run, stage, epoch, record)
-    _save_checkpoint(run, stage, epoch, stage.steps, True)
-    run.stop.requested = D.any_rank(run.stop.requested)
-    run.stop.exit_if_requested(f"the end of stage {stage.index + 1} epoch {epoch + 1}")
-
-
-def _say_length(run: SearchRun, stage: Stage, epoch: int, record: dict[str, Any]) -> None:
-    """After the first epoch this process ran, how long the rest takes when it is long (:func:`long_run_note`)."""
-    if getattr(run, "told_length", False) or not run.main:
-        return
-    run.told_length = True  # type: ignore[attr-defined]
-    strategy = run.strategy
-    left = stage.epochs - epoch - 1 + sum(strategy.stage_epochs(i) for i in range(stage.index + 1, strategy.num_stages()))
-    note = long_run_note(left, float(record.get("seconds", 0.0)), f"archgraph search --out {run.out} --resume")
-    if note:
-        run.say(note)
-
-
-def _steps_before(strategy, stage: int, epoch: int, steps: int) -> int:
-    """Steps taken before ``epoch`` of ``stage`` since the search began: the x-axis of its curves."""
-    return (sum(strategy.stage_epochs(i) for i in range(stage)) + epoch) * steps
-
-
-def _track_epoch(run: SearchRun, stage: Stage, epoch: int, record: dict[str, Any], panels: list) -> None:
-    """The epoch for TensorBoard: every figure of its record, the learning rates, histograms of
-    softmax(alpha)/softmax(beta) and, when S-mIoU was measured, the derived architecture's
-    validation predictions (``panels``, drawn inside S-mIoU's recalibrated subnet); rank 0 writes."""
-    if not run.cfg.search.tensorboard:
-        return
-    step = _steps_before(run.strategy, stage.index, epoch + 1, stage.steps)
-    arch_lr = {"schedule/arch_lr": stage.a_opt.param_groups[0]["lr"]} if stage.a_opt is not None else {}
-    run.log.scalars({**epoch_scalars(record, "search"), **arch_lr}, step)
-    log_arch(run.log, stage.net, step)
-    if panels:
-        log_panels(run.log, panels, step)
-
-
 def _entropies(net: CompiledNetwork) -> dict[str, float]:
     if net.arch is None:
         return {}
@@ -510,12 +456,11 @@ def _finish(run: SearchRun) -> dict[str, Any]:
     scorer = lambda ops, inputs, recalib_batches=None: score_subnet(net, strategy.relaxation, ops, inputs, run.data, cfg, run.device, recalib_batches)
     record = dict(run.record)
     # Every rank takes part (its scores need all ranks); only rank 0's files land in the run folder.
-    strategy.progress = run.main and not run.bar.disable  # e.g. SPOS's evolution bar follows --no-progress
     before = run.spend.totals()
     changed = False
     if _own_rule_selects(cfg.search.select):  # another selector replaces the end hook's pick: skip its work
-        with _rank_folder(out) as end_out:
-            changed = strategy.on_search_end(net, scorer, end_out)
+        with _rank_folder(out) as end_out:  # e.g. SPOS's evolution bar follows --no-progress
+            changed = run.driver.finish(net, scorer, end_out, progress=run.main and not run.bar.disable)
     after = run.spend.totals()
     if changed:
         record["derived_by"] = "on_search_end"
@@ -525,7 +470,7 @@ def _finish(run: SearchRun) -> dict[str, Any]:
             record["s_miou_split"] = "val"
         if run.main:
             derived, scores = strategy.derive(net), strategy.scores(net)
-            _write_architecture(out, derived, scores)
+            write_architecture(out, derived, scores)
             append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), scores,
                                                        derived, label="end of search (picked by the strategy's end hook)"))
     _select(run, record)  # search.select, or the strategy's own selector (rsws); docs/strategies.md "Selection"
@@ -541,7 +486,7 @@ def _finish(run: SearchRun) -> dict[str, Any]:
                   **_budget_fields(run, before, after), "spent": spent, "wall_seconds": spent["wall_seconds"],
                   **({"cost": cost} if cost else {}), **({"warning": warning} if warning else {})}
         atomic_write_json(out / "final.json", record)
-        total = _steps_before(strategy, strategy.num_stages(), 0, steps_per_epoch(cfg, run.data))
+        total = steps_before(strategy, strategy.num_stages(), 0, steps_per_epoch(cfg, run.data))
         run.log.scalars(final_scalars(record, ("s_miou", "arch_steps_total", "wall_seconds")), total)
         if warning:
             print(warning, file=sys.stderr)
@@ -574,7 +519,7 @@ def _select(run: SearchRun, record: dict[str, Any]) -> None:
     if not spec or not len(net.choices):
         return
     steps = run.spend.totals()
-    weight_steps = int(steps.get("weight_steps", _steps_before(strategy, strategy.num_stages(), 0, steps_per_epoch(cfg, run.data))))
+    weight_steps = int(steps.get("weight_steps", steps_before(strategy, strategy.num_stages(), 0, steps_per_epoch(cfg, run.data))))
     selection, record["selection"] = select_after_search(spec, net, strategy, run.data, cfg, run.device, weight_steps,
                                                          int(steps.get("arch_steps", run.health.total_steps)), say=run.say)
     record["derived_by"] = f"selection {spec}"
@@ -585,7 +530,7 @@ def _select(run: SearchRun, record: dict[str, Any]) -> None:
     if run.main:
         scores = one_hot_scores(net.choices, *selection.candidate)
         derived = decode(strategy.graph, *scores)
-        _write_architecture(out, derived, scores)
+        write_architecture(out, derived, scores)
         append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), scores, derived,
                                                    label=f"end of search (picked by selection {spec})"))
 
@@ -667,16 +612,6 @@ def _check_ranks_agree(net: CompiledNetwork, strategy, stage: int, epoch: int) -
 # Non-finite values
 
 
-def _non_finite(run: SearchRun, exc: NonFiniteLoss, where: str) -> dict[str, float]:
-    """``search.on_nonfinite``: stop (default) or skip the batch (its update was never applied)."""
-    for p in run.net.parameters():
-        p.grad = None
-    if run.cfg.search.on_nonfinite == "skip":
-        print(f"warning: non-finite {exc.what} at {where}; batch skipped (search.on_nonfinite=skip)", file=sys.stderr)
-        return {"skipped": 1.0}
-    raise NumericalError(f"non-finite {exc.what} at {where}; the last good checkpoint in {run.out} is kept. {_nan_fix(run)}")
-
-
 def _check_finite(run: SearchRun, losses: dict[str, float], where: str) -> None:
     """Stop at the first NaN/Inf parameter: the last good checkpoint stays untouched."""
     bad = [k for k, v in losses.items() if not math.isfinite(v)]
@@ -687,10 +622,10 @@ def _check_finite(run: SearchRun, losses: dict[str, float], where: str) -> None:
         if params and not bool(torch.stack([torch.isfinite(p).all() for _, p in params]).all()):
             bad = [f"arch.{name}" for name, p in params if not torch.isfinite(p).all()]
     if bad:
-        raise NumericalError(f"non-finite {', '.join(bad)} at {where}; the last good checkpoint in {run.out} is kept. {_nan_fix(run)}")
+        raise NumericalError(f"non-finite {', '.join(bad)} at {where}; the last good checkpoint in {run.out} is kept. {nan_fix(run)}")
 
 
-def _nan_fix(run: SearchRun) -> str:
+def nan_fix(run: SearchRun) -> str:
     """A fix that works when typed: a resumed search keeps its saved config, so a changed setting
     means a new search (from the start, in a new folder)."""
     return (f"Start again in a new folder with a lower search.w_lr (now {run.cfg.search.w_lr:g}) or search.arch_lr "
@@ -700,30 +635,6 @@ def _nan_fix(run: SearchRun) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # Files
-
-
-def _write_architecture(out: Path, derived: nx.DiGraph, scores: tuple[Any, Any]) -> None:
-    save(derived, out / "arch.yaml")
-    ops, inputs = scores
-    atomic_write_json(out / "scores.json", {"ops": ops, "inputs": inputs})
-
-
-def _write_epoch(out: Path, net: CompiledNetwork, strategy, derived: nx.DiGraph, record: dict[str, Any]) -> None:
-    scores = strategy.scores(net)  # once: scores.json and the history line hold the same numbers
-    append_jsonl(out / "search.jsonl", record)
-    append_jsonl(out / HISTORY, history_record(record["stage"], record["epoch"], scores, derived))
-    save(strategy.graph, out / "supernet.yaml")
-    _write_architecture(out, derived, scores)
-
-
-def _record_start(run: SearchRun, stage: Stage) -> None:
-    """The architecture parameters before the stage's first step (the first frame of the report's
-    epoch-by-epoch view), and the stage's supernet graph when the strategy has several stages."""
-    strategy, net = run.strategy, stage.net
-    if strategy.num_stages() > 1:
-        save(strategy.graph, run.out / stage_graph_name(stage.index))
-    if net.arch is not None:
-        append_jsonl(run.out / HISTORY, history_record(stage.index, -1, strategy.scores(net), strategy.derive(net)))
 
 
 def _draw(out: Path, strategy) -> None:
