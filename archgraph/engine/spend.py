@@ -19,18 +19,21 @@ config. :class:`SpendMeter` watches the supernet and the optimisers through hook
 
 The S-mIoU report on ``data.val`` is not a cost of the search: the loop runs it inside
 :meth:`SpendMeter.paused`. ``step_seconds`` (the clock of ``search.budget=equal-time``) counts the
-search steps alone.
+search steps alone. Both clocks are :class:`archgraph.core.measure.Timer` without a device: a
+synchronize per step would cost a GPU the overlap the budget is spent on, and the few host reads
+every search step already makes (tests/test_sync_points.py) keep the clock within about a step of
+the GPU's own progress.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any, Iterator
 
 import torch
 from torch import nn
 
+from archgraph.core.measure import Timer
 from archgraph.engine import distributed as D
 
 SPENT_KEYS = ("weight_steps", "arch_steps", "images", "forward_gflop", "wall_seconds")
@@ -63,7 +66,7 @@ class SpendMeter:
         self.flops = 0
         self.step_seconds = 0.0
         self.seconds_before = 0.0  # wall time of earlier segments of a resumed search
-        self.started = time.perf_counter()
+        self._clock = Timer()  # this segment's wall time
         self._paused = 0
         self._handles: list[Any] = []
 
@@ -104,16 +107,16 @@ class SpendMeter:
     @contextlib.contextmanager
     def timed_step(self) -> Iterator[None]:
         """Adds the step's wall time to ``step_seconds`` (the equal-time budget's clock)."""
-        t0 = time.perf_counter()
+        step = Timer()
         try:
             yield
         finally:
-            self.step_seconds += time.perf_counter() - t0
+            self.step_seconds += step.read()
 
     # ---------------------------------------------------------------- totals
 
     def wall_seconds(self) -> float:
-        return self.seconds_before + time.perf_counter() - self.started
+        return self.seconds_before + self._clock.read()
 
     def totals(self) -> dict[str, Any]:
         """The five totals over every process (images and FLOPs summed over the ranks; steps are the
@@ -135,4 +138,4 @@ class SpendMeter:
         self.flops = int(state.get("flops", 0))
         self.step_seconds = float(state.get("step_seconds", 0.0))
         self.seconds_before = float(state.get("wall_seconds", 0.0))
-        self.started = time.perf_counter()
+        self._clock = Timer()

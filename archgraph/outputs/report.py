@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archgraph.core.measure import peak_memory_label, peak_memory_of
 from archgraph.errors import ArchgraphError, CheckpointError
 from archgraph.io import atomic_write_bytes, atomic_write_text, load_yaml_file, load_yaml_text
 from archgraph.outputs.watch import DEFAULT_FRAMES, watch_section
@@ -314,11 +315,12 @@ table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 
     return out
 
 
+PEAK_MEMORY = "peak memory"  # not a record key: whichever peak the record carries, labelled with its quantity (archgraph.core.measure)
 SUMMARY_FIELDS = (  # (record key, what a reader calls it); epochs and stages are counted from 1, as on the console
     ("s_miou", "S-mIoU (val, derived architecture in the supernet)"), ("loss", "weight loss (trainA)"),
     ("arch_loss", "architecture loss (trainB)"), ("entropy_alpha", "entropy of softmax(alpha)"), ("entropy_beta", "entropy of softmax(beta)"),
     ("margin_alpha", "decision margin of alpha"), ("margin_beta", "decision margin of beta"), ("tau", "temperature tau"),
-    ("step_time", "seconds per step"), ("peak_mem_mb", "peak memory (MB)"), ("arch_hash", "architecture hash"),
+    ("step_time", "seconds per step"), (PEAK_MEMORY, "peak memory (MB)"), ("arch_hash", "architecture hash"),
 )
 
 
@@ -329,7 +331,13 @@ def summary_rows(size: dict[str, Any], last: dict[str, Any], status: SearchStatu
     if last:
         epoch = f"{int(last.get('epoch', 0)) + 1}" + (f" (stage {int(last['stage']) + 1})" if last.get("stage") else "")
         rows[f"{'last' if status.finished else 'latest'} epoch"] = epoch
-    rows.update({label: last[key] for key, label in SUMMARY_FIELDS if last.get(key) is not None})
+    for key, label in SUMMARY_FIELDS:
+        if key == PEAK_MEMORY:
+            peak = peak_memory_of(last)
+            if peak is not None:
+                rows[peak_memory_label(peak.quantity)] = peak.mb
+        elif last.get(key) is not None:
+            rows[label] = last[key]
     return {k: v for k, v in rows.items() if v is not None}
 
 

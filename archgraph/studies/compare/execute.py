@@ -10,11 +10,14 @@ does.
 
 **Measured cost.** ``search_seconds`` is the wall time of :func:`run_search` summed over the
 sessions of a run (setup, data, epochs, S-mIoU evaluations, end-of-search hooks such as SPOS's
-evolution). ``peak_mem_mb`` is the peak GPU memory allocated on CUDA; on the CPU it is the peak
-resident set size of the process that searched (this one, or its worker) *during the search*, measured by resetting the kernel's
-high-water mark before it (``/proc/self/clear_refs``), so it includes the process's baseline (torch
-and the datasets, the same for every entry) but no earlier run. Where that reset is not available
-the search log's ``peak_mem_mb`` (process-wide peak) is used and ``peak_mem_source`` says so.
+evolution). Its peak memory is named for what it is (:mod:`archgraph.core.measure`): on CUDA
+``peak_cuda_allocated_mb``, the peak GPU memory allocated during the search; on the CPU
+``peak_rss_window_mb``, the peak resident set size of the process that searched (this one, or its
+worker) *during the search*, measured by resetting the kernel's high-water mark before it
+(``/proc/self/clear_refs``), so it includes the process's baseline (torch and the datasets, the same
+for every entry) but no earlier run. Where that reset is not available the search log's process-wide
+peak is used, and the field is ``peak_rss_mb``. search_cost.json keeps each session's seconds and peak
+under the same names; old folders' ``peak_mem_mb`` is read as the quantity it was.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import networkx as nx
 from archgraph.config import Config
 from archgraph.core.graph import graph_hash
 from archgraph.core.graph import load as load_graph
+from archgraph.core.measure import PEAK_CUDA_ALLOCATED_MB, PEAK_RSS_WINDOW_MB, MemoryWindow, PeakMemory, Timer, peak_memory_of, peak_quantity
 from archgraph.io import atomic_write_json
 from archgraph.studies.compare.baselines import baseline_arch
 from archgraph.studies.compare.plan import Plan, Run, check_plan, plan_runs, run_config
@@ -42,32 +46,16 @@ from archgraph.studies.compare.results import collect_results, format_value
 JOBS = "jobs"  # OUT/jobs/: each job's log and state (archgraph.studies.executors)
 
 
-def _reset_peak_memory(device) -> bool:
-    """Start a fresh peak-memory window; ``False`` when this platform cannot."""
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return True
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the resident-set high-water mark (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
-
-
-def _peak_memory_mb(device) -> float | None:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+def search_peak(sessions: list[dict[str, Any]], log: list[dict[str, Any]], device: str) -> PeakMemory | None:
+    """A search's peak memory: the highest of its sessions' windows (the last session's quantity), or,
+    when none could be measured, the highest the search log recorded. A session or log line from before
+    the names said their quantity (``peak_mem_mb``) is read as what it measured on ``device``."""
+    session_legacy = PEAK_CUDA_ALLOCATED_MB if device.startswith("cuda") else PEAK_RSS_WINDOW_MB
+    for records, legacy in ((sessions, session_legacy), (log, peak_quantity(device))):
+        peaks = [p for p in (peak_memory_of(r, legacy) for r in records) if p is not None]
+        if peaks:
+            quantity = peaks[-1].quantity
+            return PeakMemory(quantity, max(p.mb for p in peaks if p.quantity == quantity))
     return None
 
 
@@ -87,20 +75,19 @@ def search_run(cfg: Config, folder: Path, progress: bool = False) -> dict[str, A
         resume = has_checkpoint(out / CHECKPOINT)
         run_cfg = prepare_config(None, [], out, True) if resume else cfg
         device = torch.device(run_cfg.device)
-        window = _reset_peak_memory(device)
-        t0 = time.perf_counter()
+        window, clock = MemoryWindow(device), Timer(device)
         finished = False
         try:
-            run_search(run_cfg, out, resume=resume, progress=progress)
+            with window, clock:
+                run_search(run_cfg, out, resume=resume, progress=progress)
             finished = True
         finally:  # an interrupted session still counts towards the search's cost
-            peak = _peak_memory_mb(device) if window else None
-            cost["sessions"].append({"seconds": time.perf_counter() - t0, "peak_mem_mb": peak, "resumed": resume, "finished": finished})
+            peak = window.fields() if window.windowed else {}  # a peak since the process started is not this session's
+            cost["sessions"].append({"seconds": clock.seconds, **peak, "resumed": resume, "finished": finished})
             atomic_write_json(cost_file, cost)
     final = json.loads((out / "final.json").read_text())
     sessions = cost["sessions"]
-    peaks = [s["peak_mem_mb"] for s in sessions if s.get("peak_mem_mb") is not None]
-    log_peak = [r.get("peak_mem_mb") for r in _jsonl(out / "search.jsonl") if r.get("peak_mem_mb") is not None]
+    peak = search_peak(sessions, _jsonl(out / "search.jsonl"), cfg.device)
     if sessions:
         seconds = sum(s["seconds"] for s in sessions)
     else:  # a search run made outside compare: the epochs' own times
@@ -114,8 +101,7 @@ def search_run(cfg: Config, folder: Path, progress: bool = False) -> dict[str, A
         "search_warning": final.get("warning"),  # e.g. "cannot be told from the initialisation"
         "selection": {k: v for k, v in final["selection"].items() if k != "scores"} if isinstance(final.get("selection"), dict) else None,
         "search_seconds": seconds,
-        "peak_mem_mb": max(peaks) if peaks else (max(log_peak) if log_peak else None),
-        "peak_mem_source": ("cuda" if cfg.device.startswith("cuda") else "rss-window") if peaks else "search.jsonl",
+        **({peak.quantity: peak.mb} if peak is not None else {}),
         "epochs": len(_jsonl(out / "search.jsonl")),
     }
 

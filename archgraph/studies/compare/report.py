@@ -20,7 +20,8 @@ from archgraph.core.graph import load as load_graph
 from archgraph.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from archgraph.studies.compare.plan import entry_slug
 from archgraph.studies.compare.results import (
-    PAIR_HEAD, RANDOM_HEAD, TABLE_HEAD, display_name, format_value, pair_rows, random_test_rows, results_markdown, search_warnings, table_rows,
+    PAIR_HEAD, RANDOM_HEAD, TABLE_HEAD, display_name, format_value, pair_rows, random_test_rows, results_markdown, run_peak_mb, search_warnings,
+    table_rows,
 )
 
 
@@ -186,7 +187,7 @@ def report_html(out: Path, results: dict[str, Any], plots: list[str], topologies
     run_rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
             display_name(e), r["seed"], r.get("error") or r["status"], format_value(r.get("s_miou")), format_value(r.get("t_miou")), format_value(r.get("search_seconds"), "{:.0f}"),
-            format_value(r.get("peak_mem_mb"), "{:.0f}"), r.get("params", ""), format_value(r.get("flops") and r["flops"] / 1e9, "{:.3g}"), r.get("arch_hash", ""), r["folder"],
+            format_value(run_peak_mb(r), "{:.0f}"), r.get("params", ""), format_value(r.get("flops") and r["flops"] / 1e9, "{:.3g}"), r.get("arch_hash", ""), r["folder"],
         )) + "</tr>"
         for e in results["entries"] for r in e["runs"]
     )

@@ -10,10 +10,17 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable
 
+from archgraph.core.measure import LEGACY_PEAK_MB, PEAK_CUDA_ALLOCATED_MB, PEAK_MEMORY_KEYS, PEAK_RSS_MB, PEAK_RSS_WINDOW_MB, PeakMemory, peak_memory_of
 from archgraph.studies.compare.plan import FORMAT, Plan, Run
 from archgraph.studies.compare.stats import study_statistics
 
 SPENT = ("weight_steps", "arch_steps", "images", "forward_gflop", "wall_seconds")  # final.json "spent" (interface 2)
+PEAK_NOTES = {  # a search's peak memory, under the name of its quantity (archgraph.core.measure; execute.search_peak)
+    PEAK_CUDA_ALLOCATED_MB: "CUDA: peak memory allocated to tensors during the search",
+    PEAK_RSS_WINDOW_MB: "CPU: peak RSS of the process during the search (includes the process baseline)",
+    PEAK_RSS_MB: "CPU where the RSS peak cannot be reset: the searching process's peak RSS since it started, from search.jsonl",
+    LEGACY_PEAK_MB: "an older results.json's peak memory: CUDA allocated on a GPU, peak RSS on the CPU",
+}
 
 
 def _mean_std(values: Iterable[Any]) -> tuple[float | None, float | None]:
@@ -38,9 +45,12 @@ def collect_results(plan: Plan, out: Path, runs: list[Run]) -> dict[str, Any]:
                 row["error"] = r.error
             rows.append(row)
         summary: dict[str, Any] = {"runs": len(mine), "finished": len(done), "distinct_archs": len({r.result.get("arch_hash") for r in done})}
-        for key in ("t_miou", "s_miou", "search_seconds", "peak_mem_mb", "params", "flops"):
+        for key in ("t_miou", "s_miou", "search_seconds", "params", "flops"):
             mean, std = _mean_std(r.result.get(key) for r in done)
             summary[f"{key}_mean"], summary[f"{key}_std"] = mean, std
+        peaks = [p for p in (peak_memory_of(r.result) for r in done) if p is not None]
+        for quantity in dict.fromkeys(p.quantity for p in peaks):  # one per device in practice; never averaged across quantities
+            summary[f"{quantity}_mean"], summary[f"{quantity}_std"] = _mean_std(p.mb for p in peaks if p.quantity == quantity)
         for key in SPENT:
             summary[f"spent_{key}_mean"] = _mean_std((r.result.get("spent") or {}).get(key) for r in done)[0]
         kind = mine[0].kind
@@ -55,7 +65,7 @@ def collect_results(plan: Plan, out: Path, runs: list[Run]) -> dict[str, Any]:
             "t_miou": "stand-alone mIoU on the validation split after training with the config's train section (mean and sample std over runs)",
             "s_miou": "mIoU of the derived architecture inside the supernet (subnet mode, BN recalibrated) at the end of the search",
             "search_seconds": "wall time of run_search summed over sessions",
-            "peak_mem_mb": "CUDA: peak allocated; CPU: peak RSS of the process during the search (includes the process baseline)",
+            **{q: PEAK_NOTES[q] for q in PEAK_MEMORY_KEYS},
             "random": "one architecture per run; its mean and std are over architectures, not seeds",
             "ci": "95% Student-t interval of the mean over runs (none with one run)",
             "spent": "what each search recorded in final.json's spent (means over runs): weight steps, architecture steps, "
@@ -107,6 +117,26 @@ TABLE_HEAD = ("entry", "runs", "S-mIoU", "T-mIoU", "95% CI", "weight steps", "ar
               "search time (s)", "peak mem (MB)", "params (M)", "GFLOPs", "flags")
 
 
+def summary_peak(summary: dict[str, Any]) -> PeakMemory | None:
+    """An entry's mean search peak memory and its quantity; an older results.json's ``peak_mem_mb_mean`` too."""
+    for quantity in (*PEAK_MEMORY_KEYS, LEGACY_PEAK_MB):
+        if summary.get(f"{quantity}_mean") is not None:
+            return PeakMemory(quantity, summary[f"{quantity}_mean"])
+    return None
+
+
+def run_peak_mb(run: dict[str, Any]) -> float | None:
+    """A run's search peak memory in MB, whichever quantity it is (old results.json rows too)."""
+    peak = peak_memory_of(run)
+    return None if peak is None else peak.mb
+
+
+def peak_quantities(results: dict[str, Any]) -> list[str]:
+    """The peak-memory quantities the table's column shows, in the order entries show them."""
+    found = (summary_peak(e["summary"]) for e in results["entries"])
+    return list(dict.fromkeys(p.quantity for p in found if p is not None))
+
+
 def _ci(stats: dict[str, Any] | None) -> str:
     ci = (stats or {}).get("ci")
     return "-" if not ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
@@ -123,7 +153,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
             _ci((st.get("entries") or {}).get(e["name"])),
             _scaled(s.get("spent_weight_steps_mean"), 1, "{:.0f}"), _scaled(s.get("spent_arch_steps_mean"), 1, "{:.0f}"),
             _scaled(s.get("spent_images_mean"), 1, "{:.0f}"), _scaled(s.get("spent_forward_gflop_mean"), 1, "{:.4g}"),
-            _pm(s["search_seconds_mean"], s["search_seconds_std"], "{:.0f}"), _scaled(s["peak_mem_mb_mean"], 1, "{:.0f}"),
+            _pm(s["search_seconds_mean"], s["search_seconds_std"], "{:.0f}"), _scaled(getattr(summary_peak(s), "mb", None), 1, "{:.0f}"),
             _scaled(s["params_mean"], 1e6, "{:.3g}"), _scaled(s["flops_mean"], 1e9, "{:.3g}"), f"{len(flags)} ⚠" if flags else "",
         ])
     return rows
@@ -178,7 +208,8 @@ def results_markdown(results: dict[str, Any], plots: list[str], topologies: dict
         f"training: {plan['config']['train']['epochs']} epochs; search budget: **{results.get('budget', 'official')}**"
         + (f"; named study {plan['study']['name']} ({plan['study']['size']})" if plan.get("study") else "")
         + ". Mean ± sample std over runs, 95% t-interval of the mean; FLOPs at the crop; the spent columns are what "
-        "each search recorded (means over runs). No number is a best-of-N.", "",
+        "each search recorded (means over runs). No number is a best-of-N."
+        + "".join(f" Peak mem: `{q}`, {PEAK_NOTES[q]}." for q in peak_quantities(results)), "",
         *_md_table(TABLE_HEAD, table_rows(results)),
     ]
     st = results.get("statistics") or {}
