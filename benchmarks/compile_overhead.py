@@ -11,8 +11,9 @@ before anything is timed.
 
 Reported, side by side in one process (the two networks alternate, so machine noise hits both):
 median forward+backward time over ``--reps`` runs and its ratio; the bytes autograd saves for
-backward in one forward pass (allocator-independent activation memory) and their ratio; and, when
-``--rss`` is given, the peak RSS growth of one forward+backward, each network in a fresh process.
+backward in one forward pass (``saved_tensors_mb``, allocator-independent activation memory) and their
+ratio; and, when ``--rss`` is given, the peak RSS growth of one forward+backward
+(``peak_rss_growth_mb``), each network in a fresh process (:mod:`archgraph.core.measure`).
 
     python benchmarks/compile_overhead.py                   # L=8, F=16, 128x128, batch 4
     python benchmarks/compile_overhead.py --layers 14 --channels 32 --size 256 --reps 10 --rss
@@ -22,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -39,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from archgraph import build_space, compile_graph, decode  # noqa: E402
 from archgraph.core.choices import discover_choices  # noqa: E402
 from archgraph.core.graph import NodeSpec  # noqa: E402
+from archgraph.core.measure import MB, MemoryWindow, SavedTensors, Timer  # noqa: E402
 from archgraph.core.ops import MBCONV_OPS, build_alignment, build_op  # noqa: E402
 
 SCALES = (4, 8, 16, 32)
@@ -157,33 +157,19 @@ def build_pair(layers: int, channels: int, classes: int) -> tuple[nn.Module, nn.
 
 
 def fwd_bwd(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    t0 = time.perf_counter()
+    clock = Timer()  # the CPU
     loss = F.cross_entropy(net(x), y)
     loss.backward()
     net.zero_grad(set_to_none=True)
-    return time.perf_counter() - t0
+    return clock.read()
 
 
 def saved_bytes(net: nn.Module, x: torch.Tensor) -> int:
     """Bytes of the distinct non-parameter tensors autograd saves during one forward pass."""
-    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor):
-        st = t.untyped_storage()
-        if st.data_ptr() not in params:
-            seen[st.data_ptr()] = st.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with SavedTensors(net) as saved:
         out = net(x)
     del out
-    return sum(seen.values())
-
-
-def _status_kib(key: str) -> int | None:
-    m = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    return int(m.group(1)) if m else None
+    return saved.bytes
 
 
 def rss_worker(args: argparse.Namespace) -> int:
@@ -194,11 +180,9 @@ def rss_worker(args: argparse.Namespace) -> int:
     x = torch.randn(args.batch, 3, args.size, args.size)
     y = torch.randint(0, args.classes, (args.batch, args.size, args.size))
     fwd_bwd(net, x, y)  # first touch: oneDNN primitives, allocator pools
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _status_kib("VmRSS")
-    fwd_bwd(net, x, y)
-    print(json.dumps({"peak_growth_mb": (_status_kib("VmHWM") - before) / 1024}))
+    with MemoryWindow("cpu") as window:
+        fwd_bwd(net, x, y)
+    print(json.dumps(window.growth_fields()))
     return 0
 
 
@@ -245,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "outputs_identical": same,
         "fwd_bwd_s_median": med,
         "time_ratio": med["compiled"] / med["hand"],
-        "saved_activation_mb": {k: v / 2**20 for k, v in saved.items()},
+        "saved_tensors_mb": {k: v / MB for k, v in saved.items()},
         "saved_ratio": saved["compiled"] / saved["hand"],
     }
     if args.rss:
@@ -253,17 +237,18 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("compiled", "hand"):
             cmd = [sys.executable, __file__, "--rss-worker", name] + [f"--{k}={getattr(args, k)}" for k in ("layers", "channels", "size", "batch", "classes", "threads")]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            rss[name] = json.loads(out.strip().splitlines()[-1])["peak_growth_mb"]
-        result["peak_rss_growth_mb"] = rss
+            fields = json.loads(out.strip().splitlines()[-1])  # peak_rss_growth_mb, or its lower bound where VmHWM cannot be reset
+            rss[name] = next(iter(fields.values()))
+        result[next(iter(fields))] = rss
         result["rss_ratio"] = rss["compiled"] / rss["hand"] if rss["hand"] > 0 else None
     s = result["setting"]
     print(f"compiled vs hand-written DCSS architecture: L={s['layers']} F={s['channels']} {s['size']}x{s['size']} batch {s['batch']}, "
           f"{result['params']:,} params, outputs identical: {same}")
     print("| measure | compiled | hand-written | ratio |\n|---|---|---|---|")
     print(f"| fwd+bwd median (s) | {med['compiled']:.4f} | {med['hand']:.4f} | {result['time_ratio']:.3f}x |")
-    print(f"| saved activations (MB) | {saved['compiled'] / 2**20:.1f} | {saved['hand'] / 2**20:.1f} | {result['saved_ratio']:.3f}x |")
+    print(f"| saved activations (MB) | {saved['compiled'] / MB:.1f} | {saved['hand'] / MB:.1f} | {result['saved_ratio']:.3f}x |")
     if args.rss:
-        r = result["peak_rss_growth_mb"]
+        r = rss
         ratio = f"{result['rss_ratio']:.3f}x" if result["rss_ratio"] else "n/a"
         print(f"| peak RSS growth (MB) | {r['compiled']:.1f} | {r['hand']:.1f} | {ratio} |")
     if args.json:

@@ -15,7 +15,6 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 VARIANTS = {
@@ -30,6 +29,7 @@ VARIANTS = {
 
 def run_variant(overrides: list[str], seed: int, args: argparse.Namespace) -> dict:
     from archgraph.config import load_config
+    from archgraph.core.measure import Timer
     from archgraph.engine.search import run_search
 
     base = [
@@ -39,9 +39,9 @@ def run_variant(overrides: list[str], seed: int, args: argparse.Namespace) -> di
     ]
     cfg = load_config(None, base + overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        record = run_search(cfg, Path(tmp) / "run", progress=False)
-        wall = time.perf_counter() - t0
+        with Timer(cfg.device) as clock:
+            record = run_search(cfg, Path(tmp) / "run", progress=False)
+        wall = clock.seconds
     return {"s_miou": record["s_miou"], "step_time": record["step_time"], "entropy_beta": record["entropy_beta"], "wall": wall}
 
 

@@ -10,9 +10,9 @@ architecture step on one batch (Adam on alpha/beta) and a weight step on another
 
 Reported per run: the median wall time of a search step over ``--steps`` steps after ``--warmup``
 untimed ones (``torch.cuda.synchronize`` around each), **images per second** = the two batches a
-search step consumes (2 x ``--batch`` images) / step time, and the **peak GPU memory**
-(``torch.cuda.max_memory_allocated`` since just before the network was built: weights, optimiser
-state, batches and activations). Runs share one process (the allocator is emptied and its peak
+search step consumes (2 x ``--batch`` images) / step time, and the **peak CUDA allocated memory**
+(``peak_cuda_allocated_gib``: ``torch.cuda.max_memory_allocated`` since just before the network was
+built, weights, optimiser state, batches and activations; :class:`archgraph.core.measure.MemoryWindow`). Runs share one process (the allocator is emptied and its peak
 reset between them); one that runs out of memory or fails is reported in its row, and the next one
 goes on (the exit status is then 1).
 The whole script stays under ``--time-budget`` seconds (default 270): runs that would start later
@@ -34,7 +34,6 @@ import gc
 import json
 import statistics
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -75,6 +74,7 @@ def one_run(strategy_name: str, h: int, w: int, args: argparse.Namespace, device
 
     from archgraph.config import SearchConfig
     from archgraph.configtools import dataclass_from_dict
+    from archgraph.core.measure import MemoryWindow, Timer
     from archgraph.core.registry import get_strategy
     from archgraph.core.spaces_api import build_space
     from archgraph.engine import distributed as D
@@ -84,7 +84,7 @@ def one_run(strategy_name: str, h: int, w: int, args: argparse.Namespace, device
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+    window = MemoryWindow(device).open() if cuda else None  # the CPU setting is a smoke test: no memory measured
     torch.manual_seed(args.seed)
     graph = build_space("dcss", {"layers": args.layers, "base_channels": args.channels, "num_classes": NUM_CLASSES})
     info = get_strategy(strategy_name)
@@ -107,19 +107,15 @@ def one_run(strategy_name: str, h: int, w: int, args: argparse.Namespace, device
     times = []
     for i in range(total):
         strategy.on_step_start(i, total)
-        if cuda:
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
+        clock = Timer(device)
         strategy.search_step(step_net, batch_w, batch_a, w_opt, a_opt)
-        if cuda:
-            torch.cuda.synchronize(device)
         if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
+            times.append(clock.read())
     step_s = statistics.median(times)
     row.update(
         step_s=step_s, step_s_all=times, images_per_s=2 * args.batch / step_s, precision=precision.label,
         weights_m=sum(p.numel() for p in net.weight_parameters()) / 1e6,
-        peak_gib=torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
+        peak_cuda_allocated_gib=window.close() / 1024 if window is not None else None,
     )
     return row
 
@@ -129,9 +125,11 @@ def run_all(runs: list[tuple[str, int, int]], args: argparse.Namespace, device) 
     error) is reported in its row and the next one goes on."""
     import torch
 
-    rows, t_start = [], time.perf_counter()
+    from archgraph.core.measure import Timer
+
+    rows, clock = [], Timer()
     for strategy, h, w in runs:
-        if time.perf_counter() - t_start > args.time_budget:
+        if clock.read() > args.time_budget:
             rows.append({"strategy": strategy, "height": h, "width": w, "batch": args.batch, "error": f"skipped: past --time-budget {args.time_budget:.0f} s"})
             continue
         try:
@@ -142,14 +140,14 @@ def run_all(runs: list[tuple[str, int, int]], args: argparse.Namespace, device) 
             traceback.print_exc()
             row = {"strategy": strategy, "height": h, "width": w, "batch": args.batch, "error": f"{type(exc).__name__}: {exc}".strip()[:200]}
         rows.append(row)
-        text = row.get("error") or f"{row['step_s']:.3f} s/step  {row['images_per_s']:.1f} img/s" + (f"  peak {row['peak_gib']:.2f} GiB" if row.get("peak_gib") is not None else "")
+        text = row.get("error") or f"{row['step_s']:.3f} s/step  {row['images_per_s']:.1f} img/s" + (f"  peak {row['peak_cuda_allocated_gib']:.2f} GiB" if row.get("peak_cuda_allocated_gib") is not None else "")
         print(f"  {strategy}@{h}x{w}: {text}", file=sys.stderr, flush=True)
     return rows
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| strategy | size | batch | search step (s) | images / s | peak GPU memory (GiB) | weights (M) |",
+        "| strategy | size | batch | search step (s) | images / s | peak CUDA allocated (GiB) | weights (M) |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -157,7 +155,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         if "error" in r:
             lines.append(f"| {r['strategy']} | {size} | {r['batch']} | {r['error']} | - | - | - |")
             continue
-        peak = "-" if r.get("peak_gib") is None else f"{r['peak_gib']:.2f}"
+        peak = "-" if r.get("peak_cuda_allocated_gib") is None else f"{r['peak_cuda_allocated_gib']:.2f}"
         lines.append(f"| {r['strategy']} | {size} | {r['batch']} | {r['step_s']:.3f} | {r['images_per_s']:.1f} | {peak} | {r['weights_m']:.1f} |")
     return "\n".join(lines)
 
@@ -197,9 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     commit = git_commit()
     print(f"archgraph commit {commit}; torch {torch.__version__}; {where}; DCSS L={args.layers}, F={args.channels}; bf16 autocast + channels-last; "
           f"median of {args.steps} search steps (arch + weight) after {args.warmup} warm-up", flush=True)
-    t0 = time.perf_counter()
+    from archgraph.core.measure import Timer
+
+    clock = Timer()
     rows = run_all(runs, args, device)
-    wall = time.perf_counter() - t0
+    wall = clock.read()
     print()
     print(markdown_table(rows))
     print(f"\nmeasured in {wall:.0f} s", flush=True)

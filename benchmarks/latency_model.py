@@ -23,7 +23,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -65,13 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     from archgraph.core.costmodel import CostModel, parse_resolution
     from archgraph.core.decode import sample_architecture
     from archgraph.core.latency import measure_latency_table, time_network_ms
+    from archgraph.core.measure import Timer
     from archgraph.core.spaces_api import build_space
 
     res = parse_resolution(args.resolution)
     graph = build_space(args.space, {"layers": args.layers, "base_channels": args.channels})
-    t0 = time.perf_counter()
-    table = measure_latency_table(graph, res, args.device, args.dtype, args.warmup, args.reps)
-    table_s = time.perf_counter() - t0
+    with Timer(args.device) as clock:
+        table = measure_latency_table(graph, res, args.device, args.dtype, args.warmup, args.reps)
+    table_s = clock.seconds
     lat = CostModel(graph, "latency", res, table)
     flops = CostModel(graph, "flops", res)
 
@@ -81,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     nodes = [a.number_of_nodes() - 1 for a in archs]
     nets = [compile_graph(a) for a in archs]
     meas = [float("inf")] * len(archs)
-    t0 = time.perf_counter()
-    for _ in range(2):
-        for i, net in enumerate(nets):
-            meas[i] = min(meas[i], time_network_ms(net, res, args.device, args.dtype, args.warmup, args.reps))
-    measure_s = time.perf_counter() - t0
+    with Timer(args.device) as clock:
+        for _ in range(2):
+            for i, net in enumerate(nets):
+                meas[i] = min(meas[i], time_network_ms(net, res, args.device, args.dtype, args.warmup, args.reps))
+    measure_s = clock.seconds
 
     rho = stats.spearmanr(pred, meas).statistic
     tau = stats.kendalltau(pred, meas).statistic

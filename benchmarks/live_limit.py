@@ -21,8 +21,9 @@ DCNAS's path sampling:
 - ``full``: the full relaxation (strategy ``darts``: every input, every op, all channels).
 
 Each variant's step is timed ``--reps`` times (after one untimed step), variants interleaved; the
-median is reported. Memory is the bytes of the distinct tensors autograd saves for backward in one
-forward pass (parameters excluded): allocator-independent, and what pruning changes.
+median is reported. Memory is ``saved_tensors_mb`` (:class:`archgraph.core.measure.SavedTensors`): the
+bytes of the distinct tensors autograd saves for backward in one forward pass (parameters excluded),
+allocator-independent, and what pruning changes.
 
 The second part runs archgraph's own search loop (``run_search``: DCSS ``--search-layers`` on the
 synthetic dataset) for ``--search-epochs`` epochs and reads DCNAS's ``live_fraction`` per epoch from
@@ -43,7 +44,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,6 +57,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from archgraph.config import SearchConfig  # noqa: E402
 from archgraph.core.compile import CompiledNetwork  # noqa: E402
+from archgraph.core.measure import SavedTensors, Timer  # noqa: E402
 from archgraph.core.registry import get_strategy  # noqa: E402
 from archgraph.core.spaces_api import build_space  # noqa: E402
 
@@ -137,22 +138,13 @@ def one_step(net: CompiledNetwork, opt: torch.optim.Optimizer, x: torch.Tensor, 
     opt.step()
 
 
-def saved_mib(net: CompiledNetwork, x: torch.Tensor, before: Callable[[], None]) -> float:
-    """MiB of the distinct tensors autograd saves for backward in one forward pass (no parameters)."""
-    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            saved[s.data_ptr()] = s.nbytes()
-        return t
-
+def saved_tensors_mb(net: CompiledNetwork, x: torch.Tensor, before: Callable[[], None]) -> float:
+    """MB of the distinct tensors autograd saves for backward in one forward pass (no parameters)."""
     before()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with SavedTensors(net) as saved:
         out = net(x)
     del out
-    return sum(saved.values()) / 2**20
+    return saved.mb
 
 
 def measure_depth(layers: int, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -180,13 +172,13 @@ def measure_depth(layers: int, args: argparse.Namespace) -> list[dict[str, Any]]
         for rep in range(args.reps + 1):
             for v in VARIANTS:
                 prepare(v)
-                t0 = time.perf_counter()
+                clock = Timer()  # one thread on the CPU: the wall clock is the step
                 one_step(nets[v], opts[v], x, y)
                 if rep:  # the first round is untimed (first-touch allocations, kernel selection)
-                    times[v].append(time.perf_counter() - t0)
+                    times[v].append(clock.read())
         mem = {}
         for v in VARIANTS:
-            mem[v] = saved_mib(nets[v], x, lambda v=v: prepare(v))
+            mem[v] = saved_tensors_mb(nets[v], x, lambda v=v: prepare(v))
         prepare("pruned")
         net(x[:2])  # the live counts of this draw
         plan = net.live_plan
@@ -194,7 +186,7 @@ def measure_depth(layers: int, args: argparse.Namespace) -> list[dict[str, Any]]
         rows.append({
             "layers": layers, "draw": d, "live_fusion": plan.live_searchable, "fusion": plan.total_searchable,
             "live_fraction": plan.fraction, **{f"{v}_s": step[v] for v in VARIANTS}, **{f"{v}_s_all": times[v] for v in VARIANTS},
-            **{f"{v}_mib": mem[v] for v in VARIANTS},
+            **{f"{v}_saved_tensors_mb": mem[v] for v in VARIANTS},
             "vs_limit": step["pruned"] / step["limit"], "vs_fixed": step["pruned"] / step["fixed"], "unpruned_vs_pruned": step["unpruned"] / step["pruned"],
             "full_vs_pruned": step["full"] / step["pruned"],
             "mem_vs_unpruned": mem["pruned"] / mem["unpruned"], "mem_vs_full": mem["pruned"] / mem["full"],
@@ -273,7 +265,7 @@ def run_live_fraction(run_dir: Path, draws: int) -> dict[str, Any]:
 
 def depth_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     head = ["L", "live fusion nodes", "pruned s", "limit s", "pruned / limit", "pruned / fixed", "unpruned s", "full s",
-            "pruned MiB", "unpruned MiB", "limit MiB", "full MiB"]
+            "pruned saved (MB)", "unpruned saved (MB)", "limit saved (MB)", "full saved (MB)"]
     body = []
     for L in sorted({r["layers"] for r in rows}):
         rs = [r for r in rows if r["layers"] == L]
@@ -281,9 +273,9 @@ def depth_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
         body.append([
             str(L), f"{mean('live_fusion'):.1f} / {rs[0]['fusion']} ({mean('live_fraction'):.0%})", f"{mean('pruned_s'):.3f}",
             f"{mean('limit_s'):.3f}", f"{mean('vs_limit'):.3f}x", f"{mean('vs_fixed'):.3f}x", f"{mean('unpruned_s'):.3f} ({mean('unpruned_vs_pruned'):.2f}x)",
-            f"{mean('full_s'):.3f} ({mean('full_vs_pruned'):.2f}x)", f"{mean('pruned_mib'):.0f}",
-            f"{mean('unpruned_mib'):.0f} ({1 / mean('mem_vs_unpruned'):.2f}x)", f"{mean('limit_mib'):.0f}",
-            f"{mean('full_mib'):.0f} ({1 / mean('mem_vs_full'):.2f}x)",
+            f"{mean('full_s'):.3f} ({mean('full_vs_pruned'):.2f}x)", f"{mean('pruned_saved_tensors_mb'):.0f}",
+            f"{mean('unpruned_saved_tensors_mb'):.0f} ({1 / mean('mem_vs_unpruned'):.2f}x)", f"{mean('limit_saved_tensors_mb'):.0f}",
+            f"{mean('full_saved_tensors_mb'):.0f} ({1 / mean('mem_vs_full'):.2f}x)",
         ])
     return head, body
 

@@ -18,13 +18,13 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 
 def loader_rate(root: str, crop: tuple[int, int], batch: int, workers: int, batches: int) -> dict[str, float]:
+    from archgraph.core.measure import Timer
     from archgraph.data import build_dataset
     from archgraph.data.workers import loader_scope
     from archgraph.engine.distributed import sharded_loader
@@ -32,14 +32,13 @@ def loader_rate(root: str, crop: tuple[int, int], batch: int, workers: int, batc
     ds = build_dataset("camvid", "train", root=root, crop=crop, train=True, seed=0)
     with loader_scope():
         it = iter(sharded_loader(ds, batch, 0, workers, torch.device("cpu")))
-        t0 = time.perf_counter()
-        next(it)
-        first = time.perf_counter() - t0
-        t1 = time.perf_counter()
+        with Timer() as first:
+            next(it)
+        clock = Timer()
         for _ in range(batches):
             next(it)
-        elapsed = time.perf_counter() - t1
-    return {"workers": workers, "first_batch_s": first, "images_per_s": batches * batch / elapsed}
+        elapsed = clock.read()
+    return {"workers": workers, "first_batch_s": first.seconds, "images_per_s": batches * batch / elapsed}
 
 
 def step_rate(crop: tuple[int, int], batch: int, layers: int, channels: int, steps: int) -> float:
@@ -47,6 +46,7 @@ def step_rate(crop: tuple[int, int], batch: int, layers: int, channels: int, ste
     from archgraph.core.registry import get_strategy
     from archgraph.core.spaces_api import build_space
     from archgraph.configtools import dataclass_from_dict
+    from archgraph.core.measure import Timer
 
     cfg = load_config(None, [f"space.layers={layers}", f"space.base_channels={channels}", "space.num_classes=11", "search.warmup_epochs=0"])
     info = get_strategy("dcnas")
@@ -60,9 +60,9 @@ def step_rate(crop: tuple[int, int], batch: int, layers: int, channels: int, ste
     times = []
     for _ in range(steps):
         bw, ba = batch_of(), batch_of()
-        t0 = time.perf_counter()
+        clock = Timer()  # the CPU: the step is done when it returns
         strategy.search_step(net, bw, ba, w_opt, a_opt)
-        times.append(time.perf_counter() - t0)
+        times.append(clock.read())
     return 2 * batch / statistics.median(times)
 
 

@@ -41,7 +41,7 @@ other jobs sharing the machine barely change, whereas wall time there depends on
 the worker got); ``--clock wall`` reports elapsed time instead. Both are in the JSON.
 
 Memory: **net MiB** = peak RSS of the worker (``VmHWM``, reset after the imports) minus its RSS after
-the imports: the network, optimiser state, batches and the step's activations. "After the imports"
+the imports (``peak_rss_growth_mb`` of :class:`archgraph.core.measure.MemoryWindow`): the network, optimiser state, batches and the step's activations. "After the imports"
 includes one thrown-away step of a 1-layer, 2-channel network of the same configuration, so lazy
 imports and torch's one-time set-up (oneDNN, the thread pool) are not counted as the network's. Every configuration
 runs in a fresh subprocess (this file with ``--worker``), so peaks never mix.
@@ -74,7 +74,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from search_cost import _proc_status_kib, _reset_hwm, print_table, worker_result  # noqa: E402  (a sibling script)
+from search_cost import print_table, worker_result  # noqa: E402  (a sibling script)
 
 MARKER = "@@peer_nni@@ "
 NUM_CLASSES = 19
@@ -328,13 +328,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         with warnings.catch_warnings():  # NNI 3.0 warns about classes of newer torch versions it does not know
             warnings.simplefilter("ignore")
             import nni.nas.oneshot.pytorch.strategy  # noqa: F401
+    from archgraph.core.measure import MemoryWindow, Timer
     from archgraph.core.spaces_api import build_space
 
     torch.set_num_threads(args.threads)
     _warm_up(side, algorithm, args)
-    if not _reset_hwm():
+    window = MemoryWindow("cpu").open()
+    if not window.windowed:
         raise RuntimeError("this kernel does not allow resetting VmHWM (/proc/self/clear_refs): net MiB cannot be measured")
-    base_kib = _proc_status_kib("VmRSS")
     torch.manual_seed(args.seed)
     graph = build_space("dcss", {"layers": args.layer, "base_channels": args.channels, "num_classes": NUM_CLASSES})
     model, step, weights, arch = _build(side, algorithm, graph, args)
@@ -346,18 +347,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     total = args.warmup + args.steps
     wall, cpu = [], []
     for i in range(total):
-        t0, c0 = time.perf_counter(), time.process_time()
+        clock, c0 = Timer(), time.process_time()  # wall clock, and the CPU seconds this process used (--clock cpu)
         step(i, total, batch_w, batch_a)
         if i >= args.warmup:
-            wall.append(time.perf_counter() - t0)
+            wall.append(clock.read())
             cpu.append(time.process_time() - c0)
-    peak_kib = _proc_status_kib("VmHWM")
+    window.close()
     times = cpu if args.clock == "cpu" else wall
     return {
         "config": args.config, "side": side, "algorithm": algorithm, "layers": args.layer, "step": args.step, "clock": args.clock,
         "step_s": statistics.median(times), "wall_s": statistics.median(wall), "cpu_s": statistics.median(cpu),
-        "wall_s_all": wall, "cpu_s_all": cpu, "net_mib": (peak_kib - base_kib) / 1024,
-        "rss_after_imports_mib": base_kib / 1024, "weights_m": sum(p.numel() for p in weights) / 1e6,
+        "wall_s_all": wall, "cpu_s_all": cpu, "net_mib": window.growth_mb,
+        "rss_after_imports_mib": window.baseline_mb, "weights_m": sum(p.numel() for p in weights) / 1e6,
         "arch_params": sum(p.numel() for p in arch), "fwd_gflops": _forward_gflops(model, batch_w[0]),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
@@ -471,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker_main(args)
 
+    from archgraph.core.measure import Timer
+
     layers = parse_layers(args.layers)
     nni = None if args.no_nni else nni_version()
     configs = [c for c, (side, _) in CONFIGS.items() if nni or side == "archgraph"]
@@ -481,13 +484,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"archgraph commit {commit}; torch {torch.__version__}; NNI {nni or 'not installed'}; {settings}", flush=True)
     if not nni:
         print(("NNI columns skipped (--no-nni)." if args.no_nni else INSTALL_NNI.format(torch=torch.__version__.split("+")[0], root=ROOT)), flush=True)
-    rows, t0 = [], time.perf_counter()
+    rows, clock = [], Timer()
     for L in layers:
         for c in configs:
             r = run_worker(c, L, args)
             rows.append(r)
             print(f"  L={L:<3d} {c:14s} " + (f"error: {r['error']}" if "error" in r else f"{r['step_s']:.3f} s/step ({r['wall_s']:.3f} wall)  net {r['net_mib']:.0f} MiB  {r['fwd_gflops']:.2f} GFLOP"), file=sys.stderr, flush=True)
-    wall = time.perf_counter() - t0
+    wall = clock.read()
     print_table(f"One step on DCSS ({settings}); archgraph {commit}", *step_table(rows), args.markdown)
     print_table("Forward GFLOPs and weights (the DARTS columns compute the whole supernet: equal GFLOPs = the same network)", *cost_table(rows), args.markdown)
     print(f"\nmeasured in {wall:.0f} s", flush=True)

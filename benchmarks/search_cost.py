@@ -10,14 +10,16 @@ Reported per variant:
 
 - **step time**: median wall time of ``search_step`` over ``--steps`` steps, after ``--warmup``
   steps that are not timed (first-touch allocations, oneDNN kernel selection);
-- **peak memory**: on CPU the peak resident set size during the steps minus the resident size just
+- **peak memory** (:class:`archgraph.core.measure.MemoryWindow`, named for its quantity): on CPU
+  ``peak_rss_growth_mb``, the peak resident set size during the steps minus the resident size just
   before them (net, optimisers and batches already built). The peak is ``VmHWM`` from
   ``/proc/self/status`` after resetting it with ``echo 5 > /proc/self/clear_refs``; where that is not
-  available, the growth of ``ru_maxrss`` (a lower bound). On CUDA: ``torch.cuda.max_memory_allocated``
-  minus the allocation before the steps. Both include gradients and optimiser state, which the first
-  step allocates;
-- **saved activations**: bytes of the distinct tensors autograd keeps for backward during one
-  forward pass (parameters excluded): an allocator-independent view of the activation memory;
+  available, ``peak_rss_growth_lower_bound_mb``, the growth of ``ru_maxrss``. On CUDA:
+  ``peak_cuda_allocated_growth_mb``, ``torch.cuda.max_memory_allocated`` minus the allocation before
+  the steps. All include gradients and optimiser state, which the first step allocates;
+- **saved activations** (``saved_tensors_mb``): bytes of the distinct tensors autograd keeps for
+  backward during one forward pass (parameters excluded): an allocator-independent view of the
+  activation memory;
 - **branches / ops run** and **forward GFLOPs** (split into alignment branches, candidate ops, and
   the fixed stem and head; `torch.utils.flop_counter`), of that same forward pass at choice points;
   sampling strategies (DCNAS, SPOS, ProxylessNAS) run only the live subgraph of their draw, so these
@@ -42,16 +44,15 @@ import argparse
 import gc
 import json
 import os
-import re
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the parent reads its workers' fields with this checkout's archgraph, as they run it
+    sys.path.insert(0, str(ROOT))
 MARKER = "@@search_cost@@ "
 FULL = "full"
 NUM_CLASSES = 19
@@ -102,26 +103,6 @@ def default_variants() -> list[str]:
 # Worker: one variant, measured in this (fresh) process
 
 
-def _proc_status_kib(key: str) -> int | None:
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    m = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
-    return int(m.group(1)) if m else None
-
-
-def _reset_hwm() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False if this kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    hwm, rss = _proc_status_kib("VmHWM"), _proc_status_kib("VmRSS")
-    return hwm is not None and rss is not None and hwm <= rss + 1024
-
-
 class _Probe:
     """Counts alignment branches and candidate ops run in a forward pass, and the bytes autograd saves."""
 
@@ -130,8 +111,6 @@ class _Probe:
         self.branches = 0
         self.ops = 0
         self.handles = []
-        self.saved: dict[tuple[int, int], int] = {}
-        self.param_ptrs = {p.untyped_storage().data_ptr() for p in net.parameters()}
 
     def _count(self, kind: str):
         def hook(module, args, output):
@@ -139,15 +118,8 @@ class _Probe:
 
         return hook
 
-    def _pack(self, t):
-        storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr not in self.param_ptrs:
-            self.saved[(t.device.index or 0, ptr)] = storage.nbytes()
-        return t
-
     def run(self, x):
-        import torch
+        from archgraph.core.measure import SavedTensors
 
         choices = self.net.choices
         for name, node in self.net.nodes.items():  # choice points only: fixed stem/head excluded
@@ -158,7 +130,7 @@ class _Probe:
         from torch.utils.flop_counter import FlopCounterMode
 
         try:
-            with FlopCounterMode(display=False) as counter, torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t):
+            with FlopCounterMode(display=False) as counter, SavedTensors(self.net) as saved:
                 out = self.net(x)
             del out
         finally:
@@ -168,7 +140,7 @@ class _Probe:
         plan = getattr(self.net, "live_plan", None)  # sampling strategies run only the live subgraph
         searchable = sum(1 for n in self.net.nodes if choices.input_choice(n) is not None or choices.op_choice(n) is not None)
         live = {"live_nodes": plan.live_searchable if plan is not None else searchable, "searchable_nodes": searchable}
-        return {"branches_run": self.branches, "ops_run": self.ops, **live, "saved_mb": sum(self.saved.values()) / 2**20, **flops}
+        return {"branches_run": self.branches, "ops_run": self.ops, **live, "saved_tensors_mb": saved.mb, **flops}
 
     def _split_flops(self, counter, choices) -> dict[str, float]:
         """Forward GFLOPs: alignment branches and candidate ops at choice points, and the rest (stem, head)."""
@@ -189,10 +161,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from archgraph.core.choices import discover_choices
+    from archgraph.core.measure import MemoryWindow, Timer, synchronize
     from archgraph.config import SearchConfig
     from archgraph.configtools import dataclass_from_dict, to_plain
     from archgraph.core.registry import get_strategy
     from archgraph.core.spaces_api import build_space
+    from archgraph.engine.driver import StrategyDriver
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -209,12 +183,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     params = dataclass_from_dict(info.params, overrides, "strategy")
     search = SearchConfig()
     strategy = info.cls(graph, params, search, args.seed)
-    strategy.begin_stage(0, None)  # progressive strategies (P-DARTS): the first stage's supernet
-    net = strategy.build_supernet().to(device).train()
-    epochs = max(strategy.stage_epochs(0), strategy.warmup_epochs() + 1)
-    strategy.on_epoch_start(strategy.warmup_epochs(), epochs)  # the first architecture epoch
-    w_opt = torch.optim.SGD(net.weight_parameters(), lr=search.w_lr, momentum=search.w_momentum, weight_decay=search.w_weight_decay)
-    a_opt = strategy.arch_optimizer(net)
+    driver = StrategyDriver(strategy, search, device=device, steps=args.warmup + args.steps)  # the search's own driver
+    stage = driver.begin_stage(0)  # progressive strategies (P-DARTS): the first stage's supernet
+    net = stage.net.train()
+    stage.epochs = max(stage.epochs, strategy.warmup_epochs() + 1)  # a schedule with an architecture epoch
+    driver.begin_epoch(stage, strategy.warmup_epochs())  # the first architecture epoch
     result.update(
         params=to_plain(params),
         connections=sum(len(c.candidates) for c in discover_choices(strategy.graph).inputs),
@@ -228,46 +201,23 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         return x.to(device), y.to(device)
 
     batch_w, batch_a = batch(), batch()
-    cuda = device.type == "cuda"
-
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize(device)
 
     gc.collect()
-    sync()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        result["memory_source"] = "torch.cuda.max_memory_allocated"
-    elif _reset_hwm():
-        base = _proc_status_kib("VmRSS") * 1024
-        result["memory_source"] = "VmHWM (reset via clear_refs)"
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        result["memory_source"] = "ru_maxrss growth (lower bound)"
-    result["baseline_mb"] = base / 2**20
+    synchronize(device)  # the set-up's queued work is done before the window opens
+    window = MemoryWindow(device).open()
 
     total = args.warmup + args.steps
     times, arch_steps = [], 0
     for i in range(total):
-        strategy.on_step_start(i, total)
-        sync()
-        t0 = time.perf_counter()
-        losses = strategy.search_step(net, batch_w, batch_a, w_opt, a_opt)
-        sync()
+        clock = Timer(device)
+        losses = driver.step(stage, i, batch_w, batch_a)  # the step hook and the strategy's step; the batches are on the device already
         if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
+            times.append(clock.read())
         arch_steps += "arch_loss" in losses
 
-    if cuda:
-        peak = torch.cuda.max_memory_allocated(device)
-    elif result["memory_source"].startswith("VmHWM"):
-        peak = _proc_status_kib("VmHWM") * 1024
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    window.close()
     result.update(
-        peak_mem_mb=max(peak - base, 0) / 2**20,
+        **window.growth_fields(), baseline_mb=window.baseline_mb, memory_source=window.source,
         step_s=statistics.median(times) if times else None,
         step_s_min=min(times) if times else None,
         step_s_all=times,
@@ -300,11 +250,13 @@ def run_worker(variant: str, args: argparse.Namespace, layers: int, channels: in
         "--steps", str(steps), "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads),
         "--seed", str(args.seed), *([] if args.probe else ["--no-probe"]),
     ]
-    t0 = time.perf_counter()
+    from archgraph.core.measure import Timer
+
+    clock = Timer()
     result = worker_result(cmd, MARKER, dict(os.environ), args.timeout, {"variant": variant, "layers": layers})
     if "error" not in result:
         result.setdefault("layers", layers)
-        result["wall_s"] = time.perf_counter() - t0
+        result["wall_s"] = clock.read()
     return result
 
 
@@ -332,12 +284,19 @@ def add_ratios(rows: list[dict[str, Any]], ref: dict[str, Any] | None) -> None:
             continue
         if r.get("step_s") and ref.get("step_s"):
             r["speedup_vs_full"] = ref["step_s"] / r["step_s"]
-        if ref.get("peak_mem_mb"):
-            r["mem_vs_full"] = r["peak_mem_mb"] / ref["peak_mem_mb"]
-        if ref.get("saved_mb") and "saved_mb" in r:
-            r["saved_vs_full"] = r["saved_mb"] / ref["saved_mb"]
+        if peak_growth_mb(ref) and peak_growth_mb(r) is not None:
+            r["mem_vs_full"] = peak_growth_mb(r) / peak_growth_mb(ref)
+        if ref.get("saved_tensors_mb") and "saved_tensors_mb" in r:
+            r["saved_vs_full"] = r["saved_tensors_mb"] / ref["saved_tensors_mb"]
         if ref.get("fwd_gflops") and "fwd_gflops" in r:
             r["flops_vs_full"] = r["fwd_gflops"] / ref["fwd_gflops"]
+
+
+def peak_growth_mb(r: dict[str, Any]) -> float | None:
+    """A variant's peak-memory growth over its steps, whichever quantity its device gave (``*_growth_mb``)."""
+    from archgraph.core.measure import GROWTH_OF
+
+    return next((r[k] for k in GROWTH_OF.values() if r.get(k) is not None), None)
 
 
 def _f(v: Any, fmt: str) -> str:
@@ -360,8 +319,8 @@ def variant_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
         over = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "defaults"
         body.append([
             r["variant"], r["strategy"], over, "yes" if r["arch_step"] else "no", _f(r["step_s"], ".3f"),
-            _f(r.get("speedup_vs_full"), ".2f") + "x", _f(r["peak_mem_mb"], ".0f"), _f(r.get("mem_vs_full"), ".2f"),
-            _f(r.get("saved_mb"), ".0f"), _f(r.get("saved_vs_full"), ".2f"), _gflops(r), _f(r.get("flops_vs_full"), ".2f"),
+            _f(r.get("speedup_vs_full"), ".2f") + "x", _f(peak_growth_mb(r), ".0f"), _f(r.get("mem_vs_full"), ".2f"),
+            _f(r.get("saved_tensors_mb"), ".0f"), _f(r.get("saved_vs_full"), ".2f"), _gflops(r), _f(r.get("flops_vs_full"), ".2f"),
             str(r.get("branches_run", "-")), str(r.get("ops_run", "-")),
             f"{r['live_nodes']}/{r['searchable_nodes']}" if "live_nodes" in r else "-",
         ])
@@ -386,7 +345,7 @@ def sweep_table(rows: list[dict[str, Any]], variants: list[str]) -> tuple[list[s
             if "error" in r:
                 line += ["error: " + r["error"][:60], "", "", ""]
             else:
-                line += [_f(r["step_s"], ".3f"), _f(r["peak_mem_mb"], ".0f"), _f(r.get("fwd_gflops"), ".1f"), str(r.get("branches_run", "-"))]
+                line += [_f(r["step_s"], ".3f"), _f(peak_growth_mb(r), ".0f"), _f(r.get("fwd_gflops"), ".1f"), str(r.get("branches_run", "-"))]
         if compare:
             for v in others:
                 r = by.get((layers, v), {})
@@ -465,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     for v in variants:
         r = run_worker(v, args, args.layers, args.channels, args.size, args.steps)
         rows.append(r)
-        print(f"  {v:24s} " + (f"error: {r['error']}" if "error" in r else f"{r['step_s']:.3f} s/step  peak +{r['peak_mem_mb']:.0f} MB"), file=sys.stderr, flush=True)
+        print(f"  {v:24s} " + (f"error: {r['error']}" if "error" in r else f"{r['step_s']:.3f} s/step  peak +{peak_growth_mb(r):.0f} MB"), file=sys.stderr, flush=True)
     add_ratios(rows, next((r for r in rows if r["variant"] == FULL), None))
 
     sweep: list[dict[str, Any]] = []
@@ -474,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         for v in sweep_variants:
             r = run_worker(v, args, layers, sc, ss, st)
             point.append(r)
-            print(f"  L={layers:<3d} {v:18s} " + (f"error: {r['error']}" if "error" in r else f"{r['step_s']:.3f} s/step  peak +{r['peak_mem_mb']:.0f} MB"), file=sys.stderr, flush=True)
+            print(f"  L={layers:<3d} {v:18s} " + (f"error: {r['error']}" if "error" in r else f"{r['step_s']:.3f} s/step  peak +{peak_growth_mb(r):.0f} MB"), file=sys.stderr, flush=True)
         add_ratios(point, next((r for r in point if r["variant"] == FULL), None))
         sweep += point
 

@@ -74,6 +74,7 @@ def search_and_train(overrides: list[str], strategy: str, seed: int, folder: str
     import torch
 
     from archgraph.core.graph import load
+    from archgraph.core.measure import Timer
     from archgraph.engine.checkpoint import has_checkpoint
     from archgraph.engine.search import CHECKPOINT, run_search
 
@@ -81,10 +82,10 @@ def search_and_train(overrides: list[str], strategy: str, seed: int, folder: str
     root = Path(folder)
     search_dir = root / "search"
     cfg = _config(overrides + list(variant or []), seed, strategy)
-    t0 = time.perf_counter()
-    if not (search_dir / "final.json").is_file():
-        run_search(cfg, search_dir, resume=has_checkpoint(search_dir / CHECKPOINT), progress=False)
-    search_seconds = time.perf_counter() - t0
+    with Timer(cfg.device) as clock:
+        if not (search_dir / "final.json").is_file():
+            run_search(cfg, search_dir, resume=has_checkpoint(search_dir / CHECKPOINT), progress=False)
+    search_seconds = clock.seconds
     metrics = _train(_config(overrides, seed), load(search_dir / "arch.yaml"), root / "train")
     name = entry or strategy
     results = [{"entry": name, "seed": seed, "t_miou": metrics["miou"], "params": metrics["params"], "flops": metrics["flops"], "folder": folder,
@@ -308,11 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides = (SMOKE if args.smoke else RECIPE + [f"data.root={args.data}"]) + args.overrides
     seeds = list(range(args.seeds))
     if not args.report_only:
-        t0 = time.perf_counter()
+        from archgraph.core.measure import Timer
+
+        clock = Timer()
         search_seeds = [int(s) for s in args.search_seeds.split(",")] if args.search_seeds else None
         selectors = [x.strip() for x in args.selectors.split(",") if x.strip()]
         run_jobs(overrides, out, strategies, seeds, args.random, args.workers, variants, args.retrain, search_seeds, selectors)
-        print(f"all jobs: {time.perf_counter() - t0:.0f} s wall with {args.workers} workers", flush=True)
+        print(f"all jobs: {clock.read():.0f} s wall with {args.workers} workers", flush=True)
     # Every job ever finished in this folder (earlier invocations too), the latest per entry and seed.
     latest = {(r["entry"], r["seed"], r["params"], r["flops"]): r for r in (json.loads(l) for l in (out / "jobs.jsonl").read_text().splitlines() if l.strip())}
     results = list(latest.values())

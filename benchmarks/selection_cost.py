@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 import torch
 
@@ -42,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from archgraph.config import load_config
     from archgraph.configtools import dataclass_from_dict
+    from archgraph.core.measure import Timer
     from archgraph.core.registry import get_strategy
     from archgraph.core.spaces_api import build_space
     from archgraph.engine.selection.candidates import draw_candidates
@@ -61,13 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu")
     candidates = draw_candidates(net.choices, args.candidates, seed=0)
 
-    t0 = time.perf_counter()
-    cache = SplitCache.build(data, cfg, device)
-    build_s = time.perf_counter() - t0
+    with Timer(device) as clock:
+        cache = SplitCache.build(data, cfg, device)
+    build_s = clock.seconds
     passes = cache.forward_passes
 
     def floor() -> float:
-        t = time.perf_counter()
+        clock = Timer(device)
         with torch.no_grad():
             for op_idx, input_idx in candidates:
                 with strategy.relaxation.fixed_subnet(op_idx, input_idx):
@@ -77,19 +77,19 @@ def main(argv: list[str] | None = None) -> int:
                     net.eval()
                     for x, _ in cache.select:
                         net(x)
-        return (time.perf_counter() - t) / len(candidates)
+        return clock.read() / len(candidates)
 
     def stage() -> float:
-        t = time.perf_counter()
+        clock = Timer(device)
         with SubnetScorer(net, strategy.relaxation, cache) as scorer:
             scorer.score_all(candidates)
-        return (time.perf_counter() - t) / len(candidates)
+        return clock.read() / len(candidates)
 
     def one_by_one() -> float:
-        t = time.perf_counter()
+        clock = Timer(device)
         for op_idx, input_idx in candidates:
             score_subnet(net, strategy.relaxation, op_idx, input_idx, data, cfg, device)
-        return (time.perf_counter() - t) / len(candidates)
+        return clock.read() / len(candidates)
 
     times = {name: statistics.median(fn() for _ in range(args.repeats)) for name, fn in (("forward passes", floor), ("selection stage", stage),
                                                                                            ("score_subnet", one_by_one))}

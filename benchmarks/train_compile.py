@@ -17,15 +17,9 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure(layers: int, channels: int, crop: tuple[int, int], batch: int, steps: int, warmup: int, device: torch.device,
@@ -33,6 +27,7 @@ def measure(layers: int, channels: int, crop: tuple[int, int], batch: int, steps
     """Median step seconds (and the first step's, which compiles) of one mode."""
     from archgraph import build_space, compile_graph
     from archgraph.core.decode import sample_architecture
+    from archgraph.core.measure import Timer
 
     torch.manual_seed(0)
     arch = sample_architecture(build_space("dcss", {"layers": layers, "base_channels": channels, "num_classes": classes}), 0)
@@ -43,14 +38,12 @@ def measure(layers: int, channels: int, crop: tuple[int, int], batch: int, steps
     y = torch.randint(0, classes, (batch, *crop), device=device)
 
     def step() -> float:
-        _sync(device)
-        t0 = time.perf_counter()
+        clock = Timer(device)
         loss = F.cross_entropy(run(x), y, ignore_index=255)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        _sync(device)
-        return time.perf_counter() - t0
+        return clock.read()
 
     first = step()
     for _ in range(max(warmup - 1, 0)):
@@ -77,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
                    warmup=args.warmup, device=device)
     eager = measure(**setting, compiled=False)
     print(f"eager: {eager['step_s'] * 1e3:.0f} ms per step; compiling ...", flush=True)
-    t0 = time.perf_counter()
+    from archgraph.core.measure import Timer
+
+    clock = Timer()
     compiled = measure(**setting, compiled=True)
-    print(f"compiled: {compiled['step_s'] * 1e3:.0f} ms per step ({time.perf_counter() - t0:.0f} s in all)", flush=True)
+    print(f"compiled: {compiled['step_s'] * 1e3:.0f} ms per step ({clock.read():.0f} s in all)", flush=True)
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({args.threads} thread(s))",
         "torch": torch.__version__, "layers": args.layers, "channels": args.channels, "crop": list(args.crop), "batch": args.batch,

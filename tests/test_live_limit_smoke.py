@@ -19,9 +19,9 @@ def test_quick_run_reports_limit_and_live_fraction(tmp_path):
     assert row["layers"] == 2 and row["fusion"] == 8  # DCSS L=2: 4 scales x 2 layers
     assert 0 < row["live_fusion"] <= row["fusion"] and row["live_fraction"] == row["live_fusion"] / row["fusion"]
     for v in ("pruned", "unpruned", "limit", "fixed", "full"):
-        assert row[f"{v}_s"] > 0 and row[f"{v}_mib"] >= 0
-    assert row["full_mib"] > row["pruned_mib"]  # the full relaxation saves every path for backward
-    assert row["unpruned_mib"] >= row["pruned_mib"]
+        assert row[f"{v}_s"] > 0 and row[f"{v}_saved_tensors_mb"] >= 0
+    assert row["full_saved_tensors_mb"] > row["pruned_saved_tensors_mb"]  # the full relaxation saves every path for backward
+    assert row["unpruned_saved_tensors_mb"] >= row["pruned_saved_tensors_mb"]
     (epoch,) = data["search"]  # one search epoch, its live fraction from search.jsonl
     assert 0 < epoch["live_fraction"] <= 1
     assert "| L | live fusion nodes |" in proc.stdout

@@ -81,7 +81,7 @@ def test_gpu_step_refuses_without_cuda_and_smoke_runs_on_cpu(tmp_path, capsys):
     for r in rows:
         assert "error" not in r, r
         assert r["images_per_s"] == pytest.approx(2 * r["batch"] / r["step_s"])  # two batches per search step
-        assert r["peak_gib"] is None and r["precision"] == "bf16+channels_last"  # the GPU path's settings, on the CPU
+        assert r["peak_cuda_allocated_gib"] is None and r["precision"] == "bf16+channels_last"  # the GPU path's settings, on the CPU
     with pytest.raises(SystemExit, match="multiples of 32"):
         gpu.parse_runs("dcnas@100x200")
 

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from helpers import load_benchmark
 
+from archgraph.core.measure import GROWTH_OF
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "search_cost.py"
 TINY = ["--layers", "2", "--channels", "4", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "0", "--threads", "1"]
 ROW_KEYS = {
     "variant", "strategy", "params", "layers", "connections", "connections_formula", "arch_step", "step_s", "step_s_all",
-    "peak_mem_mb", "baseline_mb", "memory_source", "branches_run", "ops_run", "saved_mb",
+    "baseline_mb", "memory_source", "branches_run", "ops_run", "saved_tensors_mb",
 }
 
 
@@ -34,6 +36,7 @@ def test_two_variants_report_json(tmp_path):
     for name, row in rows.items():
         assert "error" not in row, row
         assert ROW_KEYS <= set(row), ROW_KEYS - set(row)
+        assert len(set(GROWTH_OF.values()) & set(row)) == 1, row  # the peak's growth, named for the quantity this machine measured
         assert row["arch_step"] is True  # epoch past warm-up: the architecture step ran
         assert row["connections"] == row["connections_formula"] == 48  # 8L(L+1) at L=2
         assert len(row["step_s_all"]) == 1
