@@ -60,6 +60,7 @@ from archgraph.core.decode import decisions, decode, get_decoder, uniform_scores
 from archgraph.core.graph import NodeSpec, add_edge, add_node, new_graph, node_spec
 from archgraph.core.registry import STRATEGIES, StrategyInfo, check_support, get_space, get_strategy, load_plugins
 from archgraph.core.spaces_api import build_space
+from archgraph.engine.driver import StrategyDriver
 from archgraph.errors import ConfigError
 
 __all__ = [
@@ -203,26 +204,32 @@ def run_planted(strategy, seed: int, cut: bool = False, steps: int | None = None
     """The search loop in miniature on the planted graph: the strategy's own steps, then its
     end-of-search hook (SPOS's evolution). ``cut``: the learning signal removed (alpha's and beta's
     gradients zeroed before every step; for a strategy without architecture optimiser, the weights'
-    gradients). ``steps`` per epoch: the strategy's ``planted_steps`` when None."""
-    torch.manual_seed(seed)
-    net = strategy.build_supernet().train()
-    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.05, momentum=0.9, weight_decay=3e-4)  # search.w_* defaults
-    a_opt = strategy.arch_optimizer(net)
+    gradients). ``steps`` per epoch: the strategy's ``planted_steps`` when None.
+
+    Driven by :class:`~archgraph.engine.driver.StrategyDriver`, as the search is: its first stage
+    begun (again: :func:`build_planted` began it so that callers can build a supernet themselves;
+    stage 0 of a fresh strategy begins the same way twice), torch seeded with ``seed`` right before
+    the supernet's weights are drawn, the weight optimiser from the strategy's ``search.w_*``. The
+    weights' learning rate stays at ``search.w_lr`` (no ``end_epoch``): with the search's cosine over
+    these three epochs, DCNAS's and PC-DARTS's op margin falls below :data:`MARGIN` in one seed of
+    five, and the numbers in tests/test_planted_signal.py were measured without it."""
+    steps = steps or getattr(type(strategy), "planted_steps", None) or PLANTED_STEPS
+    driver = StrategyDriver(strategy, strategy.search, steps=steps)
+    stage = driver.begin_stage(0, build_seed=seed)
+    net, a_opt = stage.net.train(), stage.a_opt
     if cut and a_opt is not None:
         cut_arch_gradients(a_opt)
     elif cut:  # SPOS: its only signal is the weights' training
         for p in net.weight_parameters():
             p.register_hook(torch.zeros_like)
     gen = torch.Generator().manual_seed(1000 + seed)
-    steps = steps or getattr(type(strategy), "planted_steps", None) or PLANTED_STEPS
-    for epoch in range(PLANTED_EPOCHS):
-        strategy.on_epoch_start(epoch, PLANTED_EPOCHS)
+    for epoch in range(stage.epochs):
+        driver.begin_epoch(stage, epoch)
         for step in range(epoch * steps, (epoch + 1) * steps):
-            strategy.on_step_start(step, steps)
-            strategy.search_step(net, planted_batch(gen), planted_batch(gen), w_opt, a_opt)
+            driver.step(stage, step, planted_batch(gen), planted_batch(gen))
     out = Searched(strategy, net)
     score = subnet_accuracy(net, strategy.relaxation, torch.Generator().manual_seed(2000 + seed), out.fitness)
-    strategy.on_search_end(net, score, None)
+    driver.finish(net, score, None)
     own = getattr(strategy, "default_select", None)  # a strategy whose own rule is a selector (rsws): the search loop's selection stage
     if own:
         from archgraph.engine.selection import select_with_scorer
@@ -464,14 +471,12 @@ def _random_batch(gen: torch.Generator, classes: int) -> tuple[torch.Tensor, tor
 def _exercise(info: StrategyInfo, graph: nx.DiGraph, options: Mapping[str, Any], seed: int) -> _Exercised:
     params = dataclass_from_dict(info.params, dict(options), "strategy")
     strategy = _quiet_build(info, graph, params, SearchConfig(epochs=EXERCISE_EPOCHS, warmup_epochs=1), seed)
-    strategy.begin_stage(0, None)
-    torch.manual_seed(seed)
-    net = strategy.build_supernet().train()
+    driver = StrategyDriver(strategy, strategy.search, steps=EXERCISE_STEPS)
+    stage = driver.begin_stage(0, build_seed=seed)
+    net, a_opt = stage.net.train(), stage.a_opt
     if not len(net.choices):
         raise _CheckFailed(f"the strategy's first-stage graph {strategy.graph.graph.get('name')!r} has no choice points")
     recorder = _Recorder(net)
-    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.05, momentum=0.9, weight_decay=3e-4)
-    a_opt = strategy.arch_optimizer(net)
     steps: list[_ArchStep] = []
     if a_opt is not None:
         labels = [("op", k, p) for k, p in net.arch.alpha.items()] + [("input", k, p) for k, p in net.arch.beta.items()]
@@ -483,11 +488,10 @@ def _exercise(info: StrategyInfo, graph: nx.DiGraph, options: Mapping[str, Any],
         a_opt.register_step_pre_hook(capture)
     classes = int(graph.graph.get("num_classes") or 2)
     gen = torch.Generator().manual_seed(seed)
-    for epoch in range(EXERCISE_EPOCHS):
-        strategy.on_epoch_start(epoch, EXERCISE_EPOCHS)
+    for epoch in range(stage.epochs):
+        driver.begin_epoch(stage, epoch)
         for step in range(epoch * EXERCISE_STEPS, (epoch + 1) * EXERCISE_STEPS):
-            strategy.on_step_start(step, EXERCISE_STEPS)
-            strategy.search_step(net, _random_batch(gen, classes), _random_batch(gen, classes), w_opt, a_opt)
+            driver.step(stage, step, _random_batch(gen, classes), _random_batch(gen, classes))
     planned = strategy.planned_arch_steps(0, EXERCISE_STEPS)
     return _Exercised(strategy, net, a_opt, recorder, steps, planned, _random_batch(gen, classes)[0])
 

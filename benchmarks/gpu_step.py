@@ -78,6 +78,7 @@ def one_run(strategy_name: str, h: int, w: int, args: argparse.Namespace, device
     from archgraph.core.registry import get_strategy
     from archgraph.core.spaces_api import build_space
     from archgraph.engine import distributed as D
+    from archgraph.engine.driver import StrategyDriver
 
     cuda = device.type == "cuda"
     row: dict[str, Any] = {"strategy": strategy_name, "height": h, "width": w, "batch": args.batch, "layers": args.layers, "channels": args.channels}
@@ -90,25 +91,22 @@ def one_run(strategy_name: str, h: int, w: int, args: argparse.Namespace, device
     info = get_strategy(strategy_name)
     search = SearchConfig()
     strategy = info.cls(graph, dataclass_from_dict(info.params, {}, "strategy"), search, args.seed)
-    strategy.begin_stage(0, None)
-    net = strategy.build_supernet().to(device).train()
-    strategy.on_epoch_start(strategy.warmup_epochs(), strategy.warmup_epochs() + 1)  # the first architecture epoch
     precision = D.resolve_precision("bf16", "channels_last", device, "search")
-    step_net = D.parallelize(net, device, precision, find_unused=True, broadcast_buffers=True)
-    w_opt = torch.optim.SGD(net.weight_parameters(), lr=search.w_lr, momentum=search.w_momentum, weight_decay=search.w_weight_decay)
-    a_opt = strategy.arch_optimizer(net)
+    total = args.warmup + args.steps
+    driver = StrategyDriver(strategy, search, device=device, precision=precision, steps=total)  # the search's own driver
+    stage = driver.begin_stage(0)
+    net = stage.net.train()
+    driver.begin_epoch(stage, strategy.warmup_epochs())  # the first architecture epoch
 
     def batch():
         x = torch.randn(args.batch, 3, h, w, device=device).contiguous(memory_format=torch.channels_last)
         return x, torch.randint(0, NUM_CLASSES, (args.batch, h, w), device=device)
 
     batch_w, batch_a = batch(), batch()
-    total = args.warmup + args.steps
     times = []
     for i in range(total):
-        strategy.on_step_start(i, total)
         clock = Timer(device)
-        strategy.search_step(step_net, batch_w, batch_a, w_opt, a_opt)
+        driver.step(stage, i, batch_w, batch_a)  # the batches are on the device already: its copy is a no-op
         if i >= args.warmup:
             times.append(clock.read())
     step_s = statistics.median(times)

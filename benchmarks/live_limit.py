@@ -1,7 +1,8 @@
 """How far a DCNAS search step is from the least it could cost (live-subgraph execution).
 
-One step = forward + cross-entropy + backward (weights and alpha/beta receive gradients) + SGD on the
-weights, on DCSS (``--channels`` F, ``--size`` square images, ``--batch``), one thread by default.
+One step = forward + cross-entropy + backward (weights and alpha/beta receive gradients) + the
+search's SGD on the weights (``search.w_*``), on DCSS (``--channels`` F, ``--size`` square images,
+``--batch``), one thread by default.
 Per depth L (each depth in a fresh process when several are asked for, so one depth's allocator
 high-water mark never carries into the next), the variants side by side in that process (the
 machine is shared and noisy: ratios, not absolute times, are the result), for ``--draws`` draws of
@@ -60,6 +61,7 @@ from archgraph.core.compile import CompiledNetwork  # noqa: E402
 from archgraph.core.measure import SavedTensors, Timer  # noqa: E402
 from archgraph.core.registry import get_strategy  # noqa: E402
 from archgraph.core.spaces_api import build_space  # noqa: E402
+from archgraph.engine.driver import StrategyDriver, weight_optimizer  # noqa: E402
 
 NUM_CLASSES = 19
 VARIANTS = ("pruned", "unpruned", "limit", "fixed", "full")
@@ -72,10 +74,10 @@ VARIANTS = ("pruned", "unpruned", "limit", "fixed", "full")
 def dcnas_supernet(graph: nx.DiGraph, seed: int):
     info = get_strategy("dcnas")
     strategy = info.cls(graph, info.params(), SearchConfig(), seed)
-    strategy.begin_stage(0, None)
-    net = strategy.build_supernet().train()
-    strategy.on_epoch_start(strategy.warmup_epochs(), strategy.warmup_epochs() + 1)  # tau_max: early search
-    return strategy, net
+    driver = StrategyDriver(strategy, strategy.search)  # the search's own driver
+    stage = driver.begin_stage(0)
+    driver.begin_epoch(stage, strategy.warmup_epochs())  # the first architecture epoch: tau_max, early search
+    return strategy, stage.net.train()
 
 
 def full_supernet(graph: nx.DiGraph, seed: int) -> CompiledNetwork:
@@ -160,7 +162,7 @@ def measure_depth(layers: int, args: argparse.Namespace) -> list[dict[str, Any]]
         state, computed = draw_of(net)
         nets = {"pruned": net, "unpruned": net, "limit": limit_network(graph, net, computed, args.seed, True),
                 "fixed": limit_network(graph, net, computed, args.seed, False), "full": full}
-        opts = {k: torch.optim.SGD(n.weight_parameters(), lr=1e-3, momentum=0.9) for k, n in nets.items()}
+        opts = {k: weight_optimizer(n.weight_parameters(), SearchConfig()) for k, n in nets.items()}  # the search's weight optimiser
 
         def prepare(variant: str) -> None:
             if variant in ("pruned", "unpruned"):

@@ -47,21 +47,22 @@ def step_rate(crop: tuple[int, int], batch: int, layers: int, channels: int, ste
     from archgraph.core.spaces_api import build_space
     from archgraph.configtools import dataclass_from_dict
     from archgraph.core.measure import Timer
+    from archgraph.engine.driver import StrategyDriver
 
     cfg = load_config(None, [f"space.layers={layers}", f"space.base_channels={channels}", "space.num_classes=11", "search.warmup_epochs=0"])
     info = get_strategy("dcnas")
     strategy = info.cls(build_space("dcss", cfg.space_params), dataclass_from_dict(info.params, cfg.strategy_params, "strategy"), cfg.search, 0)
-    strategy.on_epoch_start(0, 1)
-    net = strategy.build_supernet().train()
-    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.01, momentum=0.9)
-    a_opt = strategy.arch_optimizer(net)
+    driver = StrategyDriver(strategy, cfg.search, steps=steps + 1)  # the search's own driver (search.w_* optimiser)
+    stage = driver.begin_stage(0)
+    stage.net.train()
+    driver.begin_epoch(stage, 0)  # search.warmup_epochs=0: an architecture epoch
     batch_of = lambda: (torch.randn(batch, 3, *crop), torch.randint(0, 11, (batch, *crop)))
-    strategy.search_step(net, batch_of(), batch_of(), w_opt, a_opt)  # warm-up
+    driver.step(stage, 0, batch_of(), batch_of())  # warm-up
     times = []
-    for _ in range(steps):
+    for i in range(1, steps + 1):
         bw, ba = batch_of(), batch_of()
         clock = Timer()  # the CPU: the step is done when it returns
-        strategy.search_step(net, bw, ba, w_opt, a_opt)
+        driver.step(stage, i, bw, ba)
         times.append(clock.read())
     return 2 * batch / statistics.median(times)
 

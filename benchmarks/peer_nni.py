@@ -248,27 +248,29 @@ def _archgraph_strategy(name: str, graph, seed: int):
     from archgraph.core.registry import get_strategy
 
     info = get_strategy(name)
-    strategy = info.cls(graph, dataclass_from_dict(info.params, {}, "strategy"), SearchConfig(), seed)
-    strategy.begin_stage(0, None)
-    return strategy
+    return info.cls(graph, dataclass_from_dict(info.params, {}, "strategy"), SearchConfig(), seed)  # its stage: StrategyDriver.begin_stage
 
 
 def _build(side: str, algorithm: str, graph, args: argparse.Namespace):
     """(model, step function(i, total, batch_w, batch_a), weight parameters, architecture parameters)."""
     import torch.nn.functional as F
 
+    from archgraph.engine.driver import StrategyDriver, weight_optimizer
+
     darts = _archgraph_strategy("darts", graph, args.seed)  # the shared search settings and BN rule
     search = darts.search
     if side == "archgraph":
         strategy = darts if algorithm == "darts" else _archgraph_strategy(algorithm, graph, args.seed)
-        net = strategy.build_supernet().train()
-        strategy.on_epoch_start(strategy.warmup_epochs(), strategy.warmup_epochs() + 1)  # the first architecture epoch
-        w_opt = torch.optim.SGD(net.weight_parameters(), lr=search.w_lr, momentum=search.w_momentum, weight_decay=search.w_weight_decay)
-        a_opt = strategy.arch_optimizer(net) if args.step == "search" else None
+        driver = StrategyDriver(strategy, search)  # the search's own driver
+        stage = driver.begin_stage(0)
+        net = stage.net.train()
+        driver.begin_epoch(stage, strategy.warmup_epochs())  # the first architecture epoch
+        if args.step != "search":  # weight steps only: the strategy's step without an architecture optimiser
+            stage.a_opt = None
 
         def step(i: int, total: int, batch_w, batch_a) -> None:
-            strategy.on_step_start(i, total)
-            strategy.search_step(net, batch_w, batch_a, w_opt, a_opt)
+            stage.steps = total  # what the step hook is told
+            driver.step(stage, i, batch_w, batch_a)
 
         return net, step, list(net.weight_parameters()), list(net.arch_parameters())
 
@@ -276,7 +278,7 @@ def _build(side: str, algorithm: str, graph, args: argparse.Namespace):
     arch = nni_arch_parameters(model)
     arch_ids = {id(p) for p in arch}
     weights = [p for p in model.parameters() if id(p) not in arch_ids]
-    w_opt = torch.optim.SGD(weights, lr=search.w_lr, momentum=search.w_momentum, weight_decay=search.w_weight_decay)
+    w_opt = weight_optimizer(weights, search)  # the same weight optimiser as archgraph's side
     # NNI DARTS's architecture optimiser (DartsLightningModule.configure_architecture_optimizers)
     a_opt = torch.optim.Adam(arch, 3e-4, betas=(0.5, 0.999), weight_decay=1e-3) if args.step == "search" else None
 

@@ -4,11 +4,12 @@ A strategy's schedules (the weight learning rate's cosine, DCNAS's temperature, 
 P-DARTS's stages) are planned on its number of epochs, so a search cut off by a clock alone would end
 half-annealed. The plan is therefore made before the search:
 
-1. **Calibration.** The strategy's supernet of every stage is built and ``search.calibration_steps``
-   steps are timed (after one untimed step) in a weight-only epoch and in an epoch with architecture
-   steps, on real trainA/trainB batches. Every global random state is restored afterwards and the
-   calibration's networks are discarded, so the search that follows is exactly the equal-steps search
-   at the planned epochs.
+1. **Calibration.** The strategy's supernet of every stage is built by the search's own driver
+   (:class:`~archgraph.engine.driver.StrategyDriver`: the same optimisers, cost terms and
+   multi-process wrapper) and ``search.calibration_steps`` steps are timed (after one untimed step)
+   in a weight-only epoch and in an epoch with architecture steps, on real trainA/trainB batches.
+   Every global random state is restored afterwards and the calibration's networks are discarded, so
+   the search that follows is exactly the equal-steps search at the planned epochs.
 2. **Plan.** The largest ``search.epochs`` whose estimated step time (per stage: warm-up epochs at the
    weight-only step time, the others at the architecture step time) fits ``search.time_budget_s``,
    with the equalised ratios (``search.warmup_epochs``, one architecture step per weight step,
@@ -33,9 +34,9 @@ from typing import Any, Callable
 import torch
 
 from archgraph.config import Config, SearchConfig
-from archgraph.data.transforms import IGNORE_INDEX
 from archgraph.engine import distributed as D
 from archgraph.engine.checkpoint import rng_state, set_rng_state
+from archgraph.engine.driver import StageParts, StrategyDriver
 from archgraph.engine.smiou import SearchData, cycle, loader
 from archgraph.errors import ConfigError
 
@@ -131,40 +132,34 @@ def calibrate(cfg: Config, make: MakeStrategy, data: SearchData, device: torch.d
     batches_a = cycle(loader(data.train_b, cfg, cfg.seed + 9002))
     times: list[tuple[float, float]] = []
     previous = None
+    # the search's own driver: each stage's supernet, optimisers, cost terms and multi-process wrapper as the search builds them
+    driver = StrategyDriver(strategy, search, device=device, precision=precision, crop=tuple(cfg.data.crop), steps=search.calibration_steps + 1)
     try:
-        for stage in range(strategy.num_stages()):
-            strategy.begin_stage(stage, previous)
-            net = D.sync_batchnorm(strategy.build_supernet().to(device), device)
-            w_opt = torch.optim.SGD(net.weight_parameters(), lr=search.w_lr, momentum=search.w_momentum, weight_decay=search.w_weight_decay)
-            a_opt = D.average_gradients_before_step(strategy.arch_optimizer(net))
-            arch_names = [f"arch.{name}" for name, _ in net.arch.named_parameters()] if net.arch is not None else []
-            step_net = D.parallelize(net, device, precision, find_unused=True, broadcast_buffers=not search.sync_bn, ignore=arch_names)
-            net.train()
-            epochs = strategy.stage_epochs(stage)
+        for index in driver.stages():
+            stage = driver.begin_stage(index, previous)
+            stage.net.train()
             pair = []
-            for epoch in (0, strategy.stage_warmup_epochs(stage)):  # weight-only (when there is a warm-up), then architecture steps
-                strategy.on_epoch_start(epoch, epochs)
-                pair.append(_time_steps(strategy, net, step_net, w_opt, a_opt, batches_w, batches_a, device, search.calibration_steps))
+            for epoch in (0, strategy.stage_warmup_epochs(index)):  # weight-only (when there is a warm-up), then architecture steps
+                driver.begin_epoch(stage, epoch)
+                pair.append(_time_steps(driver, stage, batches_w, batches_a, device, search.calibration_steps))
             times.append((pair[0], pair[1]))
-            previous = net
+            previous = stage.net
     finally:
         set_rng_state(saved)
     return [(D.max_over_ranks(w), D.max_over_ranks(a)) for w, a in times]
 
 
-def _time_steps(strategy, net, step_net, w_opt, a_opt, batches_w, batches_a, device: torch.device, steps: int) -> float:
-    """Mean seconds of ``steps`` search steps, after one untimed step (first-call allocations)."""
+def _time_steps(driver: StrategyDriver, stage: StageParts, batches_w, batches_a, device: torch.device, steps: int) -> float:
+    """Mean seconds of ``steps`` search steps, after one untimed step (first-call allocations). The
+    batches are on the device before the clock starts (the driver's copy is then a no-op): the time
+    is the step's, not the loader's or the host-to-device copy's."""
     elapsed = 0.0
     for i in range(steps + 1):
         batch_w = tuple(t.to(device) for t in next(batches_w))
         batch_a = tuple(t.to(device) for t in next(batches_a))
         _sync(device)
         t0 = time.perf_counter()
-        strategy.on_step_start(i, steps + 1)
-        if step_net is not net:
-            scales = D.global_mean_scales([batch_w[1], batch_a[1]], IGNORE_INDEX)
-            step_net.set_loss_scales([(batch_w[0], scales[0]), (batch_a[0], scales[1])])
-        strategy.search_step(step_net, batch_w, batch_a, w_opt, a_opt)
+        driver.step(stage, i, batch_w, batch_a)  # the step hook, the loss scales of a multi-process step, the strategy's step
         _sync(device)
         if i:
             elapsed += time.perf_counter() - t0

@@ -34,16 +34,23 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 FP32 = D.Precision(None, False)
 
 
+def _scaled_lr(search: SearchConfig, lr_scale: float) -> float:
+    """``search.w_lr * lr_scale``, computed as ``w_lr / (1 / lr_scale)``: a tenth is then ``w_lr / 10``
+    to the last bit, as DARTS-PT's fine-tune has always computed it (``0.05 * 0.1`` is not ``0.05 / 10``
+    in floating point); ``lr_scale=1`` gives ``w_lr`` itself."""
+    return search.w_lr / (1.0 / lr_scale)
+
+
 def weight_optimizer(params: Iterable[torch.nn.Parameter], search: SearchConfig, lr_scale: float = 1.0) -> torch.optim.SGD:
     """SGD over the supernet's weights with ``search.w_momentum`` and ``search.w_weight_decay`` at
     ``search.w_lr * lr_scale`` (DARTS-PT's fine-tune between decisions runs at a tenth)."""
-    return torch.optim.SGD(params, lr=search.w_lr * lr_scale, momentum=search.w_momentum, weight_decay=search.w_weight_decay)
+    return torch.optim.SGD(params, lr=_scaled_lr(search, lr_scale), momentum=search.w_momentum, weight_decay=search.w_weight_decay)
 
 
 def weight_schedule(w_opt: torch.optim.Optimizer, search: SearchConfig, steps: int, lr_scale: float = 1.0) -> torch.optim.lr_scheduler.CosineAnnealingLR:
     """The cosine decay of the weight learning rate over ``steps`` scheduler steps (a search's epochs)
     down to ``search.w_lr_min`` (or the scaled start, when that is lower)."""
-    eta_min = min(search.w_lr_min, search.w_lr * lr_scale) if lr_scale != 1.0 else search.w_lr_min
+    eta_min = min(search.w_lr_min, _scaled_lr(search, lr_scale)) if lr_scale != 1.0 else search.w_lr_min
     return torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=max(steps, 1), eta_min=eta_min)
 
 

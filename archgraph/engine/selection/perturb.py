@@ -44,6 +44,7 @@ from typing import Iterator
 
 import torch
 
+from archgraph.engine.driver import weight_optimizer, weight_schedule
 from archgraph.engine.selection.candidates import learns_distribution
 from archgraph.engine.selection.context import SelectionContext
 from archgraph.engine.selection.registry import Candidate, Selection, register_selector, whole
@@ -167,9 +168,13 @@ class _Projection:
         ctx, net, strategy = self.ctx, self.ctx.net, self.ctx.strategy
         cfg = ctx.cfg
         if self._optimizers is None:
-            w_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.search.w_lr / 10, momentum=cfg.search.w_momentum,
-                                    weight_decay=cfg.search.w_weight_decay)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=self._total_tune, eta_min=min(cfg.search.w_lr_min, cfg.search.w_lr / 10))
+            # The search's weight optimiser and schedule at a tenth of the learning rate, annealed to
+            # min(w_lr_min, w_lr / 10) over every fine-tune step. Not StrategyDriver's stages and steps:
+            # the supernet is the finished search's (no stage to begin), the steps must not move the
+            # strategy's own schedule (on_step_start, the epoch), and they run inside masked_logits or a
+            # fixed subnet (weight_step for strategies without a learned distribution).
+            w_opt = weight_optimizer(net.weight_parameters(), cfg.search, lr_scale=0.1)
+            sched = weight_schedule(w_opt, cfg.search, self._total_tune, lr_scale=0.1)
             a_opt = strategy.arch_optimizer(net) if self.mixture else None
             batches = zip(cycle(loader(ctx.data.train_a, cfg, cfg.seed + 13)), cycle(loader(ctx.data.train_b, cfg, cfg.seed + 14)))
             self._optimizers = (w_opt, sched, a_opt, batches, random.Random(ctx.seed + 1))
