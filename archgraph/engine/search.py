@@ -484,7 +484,8 @@ def _finish(run: SearchRun) -> dict[str, Any]:
         cost = _cost_fields(run, load_graph(out / "arch.yaml")) if getattr(strategy, "budget", None) is not None else None
         record = {**record, "arch_hash": graph_hash(load_graph(out / "arch.yaml")), "arch_steps_total": run.health.total_steps,
                   **_budget_fields(run, before, after), "spent": spent, "wall_seconds": spent["wall_seconds"],
-                  **({"cost": cost} if cost else {}), **({"warning": warning} if warning else {})}
+                  **({"cost": cost} if cost else {}), **({"warning": warning} if warning else {}),
+                  **({"stopped_early": run.stop_reason} if run.stop_reason else {})}
         atomic_write_json(out / "final.json", record)
         total = steps_before(strategy, strategy.num_stages(), 0, steps_per_epoch(cfg, run.data))
         run.log.scalars(final_scalars(record, ("s_miou", "arch_steps_total", "wall_seconds")), total)
