@@ -137,6 +137,96 @@ def test_without_ray_the_error_names_the_install(tmp_path, monkeypatch, capsys):
     assert "--jobs 0" in capsys.readouterr().err
 
 
+# -------------------------------------------------------------------------------------------- the registry
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def broken(*_: object) -> int:
+    raise OSError("the disk went away")
+
+
+def three_jobs() -> list:
+    from archgraph.studies.executors import Job
+
+    return [Job("one", "one", add, (1, 2)), Job("two", "two", add, (10,), deps=("one",)), Job("bad", "bad", broken)]
+
+
+@pytest.fixture
+def scratch_executors():
+    """Executors registered by a test, forgotten afterwards."""
+    from archgraph.studies.executors import EXECUTOR_REGISTRY
+
+    EXECUTOR_REGISTRY.load()
+    before = dict(EXECUTOR_REGISTRY.table)
+    yield EXECUTOR_REGISTRY
+    EXECUTOR_REGISTRY.table.clear()
+    EXECUTOR_REGISTRY.table.update(before)
+
+
+def test_the_builtins_are_registered_and_an_unknown_name_names_the_closest():
+    from archgraph.errors import RegistryError
+    from archgraph.studies.executors import EXECUTOR_REGISTRY, EmbeddedExecutor, RayExecutor, executor_names
+
+    assert {"embedded", "processes", "ray"} <= set(executor_names())
+    assert EXECUTOR_REGISTRY.get("embedded") is EmbeddedExecutor and EXECUTOR_REGISTRY.get("ray") is RayExecutor
+    with pytest.raises(RegistryError, match=r"^unknown executor 'rey'; did you mean 'ray'\? \(available: embedded, processes, ray"):
+        ExecutorSpec("rey").check()
+
+
+def test_an_executor_registered_in_process_runs_a_study_s_jobs(scratch_executors, tmp_path):
+    """The same Schedule calls the built-ins use: results in, a failure reported with its log, the others go on."""
+    from archgraph.studies.executors import Executor, Schedule, register_executor, run_jobs
+
+    @register_executor("backwards")
+    class Backwards(Executor):  # the independent jobs last-first: the order is the executor's to choose
+        def run(self, schedule: Schedule) -> None:
+            todo = list(schedule.pending)
+            while todo:
+                job = next(j for j in reversed(todo) if schedule.ready(j))
+                todo.remove(job)
+                schedule.start(job, host="here")
+                try:
+                    schedule.done(job, schedule.call(job))
+                except Exception as exc:
+                    schedule.fail(job, exc)
+
+    seen: list[tuple[str, str]] = []
+    jobs = three_jobs()
+    run_jobs(jobs, ExecutorSpec("backwards"), tmp_path / "jobs", lambda j: seen.append((j.key, j.state)))
+    assert [(j.key, j.state, j.result) for j in jobs[:2]] == [("one", "done", 3), ("two", "done", 13)]
+    assert jobs[2].state == "failed" and "OSError: the disk went away (log: " in jobs[2].error
+    assert seen[:2] == [("bad", "running"), ("bad", "failed")]  # the executor's order
+    assert json.loads((tmp_path / "jobs" / "one.json").read_text())["state"] == "done"
+
+
+def test_an_executor_that_returns_early_fails_its_jobs_with_why(scratch_executors, tmp_path):
+    from archgraph.studies.executors import Executor, register_executor, run_jobs
+
+    @register_executor("lazy")
+    class Lazy(Executor):
+        def run(self, schedule) -> None:
+            return None
+
+    jobs = three_jobs()
+    run_jobs(jobs, ExecutorSpec("lazy"), tmp_path / "jobs")
+    assert all(j.state == "failed" and "executor 'lazy' returned without finishing this job" in j.error for j in jobs)
+
+
+def test_one_duplicate_rule_and_only_executor_classes(scratch_executors):
+    from archgraph.errors import ConfigError, RegistryError
+    from archgraph.studies.executors import Executor, _adopt, register_executor
+
+    class Mine(Executor):
+        pass
+
+    with pytest.raises(RegistryError, match=r"executor 'embedded' is registered twice: by archgraph\.studies\.executors:EmbeddedExecutor and by .*Mine; rename one"):
+        register_executor("embedded")(Mine)
+    with pytest.raises(ConfigError, match=r"executor entry point 'odd' loads .*, not an archgraph\.studies\.executors\.Executor subclass; point it at the class"):
+        _adopt("odd", add)
+
+
 # -------------------------------------------------------------------------------------------- the lock
 
 def race(cache: str, barrier, results) -> None:

@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flops-band", type=float, default=None, metavar="FRACTION",
                    help="random baselines: keep architectures with FLOPs within +-FRACTION of --flops-reference (e.g. 0.25)")
     p.add_argument("--flops-reference", default=None, metavar="REF",
-                   help="a preset (hrnet), a strategy of this compare (its first seed's architecture) or an arch.yaml")
+                   help="a preset of the config's space (hrnet in DCSS; `archgraph spaces` lists them), a strategy of this compare "
+                        "(its first seed's architecture) or an arch.yaml")
     p.add_argument("--cost-limit", default=None, metavar="BUDGET[,BUDGET...]",
                    help="run the study at each budget (search.cost_limit for every strategy and random baseline), e.g. "
                         "flops=0.5G,flops=1G or latency=20ms@256x512,latency=40ms@256x512; two or more write pareto.png/.svg/.md "
@@ -67,9 +68,14 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="run the jobs on N worker processes of this machine, one GPU each where there are GPUs, "
                         "the CPU threads split between them otherwise (default: in this process, one after the other)")
-    p.add_argument("--executor", choices=("embedded", "processes", "ray"), default=None,
-                   help="embedded (this process), processes (--jobs N workers) or ray (one Ray task per job, on a local Ray "
-                        'or --ray-address; needs pip install "archgraph[ray]")')
+    from archgraph.studies.executors import EXECUTOR_REGISTRY
+
+    others = [n for n in EXECUTOR_REGISTRY.declared() if n not in ("embedded", "processes", "ray")]  # installed plug-ins'
+    p.add_argument("--executor", default=None, metavar="NAME",
+                   help="where the jobs run: embedded (this process), processes (--jobs N workers), ray (one Ray task per job, on a "
+                        'local Ray or --ray-address; needs pip install "archgraph[ray]")'
+                        + (f", or an installed plug-in's: {', '.join(others)}" if others else "")
+                        + "; plug-ins add executors through the entry-point group archgraph.executors (docs/plugins.md)")
     p.add_argument("--ray-address", default=None, metavar="ADDRESS",
                    help="an existing Ray cluster (auto, or HOST:PORT of `ray start --head`); default: $RAY_ADDRESS, else a local Ray")
     p.add_argument("--retries", type=int, default=2,
@@ -116,6 +122,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     plan.strategy_options = parse_strategy_options(args.strategy_options, list(dict.fromkeys([*plan.strategies, *map(plan.strategy_of, plan.strategies)])))
     if plan.flops_band is not None and not any(b.kind == "random" for b in plan.baselines):
         raise ConfigError("--flops-band applies to random baselines; add random:N to --baselines")
+    if plan.flops_reference:
+        from archgraph.studies.compare.baselines import reference_kind
+
+        reference_kind(plan.flops_reference, plan, base.space_name)  # a mistyped reference: refused before any work
     out = Path(args.out)
     executor = executor_from_args(args)  # a bad flag, or Ray missing: refused before any work
     from archgraph.runfolder import check_output_folder

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", nargs="?", default=None, help="graph/architecture YAML or a run folder")
     p.add_argument("--space", default=None, help="draw the supernet of this space instead of FILE")
     p.add_argument("--supernet", action="store_true", help="for a run folder: draw the supernet with its searched edge weights")
-    p.add_argument("--preset", default=None, metavar="NAME", help="draw a hand-designed architecture of DCSS: fcn, hourglass, deeplabv3, hrnet (with --set space.KEY=...)")
+    p.add_argument("--preset", default=None, metavar="NAME", help="draw a preset, a hand-designed architecture of the config's space (DCSS: fcn, hourglass, deeplabv3, hrnet; `archgraph spaces` lists every space's) with --set space.KEY=...")
     add_config_args(p, positional=False)
     p.add_argument("-o", "--output", required=True, help="output picture; the suffix picks the format (.svg .png .pdf .dot)")
     p.set_defaults(func=cmd_render)

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="architecture YAML (from `archgraph search` or `sample`) or a search run folder (uses its arch.yaml); "
                    "optional with --resume")
     p.add_argument("--preset", default=None, metavar="NAME",
-                   help="train a hand-designed architecture of the config's DCSS space instead of ARCH: fcn, hourglass, deeplabv3, hrnet")
+                   help="train a preset of the config's space instead of ARCH (DCSS: fcn, hourglass, deeplabv3, hrnet; `archgraph spaces` lists every space's)")
     p.add_argument("--config", default=None, help="YAML config (optional: every key has a default; the train and data sections matter)")
     add_set_option(p)
     p.add_argument("--out", required=True, help="run folder to write (created if missing)")

@@ -1,8 +1,8 @@
 """Every registry of archgraph, built on one helper, and open to other packages through entry points.
 
 **One helper, one duplicate policy.** :class:`Registry` holds the names of one kind of extension
-(spaces, strategies, presets, ops, up-sampling modes, decoders, datasets, selectors, scorers).
-Registering a name that is taken by *another* definition raises a one-line
+(spaces, strategies, presets, ops, up-sampling modes, decoders, datasets, selectors, scorers,
+executors). Registering a name that is taken by *another* definition raises a one-line
 :class:`~archgraph.errors.RegistryError` naming both definitions, because a silent overwrite makes
 the result depend on import order; registering the *same* definition again (the same object, or
 the same ``module:qualname``, as when a module is imported twice or reloaded) replaces it quietly.
@@ -10,10 +10,10 @@ the same ``module:qualname``, as when a module is imported twice or reloaded) re
 **Entry points for every kind.** A package plugs in by declaring entry points in the group of the
 kind (:data:`GROUPS`: ``archgraph.spaces``, ``archgraph.strategies``, ``archgraph.presets``,
 ``archgraph.ops``, ``archgraph.upsamplers``, ``archgraph.decoders``, ``archgraph.datasets``,
-``archgraph.selectors``, ``archgraph.scorers``); installing it is enough (docs/plugins.md). The
-built-ins are declared in the same groups in archgraph's own pyproject.toml, and the same list is
-kept here (:data:`BUILTIN_ENTRY_POINTS`, tests/test_plugins.py checks the two agree) so that a source
-checkout without installed metadata finds them too; both go through one loader
+``archgraph.selectors``, ``archgraph.scorers``, ``archgraph.executors``); installing it is enough
+(docs/plugins.md). The built-ins are declared in the same groups in archgraph's own pyproject.toml,
+and the same list is kept here (:data:`BUILTIN_ENTRY_POINTS`, tests/test_plugins.py checks the two
+agree) so that a source checkout without installed metadata finds them too; both go through one loader
 (:meth:`Registry.load`), so a plug-in is registered exactly as a built-in is.
 
 **Support matrix.** A strategy declares the kinds of choice point it can relax in a class attribute
@@ -87,6 +87,11 @@ BUILTIN_ENTRY_POINTS: dict[str, tuple[str, ...]] = {
         "proxies = archgraph.engine.proxies",
     ),
     "archgraph.hooks": ("early_stopping = archgraph.engine.hooks:EarlyStopping",),
+    "archgraph.executors": (
+        "embedded = archgraph.studies.executors:EmbeddedExecutor",
+        "processes = archgraph.studies.executors:ProcessExecutor",
+        "ray = archgraph.studies.executors:RayExecutor",
+    ),
 }
 GROUPS: tuple[str, ...] = tuple(BUILTIN_ENTRY_POINTS)
 CORE_GROUPS = ("archgraph.spaces", "archgraph.strategies", "archgraph.presets", "archgraph.ops", "archgraph.upsamplers", "archgraph.decoders")
@@ -159,6 +164,12 @@ class Registry(Generic[T]):
         """Every registered name (built-ins and plug-ins loaded), sorted."""
         self.load()
         return sorted(self.table)
+
+    def declared(self) -> list[str]:
+        """The names the built-in and installed entry points of a ``named`` registry declare, without
+        importing anything (for help texts, which every command builds): built-ins first, in order."""
+        names = [_parse(line)[0] for line in BUILTIN_ENTRY_POINTS.get(self.group, ())]
+        return list(dict.fromkeys([*names, *sorted(ep.name for ep in entry_points(group=self.group))]))
 
     def get(self, name: str, what: str | None = None) -> T:
         """The entry ``name``; the plug-ins are loaded first when it is not registered yet."""
@@ -346,20 +357,28 @@ def list_presets(space: str | None = None) -> list[PresetInfo]:
 
 
 def get_preset(space: str, name: str) -> PresetInfo:
-    """Preset ``name`` of ``space``; :class:`ConfigError` naming ``space``'s presets otherwise (and the
-    space that does have a preset of that name)."""
+    """Preset ``name`` of ``space``; :class:`ConfigError` otherwise (:func:`unknown_preset`)."""
     load_plugins()
     table = _presets_of(space)
     if name in table:
         return table[name]
-    owners = sorted({p.space for p in PRESET_REGISTRY.table.values() if p.name == name})
+    raise ConfigError(unknown_preset(space, name))
+
+
+def unknown_preset(space: str, name: str) -> str:
+    """Why ``name`` is no preset of ``space``, in one line: the space it was looked up in, that space's
+    presets and the closest of them, or the space that does have a preset of that name (then no
+    "did you mean": the fix is the space, not the name)."""
+    load_plugins()
+    table = _presets_of(space)
+    owners = sorted({p.space for p in PRESET_REGISTRY.table.values() if p.name == name and p.space != space})
     where = f"; {name!r} is a preset of space {', '.join(owners)} (set space.name={owners[0]})" if owners else ""
     if not table:
         spaces = sorted({p.space for p in PRESET_REGISTRY.table.values()})
-        raise ConfigError(f"space {space!r} registers no presets{where}; presets exist for: {', '.join(spaces) or 'no space'}")
-    close = difflib.get_close_matches(name, table, n=1)
+        return f"space {space!r} registers no presets{where}; presets exist for: {', '.join(spaces) or 'no space'} (`archgraph spaces` lists them)"
+    close = [] if owners else difflib.get_close_matches(name, table, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ConfigError(f"unknown preset {name!r} of space {space!r}{hint}{where}; {space} presets: {', '.join(table)}")
+    return f"unknown preset {name!r} of space {space!r}{hint}{where}; {space} presets: {', '.join(table)}"
 
 
 def load_plugins(reload: bool = False) -> None:

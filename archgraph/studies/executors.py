@@ -1,8 +1,12 @@
-"""Running a study's jobs: in this process, on N worker processes, or as Ray tasks.
+"""Running a study's jobs: in this process, on N worker processes, as Ray tasks, or with a plug-in's executor.
 
 ``archgraph compare`` and ``archgraph correlate`` describe their work as :class:`Job` objects (a
 search, a stand-alone training, a supernet scoring), each naming the jobs whose results it takes
-(``deps``: a training waits for its search). :func:`run_jobs` runs them with one of three executors:
+(``deps``: a training waits for its search). :func:`run_jobs` runs them with the executor that
+``--executor`` names. Executors are a registry like every other kind
+(:class:`archgraph.core.registry.Registry`, entry-point group ``archgraph.executors``): an entry point
+names an :class:`Executor` subclass and is its registration, the built-ins' included, so a plug-in's
+executor is chosen exactly as a built-in is (docs/plugins.md, "Executors"). The built-ins:
 
 - ``embedded`` (the default): in this process, one after the other, in the list's order;
 - ``processes`` (``--jobs N``): N worker processes of this machine
@@ -44,10 +48,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from archgraph.core.registry import Registry
 from archgraph.errors import ConfigError
 from archgraph.io import atomic_write_json
 
-EXECUTORS = ("embedded", "processes", "ray")
 STATES = ("queued", "waiting", "running", "done", "failed", "cached")
 RAY_INSTALL = 'pip install "archgraph[ray]"'
 
@@ -81,34 +85,38 @@ class Job:
 class ExecutorSpec:
     """How to run the jobs: ``--executor``, ``--jobs``, ``--ray-address``, ``--retries``."""
 
-    kind: str = "embedded"
+    kind: str = "embedded"  # a registered executor's name (EXECUTOR_REGISTRY)
     jobs: int = 1  # worker processes (processes); ignored elsewhere
     ray_address: str | None = None  # None: RAY_ADDRESS, else a local Ray
     retries: int = 2  # Ray: retries of a task whose worker died or that hit an I/O error
 
     def check(self) -> None:
-        if self.kind not in EXECUTORS:
-            raise ConfigError(f"--executor {self.kind!r}: choose one of {', '.join(EXECUTORS)}")
+        """The flags every executor shares; an unknown ``kind`` names the registered executors and the closest one."""
+        EXECUTOR_REGISTRY.get(self.kind)
         if self.jobs < 1:
             raise ConfigError(f"--jobs {self.jobs}: give at least 1 worker process")
         if self.retries < 0:
             raise ConfigError(f"--retries {self.retries}: give 0 or more")
 
+    def build(self) -> "Executor":
+        """The registered executor ``kind``, set up with this spec (nothing runs yet)."""
+        return EXECUTOR_REGISTRY.get(self.kind)(self)
+
 
 def executor_spec(executor: str | None, jobs: int | None, ray_address: str | None = None, retries: int = 2) -> ExecutorSpec:
-    """The spec the command-line flags ask for: ``--jobs N`` alone means worker processes."""
+    """The spec the command-line flags ask for: ``--jobs N`` alone means worker processes.
+
+    Checked before any work: an unknown executor, a flag the executor refuses, a package it needs
+    that is missing (Ray) are one-line errors here, not after the first search."""
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs {jobs}: give at least 1 worker process")
     kind = executor or ("processes" if jobs and jobs > 1 else "embedded")
     if ray_address and kind != "ray":
         raise ConfigError("--ray-address needs --executor ray")
-    if kind == "ray" and jobs not in (None, 1):
-        raise ConfigError("--jobs sets worker processes; with --executor ray the cluster's resources decide (drop --jobs)")
     workers = jobs or ((os.cpu_count() or 1) if kind == "processes" else 1)  # --executor processes alone: one per core
     spec = ExecutorSpec(kind, workers, ray_address, retries)
     spec.check()
-    if kind == "ray":
-        import_ray()
+    spec.build().check()
     return spec
 
 
@@ -202,6 +210,90 @@ def _worker_init(gpus: Any, threads: int) -> None:
 Notify = Callable[[Job], None]
 
 
+class Executor:
+    """How a study's jobs run: the base of every executor, built-in or a plug-in's.
+
+    Registered by an entry point in group ``archgraph.executors`` that names the subclass (or, in one
+    process, :func:`register_executor`); ``--executor NAME`` then builds it with the
+    :class:`ExecutorSpec` of the command line. :meth:`check` runs before any work, :meth:`run` once
+    with the jobs that are not cached. The study's record (run folders, the run cache) is written by
+    the jobs themselves, so an executor only decides where and when each job runs.
+    """
+
+    def __init__(self, spec: ExecutorSpec) -> None:
+        self.spec = spec  # --jobs, --ray-address, --retries: use what applies, ignore the rest
+
+    def check(self) -> None:
+        """Refuse what this executor cannot do, before any work: raise
+        :class:`~archgraph.errors.ConfigError` naming the problem and the fix (a missing package, a flag)."""
+
+    def run(self, schedule: "Schedule") -> None:
+        """Run every job of ``schedule.pending`` and return when each is finished (done or failed).
+
+        Report every change through ``schedule`` (:meth:`Schedule.start`, :meth:`~Schedule.done`,
+        :meth:`~Schedule.fail`); a job whose dependency failed fails too (:meth:`Schedule.fail_dependents`).
+        KeyboardInterrupt must stop the jobs and propagate (a re-run resumes them)."""
+        raise NotImplementedError(f"{type(self).__qualname__} must define run(schedule)")
+
+
+@dataclass
+class Schedule:
+    """The jobs an executor runs, and the calls through which it reports what happens to them.
+
+    ``pending`` is a dependency order (every dependency before its dependents); a dependency missing
+    from it is finished already (cached). The state methods set the job's fields and tell the live
+    table; :meth:`call` and :meth:`task` run a job the way every built-in does, so its state file and
+    log land in ``board`` (``OUT/jobs/``)."""
+
+    pending: list[Job]
+    by_key: dict[str, Job]  # every job of the study, the cached ones included
+    board: Path
+    say: Notify
+
+    def inputs(self, job: Job) -> tuple:
+        """The results of ``job``'s dependencies, in ``job.deps`` order (its function's last arguments)."""
+        return _dep_results(job, self.by_key)
+
+    def ready(self, job: Job) -> bool:
+        """``job`` may start: it is not finished and every dependency is done or cached."""
+        return not job.finished and all(self.by_key[d].state in ("done", "cached") for d in job.deps)
+
+    def blocked_by(self, job: Job) -> Job | None:
+        """The first dependency of ``job`` that failed, if any."""
+        return _blocked_by(job, self.by_key)
+
+    def start(self, job: Job, host: str = "") -> None:
+        """``job`` is running (``host``: where, for the live table; empty in this process)."""
+        job.state, job.started, job.host = "running", time.perf_counter(), host
+        self.say(job)
+
+    def call(self, job: Job, redirect: bool = False, threads: int | None = None) -> Any:
+        """Run ``job`` here and return its result (exceptions propagate). ``redirect``: its output to
+        its log instead of this console; ``threads``: torch threads for it."""
+        return run_one(job.fn, job.args, self.board, job.key, redirect, threads, *self.inputs(job))
+
+    def task(self, job: Job, redirect: bool = True, threads: int | None = None) -> tuple[Callable[..., Any], tuple]:
+        """``(function, arguments)`` that run ``job`` in another process: ``function(*arguments)``
+        returns its result; both pickle when the job's function is module-level and its arguments pickle."""
+        return run_one, (job.fn, job.args, self.board, job.key, redirect, threads, *self.inputs(job))
+
+    def done(self, job: Job, result: Any) -> None:
+        """``job`` finished with ``result``."""
+        _finish(job, "done", self.say, result)
+
+    def fail(self, job: Job, error: BaseException | str) -> None:
+        """``job`` failed with ``error`` (the path of its log is appended)."""
+        _fail(job, error, self.say)
+
+    def fail_dependents(self) -> None:
+        """Every pending job whose dependency failed fails too, naming it (transitively)."""
+        _fail_dependents(self.pending, self.by_key, self.say)
+
+    def refresh(self, jobs: list[Job] | None = None) -> None:
+        """Queued jobs that a worker has started (their state file in ``board`` says so) become running."""
+        refresh_running(self.pending if jobs is None else jobs, self.board, self.say)
+
+
 def run_jobs(jobs: list[Job], spec: ExecutorSpec, board: Path, notify: Notify | None = None) -> None:
     """Run ``jobs`` (a dependency order: every dep before its dependents) with ``spec``'s executor.
 
@@ -220,12 +312,12 @@ def run_jobs(jobs: list[Job], spec: ExecutorSpec, board: Path, notify: Notify | 
     pending = [j for j in jobs if not j.finished]
     if not pending:
         return
-    if spec.kind == "embedded":
-        _run_embedded(pending, by_key, board, say)
-    elif spec.kind == "processes":
-        _run_processes(pending, by_key, board, spec, say)
-    else:
-        _run_ray(pending, by_key, board, spec, say)
+    executor = spec.build()
+    executor.check()
+    executor.run(Schedule(pending, by_key, board, say))
+    for j in pending:  # an executor that returned early (a plug-in's bug): its jobs fail, with why, and a re-run retries them
+        if not j.finished:
+            _fail(j, f"executor {spec.kind!r} returned without finishing this job (its run() must leave every job done or failed)", say)
 
 
 def _dep_results(job: Job, by_key: dict[str, Job]) -> tuple:
@@ -272,22 +364,6 @@ def _run_cached(jobs: list[Job], by_key: dict[str, Job], board: Path, say: Notif
         _finish(j, "cached", say, result)
 
 
-def _run_embedded(pending: list[Job], by_key: dict[str, Job], board: Path, say: Notify) -> None:
-    for j in pending:
-        if j.finished:
-            continue
-        dep = _blocked_by(j, by_key)
-        if dep is not None:
-            _finish(j, "failed", say, error=f"needs {dep.label}, which failed")
-            continue
-        j.state, j.started, j.host = "running", time.perf_counter(), ""
-        say(j)
-        try:
-            result = run_one(j.fn, j.args, board, j.key, False, None, *_dep_results(j, by_key))
-        except Exception as exc:  # the job boundary: report it, go on with the others
-            _fail(j, exc, say)
-            continue
-        _finish(j, "done", say, result)
 
 
 def refresh_running(jobs: list[Job], board: Path, say: Notify) -> None:
@@ -467,6 +543,75 @@ def _collect_ray(ray: Any, futures: dict[Any, Job], pending: list[Job], by_key: 
             _fail_dependents(pending, by_key, say)
 
 
+# --------------------------------------------------------------------------------------------------
+# the built-in executors, and the registry they are found in as a plug-in's are
+
+
+class EmbeddedExecutor(Executor):
+    """In this process, one after the other, in the list's order (the default)."""
+
+    def run(self, schedule: Schedule) -> None:
+        for j in schedule.pending:
+            if j.finished:  # failed already, with a dependency
+                continue
+            schedule.start(j)
+            try:
+                result = schedule.call(j)
+            except Exception as exc:  # the job boundary: report it and what needs it, go on with the others
+                schedule.fail(j, exc)
+                schedule.fail_dependents()
+                continue
+            schedule.done(j, result)
+
+
+class ProcessExecutor(Executor):
+    """``--jobs N`` worker processes of this machine (spawned), one GPU each where there are GPUs."""
+
+    def run(self, schedule: Schedule) -> None:
+        _run_processes(schedule.pending, schedule.by_key, schedule.board, self.spec, schedule.say)
+
+
+class RayExecutor(Executor):
+    """One Ray task per job, on a local Ray or ``--ray-address``; needs ``pip install "archgraph[ray]"``."""
+
+    def check(self) -> None:
+        if self.spec.jobs != 1:
+            raise ConfigError("--jobs sets worker processes; with --executor ray the cluster's resources decide (drop --jobs)")
+        import_ray()
+
+    def run(self, schedule: Schedule) -> None:
+        _run_ray(schedule.pending, schedule.by_key, schedule.board, self.spec, schedule.say)
+
+
+def _adopt(name: str, obj: Any) -> type[Executor]:
+    """An entry point naming an :class:`Executor` subclass registers it under the entry point's name."""
+    if isinstance(obj, type) and issubclass(obj, Executor):
+        return obj
+    raise ConfigError(f"executor entry point {name!r} loads {obj!r}, not an archgraph.studies.executors.Executor subclass; "
+                      "point it at the class (name = \"pkg.module:MyExecutor\")")
+
+
+EXECUTOR_REGISTRY: Registry[type[Executor]] = Registry(
+    "executor", "archgraph.executors", adopt=_adopt,
+    hint="--executor takes one of them; a plug-in declares name = \"pkg.module:Class\" in group archgraph.executors")
+
+
+def register_executor(name: str) -> Callable[[type[Executor]], type[Executor]]:
+    """Register an :class:`Executor` subclass as ``--executor <name>`` in this process (a plug-in
+    declares an entry point instead, so that every process finds it)."""
+
+    def deco(cls: type[Executor]) -> type[Executor]:
+        EXECUTOR_REGISTRY.add(name, _adopt(name, cls))
+        return cls
+
+    return deco
+
+
+def executor_names() -> list[str]:
+    """Every executor name: the built-ins and the installed plug-ins' (loads them)."""
+    return EXECUTOR_REGISTRY.names()
+
+
 class JobTable:
     """A rich renderable of every job seen (through :meth:`update`, a ``notify`` callback): its state
     (queued, waiting for X, running, done, failed, cached), where it runs, its time and its error."""
@@ -500,3 +645,6 @@ class JobTable:
             table.add_row(escape(j.label), f"[{self.COLOURS.get(j.state, 'white')}]{escape(self.state(j))}[/]",
                           j.host if j.state == "running" else "", elapsed, escape(j.error or ""))
         return table
+
+
+EXECUTOR_REGISTRY.load_builtins()  # the built-ins' entry points (their classes are defined above)

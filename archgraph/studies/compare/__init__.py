@@ -2,9 +2,9 @@
 
 For every strategy and seed the comparison searches (:func:`archgraph.engine.search.run_search` with the
 config, ``strategy.name`` and ``seed`` set) and then trains the derived architecture stand-alone with
-the config's ``train`` section; every baseline (the DCSS presets of :mod:`archgraph.spaces.dcss_presets`,
-architectures drawn uniformly from the space) is trained the same way. One recipe and one data
-setting for everything is what makes the T-mIoU column comparable.
+the config's ``train`` section; every baseline (the presets of the config's space, e.g. DCSS's four in
+:mod:`archgraph.spaces.dcss_presets`, and architectures drawn uniformly from the space) is trained the
+same way. One recipe and one data setting for everything is what makes the T-mIoU column comparable.
 
 All stand-alone training goes through the run cache (:mod:`archgraph.studies.runcache`): an architecture
 trained with the same recipe and seed is trained once, whichever entry (or earlier compare, or

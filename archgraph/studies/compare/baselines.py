@@ -1,4 +1,4 @@
-"""The baselines' architectures: DCSS presets, and random architectures of the space.
+"""The baselines' architectures: the presets of the config's space, and random architectures of the space.
 
 Random architectures are drawn uniformly (:func:`archgraph.core.decode.sample_architecture`),
 distinct by :func:`graph_hash`, optionally only within a FLOPs band around a reference
@@ -99,24 +99,41 @@ def random_architectures(space: nx.DiGraph, count: int, seed: int = 0, image_hw:
                       "widen --flops-band, ask for fewer (random:N) or use a larger space")
 
 
+def reference_kind(ref: str, plan: Plan, space: str) -> str:
+    """What ``--flops-reference`` names: ``"preset"`` (of ``space``, the config's space), ``"strategy"``
+    (an entry of this compare) or ``"file"`` (an arch.yaml). Otherwise a one-line :class:`ConfigError`
+    naming the compare's strategies and ``space``'s presets, with the closest one (checked before any work)."""
+    from archgraph.core.registry import unknown_preset
+    from archgraph.core.spaces_api import preset_names
+
+    if ref in preset_names(space):
+        return "preset"
+    if ref in plan.strategies:
+        return "strategy"
+    if Path(ref).is_file():
+        return "file"
+    raise ConfigError(f"--flops-reference {ref!r}: not a strategy of this compare ({', '.join(plan.strategies)}), not an "
+                      f"architecture file, and {unknown_preset(space, ref)}")
+
+
 def reference_flops(plan: Plan, out: Path, space: nx.DiGraph, crop: tuple[int, int]) -> float:
-    """FLOPs of ``--flops-reference``: a preset, a strategy of this compare (first seed), or a YAML."""
-    from archgraph.core.spaces_api import build_preset, preset_names
+    """FLOPs of ``--flops-reference``: a preset of the space, a strategy of this compare (first seed), or a YAML."""
+    from archgraph.core.spaces_api import build_preset
 
     ref = plan.flops_reference
     if not ref:
-        raise ConfigError("--flops-band needs --flops-reference: a preset (hrnet), a strategy of this compare (dcnas) or an arch.yaml")
-    if ref in preset_names(str(space.graph.get("space"))):
+        raise ConfigError("--flops-band needs --flops-reference: a preset of the space (`archgraph spaces` lists them), "
+                          "a strategy of this compare (dcnas) or an arch.yaml")
+    kind = reference_kind(ref, plan, str(space.graph.get("space")))
+    if kind == "preset":
         graph = build_preset(ref, space)
-    elif ref in plan.strategies:
+    elif kind == "strategy":
         path = out / "runs" / entry_slug(ref) / f"seed{plan.seeds[0]}" / "search" / "arch.yaml"
         if not path.is_file():
             raise ConfigError(f"--flops-reference {ref}: its search ({path.parent}) has not finished, so its FLOPs are unknown")
         graph = load_graph(path)
-    elif Path(ref).is_file():
-        graph = load_graph(ref)
     else:
-        raise ConfigError(f"--flops-reference {ref!r} is neither a preset, a strategy of this compare nor an architecture file")
+        graph = load_graph(ref)
     return float(architecture_flops(graph, crop))
 
 

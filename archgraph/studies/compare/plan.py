@@ -30,7 +30,7 @@ PLAN = "compare.json"
 
 @dataclass(frozen=True)
 class Baseline:
-    """``preset`` (``name`` = a DCSS preset) or ``random`` (``count`` architectures of the space)."""
+    """``preset`` (``name`` = a preset of the config's space) or ``random`` (``count`` architectures of the space)."""
 
     kind: str
     name: str = ""

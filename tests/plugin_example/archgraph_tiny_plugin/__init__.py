@@ -8,8 +8,8 @@
 - ``tiny_darts``: a strategy; the plain continuous relaxation under another name, declaring the kinds
   it handles.
 - ``straight``: a preset of ``tiny_chain`` (node ``b`` reads ``a``), listed by ``archgraph spaces``.
-- ``tiny_stripes`` (``data.py``) and ``first`` (``selectors.py``): a dataset and a selector, each
-  through its own entry-point group.
+- ``tiny_stripes`` (``data.py``), ``first`` (``selectors.py``) and ``tiny_timed`` (``executors.py``):
+  a dataset, a selector and an executor, each through its own entry-point group.
 """
 
 from __future__ import annotations
