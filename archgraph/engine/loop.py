@@ -13,13 +13,13 @@ import json
 import random
 import resource
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from archgraph.core.measure import Timer
 from archgraph.engine import distributed as D
 from archgraph.data.workers import loader_scope, set_dataset_epoch  # noqa: F401 - the loops take both from here
 from archgraph.errors import Interrupted
@@ -255,7 +255,7 @@ class EpochLoop:
         """The epoch's steps (from ``start_step`` when resumed mid-epoch), then its record and hooks."""
         first = stage.start_step if epoch == stage.start_epoch else 0
         self.hooks.call("before_epoch", self, stage, epoch)
-        t0 = time.perf_counter()
+        clock = Timer()
         done = first
         for step, batch in enumerate(self.batches(stage, epoch, first), start=first):
             losses = self.step(stage, epoch, step, batch)
@@ -266,10 +266,10 @@ class EpochLoop:
             self.stop.requested = D.any_rank(self.stop.requested)  # every rank stops at the same step
             if done < stage.steps and self.stop.requested:
                 self.interrupt(stage, epoch, done)
-        record = self.epoch_record(stage, epoch, time.perf_counter() - t0, max(done - first, 1), done)
+        record = self.epoch_record(stage, epoch, clock.read(), max(done - first, 1), done)
         self.hooks.call("fill_record", self, stage, epoch, record)
         self.complete_record(stage, epoch, record)
-        record["seconds"] = time.perf_counter() - t0  # the whole epoch: steps, evaluation, the hooks' figures
+        record["seconds"] = clock.read()  # the whole epoch: steps, evaluation, the hooks' figures
         self.record = record
         self.hooks.call("after_epoch", self, stage, epoch, record)
         return record

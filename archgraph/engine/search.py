@@ -25,7 +25,6 @@ import contextlib
 import itertools
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -48,7 +47,8 @@ from archgraph.engine.checkpoint import has_checkpoint, load_checkpoint, rng_sta
 from archgraph.engine.health import ArchHealth
 from archgraph.engine.driver import StageParts, StrategyDriver
 from archgraph.engine.hooks import Hook, Hooks, hooks_from_config
-from archgraph.engine.loop import EpochLoop, EpochPrinter, GracefulStop, loader_scope, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
+from archgraph.core.measure import peak_fields, reset_peak
+from archgraph.engine.loop import EpochLoop, EpochPrinter, GracefulStop, loader_scope, progress_bar, seed_everything, set_dataset_epoch, truncate_jsonl
 from archgraph.engine.search_hooks import search_hooks, steps_before, write_architecture
 from archgraph.engine.smiou import SearchData, build_search_data, cycle, loader, score_subnet, supernet_miou
 from archgraph.engine.spend import SpendMeter
@@ -142,7 +142,6 @@ class SearchRun(EpochLoop):
     log: RunLogger = field(default_factory=RunLogger)  # TensorBoard with search.tensorboard (rank 0), else a no-op
     record: dict[str, Any] = field(default_factory=dict)
     net: CompiledNetwork | None = None
-    started: float = field(default_factory=time.perf_counter)
     spend: SpendMeter = field(default_factory=SpendMeter)  # what the search spent (final.json "spent")
     plan: TimePlan | None = None  # search.budget=equal-time: the calibrated plan
     cut_by_clock: bool = False  # equal-time: the clock stopped the last stage before its planned end
@@ -248,7 +247,7 @@ class SearchRun(EpochLoop):
         for _ in range(first):
             next(b_iter)
         stage.net.train()
-        reset_peak_memory(self.device)
+        reset_peak(self.device)
         for batch_w in itertools.islice(loader_a, first, stage.steps):
             yield batch_w, next(b_iter)
 
@@ -291,7 +290,7 @@ class SearchRun(EpochLoop):
             **{k: v / max(done, 1) for k, v in D.mean_over_ranks(stage.sums).items()},
             "lr": stage.w_opt.param_groups[0]["lr"], "arch_active": strategy.arch_active(),
             **_log_state(strategy), **_entropies(net),
-            "step_time": seconds / steps_run, "peak_mem_mb": D.max_over_ranks(peak_memory_mb(self.device)),
+            "step_time": seconds / steps_run, **{k: D.max_over_ranks(v) for k, v in peak_fields(self.device).items()},
             "arch_hash": graph_hash(self.derived), **_parallel_fields(self.precision),
         }
         if self.cut_by_clock:

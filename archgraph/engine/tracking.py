@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from archgraph.core.measure import PEAK_MEMORY_KEYS
 from archgraph.data.transforms import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from archgraph.errors import ConfigError
 
@@ -43,7 +44,7 @@ GROUPS = {
     "schedule": ("lr", "arch_lr", "tau", "arch_active"),
     "arch": ("entropy_alpha", "entropy_beta"),
     "health": ("margin_alpha", "margin_beta", "changed_ops", "changed_inputs", "arch_steps", "arch_grad_snr", "arch_grad_snr_noise"),
-    "system": ("step_time", "seconds", "eval_seconds", "peak_mem_mb"),
+    "system": ("step_time", "seconds", "eval_seconds", "peak_mem_mb", *PEAK_MEMORY_KEYS),
 }
 _GROUP_OF = {key: group for group, keys in GROUPS.items() for key in keys}
 _LOSS_PARTS = {"loss", "ce", "reg"}
