@@ -55,10 +55,12 @@ def plugin_in_process(site):
     from archgraph.core.registry import PRESET_REGISTRY
     from archgraph.data import DATASETS
     from archgraph.engine.selection.registry import SELECTOR_REGISTRY
+    from archgraph.studies.executors import EXECUTOR_REGISTRY
 
     load_plugins()
     SELECTOR_REGISTRY.load()
-    tables = (SPACES, STRATEGIES, OPS, PRESET_REGISTRY.table, DATASETS, SELECTOR_REGISTRY.table)
+    EXECUTOR_REGISTRY.load()
+    tables = (SPACES, STRATEGIES, OPS, PRESET_REGISTRY.table, DATASETS, SELECTOR_REGISTRY.table, EXECUTOR_REGISTRY.table)
     before = [dict(t) for t in tables]
     sys.path.insert(0, str(site))
     try:
@@ -66,7 +68,7 @@ def plugin_in_process(site):
         yield
     finally:
         sys.path.remove(str(site))
-        for module in ("archgraph_tiny_plugin", "archgraph_tiny_plugin.data", "archgraph_tiny_plugin.selectors"):
+        for module in ("archgraph_tiny_plugin", "archgraph_tiny_plugin.data", "archgraph_tiny_plugin.selectors", "archgraph_tiny_plugin.executors"):
             sys.modules.pop(module, None)
         for table, saved in zip(tables, before):
             table.clear(), table.update(saved)
@@ -255,8 +257,11 @@ def test_one_duplicate_policy_for_every_registry():
     same = OPS["conv3x3"]
     register_op("conv3x3", doc=same.doc)(same.build)  # the same definition again: a quiet no-op
     assert OPS["conv3x3"].build is same.build
+    import archgraph.data  # noqa: F401 - the datasets' and executors' registries live with them
+    import archgraph.studies.executors  # noqa: F401
+
     assert set(REGISTRIES) >= {"archgraph.spaces", "archgraph.strategies", "archgraph.presets", "archgraph.ops",
-                               "archgraph.upsamplers", "archgraph.decoders", "archgraph.datasets"}
+                               "archgraph.upsamplers", "archgraph.decoders", "archgraph.datasets", "archgraph.executors"}
     reg: Registry = Registry("widget", "archgraph.test_widgets")
     try:
         reg.add("w", conv3x3)
@@ -298,3 +303,178 @@ def test_a_plugin_installed_after_the_registries_loaded_is_found(registries_load
 
     assert type(build_dataset("tiny_stripes", "train", num_samples=2, crop=(16, 16), train=True)).__name__ == "TinyStripes"
     assert get_selector("first").name == "first"
+
+
+# ------------------------------------------------------------------------------------------------
+# Executors: a plug-in's runs a compare, chosen by name as the built-ins are
+
+
+def test_a_compare_runs_through_a_plugin_executor(site, tmp_path):
+    """`--executor tiny_timed` (the plug-in's entry point) runs every job of a compare on the plug-in's
+    space, strategy and preset; the executor's own file names each job once."""
+    out = tmp_path / "cmp"
+    proc = cli(site, "compare", "--executor", "tiny_timed", "--strategies", "tiny_darts", "--seeds", "1", "--baselines", "preset:straight",
+               "--cache", str(tmp_path / "cache"), "--out", str(out), "--no-progress", "--set", "space.name=tiny_chain",
+               "data.num_samples=8", "data.crop=[32,32]", "data.batch_size=2", "data.val_limit=2", "search.epochs=1", "search.warmup_epochs=0",
+               "search.steps_per_epoch=2", "search.bn_recalib_batches=1", "train.epochs=1", "train.steps_per_epoch=2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    assert {e["name"]: [r["status"] for r in e["runs"]] for e in results["entries"]} == {"tiny_darts": ["done"], "preset:straight": ["done"]}
+    ran = [line.split("\t")[0] for line in (out / "jobs" / "timings.tsv").read_text().splitlines()]
+    assert sorted(ran) == sorted(p.stem for p in (out / "jobs").glob("*.json")) and len(ran) == 3  # a search and two trainings, once each
+    assert ran.index("search-tiny_darts-seed0") < ran.index("train-tiny_darts-seed0")
+
+
+def test_executor_names_come_from_the_registry(site):
+    """`compare --help` lists the installed plug-in's executor; a mistyped name is one line naming the closest."""
+    help_text = " ".join(cli(site, "compare", "--help").stdout.split())
+    assert "or an installed plug-in's: tiny_timed" in help_text
+    proc = cli(site, "compare", "--executor", "tiny_timd", "--out", "/nonexistent/never-made")
+    assert proc.returncode == 2
+    (line,) = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert "unknown executor 'tiny_timd'; did you mean 'tiny_timed'? (available: embedded, processes, ray, tiny_timed" in line
+
+
+# ------------------------------------------------------------------------------------------------
+# docs/plugins.md, section 9: every kind's example works, and the test plug-in's excerpts are its code
+
+DOC = ROOT / "docs" / "plugins.md"
+
+
+def _doc_blocks(marker: str) -> dict[str, str]:
+    """``<!-- marker: NAME -->`` followed by a fenced block in docs/plugins.md: NAME -> the block's text."""
+    import re
+
+    found = re.findall(rf"<!-- {marker}: (\S+) -->\n```\w+\n(.*?)\n```", DOC.read_text(), re.S)
+    return dict(found)
+
+
+def test_the_docs_excerpts_of_the_test_plugin_are_its_code():
+    blocks = _doc_blocks("plugin_example")
+    assert set(blocks) >= {"archgraph_tiny_plugin/data.py", "pyproject.toml", "archgraph_tiny_plugin/selectors.py", "archgraph_tiny_plugin/executors.py"}
+    for path, block in blocks.items():
+        assert block in (EXAMPLE / path).read_text(), f"docs/plugins.md's excerpt of tests/plugin_example/{path} is not the file's code"
+
+
+@pytest.fixture
+def doc_kinds(monkeypatch):
+    """Each kind's example of docs/plugins.md run as a module of its own; every registry restored afterwards."""
+    import types
+    import warnings
+
+    from archgraph.core.decode import DECODERS
+    from archgraph.core.ops import OPS, UPSAMPLERS
+    from archgraph.core.registry import PRESET_REGISTRY
+    from archgraph.data import DATASETS
+    from archgraph.engine.scoring import SCORER_REGISTRY
+
+    load_plugins()
+    SCORER_REGISTRY.load()
+    tables = (SPACES, STRATEGIES, OPS, UPSAMPLERS, DECODERS, PRESET_REGISTRY.table, DATASETS, SCORER_REGISTRY.table)
+    before = [dict(t) for t in tables]
+    blocks = _doc_blocks("kind example")
+    assert set(blocks) == {"space", "strategy", "op", "upsampler", "decoder", "preset", "dataset", "scorer"}
+    modules = {}
+    for kind, code in blocks.items():  # the space before its presets: the order of the docs
+        module = types.ModuleType(f"plugins_md_{kind}")
+        monkeypatch.setitem(sys.modules, module.__name__, module)  # dataclasses look their module up
+        exec(compile(code, f"docs/plugins.md:{kind}", "exec"), module.__dict__)
+        modules[kind] = module
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # registered without entry points: warned about, as the docs say
+            yield modules
+    finally:
+        for table, saved in zip(tables, before):
+            table.clear(), table.update(saved)
+        load_plugins(reload=True)
+
+
+def test_every_kind_s_example_in_the_docs_works(doc_kinds, tmp_path):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from archgraph.cli import main
+    from archgraph.core.choices import discover_choices
+    from archgraph.core.decode import decode, decisions
+    from archgraph.core.graph import NodeSpec
+    from archgraph.core.ops import get_op, get_upsample
+    from archgraph.core.spaces_api import build_preset
+    from archgraph.data import build_dataset, register_dataset
+    from archgraph.engine.scoring import ScoringContext, get_scorer
+
+    pair = build_space("pair", {"channels": 4})
+    assert list(pair.nodes) == ["image", "stem", "a", "head"]
+    # the op and the up-sampling mode keep their contracts' shapes
+    x = torch.randn(2, 4, 8, 8)
+    assert get_op("conv3x3_gelu").build(NodeSpec("fusion", 1, 4, 4, ("conv3x3_gelu",)), [])(x).shape == x.shape
+    assert get_upsample("bicubic").build(4, 6, 2)(x).shape == (2, 6, 16, 16)
+    # the presets of the `pair` space
+    assert build_preset("separable", pair).nodes["a"]["ops"] == ["sep_conv_3x3"]
+    assert build_preset("identity", pair).nodes["a"]["ops"] == ["skip_connect"]
+    # the decoder: every candidate input kept, in decode and in the subnet decisions alike
+    dcss = build_space("dcss", {"layers": 2, "base_channels": 4})
+    dcss.graph["decoder"] = "keep_all"
+    choices = discover_choices(dcss)
+    ops = {c.label: [0.0, 1.0] + [0.0] * (len(c.candidates) - 2) for c in choices.ops}
+    inputs = {c.label: [1.0] + [0.0] * (len(c.candidates) - 1) for c in choices.inputs}
+    arch = decode(dcss, ops, inputs)
+    first = choices.inputs[0]
+    assert sorted(arch.predecessors(first.node)) == sorted(first.candidates) and len(first.candidates) > 2
+    assert decisions(choices, ops, inputs)[1][first.label] == list(range(len(first.candidates)))
+    # the scorer, on the pair space's candidates (no trained supernet needed)
+    ctx = ScoringContext(None, None, None, None, torch.device("cpu"), pair)
+    assert get_scorer("nodes").score(ctx, [({"a": 0}, {}), ({"a": 2}, {})]) == [4.0, 4.0]
+    # the dataset, on PNG pairs in its layout
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for i in range(2):
+            label = np.zeros((24, 20), np.uint8)
+            label[4:12, 5:15], label[0] = 1, 255
+            for folder, array in (("images", rng.integers(0, 255, (24, 20, 3), dtype=np.uint8)), ("labels", label)):
+                (tmp_path / "pairs" / split / folder).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(tmp_path / "pairs" / split / folder / f"{i}.png")
+    register_dataset("pairs")(doc_kinds["dataset"].Pairs)
+    ds = build_dataset("pairs", "val", root=tmp_path / "pairs")
+    image, label = ds[0]
+    assert len(ds) == 2 and ds.num_classes == 2 and image.shape == (3, 24, 20) and set(label.unique().tolist()) == {0, 1, 255}
+    # the strategy searches the space
+    out = tmp_path / "run"
+    assert main(["search", "--out", str(out), "--no-progress", "--set", "space.name=pair", "space.channels=4", "strategy.name=plain",
+                 "data.num_samples=4", "data.crop=[32,32]", "data.batch_size=2", "data.val_limit=2", "search.epochs=1", "search.warmup_epochs=0",
+                 "search.steps_per_epoch=2", "search.bn_recalib_batches=1"]) == 0
+    assert (out / "arch.yaml").is_file()
+
+
+# ------------------------------------------------------------------------------------------------
+# An unknown preset names the space it was looked up in (the config's), its presets and the closest
+
+
+def test_an_unknown_preset_names_the_space_it_was_looked_up_in(plugin_in_process, tmp_path, capsys):
+    from archgraph.cli import main
+
+    def error(*argv: str) -> str:
+        assert main(list(argv)) == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    out = str(tmp_path / "cmp")
+    line = error("compare", "--baselines", "preset:hrnet", "--out", out, "--set", "space.name=unet")
+    assert "unknown preset 'hrnet' of space 'unet'; 'hrnet' is a preset of space dcss (set space.name=dcss); unet presets: unet" in line
+    assert "did you mean" not in line  # the fix is the space, not the name
+    line = error("compare", "--baselines", "preset:hrnt", "--out", out)
+    assert "unknown preset 'hrnt' of space 'dcss' (did you mean 'hrnet'?); dcss presets: fcn, hourglass, deeplabv3, hrnet" in line
+    line = error("compare", "--baselines", "presets,straigt", "--out", out, "--set", "space.name=tiny_chain")
+    assert "unknown preset 'straigt' of space 'tiny_chain' (did you mean 'straight'?); tiny_chain presets: straight" in line
+    line = error("compare", "--baselines", "random:2", "--flops-band", "0.2", "--flops-reference", "hrnet", "--out", out, "--set", "space.name=unet")
+    assert line.startswith("error: --flops-reference 'hrnet': not a strategy of this compare (") and "not an architecture file" in line
+    assert "unknown preset 'hrnet' of space 'unet'; 'hrnet' is a preset of space dcss (set space.name=dcss)" in line
+    assert not (tmp_path / "cmp").exists()  # every one refused before any work
+    line = error("train", "--preset", "straight", "--out", str(tmp_path / "train"), "--set", "space.name=unet")
+    assert "unknown preset 'straight' of space 'unet'; 'straight' is a preset of space tiny_chain (set space.name=tiny_chain); unet presets: unet" in line
+    line = error("render", "--preset", "fcn", "-o", str(tmp_path / "fcn.svg"), "--set", "space.name=autodeeplab")
+    assert "space 'autodeeplab' registers no presets; 'fcn' is a preset of space dcss (set space.name=dcss); presets exist for: dcss, tiny_chain, unet" in line
