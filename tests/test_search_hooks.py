@@ -113,3 +113,20 @@ def test_a_bad_hook_spec_is_one_line_before_any_data_is_read(tmp_path, spec, err
         run_search(cfg, tmp_path / "run", progress=False)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_the_docs_hook_example_writes_its_csv(tmp_path):
+    """docs/plugins.md's CsvLog, run as written: one row per epoch with the record's fields."""
+    import re
+    import types
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    code = re.search(r"<!-- hook example: csv_log -->\n```python\n(.*?)\n```", doc, re.S).group(1)
+    module = types.ModuleType("plugins_md_hook")
+    exec(compile(code, "docs/plugins.md:csv_log", "exec"), module.__dict__)
+    out = tmp_path / "run"
+    run_search(load_config(None, [*TINY, "search.eval_every=3"]), out, progress=False, hooks=[module.CsvLog()])
+    rows = (out / "search-log.csv").read_text().splitlines()
+    assert rows[0] == "stage,epoch,loss,s_miou" and len(rows) == 4
+    assert rows[1].split(",")[3] == "" and 0.0 <= float(rows[3].split(",")[3]) <= 1.0  # S-mIoU on the last epoch only
