@@ -159,6 +159,31 @@ def test_resume_after_a_kill_ends_like_an_uninterrupted_run(tmp_path, monkeypatc
     assert train(None, killed, resume=True) == 2
 
 
+@pytest.mark.parametrize("at, says", [
+    ((0, 0), "interrupted at epoch 1 step 1: nothing saved; continue with: the same command again (no epoch had finished, so nothing was saved)"),
+    # the epoch's last step: the run stops there too, before the epoch's evaluation and last.pt
+    ((1, 1), "interrupted at epoch 2 step 2: {out}/last.pt holds the 1 finished epoch(s); continue with: archgraph train --resume --out {out}"),
+])
+def test_a_stop_request_ends_the_run_after_that_step_with_one_line(tmp_path, monkeypatch, capsys, at, says):
+    import archgraph.engine.train as engine
+
+    original = engine._train_step
+
+    def signal_during(run, images, labels, epoch, step):  # what Ctrl-C or SIGTERM does: set the flag mid-step
+        if (epoch, step) == at:
+            run.stop.requested = True
+        return original(run, images, labels, epoch, step)
+
+    monkeypatch.setattr(engine, "_train_step", signal_during)
+    out = tmp_path / "run"
+    assert train(write_arch(tmp_path / "arch.yaml"), out, *TINY) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == says.format(out=out)  # the one line the CLI prints for an interruption
+    epochs = at[0]  # the finished epochs only
+    assert len(records(out)) == epochs if epochs else not (out / "train.jsonl").exists()
+    assert (torch.load(out / "last.pt", weights_only=False)["epoch"] == epochs - 1) if epochs else not (out / "last.pt").exists()
+
+
 def test_existing_run_needs_resume_and_resume_keeps_its_config(tmp_path, capsys):
     arch = write_arch(tmp_path / "arch.yaml")
     run = tmp_path / "run"

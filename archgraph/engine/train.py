@@ -1,4 +1,4 @@
-"""Stand-alone training of a derived architecture: SGD + poly schedule, periodic evaluation, resume.
+"""Stand-alone training of a derived architecture: SGD + poly schedule, periodic evaluation, resume, hooks.
 
 Why a separate engine from the search loop: a derived architecture has no choice points, so there
 is no bi-level alternation, no data split and no strategy; what matters here is the recipe the
@@ -12,7 +12,13 @@ A run folder (``--out``) holds, each written atomically:
 - ``last.pt``: weights + optimiser + scheduler + epoch + RNG states after every epoch (``--resume``);
 - ``best.pt``: the same for the epoch with the best validation mIoU so far;
 - ``metrics.json``: the final result of ``best.pt``: ``miou``, ``pixel_acc``, ``per_class_iou``,
-  ``params``, ``flops`` and how they were measured.
+  ``params``, ``flops`` and how they were measured (and ``stopped_early`` when a hook ended the run).
+
+The training runs on the loop search uses (:class:`TrainingRun`, an
+:class:`~archgraph.engine.loop.EpochLoop`): the run supplies its one stage, an epoch's batches, one
+SGD step and the epoch's own figures; evaluation and best.pt, train.jsonl, TensorBoard, the epoch
+line and last.pt are hooks (:func:`training_hooks`), and so are a user's (``train.hooks``,
+``run_training(..., hooks=[...])``; :mod:`archgraph.engine.hooks`).
 
 Resume is exact on the CPU: the data order of epoch ``e`` depends only on ``(seed, e)`` and the RNG
 states are restored, so a run killed after epoch ``e`` and resumed ends with the weights an
@@ -28,7 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import networkx as nx
 import torch
@@ -45,7 +51,8 @@ from archgraph.core.graph import graph_hash, head_node, node_spec, save
 from archgraph.core.archfile import load_architecture as check_architecture
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text, load_yaml_file
 from archgraph.engine.checkpoint import load_checkpoint as load_verified, previous_path, rng_state, save_checkpoint, set_rng_state
-from archgraph.engine.loop import long_run_note, EpochPrinter, GracefulStop, epoch_line, loader_scope, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
+from archgraph.engine.hooks import Hook, Hooks, hooks_from_config
+from archgraph.engine.loop import EpochLoop, EpochPrinter, GracefulStop, epoch_line, loader_scope, long_run_note, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
 from archgraph.engine.tracking import RunLogger, epoch_scalars, final_scalars, log_panels, open_logger, prediction_panels, require_backend, step_scalars
 
 LAST = "last.pt"
@@ -209,6 +216,7 @@ def prepare_training(arch: str | Path | None, cfg_path: str | None, overrides: l
 
     named = load_config(cfg_path, overrides).data.name if "name" in given_keys(cfg_path, overrides, "data") else None
     cfg = load_config(cfg_path, overrides, base=search_data_settings(arch, named))
+    hooks_from_config(cfg.train.hooks, "train")  # a wrong hook spec: refused before the run is announced (run_training builds them)
     graph, _ = fit_to_config(load_architecture(arch), cfg, given_keys(cfg_path, overrides, "space"))
     return cfg, graph
 
@@ -264,14 +272,6 @@ def poly_factor(total_steps: int, power: float):
     return lambda it: max(0.0, 1.0 - min(it, total) / total) ** power
 
 
-def _checkpoint(net, opt, sched, epoch: int, best: dict[str, Any], record: dict[str, Any], graph: nx.DiGraph, names: list[str]) -> dict[str, Any]:
-    return {
-        "kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "epoch": epoch, "net": net.state_dict(),
-        "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng_state(), "best": dict(best),
-        "record": record, "arch_hash": graph_hash(graph), "class_names": names,
-    }
-
-
 def load_checkpoint(path: Path, fallback: bool = True) -> dict[str, Any]:
     """A training checkpoint, checksum-verified, falling back to the previous good one of the same
     name (not with ``fallback=False``: evaluate and export report on the file they name);
@@ -318,8 +318,26 @@ EPOCH_LINE = [("loss", "loss", "{:.3f}"), ("train_pixel_acc", "train acc", "{:.3
 
 
 @dataclass
-class TrainingRun:
-    """One stand-alone training: the network, its optimiser and schedule, the data, the best epoch."""
+class TrainStage:
+    """The training's one stage of the shared loop: ``epochs`` epochs of ``steps`` SGD steps, from
+    ``start_epoch`` (a resumed run; an epoch is never resumed half-way, so ``start_step`` stays 0)."""
+
+    epochs: int
+    steps: int
+    start_epoch: int
+    index: int = 0
+    start_step: int = 0
+    task: Any = None  # the progress bar's task
+
+
+@dataclass
+class TrainingRun(EpochLoop):
+    """One stand-alone training on the shared :class:`~archgraph.engine.loop.EpochLoop`: the network,
+    its optimiser and schedule, the data; what the loop asks of a run kind (one stage, an epoch's
+    batches, one SGD step, the epoch's own record, the mid-epoch stop). Every other concern is a hook
+    (:func:`training_hooks`)."""
+
+    kind = "train"
 
     cfg: Config
     graph: nx.DiGraph
@@ -335,9 +353,224 @@ class TrainingRun:
     opt: torch.optim.Optimizer
     sched: Any
     progress: bool
-    best: dict[str, Any]
-    start: int = 0
+    stop: GracefulStop
+    bar: Any
+    say: EpochPrinter
+    hooks: Hooks
+    evaluation: EvaluationHook  # its best epoch is kept in the checkpoints under "best", where runs before hooks kept it
+    start: int = 0  # the first epoch this process runs
+    resumed: bool = False
+    last_epoch: int = -1  # the last finished epoch
+    stop_reason: str | None = None  # a hook's request_stop (EpochLoop); kept in last.pt
     log: RunLogger = field(default_factory=RunLogger)  # TensorBoard with train.tensorboard (rank 0), else a no-op
+    sums: list[float] = field(default_factory=lambda: [0.0, 0, 0])  # the epoch's weighted loss, correct and labelled pixels
+
+    # ------------------------------------------------------------------ the loop's questions
+
+    def begin_stage(self, index: int) -> TrainStage:
+        epochs = self.cfg.train.epochs
+        if self.resumed and self.stop_reason:
+            self.say(f"resuming {self.out}: it had stopped early ({self.stop_reason}); finishing it")
+        elif self.resumed:
+            self.say(f"resuming {self.out} at epoch {self.start + 1}/{epochs}")
+        # A run that stopped early and was killed before metrics.json has no epoch left to run.
+        stage = TrainStage(epochs, self.steps, epochs if self.stop_reason else self.start)
+        stage.task = self.bar.add_task("train", total=epochs * self.steps, completed=self.start * self.steps, info="")
+        return stage
+
+    def batches(self, stage: TrainStage, epoch: int, first: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches. Their order depends only on (seed, epoch), so a resumed run sees the same
+        batches; under torchrun each rank loads its share of every global batch (archgraph.engine.distributed)."""
+        cfg = self.cfg
+        loader = D.sharded_loader(self.train_ds, cfg.data.batch_size, cfg.seed + 10 * epoch, cfg.data.workers, self.device)
+        set_dataset_epoch(self.train_ds, epoch)
+        self.step_net.train()
+        reset_peak_memory(self.device)
+        self.sums = [0.0, 0, 0]
+        yield from itertools.islice(loader, stage.steps)
+        if self.stop.requested:  # a stop during the epoch's last step ends the run there too (the loop checks the others)
+            self.interrupt(stage, epoch, stage.steps)
+
+    def step(self, stage: TrainStage, epoch: int, step: int, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        """One SGD step (:func:`_train_step`); the hooks get its loss and the learning rate it used."""
+        lr = self.opt.param_groups[0]["lr"]  # the rate this step uses (the schedule steps inside)
+        loss, scale, hits, pixels = _train_step(self, *batch, epoch, step)
+        self.sums = [self.sums[0] + loss * scale, self.sums[1] + hits, self.sums[2] + pixels]
+        self.bar.update(stage.task, advance=1, info=f"epoch {epoch + 1}/{stage.epochs} loss {loss:.3f}")
+        return {"loss": loss, "lr": lr}
+
+    def interrupt(self, stage: TrainStage, epoch: int, done: int) -> None:
+        """Ctrl-C/SIGTERM inside an epoch: exit at once, saving nothing (last.pt keeps the last finished
+        epoch; an epoch is not checkpointed half-done), with the command that continues."""
+        if epoch == 0:
+            self.stop.resume_command = "the same command again (no epoch had finished, so nothing was saved)"
+        saved = f"{self.out / LAST} holds the {epoch} finished epoch(s)" if epoch else "nothing saved"
+        self.stop.exit_if_requested(f"epoch {epoch + 1} step {done}", saved)
+
+    def epoch_record(self, stage: TrainStage, epoch: int, seconds: float, steps_run: int, done: int) -> dict[str, Any]:
+        """The epoch's own figures (loss, train pixel accuracy, lr, step time, memory); the hooks add
+        theirs (evaluation, a user's) and the loop the epoch's time before anything is written."""
+        loss_sum, correct, counted = self.sums
+        if D.world_size() > 1:  # per-rank sums -> the global batch's numbers
+            loss_sum, correct, counted = D.sum_over_ranks([loss_sum / D.world_size(), correct, counted])
+        record: dict[str, Any] = {
+            "epoch": epoch, "loss": loss_sum / stage.steps, "train_pixel_acc": correct / max(counted, 1),
+            "lr": self.opt.param_groups[0]["lr"], "steps": stage.steps, "step_time": seconds / stage.steps,
+            "peak_mem_mb": D.max_over_ranks(peak_memory_mb(self.device)),
+        }
+        if D.world_size() > 1:
+            record["world_size"] = D.world_size()
+        if self.precision.label:
+            record["precision"] = self.precision.label
+        self.last_epoch = epoch
+        return record
+
+    # ------------------------------------------------------------------ checkpoints, resume, an early end
+
+    def checkpoint(self, epoch: int, record: dict[str, Any]) -> dict[str, Any]:
+        """What last.pt and best.pt hold: weights, optimiser, schedule, RNG, the best epoch, the named
+        hooks' states (``hooks``) and an early stop's reason."""
+        return {
+            "kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "epoch": epoch, "net": self.net.state_dict(),
+            "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "rng": rng_state(), "best": dict(self.evaluation.best),
+            "record": record, "arch_hash": graph_hash(self.graph), "class_names": self.val.class_names,
+            "hooks": self.hooks.state_dict(), "stopped_early": self.stop_reason,
+        }
+
+    def resume(self) -> None:
+        """The state of last.pt; a checkpoint from before hooks (no ``hooks`` key) resumes too."""
+        state = D.from_main(lambda: load_checkpoint(self.out / LAST))
+        _load_weights(self.net, state, self.out / LAST)
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        set_rng_state(state["rng"])
+        self.evaluation.best = state["best"]
+        self.hooks.load_state_dict(state.get("hooks"))
+        self.stop_reason = state.get("stopped_early")
+        self.start, self.last_epoch, self.resumed = state["epoch"] + 1, state["epoch"], True
+
+    def end_early(self) -> None:
+        """After a hook's early stop: best.pt must exist (a run stopped before its first evaluation is
+        evaluated now, at the epoch it stopped), and the last record of train.jsonl says why it stopped."""
+        record = _last_record(self.out / LOG) if self.main else {}
+        if self.evaluation.best["epoch"] < 0:
+            self.evaluation.evaluate(self, self.last_epoch, record)
+            record["best_miou"] = self.evaluation.best["miou"]
+        record["stopped_early"] = self.stop_reason
+        if self.main:
+            _replace_last_record(self.out / LOG, record)
+
+
+def _last_record(path: Path) -> dict[str, Any]:
+    lines = [line for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
+def _replace_last_record(path: Path, record: dict[str, Any]) -> None:
+    lines = [line for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    atomic_write_text(path, "".join(line + "\n" for line in [*lines[:-1], json.dumps(record)]))
+
+
+# --------------------------------------------------------------------------------------------------
+# the training's hooks (archgraph.engine.hooks), in the order training_hooks lists them
+
+
+class EvaluationHook(Hook):
+    """Model selection: mIoU on whole validation images (single scale) every ``train.eval_every``
+    epochs and at the last; best.pt for the best so far. Its state, the best epoch, is kept in the
+    checkpoints under ``best`` (not under ``hooks``), where runs before hooks kept it."""
+
+    def __init__(self) -> None:
+        self.best: dict[str, Any] = {"miou": -1.0, "epoch": -1, "summary": None}
+
+    def fill_record(self, run: TrainingRun, stage: TrainStage, epoch: int, record: dict[str, Any]) -> None:
+        t = run.cfg.train
+        if (t.eval_every and (epoch + 1) % t.eval_every == 0) or epoch == t.epochs - 1:
+            self.evaluate(run, epoch, record)
+        record["best_miou"] = self.best["miou"]
+
+    def evaluate(self, run: TrainingRun, epoch: int, record: dict[str, Any]) -> None:
+        """Evaluate the network now (every rank: sharded), add miou/pixel_acc/eval_seconds to ``record``,
+        and write best.pt when it is the best so far."""
+        from archgraph.engine.evaluate import evaluate
+
+        t1 = time.perf_counter()
+        summary = evaluate(run.net, run.val.dataset, run.val.num_classes, progress=run.progress and run.main, device=run.device,
+                           description=f"evaluate epoch {epoch + 1}", shard=True).summary(run.val.class_names)
+        record.update(miou=summary["miou"], pixel_acc=summary["pixel_acc"], eval_seconds=time.perf_counter() - t1)
+        if summary["miou"] > self.best["miou"]:
+            self.best = {"miou": summary["miou"], "epoch": epoch, "summary": summary}
+            if run.main:
+                save_checkpoint(run.out / BEST, run.checkpoint(epoch, record))
+
+
+class TrainLogHook(Hook):
+    """train.jsonl, one line per epoch (rank 0); a resumed run first drops the lines of epochs its
+    checkpoint does not hold (written just before a kill)."""
+
+    def before_run(self, run: TrainingRun) -> None:
+        if run.resumed and run.main:
+            truncate_jsonl(run.out / LOG, lambda r: r.get("epoch", -1) < run.start)
+
+    def after_epoch(self, run: TrainingRun, stage: TrainStage, epoch: int, record: dict[str, Any]) -> None:
+        if run.main:
+            append_jsonl(run.out / LOG, record)
+
+
+class TensorBoardHook(Hook):
+    """TensorBoard (``train.tensorboard``, rank 0): each step's loss and learning rate; each epoch's
+    figures and, when it was evaluated, predictions on the first validation images (on disk before
+    last.pt is written); the final metrics."""
+
+    def after_step(self, run: TrainingRun, stage: TrainStage, epoch: int, step: int, losses: dict[str, float]) -> None:
+        run.log.scalars(step_scalars({"loss": losses["loss"]}, lr=losses["lr"]), epoch * stage.steps + step + 1)  # rank 0's batch
+
+    def after_epoch(self, run: TrainingRun, stage: TrainStage, epoch: int, record: dict[str, Any]) -> None:
+        if not run.cfg.train.tensorboard:
+            return
+        step = (epoch + 1) * stage.steps
+        figures = {k: v for k, v in record.items() if not (k == "best_miou" and v < 0)}  # -1: nothing evaluated yet
+        run.log.scalars(epoch_scalars(figures, "train"), step)
+        if "miou" in record:
+            log_panels(run.log, prediction_panels(run.net, run.val.dataset, run.device), step)
+        run.log.flush()
+
+    def after_run(self, run: TrainingRun, result: dict[str, Any]) -> None:
+        run.log.scalars(final_scalars(result, ("miou", "pixel_acc", "params", "flops")), (run.last_epoch + 1) * run.steps)
+
+
+class EpochLineHook(Hook):
+    """One line per epoch (above the bar, or on stdout for logs) and, after the first epoch this
+    process ran, how long the rest takes when it is long."""
+
+    def __init__(self) -> None:
+        self.told_length = False
+
+    def after_epoch(self, run: TrainingRun, stage: TrainStage, epoch: int, record: dict[str, Any]) -> None:
+        shown = {**record, "best_miou": record["best_miou"] if record.get("best_miou", -1) >= 0 else None}  # -1: not evaluated yet
+        run.say(epoch_line("train", epoch, stage.epochs, shown, EPOCH_LINE))
+        if self.told_length:
+            return
+        self.told_length = True
+        note = long_run_note(stage.epochs - epoch - 1, float(record.get("seconds", 0.0)), f"archgraph train --resume --out {run.out}")
+        if note:
+            run.say(note)
+
+
+class CheckpointHook(Hook):
+    """last.pt after every epoch (rank 0), with the named hooks' states; last in the list, so a
+    user's hook has updated its state for the epoch before it is saved."""
+
+    def after_epoch(self, run: TrainingRun, stage: TrainStage, epoch: int, record: dict[str, Any]) -> None:
+        if run.main:
+            save_checkpoint(run.out / LAST, run.checkpoint(epoch, record))
+
+
+def training_hooks(evaluation: EvaluationHook, user: Iterable[Hook] = ()) -> list[Hook]:
+    """The training's hooks in calling order: evaluation and best.pt, train.jsonl, TensorBoard, the epoch
+    line, the user's (``train.hooks``, then ``run_training(hooks=...)``), last.pt. The user's come after
+    the record is written and before the checkpoint, so their state is saved with the epoch they saw."""
+    return [evaluation, TrainLogHook(), TensorBoardHook(), EpochLineHook(), *user, CheckpointHook()]
 
 
 def _check_recipe(t) -> None:
@@ -349,40 +582,34 @@ def _check_recipe(t) -> None:
         raise ConfigError(f"train.multi_scale_eval={t.multi_scale_eval} must be a non-empty list of positive scales, e.g. [1.0] or [0.75,1.0,1.25]")
 
 
-def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False, progress: bool = True, source: str = "the architecture") -> dict[str, Any]:
+def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False, progress: bool = True, source: str = "the architecture",
+                 hooks: Iterable[Hook] = ()) -> dict[str, Any]:
     """Train ``graph`` stand-alone, write the run folder (module docstring), return metrics.json's dict.
 
-    ``source`` names the architecture file in error messages. Ctrl-C or SIGTERM stops after the
-    current step; ``last.pt`` keeps the last finished epoch and ``--resume`` continues from there.
+    ``source`` names the architecture file in error messages. ``hooks``: the caller's own
+    (:mod:`archgraph.engine.hooks`), after those of ``train.hooks``. Ctrl-C or SIGTERM stops after the
+    current step; ``last.pt`` keeps the last finished epoch and ``--resume`` continues from there. A
+    hook's early stop ends the run as a finished one (metrics.json from best.pt, ``stopped_early``).
     """
-    run = _set_up_training(cfg, graph, Path(out), resume, progress, source)
+    run = _set_up_training(cfg, graph, Path(out), resume, progress, source, list(hooks))
     with run.log, loader_scope():  # the log closed (flushed) and data.workers stopped however the training ends
-        with GracefulStop(f"archgraph train --resume --out {run.out}") as stop, progress_bar(progress and run.main) as bar:
-            say = EpochPrinter(bar, run.main)
-            if resume:
-                say(f"resuming {run.out} at epoch {run.start + 1}/{cfg.train.epochs}")
-            task = bar.add_task("train", total=cfg.train.epochs * run.steps, completed=run.start * run.steps, info="")
-            for epoch in range(run.start, cfg.train.epochs):
-                if epoch == 0:  # nothing to resume until an epoch has finished
-                    stop.resume_command = "the same command again (no epoch had finished, so nothing was saved)"
-                record, t0 = _train_epoch(run, epoch, lambda loss: bar.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.train.epochs} loss {loss:.3f}"), stop)
-                stop.resume_command = f"archgraph train --resume --out {run.out}"
-                _end_training_epoch(run, epoch, record, t0)
-                shown = {**record, "best_miou": record["best_miou"] if record["best_miou"] >= 0 else None}  # -1: not evaluated yet
-                say(epoch_line("train", epoch, cfg.train.epochs, shown, EPOCH_LINE))
-                note = long_run_note(cfg.train.epochs - epoch - 1, record["seconds"], f"archgraph train --resume --out {run.out}")
-                if epoch == run.start and note:  # after the first epoch this process ran, when the rest is long
-                    say(note)
+        with run.stop, run.bar:
+            run.run_epochs()
+        if run.stop_reason is not None:
+            run.end_early()
         D.barrier()
-        metrics = finish(cfg, run.out, run.val, progress=progress)
-        run.log.scalars(final_scalars(metrics, ("miou", "pixel_acc", "params", "flops")), cfg.train.epochs * run.steps)
+        metrics = finish(cfg, run.out, run.val, progress=progress, stopped_early=run.stop_reason)
+        run.hooks.call("after_run", run, metrics)
         return metrics
 
 
-def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, progress: bool, source: str = "the architecture") -> TrainingRun:
-    """Data, network, optimiser and schedule; the state of ``last.pt`` when resuming."""
+def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, progress: bool, source: str = "the architecture",
+                     user_hooks: Iterable[Hook] = ()) -> TrainingRun:
+    """Data, network, optimiser, schedule and hooks; the state of ``last.pt`` when resuming."""
     t = cfg.train
     _check_recipe(t)
+    evaluation = EvaluationHook()
+    hooks = Hooks(training_hooks(evaluation, [*hooks_from_config(t.hooks, "train"), *user_hooks]))  # a wrong hook: before any work
     require_backend(t.tensorboard, "train.tensorboard")
     D.init_from_env()
     device = D.resolve_device(cfg.device)
@@ -411,10 +638,11 @@ def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, pr
     if t.compile:  # the steps' forward compiled; evaluation and checkpoints use the eager `net` (distributed.compile_forward)
         step_net = D.compile_forward(step_net)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, poly_factor(t.epochs * steps, t.poly_power))
+    bar = progress_bar(progress and main)
     run = TrainingRun(cfg, graph, out, main, device, precision, train_ds, val, steps, net, step_net, opt, sched, progress,
-                      {"miou": -1.0, "epoch": -1, "summary": None})
+                      GracefulStop(f"archgraph train --resume --out {out}"), bar, EpochPrinter(bar, main), hooks, evaluation)
     if resume:
-        _resume_training(run)
+        run.resume()
     elif t.init_from:
         copied, total = init_weights(net, t.init_from)
         if main:
@@ -422,54 +650,6 @@ def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, pr
     # a resumed run continues its steps; TensorBoard hides what a killed run logged after last.pt
     run.log = open_logger(t.tensorboard and main, out, run.start * steps + 1 if resume else 0, "train.tensorboard")
     return run
-
-
-def _resume_training(run: TrainingRun) -> None:
-    state = D.from_main(lambda: load_checkpoint(run.out / LAST))
-    _load_weights(run.net, state, run.out / LAST)
-    run.opt.load_state_dict(state["opt"])
-    run.sched.load_state_dict(state["sched"])
-    set_rng_state(state["rng"])
-    run.best = state["best"]
-    run.start = state["epoch"] + 1
-    if run.main:
-        truncate_jsonl(run.out / LOG, lambda r: r.get("epoch", -1) <= state["epoch"])
-
-
-def _train_epoch(run: TrainingRun, epoch: int, advance, stop: GracefulStop) -> tuple[dict[str, Any], float]:
-    """One epoch of SGD steps; the epoch's record (loss, train pixel accuracy, lr, time, memory) and
-    the time it started."""
-    cfg = run.cfg
-    # The batch order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
-    # Under torchrun each rank loads its share of every global batch (archgraph.engine.distributed).
-    loader = D.sharded_loader(run.train_ds, cfg.data.batch_size, cfg.seed + 10 * epoch, cfg.data.workers, run.device)
-    set_dataset_epoch(run.train_ds, epoch)
-    run.step_net.train()
-    reset_peak_memory(run.device)
-    loss_sum, correct, counted = 0.0, 0, 0
-    t0 = time.perf_counter()
-    for step, (images, labels) in enumerate(itertools.islice(loader, run.steps)):
-        lr = run.opt.param_groups[0]["lr"]  # the rate this step uses (the schedule steps inside)
-        loss, scale, hits, pixels = _train_step(run, images, labels, epoch, step)
-        run.log.scalars(step_scalars({"loss": loss}, lr=lr), epoch * run.steps + step + 1)  # rank 0's batch
-        loss_sum, correct, counted = loss_sum + loss * scale, correct + hits, counted + pixels
-        advance(loss)
-        stop.requested = D.any_rank(stop.requested)
-        saved = f"{run.out / LAST} holds the {epoch} finished epoch(s)" if epoch else "nothing saved"
-        stop.exit_if_requested(f"epoch {epoch + 1} step {step + 1}", saved)
-    train_time = time.perf_counter() - t0
-    if D.world_size() > 1:  # per-rank sums -> the global batch's numbers
-        loss_sum, correct, counted = D.sum_over_ranks([loss_sum / D.world_size(), correct, counted])
-    record: dict[str, Any] = {
-        "epoch": epoch, "loss": loss_sum / run.steps, "train_pixel_acc": correct / max(counted, 1),
-        "lr": run.opt.param_groups[0]["lr"], "steps": run.steps, "step_time": train_time / run.steps,
-        "peak_mem_mb": D.max_over_ranks(peak_memory_mb(run.device)),
-    }
-    if D.world_size() > 1:
-        record["world_size"] = D.world_size()
-    if run.precision.label:
-        record["precision"] = run.precision.label
-    return record, t0
 
 
 def _train_step(run: TrainingRun, images: torch.Tensor, labels: torch.Tensor, epoch: int, step: int) -> tuple[float, float, int, int]:
@@ -498,43 +678,9 @@ def _train_step(run: TrainingRun, images: torch.Tensor, labels: torch.Tensor, ep
     return value, scale, int(hit_count), int(pixels)
 
 
-def _end_training_epoch(run: TrainingRun, epoch: int, record: dict[str, Any], t0: float) -> None:
-    """Evaluate when due (model selection on single-scale whole images), keep best.pt, log, last.pt."""
-    from archgraph.engine.evaluate import evaluate
-
-    t = run.cfg.train
-    if (t.eval_every and (epoch + 1) % t.eval_every == 0) or epoch == t.epochs - 1:
-        t1 = time.perf_counter()
-        summary = evaluate(run.net, run.val.dataset, run.val.num_classes, progress=run.progress and run.main, device=run.device,
-                           description=f"evaluate epoch {epoch + 1}", shard=True).summary(run.val.class_names)
-        record.update(miou=summary["miou"], pixel_acc=summary["pixel_acc"], eval_seconds=time.perf_counter() - t1)
-        if summary["miou"] > run.best["miou"]:
-            run.best = {"miou": summary["miou"], "epoch": epoch, "summary": summary}
-            if run.main:
-                save_checkpoint(run.out / BEST, _checkpoint(run.net, run.opt, run.sched, epoch, run.best, record, run.graph, run.val.class_names))
-    record["best_miou"] = run.best["miou"]
-    record["seconds"] = time.perf_counter() - t0
-    if run.main:
-        append_jsonl(run.out / LOG, record)
-        _track_epoch(run, epoch, record)
-        save_checkpoint(run.out / LAST, _checkpoint(run.net, run.opt, run.sched, epoch, run.best, record, run.graph, run.val.class_names))
-
-
-def _track_epoch(run: TrainingRun, epoch: int, record: dict[str, Any]) -> None:
-    """The epoch for TensorBoard: every figure of its record and, when it was evaluated, predictions
-    on the first validation images; on disk before last.pt is written."""
-    if not run.cfg.train.tensorboard:
-        return
-    step = (epoch + 1) * run.steps
-    figures = {k: v for k, v in record.items() if not (k == "best_miou" and v < 0)}  # -1: nothing evaluated yet
-    run.log.scalars(epoch_scalars(figures, "train"), step)
-    if "miou" in record:
-        log_panels(run.log, prediction_panels(run.net, run.val.dataset, run.device), step)
-    run.log.flush()
-
-
-def finish(cfg: Config, out: Path, val: EvalData, progress: bool = False) -> dict[str, Any]:
-    """metrics.json from ``best.pt``: re-evaluated when multi-scale or flip testing is configured."""
+def finish(cfg: Config, out: Path, val: EvalData, progress: bool = False, stopped_early: str | None = None) -> dict[str, Any]:
+    """metrics.json from ``best.pt``: re-evaluated when multi-scale or flip testing is configured;
+    ``stopped_early``: why a hook ended the run early (kept in metrics.json)."""
     from archgraph.engine.evaluate import evaluate
 
     # Under torchrun rank 0 reads the files it wrote and sends them (other machines may not see them).
@@ -563,6 +709,8 @@ def finish(cfg: Config, out: Path, val: EvalData, progress: bool = False) -> dic
         "checkpoint": BEST,
         "arch_hash": graph_hash(graph),
     }
+    if stopped_early is not None:
+        metrics["stopped_early"] = stopped_early
     if D.is_main():
         atomic_write_json(out / METRICS, metrics)
     D.barrier()  # callers on every rank may read metrics.json next
