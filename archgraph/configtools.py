@@ -11,7 +11,7 @@ import math
 import re
 import types
 import typing
-from typing import Any, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Collection, Mapping, Sequence, TypeVar
 
 from archgraph.errors import ConfigError
 
@@ -75,6 +75,36 @@ def one_of(default: str, *choices: str) -> Any:
     return dataclasses.field(default=default, metadata={"choices": (default, *choices)})
 
 
+@dataclasses.dataclass(frozen=True)
+class NameRule:
+    """What :func:`registered` and :func:`name_list` declare: names drawn from a registry.
+
+    ``among`` returns the names a value may take when the field is checked (a registry that plug-ins
+    extend is read then, not when the dataclass is defined); ``what`` names one entry in messages
+    (``op``), ``listing`` says where to see them all (``see `archgraph ops```; empty: the message
+    lists them), ``besides`` are names that do not count towards a list's one required entry.
+    """
+
+    among: Callable[[], Collection[str]] | None
+    what: str
+    listing: str = ""
+    besides: tuple[str, ...] = ()
+
+
+def registered(default: str, among: Callable[[], Collection[str]], what: str, listing: str = "") -> Any:
+    """A dataclass string field naming an entry of a registry (``among()``: the names registered when
+    the field is checked), e.g. an up-sampling mode; a wrong name gets the closest registered one."""
+    return dataclasses.field(default=default, metadata={"names": NameRule(among, what, listing)})
+
+
+def name_list(default: Sequence[str], *, among: Callable[[], Collection[str]] | None = None, what: str = "name", listing: str = "",
+              besides: Sequence[str] = ()) -> Any:
+    """A dataclass list-of-strings field with at least one entry (one that is not in ``besides``),
+    each one of ``among()`` when given (e.g. a space's candidate ops)."""
+    items = list(default)
+    return dataclasses.field(default_factory=lambda: list(items), metadata={"names": NameRule(among, what, listing, tuple(besides))})
+
+
 def _describe_range(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
     if hi is None:
         return f"{'>' if lo_open else '>='} {lo}"
@@ -84,17 +114,22 @@ def _describe_range(lo: float | None, hi: float | None, lo_open: bool, hi_open: 
 
 
 def check_metadata(field: dataclasses.Field, value: Any, path: str) -> None:
-    """Enforce :func:`bounded` / :func:`one_of` constraints on one coerced value."""
+    """Enforce :func:`bounded` / :func:`one_of` / :func:`registered` / :func:`name_list` constraints on one coerced value."""
     choices = field.metadata.get("choices")
     if choices is not None and value not in choices:
         close = difflib.get_close_matches(str(value), choices, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"{path}: {value!r} is not allowed{hint} (choose one of: {', '.join(choices)})")
+    names = field.metadata.get("names")
+    if names is not None:
+        _check_names(names, value, path)
     limits = field.metadata.get("range")
     if limits is None or value is None:
         return
     lo, hi, lo_open, hi_open = limits
     for v in value if isinstance(value, (list, tuple)) else (value,):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):  # a dataclass built in Python, not through coerce()
+            raise ConfigError(f"{path}: expected a number, got {v!r}")
         ok = (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
         if not ok:
             why = field.metadata.get("why")
@@ -102,20 +137,70 @@ def check_metadata(field: dataclasses.Field, value: Any, path: str) -> None:
             raise ConfigError(f"{path}: {v!r} is out of range; allowed: {_describe_range(lo, hi, lo_open, hi_open)}{reason}")
 
 
+def _check_names(rule: NameRule, value: Any, path: str) -> None:
+    """A :func:`registered` name, or a :func:`name_list`: at least one entry, each a known name."""
+    if isinstance(value, (list, tuple)):
+        if not [v for v in value if v not in rule.besides]:
+            other = f" other than {', '.join(map(repr, rule.besides))}" if rule.besides and value else ""
+            where = f" ({rule.listing})" if rule.listing else ""
+            raise ConfigError(f"{path}: {yaml_text(value)} lists no {rule.what}{other}; allowed: a list of at least one {rule.what}{other}{where}")
+        items = list(value)
+    else:
+        items = [value]
+    if rule.among is None:
+        return
+    known = rule.among()
+    for v in items:
+        if v not in known:
+            close = difflib.get_close_matches(str(v), sorted(map(str, known)), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            allowed = rule.listing or f"registered: {', '.join(sorted(known))}"
+            raise ConfigError(f"{path}: unknown {rule.what} {v!r}{hint} ({allowed})")
+
+
+def check_fields(obj: Any, section: str = "") -> None:
+    """Every field of the dataclass instance ``obj`` against what its declaration allows
+    (:func:`bounded`, :func:`one_of`, :func:`registered`, :func:`name_list`); the first value that
+    does not fit raises :class:`ConfigError` naming ``section.key``, the value and what is allowed."""
+    for f in dataclasses.fields(obj):
+        if f.metadata:
+            check_metadata(f, getattr(obj, f.name), f"{section}.{f.name}" if section else f.name)
+
+
+class CheckedParams:
+    """Base of a parameters dataclass whose field declarations are its only checks, and hold however
+    it is built: from a config section (:func:`dataclass_from_dict`) or in Python
+    (``DCSSParams(layers=0)`` raises as ``space.layers=0`` does). ``section`` names the config section
+    in messages. A rule joining several fields (``tau_min <= tau_max``) goes in the subclass's
+    ``__post_init__``, after ``super().__post_init__()``.
+
+    Why a base class and not a check in the builder: the bounds are declared once, on the fields, and
+    checked once, when the value is built, wherever that happens.
+    """
+
+    section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.section)
+
+
 def dataclass_from_dict(cls: type[T], values: Mapping[str, Any], section: str = "") -> T:
     """Build ``cls`` from ``values``; every key must be a field and every value must fit its type
-    and the field's range or choices (see :func:`bounded`, :func:`one_of`)."""
+    and the field's declaration (see :func:`bounded`, :func:`one_of`, :func:`registered`,
+    :func:`name_list`; a :class:`CheckedParams` checks its fields itself, once, as it is built)."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"config section {section!r} must be a mapping of keys to values, got {values!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    checks_itself = isinstance(cls, type) and issubclass(cls, CheckedParams)
     kwargs = {}
     for key, value in values.items():
         if not isinstance(key, str) or key not in fields:
             raise unknown_key_error(str(key), list(fields), section)
         path = f"{section}.{key}" if section else key
         kwargs[key] = coerce(value, hints[key], path)
-        check_metadata(fields[key], kwargs[key], path)
+        if not checks_itself:
+            check_metadata(fields[key], kwargs[key], path)
     return cls(**kwargs)
 
 

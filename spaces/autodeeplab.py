@@ -40,7 +40,7 @@ factorized reduce; pooling candidates carry no extra batch norm.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import networkx as nx
@@ -50,9 +50,10 @@ from torch import nn
 
 from archgraph.core.choices import ChoicePoints, discover_choices, qualify
 from archgraph.core.decode import SUPERNET_ONLY_ATTRS, Scores, default_decisions, derive_graph, register_decoder
-from archgraph.errors import ConfigError, GraphError
+from archgraph.configtools import CheckedParams, bounded, name_list, one_of
+from archgraph.errors import GraphError
 from archgraph.core.graph import NodeSpec, add_edge, add_node, head_node, inputs_of, new_graph, node_spec, validate
-from archgraph.core.ops import ASPP, OPS, register_op
+from archgraph.core.ops import ASPP, OPS, check_known_ops, known_ops, register_op
 from archgraph.core.registry import register_space
 
 SCALES = (4, 8, 16, 32)
@@ -146,37 +147,20 @@ _register_ops()
 
 
 @dataclass
-class AutoDeepLabParams:
-    """Hyper-parameters of Auto-DeepLab's space (the ``space`` section when ``space.name: autodeeplab``)."""
+class AutoDeepLabParams(CheckedParams):
+    """Hyper-parameters of Auto-DeepLab's space (the ``space`` section when ``space.name: autodeeplab``);
+    each field declares what it allows, checked when the parameters are built (:class:`CheckedParams`)."""
 
-    layers: int = 12  # L (paper: 12)
-    base_channels: int = 8  # F: inner width F*s/4 at scale s (paper: 8)
-    blocks: int = 5  # B blocks per cell (paper: 5); a cell outputs B*F*s/4 channels
-    connectivity: str = "trellis"  # trellis (paper: s/2, s, 2s of the previous layer) | dense (DCSS's: every earlier node)
-    keep_inputs: int = 2  # dense only: paths kept per node by the BFS decoder
-    ops: list[str] = field(default_factory=lambda: list(CELL_OPS))  # candidate ops of every cell edge
-    head: str = "aspp_sum96"  # ASPP with dilation 96/s per scale, summed (the paper's search head)
-    num_classes: int = 0  # 0: taken from the dataset
-
-
-def _check(p: AutoDeepLabParams) -> None:
-    if p.layers < 1:
-        raise ConfigError(f"space.layers must be >= 1, got {p.layers}")
-    if p.base_channels < 1:
-        raise ConfigError(f"space.base_channels must be >= 1, got {p.base_channels}")
-    if p.blocks < 1:
-        raise ConfigError(f"space.blocks must be >= 1, got {p.blocks}")
-    if p.connectivity not in ("trellis", "dense"):
-        raise ConfigError(f"space.connectivity must be 'trellis' (the paper) or 'dense' (DCSS's connectivity), got {p.connectivity!r}")
-    if p.keep_inputs < 1:
-        raise ConfigError(f"space.keep_inputs must be >= 1, got {p.keep_inputs}")
-    if p.head != "aspp_sum96":
-        raise ConfigError(f"space.head must be 'aspp_sum96', got {p.head!r}")
-    if len(p.ops) < 1 or all(o == NONE for o in p.ops):
-        raise ConfigError("space.ops needs at least one op other than 'none' (see `archgraph ops`)")
-    unknown = [o for o in p.ops if o not in OPS]
-    if unknown:
-        raise ConfigError(f"space.ops has unknown ops {unknown}; see `archgraph ops`")
+    section = "space"
+    layers: int = bounded(12, 1)  # L (paper: 12)
+    base_channels: int = bounded(8, 1)  # F: inner width F*s/4 at scale s (paper: 8)
+    blocks: int = bounded(5, 1)  # B blocks per cell (paper: 5); a cell outputs B*F*s/4 channels
+    connectivity: str = one_of("trellis", "dense")  # trellis (paper: s/2, s, 2s of the previous layer) | dense (DCSS's: every earlier node)
+    keep_inputs: int = bounded(2, 1)  # dense only: paths kept per node by the BFS decoder
+    # candidate ops of every cell edge; 'none' alone would leave every block without an input
+    ops: list[str] = name_list(CELL_OPS, among=known_ops, what="op", listing="see `archgraph ops`", besides=(NONE,))
+    head: str = one_of("aspp_sum96")  # ASPP with dilation 96/s per scale, summed (the paper's search head)
+    num_classes: int = bounded(0, 0)  # 0: taken from the dataset
 
 
 def inner_width(base: int, scale: int) -> int:
@@ -244,7 +228,6 @@ def cell_body(width: int, blocks: int, ops: Sequence[str]) -> nx.DiGraph:
 @register_space("autodeeplab", AutoDeepLabParams)
 def build_autodeeplab(p: AutoDeepLabParams) -> nx.DiGraph:
     """Auto-DeepLab: an L-layer trellis over 1/4..1/32 of cells sharing one searched cell (Liu et al. 2019)."""
-    _check(p)
     num_classes = p.num_classes or 19
     B, Fc = p.blocks, p.base_channels
     g = new_graph(
@@ -446,7 +429,8 @@ def _derive_path(graph: nx.DiGraph, path: list[int], input_scores: Scores, reduc
     h = node_spec(graph, head_node(graph))
     add_node(derived, "head", h)
     add_edge(derived, chain[-1], "head")
-    validate(derived, OPS)
+    validate(derived)
+    check_known_ops(derived)
     return derived
 
 

@@ -12,28 +12,29 @@ aggregates the last layer's four scales and classifies at full resolution.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import networkx as nx
 
-from archgraph.configtools import bounded, one_of
-from archgraph.errors import ConfigError
+from archgraph.configtools import CheckedParams, bounded, name_list, one_of
 from archgraph.core.graph import NodeSpec, add_edge, add_node, new_graph
-from archgraph.core.ops import MBCONV_OPS
+from archgraph.core.ops import MBCONV_OPS, known_ops
 from archgraph.core.registry import register_space
 
 SCALES = (4, 8, 16, 32)
 
 
 @dataclass
-class DCSSParams:
-    """Hyper-parameters of DCSS (the ``space`` config section when ``space.name: dcss``)."""
+class DCSSParams(CheckedParams):
+    """Hyper-parameters of DCSS (the ``space`` config section when ``space.name: dcss``); each field
+    declares what it allows, checked when the parameters are built (:class:`CheckedParams`)."""
 
+    section = "space"
     layers: int = bounded(4, 1)  # L, number of fusion layers (the paper's best model: 14)
     base_channels: int = bounded(8, 1)  # F, width at 1/4; 1/8, 1/16, 1/32 get 2F, 4F, 8F (paper: 64)
     connectivity: str = one_of("dense", "previous")  # dense (every earlier layer) | previous (previous layer only)
     keep_inputs: int = bounded(2, 1, 4)  # inputs per fusion node kept by the BFS decoder (layer-1 nodes have only 4)
-    ops: list[str] = field(default_factory=lambda: list(MBCONV_OPS))  # candidate ops per node
+    ops: list[str] = name_list(MBCONV_OPS, among=known_ops, what="op", listing="see `archgraph ops`")  # candidate ops per node
     head: str = one_of("simple", "aspp")  # simple | aspp
     num_classes: int = bounded(0, 0)  # 0: taken from the dataset
 
@@ -49,16 +50,6 @@ def width(base: int, scale: int) -> int:
 @register_space("dcss", DCSSParams)
 def build_dcss(p: DCSSParams) -> nx.DiGraph:
     """DCNAS's densely connected space: 4 scales x L layers, every node fed by all earlier layers."""
-    if p.layers < 1:
-        raise ConfigError(f"space.layers must be >= 1, got {p.layers}")
-    if p.base_channels < 1:
-        raise ConfigError(f"space.base_channels must be >= 1, got {p.base_channels}")
-    if p.connectivity not in ("dense", "previous"):
-        raise ConfigError(f"space.connectivity must be 'dense' or 'previous', got {p.connectivity!r}")
-    if p.head not in ("simple", "aspp"):
-        raise ConfigError(f"space.head must be 'simple' or 'aspp', got {p.head!r}")
-    if not p.ops:
-        raise ConfigError("space.ops is empty; list at least one op (see `archgraph ops`)")
     num_classes = p.num_classes or 19
     g = new_graph(f"dcss-L{p.layers}-F{p.base_channels}-{p.connectivity}", space="dcss", params=_params_dict(p), num_classes=num_classes)
     add_node(g, "image", NodeSpec("input", 0, 1, 3))

@@ -179,7 +179,7 @@ def derive_preset(name: str, supernet: nx.DiGraph, op: str | None = None) -> nx.
     ``previous``-connectivity space for designs with skips, an op the space does not offer).
     """
     from archgraph.core.decode import derive_graph
-    from archgraph.core.ops import OPS
+    from archgraph.core.ops import check_known_ops
 
     preset = PRESETS[name]
     if supernet.graph.get("space") != "dcss":
@@ -206,7 +206,8 @@ def derive_preset(name: str, supernet: nx.DiGraph, op: str | None = None) -> nx.
         raise ConfigError(f"preset {name!r} at L={layers}: nodes {sorted(missing)} do not reach the head")
     arch.graph["name"] = f"{supernet.graph.get('name', 'dcss')}-{name}"
     arch.graph["preset"] = name
-    validate(arch, OPS)
+    validate(arch)
+    check_known_ops(arch)
     return arch
 
 

@@ -30,13 +30,13 @@ alignment branch) instead of max-pooling; widths double per scale from F at 1/4 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import networkx as nx
 
-from archgraph.configtools import bounded, one_of
+from archgraph.configtools import CheckedParams, bounded, name_list, one_of, registered
 from archgraph.core.graph import NodeSpec, add_edge, add_node, new_graph, node_spec, validate
-from archgraph.core.ops import OPS, UPSAMPLERS, unknown_op_hint
+from archgraph.core.ops import check_known_ops, known_ops, known_upsample_modes
 from archgraph.core.registry import register_preset, register_space
 from archgraph.errors import ConfigError
 
@@ -45,17 +45,26 @@ PLAIN_OP = "conv3x3"  # the op of the plain U-Net preset
 
 
 @dataclass
-class UNetParams:
-    """Hyper-parameters of the U-Net-like space (the ``space`` config section when ``space.name: unet``)."""
+class UNetParams(CheckedParams):
+    """Hyper-parameters of the U-Net-like space (the ``space`` config section when ``space.name: unet``);
+    each field declares what it allows, checked when the parameters are built (:class:`CheckedParams`)."""
 
+    section = "space"
     levels: int = bounded(3, 2, 5)  # scales of the encoder: 1/4, 1/8, ... (3: down to 1/16)
     base_channels: int = bounded(8, 1)  # F, width at 1/4; each coarser scale doubles it
     keep_skips: int = bounded(1, 1)  # skips each decoder node keeps (its candidates: the other encoder nodes)
     fusion: str = one_of("concat", "sum")  # how a decoder node combines up-path and skip
-    upsample: str = "bilinear"  # up-path mode: bilinear | nearest | transposed | pixel_shuffle | a plug-in's
-    ops: list[str] = field(default_factory=lambda: list(DEFAULT_OPS))  # candidate ops of every encoder/decoder node
+    upsample: str = registered("bilinear", known_upsample_modes, "up-sampling mode")  # up-path: bilinear | nearest | transposed | pixel_shuffle | a plug-in's
+    ops: list[str] = name_list(DEFAULT_OPS, among=known_ops, what="op", listing="see `archgraph ops`")  # candidate ops of every encoder/decoder node
     head: str = one_of("simple", "aspp")  # simple | aspp
     num_classes: int = bounded(0, 0)  # 0: taken from the dataset
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        skips = self.levels - 1  # candidates of the coarsest decoder node: every encoder node but its up-path
+        if self.keep_skips > skips:
+            raise ConfigError(f"space.keep_skips={self.keep_skips} but a decoder node has only {skips} candidate skips at "
+                              f"levels={self.levels}; use at most {skips}")
 
 
 def scales(levels: int) -> list[int]:
@@ -66,33 +75,9 @@ def width(base: int, scale: int) -> int:
     return base * scale // 4
 
 
-def _check(p: UNetParams) -> None:
-    if not 2 <= p.levels <= 5:
-        raise ConfigError(f"space.levels must be between 2 and 5, got {p.levels}")
-    if p.base_channels < 1:
-        raise ConfigError(f"space.base_channels must be >= 1, got {p.base_channels}")
-    if p.fusion not in ("concat", "sum"):
-        raise ConfigError(f"space.fusion must be 'concat' or 'sum', got {p.fusion!r}")
-    if p.upsample not in UPSAMPLERS:
-        raise ConfigError(f"space.upsample: unknown mode {p.upsample!r}{unknown_op_hint(p.upsample, UPSAMPLERS)}; "
-                          f"registered: {', '.join(sorted(UPSAMPLERS))}")
-    if p.head not in ("simple", "aspp"):
-        raise ConfigError(f"space.head must be 'simple' or 'aspp', got {p.head!r}")
-    if not p.ops:
-        raise ConfigError("space.ops is empty; list at least one op (see `archgraph ops`)")
-    unknown = [o for o in p.ops if o not in OPS]
-    if unknown:
-        raise ConfigError(f"space.ops has unknown op {unknown[0]!r}{unknown_op_hint(unknown[0])} (see `archgraph ops`)")
-    skips = p.levels - 1  # candidates of the coarsest decoder node: every encoder node but its up-path
-    if p.keep_skips > skips:
-        raise ConfigError(f"space.keep_skips={p.keep_skips} but a decoder node has only {skips} candidate skips at levels={p.levels}; "
-                          f"use at most {skips}")
-
-
 @register_space("unet", UNetParams)
 def build_unet(p: UNetParams) -> nx.DiGraph:
     """A U-Net-like space: an encoder, a decoder with a fixed up-path and chosen skips, concat fusion."""
-    _check(p)
     num_classes = p.num_classes or 19
     ss = scales(p.levels)
     g = new_graph(f"unet-{p.levels}-F{p.base_channels}-{p.fusion}-{p.upsample}", space="unet", params=asdict(p), num_classes=num_classes)
@@ -136,5 +121,6 @@ def plain_unet(supernet: nx.DiGraph, op: str | None = None) -> nx.DiGraph:
     arch = derive_graph(supernet, {n: chosen for n in searchable}, kept)
     arch.graph["name"] = f"{supernet.graph.get('name', 'unet')}-plain"
     arch.graph["preset"] = "unet"
-    validate(arch, OPS)
+    validate(arch)
+    check_known_ops(arch)
     return arch

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from archgraph.core.choices import ArchParams, InputChoice, OpChoice
-from archgraph.configtools import bounded, one_of
+from archgraph.configtools import CheckedParams, bounded, one_of
 from archgraph.errors import ConfigError
 from archgraph.core.registry import register_strategy
 from archgraph.core.relaxation import Mixer, Relaxation, host_copies, sum_branches
@@ -46,15 +46,23 @@ PATHS_WHY = (
 
 
 @dataclass
-class DCNASParams(StrategyParams):
-    """Options of DCNAS (the ``strategy`` config section when ``strategy.name: dcnas``)."""
+class DCNASParams(StrategyParams, CheckedParams):
+    """Options of DCNAS (the ``strategy`` config section when ``strategy.name: dcnas``); each field
+    declares what it allows, checked when the options are built (:class:`CheckedParams`)."""
 
+    section = "strategy"
     paths: int = bounded(4, 2, why=PATHS_WHY)  # n >= 2: inputs drawn per fusion node and step (all of them if a node has fewer)
     tau_max: float = bounded(5.0, 0, lo_open=True)  # temperature at the first architecture epoch (near-uniform sampling)
     tau_min: float = bounded(0.5, 0, lo_open=True)  # temperature at the last epoch (small but positive)
     tau_schedule: str = one_of("exponential", "linear", "cosine", "constant")  # exponential | linear | cosine | constant (tau_max)
     channel_ratio: float = bounded(0.25, 0, 1, lo_open=True)  # r: fraction of channels sent through the op mixture (1 = all)
     blend_temperature: bool = False  # blend the drawn paths with softmax(beta/tau) (divides beta's gradient by tau) instead of softmax(beta)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.tau_min > self.tau_max:  # the one rule joining two fields: tau falls from tau_max to tau_min
+            raise ConfigError(f"strategy.tau_min: {self.tau_min!r} is above strategy.tau_max={self.tau_max!r}; allowed: "
+                              "0 < tau_min <= tau_max (the temperature falls from tau_max to tau_min)")
 
 
 class PathSamplingMix(Mixer):
@@ -213,16 +221,6 @@ class DCNAS(Strategy):
     # r = 1/2, because at 1/4 one channel goes through the ops while three carry the label past
     # them, so no op is planted any more (measured: the right op in 2 of 5 seeds).
     planted_options = {"paths": 2, "channel_ratio": 0.5}
-
-    def __init__(self, graph, params: DCNASParams, search, seed: int = 0):
-        if params.paths < 2:
-            raise ConfigError(f"strategy.paths={params.paths}: {PATHS_WHY}")
-        if not 0 < params.channel_ratio <= 1:
-            raise ConfigError(f"strategy.channel_ratio must be in (0, 1], got {params.channel_ratio}")
-        if not 0 < params.tau_min <= params.tau_max:
-            raise ConfigError(f"need 0 < strategy.tau_min <= strategy.tau_max, got {params.tau_min} and {params.tau_max}")
-        temperature(params.tau_schedule, params.tau_max, params.tau_min, 0.0)
-        super().__init__(graph, params, search, seed)
 
     def make_relaxation(self) -> DCNASRelaxation:
         return DCNASRelaxation(self.params, self.seed)

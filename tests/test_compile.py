@@ -164,3 +164,69 @@ def test_checkpoint_with_other_batch_norm_names_the_switch(tiny_space):
     with pytest.raises(CheckpointError, match="search.affine_bn: false"):
         compile_graph(tiny_space).load_state_dict(new.state_dict())
     new.load_state_dict(compile_graph(tiny_space, choice_bn_affine=False).state_dict())  # same kind: loads
+
+
+# ------------------------------------------------------------------------------------------------
+# A strategy whose draw_pass() and mixers disagree is told which node, what was drawn and what is expected
+
+
+class _DrawnInputs(torch.nn.Module):
+    """An input mixer that sums the inputs its relaxation says it uses (right or wrong)."""
+
+    def __init__(self, relaxation):
+        super().__init__()
+        self.__dict__["relaxation"] = relaxation
+
+    def forward(self, inputs, branches):
+        from archgraph.core.relaxation import sum_branches
+
+        return sum_branches(inputs, branches, self.relaxation.used)
+
+
+class _WrongDraw(Relaxation):
+    """A tiny sampling strategy's relaxation: draw_pass() returns ``drawn`` for every input choice,
+    the mixers use ``used``; ops are mixed by softmax (every op runs)."""
+
+    name = "wrong-draw"
+
+    def __init__(self, drawn, used=(0,)):
+        self.drawn, self.used = drawn, list(used)
+
+    def draw_pass(self, sequence, arch, training):
+        from archgraph.core.choices import InputChoice
+
+        return self.drawn if not isinstance(self.drawn, list) else {c.node: list(self.drawn) for c in sequence if isinstance(c, InputChoice)}
+
+    def input_mixer(self, choice, arch):
+        return _DrawnInputs(self)
+
+    def op_mixer(self, choice, arch, channels):
+        from archgraph.core.relaxation import SoftmaxOpMix
+
+        return SoftmaxOpMix(choice.label, arch, self)
+
+
+@pytest.mark.parametrize(
+    "drawn, used, message",
+    [
+        ([], (0,), r"node '\w+': the relaxation's draw_pass\(\) chose no input for its input choice, and the node is on a path to the head; "
+                   r"expected a list of 1 to \d distinct candidate indices, integers in 0\.\.\d"),
+        ([9], (0,), r"node '\w+': the relaxation's draw_pass\(\) chose candidates \[9\] for its input choice.*expected a list of 1 to \d"),
+        ([None], (0,), r"node '\w+': the relaxation's draw_pass\(\) drew \[None\] for its input choice; expected a list of 1 to \d"),
+        ("all", (0,), r"the relaxation's draw_pass\(\) returned str 'all'; expected a mapping \{input-choice node: candidate indices computed\}"),
+        ([0], (1,), r"node '\w+': its input mixer used an input outside the draw: _WrongDraw\.draw_pass\(\) drew \[0\] of its \d candidate inputs, "
+                    r"so '\w+'.* were not computed; a mixer must run exactly the candidates draw_pass\(\) returns"),
+    ],
+    ids=["nothing-drawn", "out-of-range", "not-an-index", "not-a-mapping", "mixer-reads-outside-the-draw"],
+)
+def test_a_wrong_draw_pass_names_the_node_the_draw_and_what_is_expected(tiny_space, drawn, used, message):
+    """Before, each of these surfaced as a raw TypeError (conv2d() received NoneType, '<' not supported)."""
+    from archgraph.errors import GraphError
+
+    net = compile_graph(tiny_space, _WrongDraw(drawn, used))
+    with pytest.raises(GraphError, match=message) as info:
+        net(torch.randn(1, 3, 32, 32))
+    assert "\n" not in str(info.value)
+    net.prune_dead = False  # no draw is consumed: every node runs, every mixer input exists
+    if not isinstance(drawn, str):
+        assert net(torch.randn(2, 3, 32, 32)).shape == (2, 3, 32, 32)

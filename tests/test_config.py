@@ -76,11 +76,11 @@ def test_numbers_as_people_write_them(tmp_path, written, value):
 
     from archgraph.config import config_from_dict
 
-    f = tmp_path / "c.yaml"
-    f.write_text(f"train:\n  weight_decay: {written}\nstrategy:\n  tau_max: {written}\n")
-    for cfg in (load_config(None, [f"train.weight_decay={written}", f"strategy.tau_max={written}"]), load_config(f)):
+    f = tmp_path / "c.yaml"  # tau_min = tau_max: DCNAS needs tau_min <= tau_max, checked as the section is read
+    f.write_text(f"train:\n  weight_decay: {written}\nstrategy:\n  tau_max: {written}\n  tau_min: {written}\n")
+    for cfg in (load_config(None, [f"train.weight_decay={written}", f"strategy.tau_max={written}", f"strategy.tau_min={written}"]), load_config(f)):
         assert cfg.train.weight_decay == value and type(cfg.train.weight_decay) is float
-        assert cfg.strategy["tau_max"] == value
+        assert cfg.strategy["tau_max"] == value == cfg.strategy["tau_min"]
         assert config_from_dict(yaml.safe_load(cfg.to_yaml())).to_dict() == cfg.to_dict()  # a saved config reads back
 
 
@@ -142,3 +142,61 @@ def test_docs_document_every_key():
     for info in list_strategies():
         for f in dataclasses.fields(info.params):
             assert f"`strategy.{f.name}`" in strategies_doc or f"`{f.name}`" in strategies_doc, f"{info.name}: strategy.{f.name} undocumented"
+
+
+# ------------------------------------------------------------------------------------------------
+# Space and strategy parameters: declared once on the fields, checked once, however they are built
+
+
+@pytest.mark.parametrize(
+    "space, key, value, message",
+    [
+        ("dcss", "layers", 0, "space.layers: 0 is out of range; allowed: >= 1"),
+        ("dcss", "base_channels", 0, "space.base_channels: 0 is out of range; allowed: >= 1"),
+        ("dcss", "connectivity", "densse", "space.connectivity: 'densse' is not allowed; did you mean 'dense'? (choose one of: dense, previous)"),
+        ("dcss", "head", "asp", "space.head: 'asp' is not allowed; did you mean 'aspp'? (choose one of: simple, aspp)"),
+        ("dcss", "ops", [], "space.ops: [] lists no op; allowed: a list of at least one op (see `archgraph ops`)"),
+        ("dcss", "ops", ["mbconv_k3_r3", "mbconv_k5r6"], "space.ops: unknown op 'mbconv_k5r6'; did you mean 'mbconv_k5_r6'? (see `archgraph ops`)"),
+        ("autodeeplab", "blocks", 0, "space.blocks: 0 is out of range; allowed: >= 1"),
+        ("autodeeplab", "keep_inputs", 0, "space.keep_inputs: 0 is out of range; allowed: >= 1"),
+        ("autodeeplab", "connectivity", "trelis", "space.connectivity: 'trelis' is not allowed; did you mean 'trellis'? (choose one of: trellis, dense)"),
+        ("autodeeplab", "head", "simple", "space.head: 'simple' is not allowed (choose one of: aspp_sum96)"),
+        ("autodeeplab", "ops", ["none"], "space.ops: [none] lists no op other than 'none'; allowed: a list of at least one op other than 'none' (see `archgraph ops`)"),
+        ("unet", "levels", 6, "space.levels: 6 is out of range; allowed: [2, 5]"),
+        ("unet", "upsample", "bilnear", "space.upsample: unknown up-sampling mode 'bilnear'; did you mean 'bilinear'? (registered: bilinear, nearest, "),
+        ("unet", "keep_skips", 3, "space.keep_skips=3 but a decoder node has only 2 candidate skips at levels=3; use at most 2"),
+    ],
+)
+def test_space_parameters_are_checked_from_their_declarations(space, key, value, message):
+    """Each bound and choice is declared on the parameter's field and checked there, with the same
+    one-line message from a config, from build_space and from the dataclass built in Python."""
+    from archgraph.configtools import yaml_text
+    from archgraph.core.registry import get_space
+    from archgraph.core.spaces_api import build_space
+
+    with pytest.raises(ConfigError) as from_config:
+        load_config(None, [f"space.name={space}", f"space.{key}={yaml_text(value)}"])
+    with pytest.raises(ConfigError) as from_builder:
+        build_space(space, {key: value})
+    with pytest.raises(ConfigError) as in_python:
+        get_space(space).params(**{key: value})
+    assert message in str(from_config.value) and str(from_config.value) == str(from_builder.value) == str(in_python.value)
+    assert "\n" not in str(in_python.value)
+
+
+def test_a_checked_dataclass_checks_each_field_once(monkeypatch):
+    """dataclass_from_dict leaves a CheckedParams's declared fields to the dataclass itself: one check
+    per field, the defaults included; other dataclasses are checked key by key, as before."""
+    import archgraph.configtools as configtools
+    from archgraph.config import DataConfig
+    from archgraph.spaces.dcss import DCSSParams
+
+    seen: list[str] = []
+    real = configtools.check_metadata
+    monkeypatch.setattr(configtools, "check_metadata", lambda f, v, path: (seen.append(path), real(f, v, path))[1])
+    configtools.dataclass_from_dict(DCSSParams, {"layers": 3, "ops": ["mbconv_k3_r3"]}, "space")
+    declared = [f"space.{f.name}" for f in dataclasses.fields(DCSSParams) if f.metadata]
+    assert sorted(seen) == sorted(declared) and "space.ops" in seen
+    seen.clear()
+    configtools.dataclass_from_dict(DataConfig, {"batch_size": 3}, "data")
+    assert seen == ["data.batch_size"]

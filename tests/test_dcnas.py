@@ -147,10 +147,16 @@ def test_tau_schedule_over_epochs(tiny_space):
 def test_bad_options_are_rejected(tiny_space):
     from archgraph.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="channel_ratio"):
+    with pytest.raises(ConfigError, match=r"strategy.channel_ratio: 0 is out of range; allowed: \(0, 1\]"):
         DCNAS(tiny_space, DCNASParams(channel_ratio=0), SearchConfig())
-    with pytest.raises(ConfigError, match="tau_schedule"):
+    with pytest.raises(ConfigError, match=r"strategy.tau_schedule: 'fast' is not allowed.*\(choose one of: exponential, linear, cosine, constant\)"):
         DCNAS(tiny_space, DCNASParams(tau_schedule="fast"), SearchConfig())
+    with pytest.raises(ConfigError, match=r"strategy.tau_min: 2.0 is above strategy.tau_max=1.0; allowed: 0 < tau_min <= tau_max"):
+        DCNASParams(tau_max=1.0, tau_min=2.0)
+    from archgraph.config import load_config
+
+    with pytest.raises(ConfigError, match=r"strategy.tau_min: 2.0 is above strategy.tau_max=1.0"):
+        load_config(None, ["strategy.tau_max=1", "strategy.tau_min=2"])  # the same rule, as the config is read
 
 
 def blend_grad(tau: float, blend_temperature: bool) -> torch.Tensor:
@@ -189,7 +195,7 @@ def test_one_drawn_path_is_refused_with_the_fix(tiny_space):
     from archgraph.config import load_config
     from archgraph.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"strategy.paths=1: .*beta never gets a gradient.*set strategy.paths >= 2"):
-        DCNAS(tiny_space, DCNASParams(paths=1), SearchConfig())
+    with pytest.raises(ConfigError, match=r"strategy.paths: 1 is out of range; allowed: >= 2 \(with one drawn path .*beta never gets a gradient.*set strategy.paths >= 2"):
+        DCNAS(tiny_space, DCNASParams(paths=1), SearchConfig())  # the options built in Python are checked as in a config
     with pytest.raises(ConfigError, match=r"strategy.paths: 1 is out of range; allowed: >= 2 \(with one drawn path .*gradient.*strategy.paths >= 2"):
         load_config(None, ["strategy.paths=1"])  # before anything runs

@@ -68,15 +68,84 @@ def test_bad_scale_and_keep_inputs():
         validate(g)
 
 
-def test_unknown_op_is_reported_with_registry():
-    from archgraph.core.ops import OPS
+def test_unknown_ops_and_modes_are_the_registry_check_s_not_the_schema_s():
+    """validate() knows no registry (core/graph.py imports nothing from ops); check_known_ops, which
+    the compiler and the loaders call after it, names the node, the op and the closest registered one,
+    inside cell bodies too."""
+    from archgraph.core.ops import check_known_ops
 
     g = small_graph()
     g.nodes["b"]["ops"] = ["mbconv_k9_r3"]
     g.nodes["b"].pop("keep_inputs")
     g.edges["a", "b"]["kind"] = "fixed"
-    with pytest.raises(GraphError, match="mbconv_k9_r3"):
-        validate(g, OPS)
+    validate(g)
+    with pytest.raises(GraphError, match=r"graph 'toy', node 'b': unknown ops \['mbconv_k9_r3'\]; did you mean 'mbconv_k7_r3'\?"):
+        check_known_ops(g)
+    g = small_graph()
+    g.nodes["b"]["upsample"] = "bilnear"
+    with pytest.raises(GraphError, match=r"node 'b': unknown upsample mode 'bilnear'; did you mean 'bilinear'\?"):
+        check_known_ops(g)
+    body, outer = small_graph(), small_graph()
+    body.nodes["a"]["ops"] = ["conv3x4"]
+    outer.nodes["a"].update(kind="cell", body=body)
+    validate(outer)
+    with pytest.raises(GraphError, match=r"node 'a': unknown ops \['conv3x4'\]; did you mean 'conv3x3'\?"):
+        check_known_ops(outer)
+
+
+def test_core_has_no_import_circle():
+    """Every import inside archgraph/core (module level or in a function) points one way."""
+    import ast
+    from pathlib import Path
+
+    import networkx as nx
+
+    core = Path(__file__).parent.parent / "archgraph" / "core"
+    imports = nx.DiGraph()
+    for path in core.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = [node.module] if isinstance(node, ast.ImportFrom) and node.module else [a.name for a in getattr(node, "names", ())] if isinstance(node, ast.Import) else []
+            for target in targets:
+                if target.startswith("archgraph.core."):
+                    imports.add_edge(f"archgraph.core.{path.stem}", target)
+    assert "archgraph.core.ops" not in set(imports.successors("archgraph.core.graph"))  # the schema knows no registry
+    assert list(nx.simple_cycles(imports)) == []
+
+
+def test_node_specs_are_parsed_once_and_follow_every_edit():
+    """node_spec serves a node's spec from a cache while its attributes are unchanged, and sees any
+    edit: a value set, an ops list edited in place, a key removed, a node removed and added again,
+    an equal value of another type (still refused); a graph's cache does not keep it alive."""
+    import gc
+    import weakref
+
+    from archgraph.core.graph import node_spec
+
+    g = small_graph()
+    first = node_spec(g, "b")
+    assert node_spec(g, "b") is first  # parsed once
+    g.nodes["b"]["channels"] = 32
+    assert node_spec(g, "b").channels == 32
+    g.nodes["b"]["ops"].append("mbconv_k7_r6")  # in place, as a list
+    assert node_spec(g, "b").ops == ("mbconv_k3_r3", "mbconv_k5_r6", "mbconv_k7_r6")
+    g.nodes["b"]["ops"] = ["mbconv_k3_r3"]  # P-DARTS's rewrite of a stage's ops
+    assert node_spec(g, "b").ops == ("mbconv_k3_r3",)
+    del g.nodes["b"]["keep_inputs"]
+    assert node_spec(g, "b").keep_inputs is None
+    g.nodes["b"]["layer"] = 1.0  # equal to 1, but not an integer
+    with pytest.raises(GraphError, match="'layer' must be an integer, found 1.0"):
+        node_spec(g, "b")
+    g.nodes["b"]["layer"] = 1
+    copy = g.copy()
+    copy.nodes["b"]["scale"] = 16
+    assert node_spec(copy, "b").scale == 16 and node_spec(g, "b").scale == 8  # a copy has attribute dicts of its own
+    g.remove_node("h")
+    add_node(g, "h", NodeSpec("head", 3, 1, 5, ("head_aspp",)))
+    assert node_spec(g, "h").channels == 5 and node_spec(g, "h").layer == 3
+    gone = weakref.ref(g)
+    del g, copy
+    gc.collect()
+    assert gone() is None
 
 
 def test_unknown_attribute_is_rejected():

@@ -179,3 +179,107 @@ def test_an_interrupted_atomic_write_leaves_the_old_file_and_no_temporary(tmp_pa
 def test_deep_supernet_renders(tmp_path):
     g = build_space("dcss", {"layers": 10, "base_channels": 4})
     assert render(g, tmp_path / "deep.svg").path.stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------------------------------------
+# The renderer draws what the caller derived; the render command refuses what a search would refuse
+
+
+def _dark_edges(source: str) -> set[tuple[str, str]]:
+    return set(re.findall(r'"?(\w+)"? -> "?(\w+)"? \[[^\]]*color="#1f4e9a', source))
+
+
+def test_the_architecture_the_caller_derived_is_drawn_not_decoded_again(scored, monkeypatch):
+    """Given derived=, its edges are the dark ones (here a random architecture, not the scores' argmax:
+    a selector's or P-DARTS's pick differs from plain decoding), and the decoder never runs."""
+    from archgraph.core import decode as decode_module
+    from archgraph.core.decode import sample_architecture
+
+    graph, scores = scored
+    arch = sample_architecture(graph, 3)
+    assert {(u, v) for u, v in arch.edges} != {(u, v) for u, v in decode(graph, scores["ops"], scores["inputs"]).edges}
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the renderer decoded the scores although the caller passed the architecture")
+
+    monkeypatch.setattr(decode_module, "decode", no_decoding)
+    source = to_dot(graph, scores, derived=arch)
+    assert _dark_edges(source) == {(u, v) for u, v in arch.edges if graph.has_edge(u, v)}
+    with pytest.raises(ArchgraphError, match="derived= is the architecture derived from scores=.*pass both or neither"):
+        to_dot(graph, derived=arch)
+
+
+def test_without_derived_the_scores_are_decoded_once_per_picture(tmp_path, monkeypatch):
+    """The fallback for callers holding only scores (report frames, a notebook): one decoding per
+    render, shared by the grid and the cell picture of a hierarchical space."""
+    from archgraph.core import decode as decode_module
+    from archgraph.core.choices import discover_choices
+
+    graph = build_space("autodeeplab", {"layers": 2, "base_channels": 4, "blocks": 2})
+    choices = discover_choices(graph)
+    scores = {"ops": {c.label: [1.0 / len(c.candidates)] * len(c.candidates) for c in choices.ops},
+              "inputs": {c.label: [1.0 / len(c.candidates)] * len(c.candidates) for c in choices.inputs}}
+    calls = []
+    real = decode_module.decode
+    monkeypatch.setattr(decode_module, "decode", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    result = render(graph, tmp_path / "adl.dot", scores=scores)
+    assert len(calls) == 1 and len(result.extra) == 1
+    dark = _dark_edges(result.path.read_text())
+    assert dark and dark <= set(real(graph, scores["ops"], scores["inputs"]).edges)  # the decoded path, drawn dark
+
+
+def test_render_space_refuses_a_mistyped_op_as_search_does(tmp_path, capsys, monkeypatch):
+    """A plug-in space whose builder names an op nobody registered is refused by `render --space`,
+    naming the op and the closest registered one, not drawn as if it could be searched."""
+    from dataclasses import dataclass
+
+    from archgraph.cli import main
+    from archgraph.core.graph import NodeSpec, add_edge, add_node, new_graph
+    from archgraph.core.registry import SPACES, SpaceInfo, load_plugins
+
+    @dataclass
+    class TypoParams:
+        width: int = 4
+
+    def build_typo(p: TypoParams):
+        g = new_graph("typo", space="typo_space", params={"width": p.width}, num_classes=2)
+        add_node(g, "image", NodeSpec("input", 0, 1, 3))
+        add_node(g, "a", NodeSpec("stem", 0, 4, p.width, ("conv3x3",)))
+        add_node(g, "b", NodeSpec("fusion", 1, 4, p.width, ("sep_conv_3x3", "sep_conv3x3")))  # the typo
+        add_node(g, "head", NodeSpec("head", 2, 1, 2, ("head_simple",)))
+        add_edge(g, "image", "a"), add_edge(g, "a", "b"), add_edge(g, "b", "head")
+        return g
+
+    load_plugins()
+    monkeypatch.setitem(SPACES, "typo_space", SpaceInfo("typo_space", build_typo, TypoParams, "a space with a typo", frozenset({"op"})))
+    out = tmp_path / "typo.svg"
+    assert main(["render", "--space", "typo_space", "-o", str(out)]) == 2
+    err = capsys.readouterr().err  # also a warning that the test's space has no entry point
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert "node 'b': unknown ops ['sep_conv3x3']; did you mean 'sep_conv_3x3'?" in errors[0]
+    assert not out.exists() and not out.with_suffix(".dot").exists()
+
+
+def test_render_supernet_of_a_run_draws_the_run_s_architecture(scored, tmp_path, capsys):
+    """`render RUN --supernet` passes the run's arch.yaml (written with its scores.json) as what was
+    derived; a broken arch.yaml falls back to decoding the scores, with a warning."""
+    import json
+
+    from archgraph.cli import main
+    from archgraph.core.decode import sample_architecture
+    from archgraph.core.graph import save
+
+    graph, scores = scored
+    run = tmp_path / "run"
+    run.mkdir()
+    arch = sample_architecture(graph, 3)  # not the scores' argmax: as a selector's pick
+    save(graph, run / "supernet.yaml"), save(arch, run / "arch.yaml")
+    (run / "scores.json").write_text(json.dumps(scores))
+    assert main(["render", str(run), "--supernet", "-o", str(tmp_path / "super.dot")]) == 0
+    assert _dark_edges((tmp_path / "super.dot").read_text()) == {(u, v) for u, v in arch.edges if graph.has_edge(u, v)}
+    (run / "arch.yaml").write_text("format: nothing\n")
+    assert main(["render", str(run), "--supernet", "-o", str(tmp_path / "again.dot")]) == 0
+    assert "warning: " in capsys.readouterr().err
+    decoded = decode(graph, scores["ops"], scores["inputs"])
+    assert _dark_edges((tmp_path / "again.dot").read_text()) == {(u, v) for u, v in decoded.edges if graph.has_edge(u, v)}

@@ -16,7 +16,7 @@ from archgraph.core.decode import decisions, derive_by_name, sample_architecture
 from archgraph.core.graph import (
     NodeSpec, add_edge, add_node, dump, from_yaml, graph_hash, graphs_equal, inputs_of, new_graph, node_spec, to_yaml, validate,
 )
-from archgraph.core.ops import OPS, UPSAMPLERS, build_alignment, register_upsample
+from archgraph.core.ops import UPSAMPLERS, build_alignment, check_known_ops, register_upsample
 from archgraph.core.registry import get_preset
 from archgraph.errors import ConfigError, GraphError
 from archgraph.outputs import render as render_module
@@ -25,6 +25,12 @@ from helpers import assert_architecture_trains
 
 C = 4
 OPS2 = ("conv3x3", "mbconv_k3_r3")
+
+
+def validate_with_registry(g) -> None:
+    """What the compiler checks: the schema, then the registered ops and up-sampling modes."""
+    validate(g)
+    check_known_ops(g)
 
 
 def mixed_graph(fusion: str = "concat", keep: int = 1, upsample: str = "bilinear"):
@@ -55,7 +61,7 @@ def mixed_graph(fusion: str = "concat", keep: int = 1, upsample: str = "bilinear
 
 def test_a_node_may_have_fixed_inputs_and_an_input_choice():
     g = mixed_graph()
-    validate(g, OPS)
+    validate_with_registry(g)
     assert dump(g).splitlines()[5] == "d = fusion[L4 1/8 C8] {conv3x3,mbconv_k3_r3} <- c + keep 1 of a, b (concat)"
     choices = discover_choices(g)
     assert [(c.node, c.candidates, c.keep) for c in choices.inputs] == [("d", ("a", "b"), 1), ("e", ("a", "b", "c"), 1)]
@@ -77,7 +83,7 @@ def test_bad_mixed_nodes_are_refused_naming_the_fix(breaks, match):
     g = mixed_graph()
     breaks(g)
     with pytest.raises(GraphError, match=match):
-        validate(g, OPS)
+        validate_with_registry(g)
 
 
 def test_decoder_keeps_fixed_inputs_and_the_top_k_candidates_as_chosen_edges():
@@ -95,7 +101,7 @@ def test_decoder_keeps_fixed_inputs_and_the_top_k_candidates_as_chosen_edges():
     assert set(arch1.nodes) == set(g.nodes) and inputs_of(arch1, "d") == ["a", "c"] and inputs_of(arch1, "e") == ["d", "c"]
     back = from_yaml(to_yaml(arch))  # the YAML round trip keeps fusion, upsample and the chosen kind
     assert graphs_equal(arch, back) and back.edges["a", "d"]["kind"] == "chosen"
-    validate(back, OPS)
+    validate_with_registry(back)
 
 
 def test_new_attributes_round_trip_and_count_in_the_hash():
@@ -180,7 +186,7 @@ def test_a_plug_in_registers_its_own_upsampling_mode():
 
     try:
         g = mixed_graph(upsample="test_repeat")
-        validate(g, OPS)
+        validate_with_registry(g)
         assert compile_graph(g)(torch.randn(1, 3, 32, 32)).shape == (1, 2, 32, 32)
     finally:
         UPSAMPLERS.pop("test_repeat")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from rich.table import Table
 
 from archgraph.commands import add_config_args, rank_console
 from archgraph.configtools import yaml_text
-from archgraph.errors import ArchgraphError
+from archgraph.errors import ArchgraphError, GraphError
 
 console = rank_console()
 
@@ -225,15 +226,15 @@ def architecture_summary(graph, crop: tuple[int, int]) -> dict:
 def _graph_file(path: Path):
     """The graph in ``path`` (a run folder: its arch.yaml), with the ops of installed plug-ins registered."""
     from archgraph.core.graph import load, validate
-    from archgraph.core.ops import OPS, ensure_ops
+    from archgraph.core.ops import check_known_ops
 
     if path.is_dir():
         if not (path / "arch.yaml").is_file():
             raise ArchgraphError(f"{path} is a folder without arch.yaml; pass an architecture YAML or a search/training run folder")
         path = path / "arch.yaml"
     graph = load(path)
-    ensure_ops(graph)
-    validate(graph, OPS)
+    validate(graph)
+    check_known_ops(graph)
     return graph
 
 
@@ -269,23 +270,30 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    """Draw a space's supernet, a preset, a graph file or a run folder's architecture or supernet.
+
+    A space or preset built here must be one a search could run: its graph valid and every op and
+    up-sampling mode registered (a space naming a mistyped op is refused, naming the op and the
+    closest registered ones, as ``archgraph search`` refuses it). Files are drawn as they are: an
+    architecture of a plug-in that is not installed here can still be looked at. A run folder's
+    supernet is drawn with its scores and the architecture the run derived (its arch.yaml)."""
     from archgraph.core.graph import load
     from archgraph.outputs.render import render
     from archgraph.runfolder import check_output_file
 
     check_output_file(Path(args.output), "-o", "picture.svg")
-    scores = None
+    scores = derived = None
     if args.preset:
         from archgraph.core.spaces_api import build_preset
 
         if args.file is not None or args.supernet:
             raise ArchgraphError("give either FILE or --preset, not both (and no --supernet: a preset is an architecture)")
-        graph = build_preset(args.preset, space_graph(resolve_config(args)))
+        graph = _searchable(build_preset(args.preset, _searchable(space_graph(resolve_config(args)))))
         title = f"preset {args.preset} ({graph.graph.get('name')})"
     elif args.space or args.file is None:
         if args.file is not None:
             raise ArchgraphError("give either FILE or --space, not both")
-        graph = space_graph(resolve_config(args))
+        graph = _searchable(space_graph(resolve_config(args)))
         title = f"supernet {graph.graph.get('name')}"
     else:
         path = Path(args.file)
@@ -297,6 +305,11 @@ def cmd_render(args: argparse.Namespace) -> int:
                     scores = json.loads(scores_file.read_text()) if scores_file.is_file() else None
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     raise ArchgraphError(f"{scores_file} is not valid JSON; draw the supernet without scores by moving it away, or rerun the search") from None
+                if scores and (path / "arch.yaml").is_file():
+                    try:
+                        derived = load(path / "arch.yaml")  # written with scores.json: the edges the run kept, drawn dark
+                    except GraphError as exc:
+                        print(f"warning: {exc}; the supernet's dark edges are decoded from scores.json instead", file=sys.stderr)
                 title = f"supernet of {path.name}"
             else:
                 graph = load(path / "arch.yaml")
@@ -305,9 +318,20 @@ def cmd_render(args: argparse.Namespace) -> int:
             graph, title = load(path), path.stem
         else:
             raise ArchgraphError(f"{path}: no such file or folder; pass a graph YAML, a run folder, or --space NAME")
-    result = render(graph, args.output, scores=scores, title=title)  # prints the missing-Graphviz warning itself
+    result = render(graph, args.output, scores=scores, title=title, derived=derived)  # prints the missing-Graphviz warning itself
     console.print(f"wrote {result.path}" + "".join(f" and {p}" for p in result.extra))
     return 0
+
+
+def _searchable(graph):
+    """``graph`` (a space's supernet) if a search could compile it: valid, every op and up-sampling
+    mode registered; else the one-line error that search would give."""
+    from archgraph.core.graph import validate
+    from archgraph.core.ops import check_known_ops
+
+    validate(graph)
+    check_known_ops(graph)
+    return graph
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

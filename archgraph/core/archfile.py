@@ -22,10 +22,10 @@ def load_architecture(path: str | Path, check_space: bool = True) -> nx.DiGraph:
     graph = load(path)
     where = str(path)
     try:
-        from archgraph.core.ops import OPS, ensure_ops
+        from archgraph.core.ops import check_known_ops
 
-        ensure_ops(graph)  # a plug-in's (or Auto-DeepLab's) ops are registered when its module loads
-        validate(graph, OPS)
+        validate(graph)
+        check_known_ops(graph)  # loads the plug-ins first: a plug-in's (or Auto-DeepLab's) ops are registered when its module loads
         if has_choices(graph):
             raise GraphError(
                 f"{where} is a supernet (it still has choice points), not an architecture; derive one with "

@@ -49,7 +49,7 @@ from torch import nn
 from archgraph.core.choices import ArchParams, ChoicePoints, discover_choices, qualify
 from archgraph.errors import CheckpointError, GraphError
 from archgraph.core.graph import NodeSpec, execution_order, input_node, inputs_of, node_spec, split_inputs, validate
-from archgraph.core.ops import OPS, build_alignment, build_fusion, build_op, ensure_ops, get_op
+from archgraph.core.ops import build_alignment, build_fusion, build_op, check_known_ops, get_op
 from archgraph.core.liveplan import LivePlan, LivePlanner, forward_choice_order
 from archgraph.core.relaxation import ContinuousRelaxation, Relaxation, SingleOp, SumInputs
 
@@ -152,8 +152,8 @@ class CompiledNetwork(nn.Module):
     def __init__(self, graph: nx.DiGraph, relaxation: Relaxation | None = None, arch: ArchParams | None = None, arch_seed: int = 0, choice_bn_affine: bool = True):
         super().__init__()
         self.choice_bn_affine = choice_bn_affine
-        ensure_ops(graph)  # ops a space or plug-in registers in its own module exist once plug-ins load
-        validate(graph, OPS)
+        validate(graph)
+        check_known_ops(graph)  # ops a space or plug-in registers in its own module exist once plug-ins load
         self.graph = graph
         self.choices: ChoicePoints = discover_choices(graph)
         if len(self.choices):
@@ -257,7 +257,12 @@ class CompiledNetwork(nn.Module):
                 live = self.live_plan = self._live_planner.plan_for(computed)
                 steps, modules = live.steps, tuple(map(self._node_modules.__getitem__, live.indices))
             for step, module in zip(steps, modules):
-                out = module([values[i] for i in step.inputs])  # an undrawn input may be None: its mixer never reads it
+                try:
+                    out = module([values[i] for i in step.inputs])  # an undrawn input may be None: its mixer never reads it
+                except TypeError as exc:  # e.g. conv2d() given None: a mixer read an input outside the draw
+                    if computed is not None:
+                        self._check_drawn_inputs(step, values, computed, exc)
+                    raise
                 for i in step.free:
                     values[i] = None
                 values[step.output] = out
@@ -266,6 +271,23 @@ class CompiledNetwork(nn.Module):
                 relax.end_pass()
         y = values[self.plan[-1].output]
         return y[..., :h, :w] if (ph or pw) else y
+
+    def _check_drawn_inputs(self, step: Step, values: list, computed: Mapping[str, object], exc: TypeError) -> None:
+        """Raise a :class:`GraphError` naming the node, the draw and the inputs left out of it when
+        ``step`` failed with ``exc`` while some of its inputs were not computed: its mixer used an
+        input that the relaxation's ``draw_pass()`` did not draw (the mixers and the draw disagree).
+        Returns when every input was there (the TypeError is then the op's own)."""
+        missing = [i for i in step.inputs if values[i] is None]
+        if not missing:
+            return
+        names = {s.output: s.node for s in self.plan} | {0: self.input_name}
+        choice = self.choices.input_choice(step.node)
+        what = f"of its {len(choice.candidates)} candidate inputs" if choice is not None else "(the node has no input choice)"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        left_out = ", ".join(repr(names[i]) for i in missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise GraphError(f"node {step.node!r}: its input mixer used an input outside the draw: {type(self.relaxation).__name__}.draw_pass() "
+                         f"drew {computed.get(step.node)!r} {what}, so {left_out} were not computed; a mixer must "
+                         f"run exactly the candidates draw_pass() returns for the pass (TypeError: {first[:120]})") from exc
 
     @property
     def _node_modules(self) -> tuple[NodeModule, ...]:

@@ -51,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import weakref
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -162,9 +163,37 @@ def add_edge(g: nx.DiGraph, src: str, dst: str, kind: str = "fixed", score: floa
     g.add_edge(src, dst, **EdgeSpec(kind, score).to_attrs())
 
 
+# Parsed specs per graph: graph -> {node: (its attribute dict, a copy of it as parsed, the types of its
+# values, the spec)}. Keyed weakly, so a graph's entries go with it, and nothing is added to the graph
+# (its YAML, pickles and copies stay as they were).
+_SPECS: weakref.WeakKeyDictionary[nx.DiGraph, dict[str, tuple[dict[str, Any], dict[str, Any], tuple[type, ...], NodeSpec]]] = weakref.WeakKeyDictionary()
+
+
 def node_spec(g: nx.DiGraph, node_id: str) -> NodeSpec:
-    """The typed spec of ``node_id``; unknown attributes are an error (they would be silently lost)."""
-    attrs = dict(g.nodes[node_id])
+    """The typed spec of ``node_id``; unknown attributes are an error (they would be silently lost).
+
+    Parsed once per node and graph, then served from a cache while the node's attributes are what
+    they were when parsed: the same attribute dict (a node removed and added again has a new one),
+    equal values of the same types (an ``ops`` list edited in place is compared by its contents, a
+    nested ``body`` by identity). Why: the renderer, the compiler and the decoder each read every
+    node's spec many times per walk, and networkx graphs are mutable (P-DARTS rewrites a stage's
+    ``ops``, ``retarget`` a node's channels), so a cache must notice any edit, not only a rebuilt graph.
+    """
+    attrs = g.nodes[node_id]
+    per_graph = _SPECS.get(g)
+    if per_graph is None:
+        per_graph = _SPECS[g] = {}
+    hit = per_graph.get(node_id)
+    if hit is not None and hit[0] is attrs and attrs == hit[1] and tuple(map(type, attrs.values())) == hit[2]:
+        return hit[3]
+    spec = _parse_node(node_id, attrs)
+    snapshot = {k: list(v) if isinstance(v, list) else v for k, v in attrs.items()}  # lists copied: in-place edits show
+    per_graph[node_id] = (attrs, snapshot, tuple(map(type, attrs.values())), spec)
+    return spec
+
+
+def _parse_node(node_id: str, attrs: dict[str, Any]) -> NodeSpec:
+    """The :class:`NodeSpec` of one node's attribute dict, every value's type checked."""
     extra = set(attrs) - _NODE_FIELDS
     if extra:
         raise GraphError(f"node {node_id!r} has unknown attributes {sorted(extra)}; known: {sorted(_NODE_FIELDS)}")
@@ -272,16 +301,20 @@ def _is_power_of_two(x: int) -> bool:
     return x > 0 and (x & (x - 1)) == 0
 
 
-def validate(g: nx.DiGraph, known_ops: Iterable[str] | None = None) -> None:
+def validate(g: nx.DiGraph) -> None:
     """Check that ``g`` is a well-formed architecture graph; raise :class:`GraphError` otherwise.
 
     Checks: known node and edge kinds and attributes; acyclic; one input and one head; the head is
     the only sink; every node reachable from the input and reaching the head; scales are powers of two
     and every aligned edge joins scales a power of two apart; channels positive; the number of ops and
     ``keep_inputs`` fit the node's candidate edges; candidate edges only where their target has an
-    input choice, ``chosen`` edges only where it has none; ``fusion`` and ``upsample`` modes known;
-    ops and up-sampling modes exist in the registry (when ``known_ops`` is given); nested bodies
+    input choice, ``chosen`` edges only where it has none; ``fusion`` modes known; nested bodies
     validate too.
+
+    Whether the ops and up-sampling modes a graph names are *registered* is not the schema's business
+    (this module imports nothing from the op registry, which imports it):
+    :func:`archgraph.core.ops.check_known_ops` checks that, and the places that build or load a
+    network call it after this.
     """
     name = g.graph.get("name", "<unnamed>")
     where = f"graph {name!r}"
@@ -289,7 +322,6 @@ def validate(g: nx.DiGraph, known_ops: Iterable[str] | None = None) -> None:
         cycle = nx.find_cycle(g)
         raise GraphError(f"{where} has a cycle through {cycle}; architecture graphs must be acyclic")
     src, dst = input_node(g), head_node(g)
-    known = set(known_ops) if known_ops is not None else None
     for n in g.nodes:
         spec = node_spec(g, n)
         at = f"{where}, node {n!r}"
@@ -311,17 +343,8 @@ def validate(g: nx.DiGraph, known_ops: Iterable[str] | None = None) -> None:
         if spec.kind == "cell" and spec.body is None:
             raise GraphError(f"{at}: a cell needs a nested 'body' graph")
         if spec.body is not None:
-            validate(spec.body, known_ops)
-        if known is not None:
-            unknown = [o for o in spec.ops if o not in known]
-            if unknown:
-                import difflib
-
-                close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise GraphError(f"{at}: unknown ops {unknown}{hint} (registered ops are listed by `archgraph ops`; "
-                                 "an op of a plug-in is registered once the plug-in is installed)")
-        _validate_inputs(g, n, spec, preds, at, where, known is not None)
+            validate(spec.body)
+        _validate_inputs(g, n, spec, preds, at, where)
         for p in preds:
             ratio = max(spec.scale, g.nodes[p]["scale"]) / min(spec.scale, g.nodes[p]["scale"])
             if not _is_power_of_two(int(ratio)) or ratio != int(ratio):
@@ -342,8 +365,8 @@ def validate(g: nx.DiGraph, known_ops: Iterable[str] | None = None) -> None:
         raise GraphError(f"{where}: nodes {sorted(not_reaching)} do not reach the head {dst!r}")
 
 
-def _validate_inputs(g: nx.DiGraph, n: str, spec: NodeSpec, preds: list[str], at: str, where: str, check_registry: bool) -> None:
-    """Edge kinds, ``keep_inputs`` against the candidate edges, and the node's fusion and up-sampling modes."""
+def _validate_inputs(g: nx.DiGraph, n: str, spec: NodeSpec, preds: list[str], at: str, where: str) -> None:
+    """Edge kinds, ``keep_inputs`` against the candidate edges, and the node's fusion mode."""
     for p in preds:
         kind = edge_spec(g, p, n).kind
         if kind not in EDGE_KINDS:
@@ -368,12 +391,6 @@ def _validate_inputs(g: nx.DiGraph, n: str, spec: NodeSpec, preds: list[str], at
     if spec.fusion != "sum" and spec.kind not in ("stem", "fusion"):
         raise GraphError(f"{at}: fusion={spec.fusion!r} on a {spec.kind!r} node; only stem and fusion nodes combine "
                          "their inputs (a head gets the raw list, a cell hands it to its body): remove 'fusion'")
-    if check_registry:
-        from archgraph.core.ops import UPSAMPLERS  # the registry lives with the ops (ops imports this module)
-
-        if spec.upsample not in UPSAMPLERS:
-            raise GraphError(f"{at}: unknown upsample mode {spec.upsample!r}{_did_you_mean(spec.upsample, UPSAMPLERS)}; "
-                             f"registered: {', '.join(sorted(UPSAMPLERS))} (a plug-in's mode is registered once it is installed)")
 
 
 def _did_you_mean(name: str, options: Iterable[str]) -> str:

@@ -18,6 +18,7 @@ sharp, draws repeat and the sweep is skipped altogether.
 
 from __future__ import annotations
 
+import operator
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Mapping, Sequence
@@ -91,6 +92,7 @@ class LivePlanner:
         self._searchable = tuple(s.node in searchable for s in self.plan)
         self._reads = tuple(self._split(step, top.get(step.node), slot_of) for step in self.plan)
         self._keys = tuple(r.choice for r in self._reads if r.choice is not None)
+        self._sizes = {c.node: len(c.candidates) for c in top.values()}  # candidates per keyed input choice, for messages
 
     @staticmethod
     def _split(step: Any, choice: InputChoice | None, slot_of: Mapping[str, int]) -> StepReads:
@@ -104,7 +106,12 @@ class LivePlanner:
 
     def plan_for(self, computed: Mapping[str, Sequence[int]]) -> LivePlan:
         """The live plan when input choice ``node`` computes candidates ``computed[node]`` (indices
-        into its candidates); entries for nested (cell body) choices are ignored."""
+        into its candidates); entries for nested (cell body) choices are ignored. A draw that is not
+        such a mapping, or names something other than candidate indices, raises :class:`GraphError`
+        naming the node, what was drawn and what is expected, here, before any node runs."""
+        if not isinstance(computed, Mapping):
+            raise GraphError(f"the relaxation's draw_pass() returned {type(computed).__name__} {computed!r:.80}; expected a mapping "
+                             "{input-choice node: candidate indices computed} (or None: run every node)")
         key = tuple(self._key_part(node, computed) for node in self._keys)
         hit = self._cache.get(key)
         if hit is not None:
@@ -116,13 +123,21 @@ class LivePlanner:
             self._cache.popitem(last=False)
         return plan
 
-    @staticmethod
-    def _key_part(node: str, computed: Mapping[str, Sequence[int]]) -> tuple[int, ...]:
+    def _key_part(self, node: str, computed: Mapping[str, Sequence[int]]) -> tuple[int, ...]:
         try:
-            return tuple(sorted(set(computed[node])))
+            drawn = computed[node]
         except KeyError:
             raise GraphError(f"the relaxation's draw_pass() gave no computed inputs for the input choice of node {node!r}; "
                              "it must return an entry for every input choice it was handed") from None
+        try:
+            return tuple(sorted({operator.index(i) for i in drawn}))
+        except TypeError:  # None, floats, strings, or not a sequence at all
+            raise GraphError(f"node {node!r}: the relaxation's draw_pass() drew {drawn!r:.80} for its input choice; expected "
+                             f"{self._expected(node)}") from None
+
+    def _expected(self, node: str) -> str:
+        n = self._sizes[node]
+        return f"a list of 1 to {n} distinct candidate indices, integers in 0..{n - 1} (the node has {n} candidate inputs)"
 
     def _derive(self, computed: Mapping[str, tuple[int, ...]]) -> LivePlan:
         plan, reads = self.plan, [None] * len(self.plan)
@@ -135,8 +150,10 @@ class LivePlanner:
                 r = info.fixed
             else:
                 picked = computed[info.choice]  # type: ignore[index]
-                if picked and (picked[0] < 0 or picked[-1] >= len(info.candidates)):
-                    raise GraphError(f"node {plan[i].node!r}: the draw computes candidates {list(picked)} of {len(info.candidates)}")
+                if not picked or picked[0] < 0 or picked[-1] >= len(info.candidates):
+                    what = "no input" if not picked else f"candidates {list(picked)}"
+                    raise GraphError(f"node {plan[i].node!r}: the relaxation's draw_pass() chose {what} for its input choice, "
+                                     f"and the node is on a path to the head; expected {self._expected(info.choice)}")  # type: ignore[arg-type]
                 r = info.fixed + tuple(info.candidates[j] for j in picked)
             reads[i] = r
             live.update(r)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Collection, Iterable, Sequence
 
 import networkx as nx
 
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archgraph.errors import GraphError, RegistryError
-from archgraph.core.graph import NodeSpec, log2
+from archgraph.core.graph import NodeSpec, log2, node_spec
 from archgraph.core.registry import Registry
 
 OpBuilder = Callable[[NodeSpec, Sequence[NodeSpec]], nn.Module]
@@ -117,6 +117,51 @@ def ensure_ops(g: nx.DiGraph) -> None:
         from archgraph.core.registry import load_plugins
 
         load_plugins()
+
+
+def check_known_ops(g: nx.DiGraph) -> None:
+    """Every op and up-sampling mode ``g`` names (cell bodies included) is registered, the plug-ins'
+    loaded first (:func:`ensure_ops`); else a :class:`GraphError` naming the node, the name and the
+    closest registered one.
+
+    Why not in :func:`archgraph.core.graph.validate`: the schema knows no registry (core/graph.py
+    imports nothing from this module, which imports it), so the places that build networks or load
+    architectures (the compiler, ``load_architecture``, the render and inspect commands, the spaces'
+    presets) call ``validate(g)`` and then this."""
+    ensure_ops(g)
+    _check_registered(g)
+
+
+def _check_registered(g: nx.DiGraph) -> None:
+    where = f"graph {g.graph.get('name', '<unnamed>')!r}"
+    for n in g.nodes:
+        spec = node_spec(g, n)
+        unknown = [o for o in spec.ops if o not in OPS]
+        if unknown:
+            raise GraphError(f"{where}, node {n!r}: unknown ops {unknown}{unknown_op_hint(unknown[0])} (registered ops are listed by "
+                             "`archgraph ops`; an op of a plug-in is registered once the plug-in is installed)")
+        if spec.kind != "input" and spec.upsample not in UPSAMPLERS:
+            raise GraphError(f"{where}, node {n!r}: unknown upsample mode {spec.upsample!r}{unknown_op_hint(spec.upsample, UPSAMPLERS)}; "
+                             f"registered: {', '.join(sorted(UPSAMPLERS))} (a plug-in's mode is registered once it is installed)")
+        if spec.body is not None:
+            _check_registered(spec.body)
+
+
+def known_ops() -> Collection[str]:
+    """The registered op names, the plug-ins' included (loaded once per process): what a space's
+    ``ops`` parameter may name (:func:`archgraph.configtools.name_list`)."""
+    from archgraph.core.registry import load_plugins
+
+    load_plugins()
+    return OPS.keys()
+
+
+def known_upsample_modes() -> Collection[str]:
+    """The registered up-sampling modes, the plug-ins' included (loaded once per process)."""
+    from archgraph.core.registry import load_plugins
+
+    load_plugins()
+    return UPSAMPLERS.keys()
 
 
 def build_op(name: str, node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:

@@ -10,15 +10,18 @@ no layout search.
 
 - A **supernet** (a graph with choice points) is drawn with every candidate edge; given ``scores``
   (``{"ops": ..., "inputs": ...}`` as in ``scores.json``) the edge width and opacity follow the
-  edge's probability softmax(beta), the edges the decoder would keep are drawn dark and *on top* of
-  the faint ones, and each node shows its most probable op with its probability.
+  edge's probability softmax(beta), the edges of the architecture derived from those scores are
+  drawn dark and *on top* of the faint ones, and each node shows its most probable op with its
+  probability. The caller passes that architecture (``derived=``: what its strategy derived, as a
+  search's arch.yaml); a caller holding only scores gets them decoded here (:func:`to_dot`).
 - A **derived architecture** shows the chosen op on every node and the kept edges, their width
   following the ``score`` the decoder recorded.
 - A ``cell`` node's nested body is drawn as a panel of its own below the grid (left to right, each
   node as late as its successors allow); cells whose bodies are alike (a repeated cell, as
   Auto-DeepLab's shared cell) get one panel, not one each.
 - A graph whose space names its own decoder (``graph.graph["decoder"]``, e.g. Auto-DeepLab's Viterbi
-  path) has the edges *that* decoder keeps drawn dark: the chosen trellis path.
+  path) has the edges *that* decoder keeps drawn dark: the chosen trellis path (decoded here only
+  when the caller passes no ``derived``).
 - :func:`render` also writes the cell on its own, ``<name>_cell.<fmt>`` next to the picture, when the
   graph has cells (:func:`render_cell`: the body of the first cell, scored edges and ops included).
 
@@ -112,11 +115,37 @@ def _box_size(lines: list[str], size: float = NODE_FONT) -> tuple[float, float]:
     return (max(text_width(t, size) for t in lines) + 14.0, len(lines) * size * 1.25 + 8.0)
 
 
-def _edge_probabilities(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> tuple[dict[tuple[str, str], float], set[tuple[str, str]], dict[str, tuple[str, float]], nx.DiGraph | None]:
-    """(edge -> softmax(beta) entry, edges the decoder keeps, node -> (best op, its probability), the
-    decoded graph or ``None``)."""
+def architecture_for(graph: nx.DiGraph, scores: Mapping[str, Any] | None, derived: nx.DiGraph | None = None) -> nx.DiGraph | None:
+    """The architecture a picture of ``graph`` with ``scores`` draws dark: ``derived`` when the caller
+    passes it, else the graph's decoder (the space's own rule if it names one; else top-k + BFS) run
+    on ``scores`` here; ``None`` without scores, or when partial scores do not decode (then nothing is
+    emphasised).
+
+    Why a fallback at all: the callers that hold a derived graph pass it (a search's arch.yaml, the
+    render command's run folders), but some hold only scores: the report's epoch frames have the
+    scores of ``history.jsonl``, and a user drawing a ``scores.json`` in a notebook has no graph.
+    Resolve it once with this function when drawing one graph several times (:func:`render` does, for
+    the grid and its cell picture)."""
+    _check_derived(scores, derived)
+    if derived is not None or not scores:
+        return derived
+    from archgraph.core.decode import decode
+
+    try:
+        return decode(graph, scores.get("ops", {}), scores.get("inputs", {}))
+    except (ArchgraphError, KeyError):
+        return None  # partial scores: draw what they say, emphasise nothing
+
+
+def _check_derived(scores: Mapping[str, Any] | None, derived: nx.DiGraph | None) -> None:
+    if derived is not None and not scores:
+        raise ArchgraphError("derived= is the architecture derived from scores=, whose probabilities the edges are drawn by: pass both or neither")
+
+
+def _edge_probabilities(graph: nx.DiGraph, scores: Mapping[str, Any] | None, derived: nx.DiGraph | None) -> tuple[dict[tuple[str, str], float], set[tuple[str, str]], dict[str, tuple[str, float]]]:
+    """(edge -> softmax(beta) entry, the edges of ``derived`` among them, node -> (best op, its probability))."""
     if not scores:
-        return {}, set(), {}, None
+        return {}, set(), {}
     choices = discover_choices(graph)
     ops, inputs = scores.get("ops", {}), scores.get("inputs", {})
     probs: dict[tuple[str, str], float] = {}
@@ -130,15 +159,9 @@ def _edge_probabilities(graph: nx.DiGraph, scores: Mapping[str, Any] | None) -> 
             values = ops[c.label]
             i = max(range(len(values)), key=lambda j: values[j])
             best[c.node] = (c.candidates[i], float(values[i]))
-    # Draw exactly what decoding keeps (the space's own rule if it has one; else top-k + BFS, so
-    # inputs of nodes that do not reach the head stay light).
-    from archgraph.core.decode import decode
-
-    try:
-        derived = decode(graph, ops, inputs)
-    except (ArchgraphError, KeyError):
-        return probs, set(), best, None  # partial scores: draw what they say, emphasise nothing
-    return probs, {(u, v) for u, v in derived.edges if (u, v) in probs}, best, derived
+    # Dark: exactly the architecture's edges (inputs of nodes that do not reach the head stay light).
+    kept = set() if derived is None else {(u, v) for u, v in derived.edges if (u, v) in probs}
+    return probs, kept, best
 
 
 def _node_lines(graph: nx.DiGraph, n: str, best: Mapping[str, tuple[str, float]]) -> list[str]:
@@ -296,15 +319,16 @@ def _column_name(graph: nx.DiGraph, key: float, members: list[str]) -> str | Non
     return f"layer {int(key)}"
 
 
-def _grid_layout(graph: nx.DiGraph, scores: Mapping[str, Any] | None, frame: GridFrame | None = None):
-    """The grid's layout and what drawing it needs: (layout, cells, node lines, edge styles, decoded graph, shows)."""
-    probs, kept, best, derived = _edge_probabilities(graph, scores)
+def _grid_layout(graph: nx.DiGraph, scores: Mapping[str, Any] | None, frame: GridFrame | None = None, derived: nx.DiGraph | None = None):
+    """The grid's layout and what drawing it needs: (layout, cells, node lines, edge styles, shows);
+    ``derived``: the architecture drawn dark (:func:`architecture_for`)."""
+    probs, kept, best = _edge_probabilities(graph, scores, derived)
     styles, shows = _edge_styles(graph, probs, kept, derived)
     cells = _grid_cells(graph)
     lines = {n: _node_lines(graph, n, best) for n in cells}
     widths = {e: float(attrs["penwidth"]) for e, (_, attrs) in styles.items()}
     layout = grid_layout(cells, {n: _box_size(lines[n]) for n in cells}, graph.edges, GRID, widths, frame)
-    return layout, cells, lines, styles, derived, shows
+    return layout, cells, lines, styles, shows
 
 
 def grid_frame(graphs: Collection[nx.DiGraph], supernet: nx.DiGraph | None = None) -> GridFrame:
@@ -331,11 +355,11 @@ def grid_frame(graphs: Collection[nx.DiGraph], supernet: nx.DiGraph | None = Non
 
 
 def _grid_scene(graph: nx.DiGraph, scores: Mapping[str, Any] | None, highlight: Collection[str] = (),
-                frame: GridFrame | None = None) -> tuple[_Scene, nx.DiGraph | None, str]:
-    """The grid: nodes, edges, axes. Also returns the decoded graph (if any) and what the edges show.
-    Nodes in ``highlight`` are outlined red (the report's epoch frames: a decision changed there);
-    ``frame``: a shared geometry (:func:`grid_frame`)."""
-    layout, cells, lines, styles, derived, shows = _grid_layout(graph, scores, frame)
+                frame: GridFrame | None = None, derived: nx.DiGraph | None = None) -> tuple[_Scene, str]:
+    """The grid: nodes, edges, axes. Also returns what the edges show. Nodes in ``highlight`` are
+    outlined red (the report's epoch frames: a decision changed there); ``frame``: a shared geometry
+    (:func:`grid_frame`); ``derived``: the architecture drawn dark (:func:`architecture_for`)."""
+    layout, cells, lines, styles, shows = _grid_layout(graph, scores, frame, derived)
     scene = _Scene()
     for n in cells:
         outline = {"color": HIGHLIGHT_COLOUR, "penwidth": "2.5"} if n in highlight else {}
@@ -343,7 +367,7 @@ def _grid_scene(graph: nx.DiGraph, scores: Mapping[str, Any] | None, highlight: 
     for (u, v), (cls, attrs) in styles.items():
         scene.edge(u, v, layout.routes[(u, v)], cls, **attrs)
     _axes(scene, graph, layout)
-    return scene, derived, shows
+    return scene, shows
 
 
 def _edge_styles(graph: nx.DiGraph, probs: Mapping[tuple[str, str], float], kept: set[tuple[str, str]],
@@ -568,21 +592,25 @@ def _legend(scene: _Scene, graph: nx.DiGraph, shows: str, top: float) -> None:
 
 
 def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None, highlight: Collection[str] = (),
-           frame: GridFrame | None = None) -> str:
+           frame: GridFrame | None = None, derived: nx.DiGraph | None = None) -> str:
     """The DOT source of ``graph`` (see the module docstring for what is drawn how); ``neato -n2`` draws it.
-    ``highlight``: top-level nodes to outline red; ``frame``: a geometry shared with other pictures (:func:`grid_frame`)."""
-    scene, derived, shows = _grid_scene(graph, scores, frozenset(highlight), frame)
+    ``highlight``: top-level nodes to outline red; ``frame``: a geometry shared with other pictures (:func:`grid_frame`);
+    ``derived``: the architecture the caller derived from ``scores`` (drawn dark; decoded from the
+    scores when not given, see :func:`architecture_for` for why that fallback exists)."""
+    derived = architecture_for(graph, scores, derived)
+    scene, shows = _grid_scene(graph, scores, frozenset(highlight), frame, derived)
     if first_cell(graph) is not None:
         _body_panels(scene, graph, scores, derived, scene.bottom() + 30.0)
     _legend(scene, graph, shows, scene.bottom() + 24.0)
     return scene.source(title or str(graph.graph.get("name", "")))
 
 
-def cell_to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None) -> str:
+def cell_to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None,
+                derived: nx.DiGraph | None = None) -> str:
     """The body of ``graph``'s first cell as a picture of its own (left to right by block, laid out by ``dot``).
 
     With scores, each op-choice node shows its best op and probability and, for a graph that names a
-    decoder, the edges and ops the decoded cell keeps are drawn dark.
+    decoder, the edges and ops the derived cell keeps are drawn dark (``derived`` as in :func:`to_dot`).
     """
     import graphviz
 
@@ -590,9 +618,10 @@ def cell_to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, titl
     if cell is None:
         raise ArchgraphError(f"graph {graph.graph.get('name')!r} has no cell with a nested body to draw")
     body = node_spec(graph, cell).body
+    _check_derived(scores, derived)
     kept: set[str] | None = None
     if scores and graph.graph.get("decoder"):
-        kept = _kept_body_nodes(_edge_probabilities(graph, scores)[3], cell)
+        kept = _kept_body_nodes(architecture_for(graph, scores, derived), cell)
     looks = _body_looks(body, (scores or {}).get("ops", {}), kept)
     dot = graphviz.Digraph(name="cell", engine="dot")
     dot.attr("graph", rankdir="LR", fontname=FONT, labelloc="t", fontsize="16",
@@ -607,34 +636,38 @@ def cell_to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, titl
     return dot.source
 
 
-def render_cell(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None) -> RenderResult:
+def render_cell(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None,
+                derived: nx.DiGraph | None = None) -> RenderResult:
     """Draw the first cell's body of ``graph`` to ``output`` (format from its suffix)."""
-    return _write(cell_to_dot(graph, scores, title), Path(output), "dot")
+    return _write(cell_to_dot(graph, scores, title, derived), Path(output), "dot")
 
 
 def render(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None,
-           frame: GridFrame | None = None) -> RenderResult:
+           frame: GridFrame | None = None, derived: nx.DiGraph | None = None) -> RenderResult:
     """Draw ``graph`` to ``output`` (format from its suffix); never raises for a missing Graphviz.
 
     A graph with cells also gets its cell drawn on its own, ``<stem>_cell<suffix>`` (``extra``).
     ``frame`` (:func:`grid_frame`): the full grid shared with other pictures, every node in its place.
+    ``derived``: the architecture the caller derived from ``scores``, drawn dark (decoded once here,
+    for the grid and the cell, when not given: :func:`architecture_for`).
     """
     output = Path(output)
     _check_format(output)
-    source = to_dot(graph, scores, title, frame=frame)
+    derived = architecture_for(graph, scores, derived)
+    source = to_dot(graph, scores, title, frame=frame, derived=derived)
     result = _write(source, output, "neato")
     if first_cell(graph) is None:
         return result
     cell_out = output.with_name(f"{output.stem}_cell{output.suffix}")
-    cell = _write(cell_to_dot(graph, scores, f"cell of {title or graph.graph.get('name', '')}"), cell_out, "dot")
+    cell = _write(cell_to_dot(graph, scores, f"cell of {title or graph.graph.get('name', '')}", derived), cell_out, "dot")
     return RenderResult(result.path, None, (cell.path,), result.drawn)
 
 
 def picture(graph: nx.DiGraph, fmt: str = "svg", scores: Mapping[str, Any] | None = None, title: str | None = None,
-            highlight: Collection[str] = ()) -> bytes | None:
+            highlight: Collection[str] = (), derived: nx.DiGraph | None = None) -> bytes | None:
     """``graph`` drawn as ``fmt`` bytes, in memory (no file); ``None`` (and the warning, once) when
-    Graphviz is missing or fails. ``highlight``: top-level nodes to outline red."""
-    return _pipe(to_dot(graph, scores, title, highlight), "neato", fmt, f"this {fmt} picture")
+    Graphviz is missing or fails. ``highlight``: top-level nodes to outline red; ``derived`` as in :func:`to_dot`."""
+    return _pipe(to_dot(graph, scores, title, highlight, derived=derived), "neato", fmt, f"this {fmt} picture")
 
 
 def _check_format(output: Path) -> str:
