@@ -42,6 +42,7 @@ from archgraph.data import IGNORE_INDEX
 from archgraph.errors import NonFiniteLoss
 from archgraph.core.decode import decode
 from archgraph.core.relaxation import ContinuousRelaxation, Relaxation
+from archgraph.core.strategy_checks import CheckSettings  # noqa: F401 - strategies declare theirs from here
 
 if TYPE_CHECKING:  # the cost model is imported when a budget is set (search.cost_limit)
     from archgraph.core.costbudget import CostBudget
@@ -73,15 +74,9 @@ class Strategy:
     # constraint (candidates over the limit rejected before scoring: SPOS, rsws)
     budget_rule: ClassVar[str] = "hinge"
 
-    # What the checks may rely on (archgraph.testing, `archgraph check-strategy`):
-    # evaluation mode outside subnet mode computes the derived network (the check then compares them)
-    eval_is_derived: ClassVar[bool] = False
-    # strategy options on top of the defaults for the checks' tiny runs (e.g. a small evolution)
-    check_options: ClassVar[Mapping[str, Any]] = {}
-    # further options for the planted-signal run (a 4-channel graph, 3 epochs; archgraph.testing)
-    planted_options: ClassVar[Mapping[str, Any]] = {}
-    # steps per epoch of the planted-signal run (None: archgraph.testing.PLANTED_STEPS)
-    planted_steps: ClassVar[int | None] = None
+    # How the checks run this strategy (archgraph.testing, `archgraph check-strategy`): the checker's
+    # settings in one place, not part of the search's interface
+    checks: ClassVar[CheckSettings] = CheckSettings()
 
     def __init__(self, graph: nx.DiGraph, params: Any, search: SearchConfig, seed: int = 0):
         self.space_graph = graph  # the space as built from the config

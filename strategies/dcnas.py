@@ -36,7 +36,7 @@ from archgraph.configtools import CheckedParams, bounded, one_of
 from archgraph.errors import ConfigError
 from archgraph.core.registry import register_strategy
 from archgraph.core.relaxation import Mixer, Relaxation, host_copies, sum_branches
-from archgraph.strategies.base import Strategy, StrategyParams
+from archgraph.strategies.base import CheckSettings, Strategy, StrategyParams
 
 
 PATHS_WHY = (
@@ -220,7 +220,7 @@ class DCNAS(Strategy):
     # The planted graph has 3 inputs and 4 channels: n = 2 draws a subset (4 would draw all three);
     # r = 1/2, because at 1/4 one channel goes through the ops while three carry the label past
     # them, so no op is planted any more (measured: the right op in 2 of 5 seeds).
-    planted_options = {"paths": 2, "channel_ratio": 0.5}
+    checks = CheckSettings(planted_options={"paths": 2, "channel_ratio": 0.5})
 
     def make_relaxation(self) -> DCNASRelaxation:
         return DCNASRelaxation(self.params, self.seed)

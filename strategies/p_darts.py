@@ -50,7 +50,7 @@ from archgraph.core.ops import OPS, get_op
 from archgraph.core.registry import register_strategy
 from archgraph.core.relaxation import Mixer, Relaxation, SoftmaxInputMix
 from archgraph.core.spaces_api import build_space
-from archgraph.strategies.base import Scores, Strategy
+from archgraph.strategies.base import CheckSettings, Scores, Strategy
 from archgraph.strategies.darts_family import PaperArchParams, check_arch_params, paper_adam, warmup_from_fraction, warn_unread_shared_keys
 
 Candidates = dict[str, list[str]]  # node id -> candidate ops of its op choice (one op = fixed)
@@ -217,8 +217,8 @@ class PDARTS(Strategy):
     """P-DARTS: stages of a deepening supernet, shrinking op sets, parameter-free op regularisation."""
 
     name = "p_darts"
-    check_options = {"stages": 2, "drop": [2], "dropout": [0.0, 0.4]}  # the checks' tiny runs: two stages (a stage change, resumed)
-    planted_options = {"stages": 1, "drop": [], "dropout": [0.0]}  # one stage on the planted graph (tests/test_p_darts.py tests the stages)
+    # the checks' tiny runs: two stages (a stage change, resumed); one stage on the planted graph (tests/test_p_darts.py tests the stages)
+    checks = CheckSettings(options={"stages": 2, "drop": [2], "dropout": [0.0, 0.4]}, planted_options={"stages": 1, "drop": [], "dropout": [0.0]})
 
     def __init__(self, graph: nx.DiGraph, params: PDARTSParams, search, seed: int = 0):
         self._check(params)

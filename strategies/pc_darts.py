@@ -36,7 +36,7 @@ from archgraph.configtools import bounded
 from archgraph.errors import ConfigError
 from archgraph.core.registry import register_strategy
 from archgraph.core.relaxation import Mixer, Relaxation, SoftmaxInputMix
-from archgraph.strategies.base import Scores, Strategy
+from archgraph.strategies.base import CheckSettings, Scores, Strategy
 from archgraph.strategies.darts_family import PaperArchParams, check_arch_params, family_warmup, paper_adam, warn_unread_shared_keys
 
 
@@ -107,7 +107,7 @@ class PCDARTS(Strategy):
     """PC-DARTS: 1/k partial channels + channel shuffle, edge normalisation (Xu et al. 2020)."""
 
     name = "pc_darts"
-    planted_options = {"k": 2}  # 1/2 of the 4 channels through the ops, as dcnas (at 1/4 the label bypasses them)
+    checks = CheckSettings(planted_options={"k": 2})  # 1/2 of the 4 channels through the ops, as dcnas (at 1/4 the label bypasses them)
 
     def __init__(self, graph, params: PCDARTSParams, search, seed: int = 0):
         if params.k < 1:

@@ -52,7 +52,7 @@ from archgraph.core.compile import CompiledNetwork
 from archgraph.errors import ConfigError
 from archgraph.core.registry import register_strategy
 from archgraph.core.relaxation import Mixer, Relaxation, host_copies, sum_branches
-from archgraph.strategies.base import Strategy, StrategyParams, warn_unread_search_keys
+from archgraph.strategies.base import CheckSettings, Strategy, StrategyParams, warn_unread_search_keys
 from archgraph.strategies.evolution import COST_METRICS, ArchCost
 
 MODES = ("two", "full")
@@ -311,12 +311,11 @@ class ProxylessNAS(Strategy):
 
     name = "proxylessnas"
     default_affine_bn = True  # the official supernet's candidate blocks use nn.BatchNorm2d (affine)
-    eval_is_derived = True  # evaluation mode runs the argmax op and the top-k inputs
+    # evaluation mode runs the argmax op and the top-k inputs; the planted run takes an arch step every step
+    checks = CheckSettings(eval_is_derived=True, planted_options={"arch_every": 1}, planted_steps=32)
     budget_rule = "hardware_loss"  # search.cost_limit is the target of its own hardware loss
     # The planted run: one architecture step per weight step (the default is one per 5), and twice
     # the steps: an architecture step trains two sampled candidates, a weight step one path (input 3/5 at 16).
-    planted_options = {"arch_every": 1}
-    planted_steps = 32
 
     def __init__(self, graph: nx.DiGraph, params: ProxylessParams, search, seed: int = 0):
         if params.mode not in MODES:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from archgraph.configtools import bounded
 from archgraph.core.registry import register_strategy
-from archgraph.strategies.base import StrategyParams
+from archgraph.strategies.base import CheckSettings, StrategyParams
 from archgraph.strategies.spos import SPOS, InputIdx, OpIdx, SPOSParams
 
 
@@ -41,9 +41,8 @@ class RSWS(SPOS):
     """Random search with weight sharing: uniform single-path training, then the best of N random (Li & Talwalkar 2019)."""
 
     name = "rsws"
-    check_options = {"candidates": 4}
-    planted_options = {"candidates": 9}  # the planted graph holds 3 x 3 architectures: score every one
-    planted_steps = 32  # as SPOS: a weight step trains one of the 9 architectures
+    # the planted graph holds 3 x 3 architectures: score every one; as SPOS, a weight step trains one of the 9
+    checks = CheckSettings(options={"candidates": 4}, planted_options={"candidates": 9}, planted_steps=32)
 
     def __init__(self, graph, params: RSWSParams, search, seed: int = 0):
         self.rsws_params = params

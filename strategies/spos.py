@@ -43,7 +43,7 @@ from archgraph.errors import ConfigError
 from archgraph.io import append_jsonl, atomic_write_text
 from archgraph.core.registry import register_strategy
 from archgraph.core.relaxation import Mixer, Relaxation, sum_branches
-from archgraph.strategies.base import Scores, Strategy, StrategyParams
+from archgraph.strategies.base import CheckSettings, Scores, Strategy, StrategyParams
 from archgraph.strategies.evolution import ArchCost, Candidate, EvolutionConfig, EvolutionState, Gene, evolve
 
 OpIdx = dict[str, int]
@@ -158,8 +158,9 @@ class SPOS(Strategy):
     name = "spos"
     budget_rule = "constraint"  # search.cost_limit: candidates over it are never scored
     # The checks' tiny runs: a small evolution (the official 50 x 20 would score up to 1,050 candidates).
-    check_options = {"population": 4, "generations": 2, "select": 2, "mutation": 2, "crossover": 2, "recalib_batches": 2}
-    planted_steps = 32  # 3 x 3 architectures in the planted graph; a weight step trains one of them, so twice the steps
+    # a small evolution for the checks; 3 x 3 architectures in the planted graph and a weight step trains one of them: twice the steps
+    checks = CheckSettings(options={"population": 4, "generations": 2, "select": 2, "mutation": 2, "crossover": 2, "recalib_batches": 2},
+                           planted_steps=32)
     #: The evolution's progress bar (candidates scored of at most ``EvolutionConfig.max_scored()``,
     #: generation, best fitness so far): True draws it, False never; None (the default) draws it only
     #: when stderr is a terminal and this is rank 0. The search loop sets it from its ``progress`` switch.

@@ -22,6 +22,7 @@ from archgraph.core.spaces_api import build_space
 from archgraph.engine import budget as B
 from archgraph.engine.search import run_search
 from archgraph.engine.spend import SpendMeter
+from archgraph.testing import check_settings
 
 TINY = ["data.crop=[32,32]", "data.batch_size=2", "data.num_samples=16", "data.val_limit=2", "space.layers=2", "space.base_channels=4",
         "search.epochs=4", "search.warmup_epochs=1", "search.steps_per_epoch=2", "search.bn_recalib_batches=1", "search.eval_every=0"]
@@ -35,7 +36,7 @@ def _options(name: str) -> list[str]:
     """The strategy's check options (its tiny end-of-search work) as --set items, P-DARTS's stages left at the paper's 3."""
     if name in SMALL_END:
         return SMALL_END[name]
-    opts = dict(getattr(get_strategy(name).cls, "check_options", {}) or {})
+    opts = dict(check_settings(get_strategy(name).cls).options)
     if name == "p_darts":
         opts = {}
     return [f"strategy.{k}={json.dumps(v)}" for k, v in opts.items()]

@@ -43,7 +43,7 @@ from archgraph.testing import (  # the graph, the data and the miniature search 
 
 SEEDS = range(5)
 REQUIRED = 4  # found in at least 4 of the 5 seeds with the signal, in fewer without it
-# Each strategy's planted run: its check_options and planted_options (reasons beside them in its module)
+# Each strategy's planted run: its checks.options and checks.planted_options (reasons beside them in its module)
 SETUPS = {name: planted_setup(get_strategy(name)) for name in ("darts", "dcnas", "pc_darts", "p_darts", "proxylessnas", "spos")}
 
 

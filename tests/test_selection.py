@@ -21,7 +21,7 @@ from archgraph.engine.search import run_search
 from archgraph.engine.selection import auto_k, get_selector, select_after_search, select_with_scorer, selector_names
 from archgraph.engine.smiou import build_search_data
 from archgraph.errors import ConfigError
-from archgraph.testing import PLANTED_INPUT, PLANTED_OP, PLANTED_OPS, build_planted, run_planted
+from archgraph.testing import PLANTED_INPUT, PLANTED_OP, PLANTED_OPS, build_planted, check_settings, run_planted
 
 TINY = ["data.name=synthetic", "data.crop=[32,32]", "data.batch_size=2", "data.val_limit=2", "space.layers=2", "space.base_channels=4",
         "search.bn_recalib_batches=1", "search.epochs=1", "search.warmup_epochs=0"]
@@ -61,7 +61,7 @@ def planted_data():
 
 def _supernet(name: str, cfg, classes: int, layers: int = 1):
     info = get_strategy(name)
-    params = dataclass_from_dict(info.params, dict(getattr(info.cls, "check_options", {})), "strategy")
+    params = dataclass_from_dict(info.params, dict(check_settings(info.cls).options), "strategy")
     strategy = info.cls(build_space("dcss", {"layers": layers, "base_channels": 4, "num_classes": classes}), params, cfg.search, 0)
     strategy.begin_stage(0, None)
     return strategy, strategy.build_supernet()

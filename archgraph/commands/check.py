@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check-strategy",
         help="check a registered strategy on tiny sizes: subnet mode == derived network, gradients, evaluation, exact resume, a planted signal",
         description="Runs the checks of archgraph.testing on strategy NAME and space --space, at tiny sizes (the space's "
-                    "layers=2, base_channels=4 where it has them; the strategy's check_options). One line per check: PASS, "
+                    "layers=2, base_channels=4 where it has them; the strategy's checks.options). One line per check: PASS, "
                     "FAIL or SKIP with the reason. Exit status 1 when a check fails. See docs/plugins.md for the contract.",
     )
     p.add_argument("name", help="the strategy (see `archgraph strategies`)")

@@ -19,7 +19,7 @@ contract (docs/plugins.md) each one holds the strategy to:
   when more than half of the choices whose candidates ran get gradients over
   :data:`~archgraph.testing.checks.GRADIENT_RATIO` times smaller, the check fails (a hard straight-through gate whose path is
   the only input of the next BatchNorm: BN cancels the gate's scale; :mod:`archgraph.core.straight_through`).
-- ``evaluation``: where the strategy claims it (``eval_is_derived = True``), evaluation mode outside
+- ``evaluation``: where the strategy claims it (``checks = CheckSettings(eval_is_derived=True)``), evaluation mode outside
   subnet mode computes the derived network, deterministically.
 - ``resume``: a short search (:func:`archgraph.engine.search.run_search`, a checkpoint after every
   step) killed mid-epoch and resumed ends bit-identical to an uninterrupted one: arch.yaml,
@@ -31,8 +31,8 @@ contract (docs/plugins.md) each one holds the strategy to:
   ``search_step`` and ``on_search_end``. tests/test_planted_signal.py runs the same graph over five
   seeds with negative controls.
 
-The checks run with the strategy's defaults, its ``check_options`` (and ``planted_options``,
-``planted_steps`` for the planted run) and whatever ``options`` the caller adds; the space with
+The checks run with the strategy's defaults, its ``checks.options`` (and ``checks.planted_options``,
+``checks.planted_steps`` for the planted run) and whatever ``options`` the caller adds; the space with
 ``layers=2, base_channels=4`` where it has such hyper-parameters, updated by ``space_params``.
 
 One module per job, so that a reader (or a plug-in author whose strategy fails a check) finds the
@@ -45,7 +45,9 @@ check's code without the rest:
 - :mod:`~archgraph.testing.resume`: the resume check, which runs whole searches and kills one;
 - :mod:`~archgraph.testing.planted`: the planted graph, its batches and its miniature search loop
   (also tests/test_planted_signal.py's and tests/test_selection.py's);
-- :mod:`~archgraph.testing.report`: :class:`CheckResult` and :class:`CheckReport`.
+- :mod:`~archgraph.testing.report`: :class:`CheckResult` and :class:`CheckReport`;
+- :mod:`~archgraph.testing.settings`: how the checks run a strategy (its ``checks``, a
+  :class:`~archgraph.core.strategy_checks.CheckSettings`).
 
 Everything a caller needs is importable from here, as it was from the single module this package
 replaced.
@@ -60,6 +62,7 @@ from archgraph.testing.planted import (
 )
 from archgraph.testing.report import CheckReport, CheckResult
 from archgraph.testing.resume import RESUME_BUDGETS, RESUME_RUN
+from archgraph.testing.settings import check_settings
 
 # Every public name of the single module archgraph/testing.py was, so that each import of it keeps working.
 __all__ = [
@@ -68,5 +71,5 @@ __all__ = [
     # constants and helpers
     "ATOL", "BATCH_SIZE", "CHANNELS", "CROP", "EXERCISE_EPOCHS", "EXERCISE_STEPS", "FITNESS_MARGIN", "GRADIENT_RATIO", "GRADIENT_REFERENCE",
     "GRADIENT_VANISHED_SHARE", "MARGIN", "PLANTED_BATCH", "PLANTED_EPOCHS", "PLANTED_HW", "PLANTED_INPUT", "PLANTED_OP", "PLANTED_OPS", "PLANTED_STEPS",
-    "RESUME_BUDGETS", "RESUME_RUN", "SOURCES", "TINY_SPACE", "node_module", "planted_margins", "tiny_space_params",
+    "RESUME_BUDGETS", "RESUME_RUN", "SOURCES", "TINY_SPACE", "check_settings", "node_module", "planted_margins", "tiny_space_params",
 ]

@@ -29,6 +29,7 @@ from archgraph.testing.harness import EXERCISE_EPOCHS, EXERCISE_STEPS, Exercised
 from archgraph.testing.planted import FITNESS_MARGIN, MARGIN, build_planted, hits, planted_margins, planted_setup, run_planted
 from archgraph.testing.report import CheckFailed, CheckReport, CheckResult
 from archgraph.testing.resume import check_resume
+from archgraph.testing.settings import check_settings
 
 __all__ = ["ATOL", "CHECKS", "GRADIENT_RATIO", "GRADIENT_REFERENCE", "GRADIENT_VANISHED_SHARE", "check_strategy"]
 
@@ -63,7 +64,7 @@ def check_strategy(
     info = get_strategy(name)
     space_params = tiny_space_params(space, space_params)
     given = dict(options or {})
-    options = {**dict(getattr(info.cls, "check_options", {}) or {}), **given}
+    options = {**dict(check_settings(info.cls).options), **given}
     graph = build_space(space, space_params)
     dataclass_from_dict(info.params, dict(options), "strategy")  # a wrong option fails here, not in every check
     check_support(info, graph)
@@ -340,7 +341,7 @@ def _check_gradients(run: Exercised, reference: Callable[[], Exercised | None] |
 
 def _check_evaluation(run: Exercised) -> tuple[str, str]:
     strategy, net, x = run.strategy, run.net, run.x
-    if not getattr(type(strategy), "eval_is_derived", False):
+    if not check_settings(type(strategy)).eval_is_derived:
         return "SKIP", "the strategy does not claim that evaluation mode computes the derived network (eval_is_derived is False); S-mIoU uses subnet mode"
     decoder = get_decoder(strategy.graph)
     if decoder is not None and decoder.decisions is not None:

@@ -26,6 +26,7 @@ from archgraph.config import SearchConfig
 from archgraph.core.graph import NodeSpec, add_edge, add_node, new_graph
 from archgraph.core.registry import StrategyInfo, get_strategy
 from archgraph.engine.driver import StrategyDriver
+from archgraph.testing.settings import check_settings
 
 __all__ = [
     "CHANNELS", "FITNESS_MARGIN", "MARGIN", "PLANTED_BATCH", "PLANTED_EPOCHS", "PLANTED_HW", "PLANTED_INPUT", "PLANTED_OP", "PLANTED_OPS",
@@ -77,8 +78,9 @@ def planted_setup(info: StrategyInfo, options: Mapping[str, Any] | None = None) 
     """A strategy's planted run: its ``check_options`` and ``planted_options`` (then ``options``),
     and its ``planted_steps`` per epoch."""
     cls = info.cls
-    merged = {**dict(getattr(cls, "check_options", {}) or {}), **dict(getattr(cls, "planted_options", {}) or {}), **dict(options or {})}
-    return PlantedSetup({k: list(v) if isinstance(v, list) else v for k, v in merged.items()}, getattr(cls, "planted_steps", None) or PLANTED_STEPS)
+    settings = check_settings(cls)
+    merged = {**dict(settings.options), **dict(settings.planted_options), **dict(options or {})}
+    return PlantedSetup({k: list(v) if isinstance(v, list) else v for k, v in merged.items()}, settings.planted_steps or PLANTED_STEPS)
 
 
 def build_planted(name: str, seed: int, options: Mapping[str, Any] | None = None):
@@ -162,7 +164,7 @@ def run_planted(strategy, seed: int, cut: bool = False, steps: int | None = None
     weights' learning rate stays at ``search.w_lr`` (no ``end_epoch``): with the search's cosine over
     these three epochs, DCNAS's and PC-DARTS's op margin falls below :data:`MARGIN` in one seed of
     five, and the numbers in tests/test_planted_signal.py were measured without it."""
-    steps = steps or getattr(type(strategy), "planted_steps", None) or PLANTED_STEPS
+    steps = steps or check_settings(type(strategy)).planted_steps or PLANTED_STEPS
     driver = StrategyDriver(strategy, strategy.search, steps=steps)
     stage = driver.begin_stage(0, build_seed=seed)
     net, a_opt = stage.net.train(), stage.a_opt
