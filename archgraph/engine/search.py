@@ -643,8 +643,9 @@ def _draw(out: Path, strategy) -> None:
     from archgraph.outputs.render import render
 
     scores = json.loads((out / "scores.json").read_text())
-    for name, graph, sc in (("supernet", strategy.graph, scores), ("arch", load_graph(out / "arch.yaml"), None)):
-        render(graph, out / f"{name}.svg", scores=sc, title=f"{name} ({strategy.name})")  # warns once itself without Graphviz
+    derived = load_graph(out / "arch.yaml")  # what the search derived (or its selection picked): drawn, not decoded again
+    for name, graph, sc, arch in (("supernet", strategy.graph, scores, derived), ("arch", derived, None, None)):
+        render(graph, out / f"{name}.svg", scores=sc, title=f"{name} ({strategy.name})", derived=arch)  # warns once itself without Graphviz
 
 
 def _load_checkpoint(out: Path) -> dict[str, Any]:

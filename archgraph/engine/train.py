@@ -31,7 +31,6 @@ import itertools
 import json
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -52,7 +51,8 @@ from archgraph.core.archfile import load_architecture as check_architecture
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text, load_yaml_file
 from archgraph.engine.checkpoint import load_checkpoint as load_verified, previous_path, rng_state, save_checkpoint, set_rng_state
 from archgraph.engine.hooks import Hook, Hooks, hooks_from_config
-from archgraph.engine.loop import EpochLoop, EpochPrinter, GracefulStop, epoch_line, loader_scope, long_run_note, peak_memory_mb, progress_bar, reset_peak_memory, seed_everything, set_dataset_epoch, truncate_jsonl
+from archgraph.core.measure import Timer, peak_fields, reset_peak
+from archgraph.engine.loop import EpochLoop, EpochPrinter, GracefulStop, epoch_line, loader_scope, long_run_note, progress_bar, seed_everything, set_dataset_epoch, truncate_jsonl
 from archgraph.engine.tracking import RunLogger, epoch_scalars, final_scalars, log_panels, open_logger, prediction_panels, require_backend, step_scalars
 
 LAST = "last.pt"
@@ -385,7 +385,7 @@ class TrainingRun(EpochLoop):
         loader = D.sharded_loader(self.train_ds, cfg.data.batch_size, cfg.seed + 10 * epoch, cfg.data.workers, self.device)
         set_dataset_epoch(self.train_ds, epoch)
         self.step_net.train()
-        reset_peak_memory(self.device)
+        reset_peak(self.device)
         self.sums = [0.0, 0, 0]
         yield from itertools.islice(loader, stage.steps)
         if self.stop.requested:  # a stop during the epoch's last step ends the run there too (the loop checks the others)
@@ -416,7 +416,7 @@ class TrainingRun(EpochLoop):
         record: dict[str, Any] = {
             "epoch": epoch, "loss": loss_sum / stage.steps, "train_pixel_acc": correct / max(counted, 1),
             "lr": self.opt.param_groups[0]["lr"], "steps": stage.steps, "step_time": seconds / stage.steps,
-            "peak_mem_mb": D.max_over_ranks(peak_memory_mb(self.device)),
+            **{k: D.max_over_ranks(v) for k, v in peak_fields(self.device).items()},
         }
         if D.world_size() > 1:
             record["world_size"] = D.world_size()
@@ -494,10 +494,10 @@ class EvaluationHook(Hook):
         and write best.pt when it is the best so far."""
         from archgraph.engine.evaluate import evaluate
 
-        t1 = time.perf_counter()
+        clock = Timer()
         summary = evaluate(run.net, run.val.dataset, run.val.num_classes, progress=run.progress and run.main, device=run.device,
                            description=f"evaluate epoch {epoch + 1}", shard=True).summary(run.val.class_names)
-        record.update(miou=summary["miou"], pixel_acc=summary["pixel_acc"], eval_seconds=time.perf_counter() - t1)
+        record.update(miou=summary["miou"], pixel_acc=summary["pixel_acc"], eval_seconds=clock.read())
         if summary["miou"] > self.best["miou"]:
             self.best = {"miou": summary["miou"], "epoch": epoch, "summary": summary}
             if run.main:
@@ -809,13 +809,13 @@ def evaluate_run(run_dir: str | Path, overrides: list[str], checkpoint: str = BE
     device = torch.device(cfg.device)
     net = run.net.to(device)
     scales = [float(s) for s in cfg.train.multi_scale_eval]
-    t0 = time.perf_counter()
+    clock = Timer()
     summary = evaluate(net, val.dataset, val.num_classes, progress=progress, scales=scales, flip=cfg.train.flip_eval,
                        device=device).summary(val.class_names)
     result = {
         **summary, "dataset": val.name, "split": val.split, "images": len(val.dataset), "eval_scales": scales,
         "eval_flip": bool(cfg.train.flip_eval), "checkpoint": run.checkpoint.name, "params": count_params(net),
-        "seconds": time.perf_counter() - t0, "settings": settings,
+        "seconds": clock.read(), "settings": settings,
     }
     atomic_write_json(path, result)
     return result, path

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from archgraph.core.measure import peak_memory_label, peak_memory_of
-from archgraph.errors import ArchgraphError, CheckpointError
+from archgraph.errors import ArchgraphError, CheckpointError, GraphError
 from archgraph.io import atomic_write_bytes, atomic_write_text, load_yaml_file, load_yaml_text
 from archgraph.outputs.watch import DEFAULT_FRAMES, watch_section
 from archgraph.runfolder import check_output_file, example, folder_kind, has_search_checkpoint
@@ -256,10 +256,14 @@ def _picture(run_dir: Path, name: str, title: str) -> str:
     graph_file = run_dir / f"{name}.yaml"
     if not graph_file.is_file():
         return f"<p><em>{html.escape(svg.name)} is missing, and so is {html.escape(graph_file.name)} to draw it from</em></p>"
-    scores = None
+    scores, derived = None, None
     if name == "supernet" and (run_dir / "scores.json").is_file():
         scores = json.loads((run_dir / "scores.json").read_text())
-    data = picture(load(graph_file), "svg", scores=scores, title=title)
+        try:  # the run's own derivation, drawn as it is (not decoded again); an unreadable one is decoded from the scores
+            derived = load(run_dir / "arch.yaml") if (run_dir / "arch.yaml").is_file() else None
+        except GraphError:
+            derived = None
+    data = picture(load(graph_file), "svg", scores=scores, title=title, derived=derived)
     if data is None:
         return f"<p><em>{html.escape(svg.name)} is missing and cannot be drawn: Graphviz is not installed; {html.escape(INSTALL_HINT)}, then run archgraph report again</em></p>"
     return _svg_inline(data.decode(errors="replace"))
