@@ -113,8 +113,11 @@ class ProxylessRelaxation(Relaxation):
         self.ops: dict[str, Binarised] = {}
         self.inputs: dict[str, Binarised] = {}
 
+    def begin_pass(self) -> None:
+        self.reset()  # binarise afresh per forward pass
+
     def reset(self) -> None:
-        """Forget the current binarisation (a forward pre-hook calls this: one draw per forward)."""
+        """Forget the current binarisation (at the start of every pass: one draw per forward)."""
         if self.subnet is None:
             self.ops, self.inputs = {}, {}
 
@@ -346,12 +349,6 @@ class ProxylessNAS(Strategy):
 
     def make_relaxation(self) -> ProxylessRelaxation:
         return ProxylessRelaxation(self.params, self.seed)
-
-    def build_supernet(self) -> CompiledNetwork:
-        net = super().build_supernet()
-        relax = self.relaxation
-        net.register_forward_pre_hook(lambda module, args: relax.reset())  # binarise afresh per forward
-        return net
 
     def arch_optimizer(self, net: CompiledNetwork) -> torch.optim.Optimizer | None:
         params = list(net.arch_parameters())

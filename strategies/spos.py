@@ -97,6 +97,9 @@ class SPOSRelaxation(Relaxation):
                 inputs[c.label] = sorted(perm.tolist())
         return ops, inputs
 
+    def begin_pass(self) -> None:
+        self.resample()  # one path per forward pass
+
     def resample(self) -> None:
         if self.subnet is None:  # subnet mode (S-mIoU, evolution) fixes the path; draw nothing
             self.current = self.sampler(self) if self.sampler is not None else self.uniform()
@@ -189,12 +192,6 @@ class SPOS(Strategy):
     def make_relaxation(self) -> SPOSRelaxation:
         sampler = self._band_sample if self.params.band_max > 0 else None
         return SPOSRelaxation(discover_choices(self.graph), self.seed, sampler)
-
-    def build_supernet(self) -> CompiledNetwork:
-        net = super().build_supernet()
-        relax = self.relaxation
-        net.register_forward_pre_hook(lambda module, args: relax.resample())  # one path per forward pass
-        return net
 
     def arch_optimizer(self, net: CompiledNetwork) -> torch.optim.Optimizer | None:
         return None  # no architecture parameters are trained

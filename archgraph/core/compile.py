@@ -248,6 +248,8 @@ class CompiledNetwork(nn.Module):
         values: list[torch.Tensor | None] = [None] * (len(self.plan) + 1)
         values[0] = x
         relax = self.relaxation
+        if relax is not None:
+            relax.begin_pass()  # the pass's lifecycle: begin_pass, draw_pass (opt-in), the mixers, end_pass
         drawing = self.prune_dead and relax is not None and self.arch is not None
         try:
             computed = relax.draw_pass(self._choice_order, self.arch, self.training) if drawing else None

@@ -158,6 +158,13 @@ class Relaxation:
         finally:
             self.subnet = previous
 
+    def begin_pass(self) -> None:
+        """Called by the compiled network at the start of every forward pass, before :meth:`draw_pass`
+        and the mixers: forget the previous pass's draw so this one draws afresh (SPOS's path,
+        ProxylessNAS's binarisation, Gumbel noise). One pass, one lifecycle: ``begin_pass``, then
+        ``draw_pass`` (opt-in, live-subgraph execution), the mixers, ``end_pass``. Leave subnet mode's
+        fixed path alone (:attr:`subnet` set). Default: nothing."""
+
     def draw_pass(self, sequence: Sequence[InputChoice | OpChoice], arch: ArchParams, training: bool) -> Mapping[str, Sequence[int]] | None:
         """Opt-in to live-subgraph execution: draw every choice of the coming forward pass now.
 
