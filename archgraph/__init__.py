@@ -34,7 +34,19 @@ from archgraph.core.spaces_api import build_space
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArchgraphError", "CheckpointError", "CompiledNetwork", "ConfigError", "GraphError", "RegistryError",
-    "build_space", "compile_graph", "decode", "derive_by_name", "load_graph", "sample_architecture", "save_graph",
-    "transfer_weights", "validate",
+    "ArchgraphError",
+    "CheckpointError",
+    "CompiledNetwork",
+    "ConfigError",
+    "GraphError",
+    "RegistryError",
+    "build_space",
+    "compile_graph",
+    "decode",
+    "derive_by_name",
+    "load_graph",
+    "sample_architecture",
+    "save_graph",
+    "transfer_weights",
+    "validate",
 ]

@@ -25,8 +25,16 @@ def dataset_split(cfg: Config, split: str, train: bool, check: bool = True) -> A
 
     d = cfg.data
     ds = build_dataset(
-        d.name, split, train=train, root=d.root, crop=tuple(d.crop), scale=d.scale, num_samples=d.num_samples,
-        seed=cfg.seed, num_classes=d.num_classes or None, **d.options,
+        d.name,
+        split,
+        train=train,
+        root=d.root,
+        crop=tuple(d.crop),
+        scale=d.scale,
+        num_samples=d.num_samples,
+        seed=cfg.seed,
+        num_classes=d.num_classes or None,
+        **d.options,
     )
     if check:
         warning = ds.crop_warning(ds.check_labels())

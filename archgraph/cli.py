@@ -14,9 +14,17 @@ from importlib import import_module
 from archgraph import __version__
 from archgraph.errors import ArchgraphError, Interrupted
 
-COMMAND_MODULES = ("archgraph.commands.core", "archgraph.commands.search", "archgraph.commands.train", "archgraph.commands.correlate", "archgraph.commands.compare",
-                   "archgraph.commands.check", "archgraph.commands.score", "archgraph.commands.select",
-                   "archgraph.commands.latency")
+COMMAND_MODULES = (
+    "archgraph.commands.core",
+    "archgraph.commands.search",
+    "archgraph.commands.train",
+    "archgraph.commands.correlate",
+    "archgraph.commands.compare",
+    "archgraph.commands.check",
+    "archgraph.commands.score",
+    "archgraph.commands.select",
+    "archgraph.commands.latency",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

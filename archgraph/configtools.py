@@ -97,8 +97,7 @@ def registered(default: str, among: Callable[[], Collection[str]], what: str, li
     return dataclasses.field(default=default, metadata={"names": NameRule(among, what, listing)})
 
 
-def name_list(default: Sequence[str], *, among: Callable[[], Collection[str]] | None = None, what: str = "name", listing: str = "",
-              besides: Sequence[str] = ()) -> Any:
+def name_list(default: Sequence[str], *, among: Callable[[], Collection[str]] | None = None, what: str = "name", listing: str = "", besides: Sequence[str] = ()) -> Any:
     """A dataclass list-of-strings field with at least one entry (one that is not in ``besides``),
     each one of ``among()`` when given (e.g. a space's candidate ops)."""
     items = list(default)

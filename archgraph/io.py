@@ -101,8 +101,7 @@ def load_yaml_text(text: str, source: str = "<string>") -> Any:
     from archgraph.errors import ConfigError
 
     if len(text) > MAX_YAML_BYTES:
-        raise ConfigError(f"{source}: {len(text) / 2**20:.0f} MB of YAML is more than any archgraph file holds "
-                          f"(at most {MAX_YAML_BYTES // 2**20} MB); pass the config or architecture file itself")
+        raise ConfigError(f"{source}: {len(text) / 2**20:.0f} MB of YAML is more than any archgraph file holds (at most {MAX_YAML_BYTES // 2**20} MB); pass the config or architecture file itself")
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -110,8 +109,10 @@ def load_yaml_text(text: str, source: str = "<string>") -> Any:
             return None
         values = _expanded_size(node, {})
         if values > MAX_YAML_VALUES:
-            raise ConfigError(f"{source}: its YAML aliases (*name) expand to more than {MAX_YAML_VALUES:,} values (a 'billion "
-                              "laughs' file?); archgraph does not read it. Write the values out, or use an archgraph-written file")
+            raise ConfigError(
+                f"{source}: its YAML aliases (*name) expand to more than {MAX_YAML_VALUES:,} values (a 'billion "
+                "laughs' file?); archgraph does not read it. Write the values out, or use an archgraph-written file"
+            )
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -142,6 +143,5 @@ def load_yaml_file(path: Path) -> Any:
     path = Path(path)
     size = path.stat().st_size
     if size > MAX_YAML_BYTES:
-        raise ConfigError(f"{path}: {size / 2**20:.0f} MB is more than any archgraph YAML file holds (at most "
-                          f"{MAX_YAML_BYTES // 2**20} MB); is it the right file?")
+        raise ConfigError(f"{path}: {size / 2**20:.0f} MB is more than any archgraph YAML file holds (at most {MAX_YAML_BYTES // 2**20} MB); is it the right file?")
     return load_yaml_text(path.read_text(), str(path))

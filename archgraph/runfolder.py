@@ -128,8 +128,7 @@ def check_output_folder(out: Path, flag: str = "--out") -> None:
     except OSError:
         is_file = False
     if is_file:
-        raise ConfigError(f"{flag} {out} is a file, not a folder; {flag} names the run folder to write, "
-                          f"e.g. {flag} {free_path(out.with_suffix(''), '-run')}")
+        raise ConfigError(f"{flag} {out} is a file, not a folder; {flag} names the run folder to write, e.g. {flag} {free_path(out.with_suffix(''), '-run')}")
     reason = _unwritable_reason(out)
     if reason:
         raise ConfigError(f"{flag} {out} cannot be written: {reason}; choose a folder you can write, e.g. {flag} {writable_place(out.name or 'run')}")

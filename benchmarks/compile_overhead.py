@@ -242,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         result[next(iter(fields))] = rss
         result["rss_ratio"] = rss["compiled"] / rss["hand"] if rss["hand"] > 0 else None
     s = result["setting"]
-    print(f"compiled vs hand-written DCSS architecture: L={s['layers']} F={s['channels']} {s['size']}x{s['size']} batch {s['batch']}, "
-          f"{result['params']:,} params, outputs identical: {same}")
+    print(f"compiled vs hand-written DCSS architecture: L={s['layers']} F={s['channels']} {s['size']}x{s['size']} batch {s['batch']}, {result['params']:,} params, outputs identical: {same}")
     print("| measure | compiled | hand-written | ratio |\n|---|---|---|---|")
     print(f"| fwd+bwd median (s) | {med['compiled']:.4f} | {med['hand']:.4f} | {result['time_ratio']:.3f}x |")
     print(f"| saved activations (MB) | {saved['compiled'] / MB:.1f} | {saved['hand'] / MB:.1f} | {result['saved_ratio']:.3f}x |")

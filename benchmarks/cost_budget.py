@@ -20,11 +20,21 @@ import sys
 from pathlib import Path
 
 STRATEGIES = ("dcnas", "darts", "pc_darts", "p_darts", "proxylessnas", "spos", "rsws")
-SMOKE = ["data.name=synthetic", "data.crop=[32,32]", "data.batch_size=2", "data.num_samples=8", "data.val_limit=2", "space.layers=2",
-         "space.base_channels=4", "search.epochs=2", "search.warmup_epochs=0", "search.steps_per_epoch=2", "search.bn_recalib_batches=1",
-         "search.eval_every=0"]
-SMOKE_ONLY = {"spos": ["strategy.population=2", "strategy.generations=1", "strategy.select=1", "strategy.mutation=1",
-                       "strategy.crossover=1"]}  # the evolution's sizes are spos options only
+SMOKE = [
+    "data.name=synthetic",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.num_samples=8",
+    "data.val_limit=2",
+    "space.layers=2",
+    "space.base_channels=4",
+    "search.epochs=2",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "search.eval_every=0",
+]
+SMOKE_ONLY = {"spos": ["strategy.population=2", "strategy.generations=1", "strategy.select=1", "strategy.mutation=1", "strategy.crossover=1"]}  # the evolution's sizes are spos options only
 
 
 def run(strategy: str, limit: str, overrides: list[str], out: Path, table: str | None) -> dict:
@@ -62,11 +72,22 @@ def main(argv: list[str] | None = None) -> int:
         extra = SMOKE_ONLY.get(s, []) if args.smoke else []
         cost = run(s, limit, [*base, *extra, *args.overrides], out, args.table)
         v = cost["value"]
-        rows.append({"strategy": s, "limit_ms": v, "predicted_ms": cost["predicted"], "measured_ms": cost["measured"],
-                     "predicted_within": cost["predicted"] <= v * (1 + args.tolerance), "measured_within": cost["measured"] <= v * (1 + args.tolerance)})
-        print(f"{s:14s} limit {v:8.3f} ms  predicted {cost['predicted']:8.3f} ms  measured {cost['measured']:8.3f} ms  "
-              f"within {args.tolerance:.0%}: predicted {'yes' if rows[-1]['predicted_within'] else 'NO'}, "
-              f"measured {'yes' if rows[-1]['measured_within'] else 'NO'}", flush=True)
+        rows.append(
+            {
+                "strategy": s,
+                "limit_ms": v,
+                "predicted_ms": cost["predicted"],
+                "measured_ms": cost["measured"],
+                "predicted_within": cost["predicted"] <= v * (1 + args.tolerance),
+                "measured_within": cost["measured"] <= v * (1 + args.tolerance),
+            }
+        )
+        print(
+            f"{s:14s} limit {v:8.3f} ms  predicted {cost['predicted']:8.3f} ms  measured {cost['measured']:8.3f} ms  "
+            f"within {args.tolerance:.0%}: predicted {'yes' if rows[-1]['predicted_within'] else 'NO'}, "
+            f"measured {'yes' if rows[-1]['measured_within'] else 'NO'}",
+            flush=True,
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "cost_budget.json").write_text(json.dumps(rows, indent=1))
     return 0

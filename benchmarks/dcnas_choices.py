@@ -33,9 +33,14 @@ def run_variant(overrides: list[str], seed: int, args: argparse.Namespace) -> di
     from archgraph.engine.search import run_search
 
     base = [
-        f"seed={seed}", f"space.layers={args.layers}", f"space.base_channels={args.channels}",
-        f"data.crop=[{args.size},{args.size}]", f"data.num_samples={args.samples}", f"search.epochs={args.epochs}",
-        "search.warmup_epochs=1", "data.batch_size=4",
+        f"seed={seed}",
+        f"space.layers={args.layers}",
+        f"space.base_channels={args.channels}",
+        f"data.crop=[{args.size},{args.size}]",
+        f"data.num_samples={args.samples}",
+        f"search.epochs={args.epochs}",
+        "search.warmup_epochs=1",
+        "data.batch_size=4",
     ]
     cfg = load_config(None, base + overrides)
     with tempfile.TemporaryDirectory() as tmp:

@@ -111,7 +111,10 @@ def one_run(strategy_name: str, h: int, w: int, args: argparse.Namespace, device
             times.append(clock.read())
     step_s = statistics.median(times)
     row.update(
-        step_s=step_s, step_s_all=times, images_per_s=2 * args.batch / step_s, precision=precision.label,
+        step_s=step_s,
+        step_s_all=times,
+        images_per_s=2 * args.batch / step_s,
+        precision=precision.label,
         weights_m=sum(p.numel() for p in net.weight_parameters()) / 1e6,
         peak_cuda_allocated_gib=window.close() / 1024 if window is not None else None,
     )
@@ -138,7 +141,9 @@ def run_all(runs: list[tuple[str, int, int]], args: argparse.Namespace, device) 
             traceback.print_exc()
             row = {"strategy": strategy, "height": h, "width": w, "batch": args.batch, "error": f"{type(exc).__name__}: {exc}".strip()[:200]}
         rows.append(row)
-        text = row.get("error") or f"{row['step_s']:.3f} s/step  {row['images_per_s']:.1f} img/s" + (f"  peak {row['peak_cuda_allocated_gib']:.2f} GiB" if row.get("peak_cuda_allocated_gib") is not None else "")
+        text = row.get("error") or f"{row['step_s']:.3f} s/step  {row['images_per_s']:.1f} img/s" + (
+            f"  peak {row['peak_cuda_allocated_gib']:.2f} GiB" if row.get("peak_cuda_allocated_gib") is not None else ""
+        )
         print(f"  {strategy}@{h}x{w}: {text}", file=sys.stderr, flush=True)
     return rows
 
@@ -191,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = parse_runs(args.runs)
     where = torch.cuda.get_device_name(device) if cuda else "CPU (tiny smoke setting, --allow-cpu; memory not measured)"
     commit = git_commit()
-    print(f"archgraph commit {commit}; torch {torch.__version__}; {where}; DCSS L={args.layers}, F={args.channels}; bf16 autocast + channels-last; "
-          f"median of {args.steps} search steps (arch + weight) after {args.warmup} warm-up", flush=True)
+    print(
+        f"archgraph commit {commit}; torch {torch.__version__}; {where}; DCSS L={args.layers}, F={args.channels}; bf16 autocast + channels-last; "
+        f"median of {args.steps} search steps (arch + weight) after {args.warmup} warm-up",
+        flush=True,
+    )
     from archgraph.core.measure import Timer
 
     clock = Timer()

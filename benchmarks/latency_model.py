@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     a, b = _fit_per_node(nodes, [m - p for p, m in zip(pred, meas)])
     corrected = [p + a + b * n for p, n in zip(pred, nodes)]
     order = sorted(range(len(archs)), key=lambda i: gflop[i])
-    thirds = [order[k * len(order) // 3:(k + 1) * len(order) // 3] for k in range(3)]
+    thirds = [order[k * len(order) // 3 : (k + 1) * len(order) // 3] for k in range(3)]
 
     head = f"{args.space} L={args.layers} F={args.channels} at {res[0]}x{res[1]} {args.dtype} on {table.describe()}, {args.threads} thread(s)"
     rows = [
@@ -112,13 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     by_size = []
     for name, idx in zip(("smallest third", "middle third", "largest third"), thirds):
         p, m = [pred[i] for i in idx], [meas[i] for i in idx]
-        by_size.append((name, f"{min(gflop[i] for i in idx):.3f}-{max(gflop[i] for i in idx):.3f}", f"{statistics.fmean(m):.2f}",
-                        f"{_mape(p, m):.1f}%", f"{statistics.fmean(x / y for x, y in zip(m, p)):.3f}"))
+        by_size.append(
+            (name, f"{min(gflop[i] for i in idx):.3f}-{max(gflop[i] for i in idx):.3f}", f"{statistics.fmean(m):.2f}", f"{_mape(p, m):.1f}%", f"{statistics.fmean(x / y for x, y in zip(m, p)):.3f}")
+        )
     _print(head, ("measure", "value"), rows, args.markdown)
     _print("error by size (GFLOP tertiles)", ("architectures", "GFLOP", "measured ms", "MAPE", "measured / predicted"), by_size, args.markdown)
     if args.json:
-        Path(args.json).write_text(json.dumps({"setting": head, "predicted_ms": pred, "measured_ms": meas, "gflop": gflop, "nodes": nodes,
-                                               "spearman": rho, "kendall": tau, "table_meta": table.meta}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps({"setting": head, "predicted_ms": pred, "measured_ms": meas, "gflop": gflop, "nodes": nodes, "spearman": rho, "kendall": tau, "table_meta": table.meta}, indent=2) + "\n"
+        )
     return 0
 
 

@@ -160,8 +160,7 @@ def measure_depth(layers: int, args: argparse.Namespace) -> list[dict[str, Any]]
     for d in range(args.draws):
         gc.collect()
         state, computed = draw_of(net)
-        nets = {"pruned": net, "unpruned": net, "limit": limit_network(graph, net, computed, args.seed, True),
-                "fixed": limit_network(graph, net, computed, args.seed, False), "full": full}
+        nets = {"pruned": net, "unpruned": net, "limit": limit_network(graph, net, computed, args.seed, True), "fixed": limit_network(graph, net, computed, args.seed, False), "full": full}
         opts = {k: weight_optimizer(n.weight_parameters(), SearchConfig()) for k, n in nets.items()}  # the search's weight optimiser
 
         def prepare(variant: str) -> None:
@@ -185,16 +184,29 @@ def measure_depth(layers: int, args: argparse.Namespace) -> list[dict[str, Any]]
         net(x[:2])  # the live counts of this draw
         plan = net.live_plan
         step = {v: statistics.median(t) for v, t in times.items()}
-        rows.append({
-            "layers": layers, "draw": d, "live_fusion": plan.live_searchable, "fusion": plan.total_searchable,
-            "live_fraction": plan.fraction, **{f"{v}_s": step[v] for v in VARIANTS}, **{f"{v}_s_all": times[v] for v in VARIANTS},
-            **{f"{v}_saved_tensors_mb": mem[v] for v in VARIANTS},
-            "vs_limit": step["pruned"] / step["limit"], "vs_fixed": step["pruned"] / step["fixed"], "unpruned_vs_pruned": step["unpruned"] / step["pruned"],
-            "full_vs_pruned": step["full"] / step["pruned"],
-            "mem_vs_unpruned": mem["pruned"] / mem["unpruned"], "mem_vs_full": mem["pruned"] / mem["full"],
-        })
-        print(f"L={layers} draw {d}: live {plan.live_searchable}/{plan.total_searchable}, pruned {step['pruned']:.3f}s, "
-              f"limit {step['limit']:.3f}s ({rows[-1]['vs_limit']:.3f}x), unpruned {step['unpruned']:.3f}s, full {step['full']:.3f}s", flush=True)
+        rows.append(
+            {
+                "layers": layers,
+                "draw": d,
+                "live_fusion": plan.live_searchable,
+                "fusion": plan.total_searchable,
+                "live_fraction": plan.fraction,
+                **{f"{v}_s": step[v] for v in VARIANTS},
+                **{f"{v}_s_all": times[v] for v in VARIANTS},
+                **{f"{v}_saved_tensors_mb": mem[v] for v in VARIANTS},
+                "vs_limit": step["pruned"] / step["limit"],
+                "vs_fixed": step["pruned"] / step["fixed"],
+                "unpruned_vs_pruned": step["unpruned"] / step["pruned"],
+                "full_vs_pruned": step["full"] / step["pruned"],
+                "mem_vs_unpruned": mem["pruned"] / mem["unpruned"],
+                "mem_vs_full": mem["pruned"] / mem["full"],
+            }
+        )
+        print(
+            f"L={layers} draw {d}: live {plan.live_searchable}/{plan.total_searchable}, pruned {step['pruned']:.3f}s, "
+            f"limit {step['limit']:.3f}s ({rows[-1]['vs_limit']:.3f}x), unpruned {step['unpruned']:.3f}s, full {step['full']:.3f}s",
+            flush=True,
+        )
     return rows
 
 
@@ -204,10 +216,19 @@ def search_live_fraction(args: argparse.Namespace) -> list[dict[str, Any]]:
     from archgraph.engine.search import run_search
 
     overrides = [
-        "strategy.name=dcnas", f"space.layers={args.search_layers}", f"space.base_channels={args.search_channels}",
-        f"data.crop=[{args.search_size},{args.search_size}]", "data.batch_size=2", f"data.num_samples={args.search_samples}",
-        "data.val_limit=2", f"search.epochs={args.search_epochs}", "search.warmup_epochs=0",
-        f"search.steps_per_epoch={args.search_steps}", "search.bn_recalib_batches=1", f"search.arch_lr={args.search_arch_lr}", f"seed={args.seed}",
+        "strategy.name=dcnas",
+        f"space.layers={args.search_layers}",
+        f"space.base_channels={args.search_channels}",
+        f"data.crop=[{args.search_size},{args.search_size}]",
+        "data.batch_size=2",
+        f"data.num_samples={args.search_samples}",
+        "data.val_limit=2",
+        f"search.epochs={args.search_epochs}",
+        "search.warmup_epochs=0",
+        f"search.steps_per_epoch={args.search_steps}",
+        "search.bn_recalib_batches=1",
+        f"search.arch_lr={args.search_arch_lr}",
+        f"seed={args.seed}",
     ]
     cfg = load_config(None, overrides)
     with tempfile.TemporaryDirectory() as tmp:
@@ -261,24 +282,44 @@ def run_live_fraction(run_dir: Path, draws: int) -> dict[str, Any]:
     derived = strategy.derive(net)
     kept = sum(1 for n in derived.nodes if derived.nodes[n]["kind"] == "fusion")
     total = sum(1 for n in net.graph.nodes if net.graph.nodes[n]["kind"] == "fusion")
-    return {"run": str(run_dir), "epochs": cfg.search.epochs, "tau_start": strategy.params.tau_max, "tau_end": end_tau,
-            "live_start": start, "live_end": end, "derived_share": kept / total}
+    return {"run": str(run_dir), "epochs": cfg.search.epochs, "tau_start": strategy.params.tau_max, "tau_end": end_tau, "live_start": start, "live_end": end, "derived_share": kept / total}
 
 
 def depth_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    head = ["L", "live fusion nodes", "pruned s", "limit s", "pruned / limit", "pruned / fixed", "unpruned s", "full s",
-            "pruned saved (MB)", "unpruned saved (MB)", "limit saved (MB)", "full saved (MB)"]
+    head = [
+        "L",
+        "live fusion nodes",
+        "pruned s",
+        "limit s",
+        "pruned / limit",
+        "pruned / fixed",
+        "unpruned s",
+        "full s",
+        "pruned saved (MB)",
+        "unpruned saved (MB)",
+        "limit saved (MB)",
+        "full saved (MB)",
+    ]
     body = []
     for L in sorted({r["layers"] for r in rows}):
         rs = [r for r in rows if r["layers"] == L]
         mean = lambda k: statistics.fmean(r[k] for r in rs)
-        body.append([
-            str(L), f"{mean('live_fusion'):.1f} / {rs[0]['fusion']} ({mean('live_fraction'):.0%})", f"{mean('pruned_s'):.3f}",
-            f"{mean('limit_s'):.3f}", f"{mean('vs_limit'):.3f}x", f"{mean('vs_fixed'):.3f}x", f"{mean('unpruned_s'):.3f} ({mean('unpruned_vs_pruned'):.2f}x)",
-            f"{mean('full_s'):.3f} ({mean('full_vs_pruned'):.2f}x)", f"{mean('pruned_saved_tensors_mb'):.0f}",
-            f"{mean('unpruned_saved_tensors_mb'):.0f} ({1 / mean('mem_vs_unpruned'):.2f}x)", f"{mean('limit_saved_tensors_mb'):.0f}",
-            f"{mean('full_saved_tensors_mb'):.0f} ({1 / mean('mem_vs_full'):.2f}x)",
-        ])
+        body.append(
+            [
+                str(L),
+                f"{mean('live_fusion'):.1f} / {rs[0]['fusion']} ({mean('live_fraction'):.0%})",
+                f"{mean('pruned_s'):.3f}",
+                f"{mean('limit_s'):.3f}",
+                f"{mean('vs_limit'):.3f}x",
+                f"{mean('vs_fixed'):.3f}x",
+                f"{mean('unpruned_s'):.3f} ({mean('unpruned_vs_pruned'):.2f}x)",
+                f"{mean('full_s'):.3f} ({mean('full_vs_pruned'):.2f}x)",
+                f"{mean('pruned_saved_tensors_mb'):.0f}",
+                f"{mean('unpruned_saved_tensors_mb'):.0f} ({1 / mean('mem_vs_unpruned'):.2f}x)",
+                f"{mean('limit_saved_tensors_mb'):.0f}",
+                f"{mean('full_saved_tensors_mb'):.0f} ({1 / mean('mem_vs_full'):.2f}x)",
+            ]
+        )
     return head, body
 
 
@@ -342,8 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs:
         found = [run_live_fraction(Path(r), args.run_draws) for r in args.runs]
         head = ["run", "search epochs", "tau first -> last", "live fraction, first epoch", "live fraction, last epoch", "derived architecture's share"]
-        body = [[r["run"], str(r["epochs"]), f"{r['tau_start']:g} -> {r['tau_end']:.2f}", f"{r['live_start']:.3f}", f"{r['live_end']:.3f}",
-                 f"{r['derived_share']:.3f}"] for r in found]
+        body = [[r["run"], str(r["epochs"]), f"{r['tau_start']:g} -> {r['tau_end']:.2f}", f"{r['live_start']:.3f}", f"{r['live_end']:.3f}", f"{r['derived_share']:.3f}"] for r in found]
         print_table(head, body, args.markdown)
         if args.json:
             Path(args.json).write_text(json.dumps({"settings": vars(args), "runs": found}, indent=1))

@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     crop = (args.crop[0], args.crop[1])
     rows = [loader_rate(args.root, crop, args.batch, w, args.batches) for w in args.workers]
     step = step_rate(crop, args.batch, args.layers, args.channels, args.steps)
-    result = {"crop": list(crop), "batch": args.batch, "loader": rows,
-              "step": {"strategy": "dcnas", "layers": args.layers, "channels": args.channels, "images_per_s": step}}
+    result = {"crop": list(crop), "batch": args.batch, "loader": rows, "step": {"strategy": "dcnas", "layers": args.layers, "channels": args.channels, "images_per_s": step}}
     print(json.dumps(result, indent=1))
     for r in rows:
         print(f"| loader, data.workers={r['workers']} | {r['images_per_s']:.1f} | first batch {r['first_batch_s']:.2f} s |")

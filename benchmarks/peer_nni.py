@@ -110,6 +110,7 @@ def nni_version() -> str | None:
 def git_commit() -> str:
     """The archgraph commit measured, with ``+dirty (files)`` when the checkout has uncommitted changes
     to tracked files (another engineer's work in progress changes what is measured)."""
+
     def git(*cmd: str) -> str:
         return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout
 
@@ -357,12 +358,24 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     window.close()
     times = cpu if args.clock == "cpu" else wall
     return {
-        "config": args.config, "side": side, "algorithm": algorithm, "layers": args.layer, "step": args.step, "clock": args.clock,
-        "step_s": statistics.median(times), "wall_s": statistics.median(wall), "cpu_s": statistics.median(cpu),
-        "wall_s_all": wall, "cpu_s_all": cpu, "net_mib": window.growth_mb,
-        "rss_after_imports_mib": window.baseline_mb, "weights_m": sum(p.numel() for p in weights) / 1e6,
-        "arch_params": sum(p.numel() for p in arch), "fwd_gflops": _forward_gflops(model, batch_w[0]),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "config": args.config,
+        "side": side,
+        "algorithm": algorithm,
+        "layers": args.layer,
+        "step": args.step,
+        "clock": args.clock,
+        "step_s": statistics.median(times),
+        "wall_s": statistics.median(wall),
+        "cpu_s": statistics.median(cpu),
+        "wall_s_all": wall,
+        "cpu_s_all": cpu,
+        "net_mib": window.growth_mb,
+        "rss_after_imports_mib": window.baseline_mb,
+        "weights_m": sum(p.numel() for p in weights) / 1e6,
+        "arch_params": sum(p.numel() for p in arch),
+        "fwd_gflops": _forward_gflops(model, batch_w[0]),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -381,10 +394,31 @@ def worker_main(args: argparse.Namespace) -> int:
 
 def run_worker(config: str, layers: int, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", "--config", config, "--layer", str(layers),
-        "--channels", str(args.channels), "--size", str(args.size), "--batch", str(args.batch), "--steps", str(args.steps),
-        "--warmup", str(args.warmup), "--threads", str(args.threads), "--seed", str(args.seed), "--step", args.step,
-        "--clock", args.clock,
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--config",
+        config,
+        "--layer",
+        str(layers),
+        "--channels",
+        str(args.channels),
+        "--size",
+        str(args.size),
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--seed",
+        str(args.seed),
+        "--step",
+        args.step,
+        "--clock",
+        args.clock,
     ]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     return worker_result(cmd, MARKER, env, args.timeout, {"config": config, "layers": layers})
@@ -409,17 +443,30 @@ def step_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The issue's table plus the three ratios its targets are stated in."""
     by = {(r["layers"], r["config"]): r for r in rows}
     head = [
-        "L", "NNI DARTS s", "archgraph full relaxation s", "NNI ProxylessNAS s / net MiB", "archgraph DCNAS s / net MiB",
-        "full / NNI DARTS (time)", "DCNAS speed-up vs NNI Proxyless", "DCNAS mem / NNI Proxyless mem",
+        "L",
+        "NNI DARTS s",
+        "archgraph full relaxation s",
+        "NNI ProxylessNAS s / net MiB",
+        "archgraph DCNAS s / net MiB",
+        "full / NNI DARTS (time)",
+        "DCNAS speed-up vs NNI Proxyless",
+        "DCNAS mem / NNI Proxyless mem",
     ]
     body = []
     for layers in sorted({r["layers"] for r in rows}):
         g = lambda c: by.get((layers, c))  # noqa: E731
-        body.append([
-            str(layers), _cell(g("nni-darts"), False), _cell(g("ag-darts"), False), _cell(g("nni-proxyless"), True), _cell(g("ag-dcnas"), True),
-            _ratio(g("ag-darts"), g("nni-darts"), "step_s"), _ratio(g("nni-proxyless"), g("ag-dcnas"), "step_s"),
-            _ratio(g("ag-dcnas"), g("nni-proxyless"), "net_mib"),
-        ])
+        body.append(
+            [
+                str(layers),
+                _cell(g("nni-darts"), False),
+                _cell(g("ag-darts"), False),
+                _cell(g("nni-proxyless"), True),
+                _cell(g("ag-dcnas"), True),
+                _ratio(g("ag-darts"), g("nni-darts"), "step_s"),
+                _ratio(g("nni-proxyless"), g("ag-dcnas"), "step_s"),
+                _ratio(g("ag-dcnas"), g("nni-proxyless"), "net_mib"),
+            ]
+        )
     return head, body
 
 
@@ -459,7 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--step", choices=("weight", "search"), default="weight", help="weight: one forward+backward+SGD step (the issue's); search: architecture step + weight step")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
-    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="cpu (default): the worker's CPU time per step, which other jobs on a shared machine barely change with one thread; wall: elapsed time")
+    p.add_argument(
+        "--clock", choices=("cpu", "wall"), default="cpu", help="cpu (default): the worker's CPU time per step, which other jobs on a shared machine barely change with one thread; wall: elapsed time"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-nni", action="store_true", help="measure archgraph's columns only even if NNI is installed")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker before it is reported as timed out")
@@ -481,8 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = [c for c, (side, _) in CONFIGS.items() if nni or side == "archgraph"]
     commit = git_commit()
 
-    settings = (f"F={args.channels}, {args.size}x{args.size}, batch {args.batch}, {args.threads} thread(s), step={args.step}, "
-                f"{args.clock} seconds, median of {args.steps} after {args.warmup} warm-up")
+    settings = f"F={args.channels}, {args.size}x{args.size}, batch {args.batch}, {args.threads} thread(s), step={args.step}, {args.clock} seconds, median of {args.steps} after {args.warmup} warm-up"
     print(f"archgraph commit {commit}; torch {torch.__version__}; NNI {nni or 'not installed'}; {settings}", flush=True)
     if not nni:
         print(("NNI columns skipped (--no-nni)." if args.no_nni else INSTALL_NNI.format(torch=torch.__version__.split("+")[0], root=ROOT)), flush=True)
@@ -491,7 +539,11 @@ def main(argv: list[str] | None = None) -> int:
         for c in configs:
             r = run_worker(c, L, args)
             rows.append(r)
-            print(f"  L={L:<3d} {c:14s} " + (f"error: {r['error']}" if "error" in r else f"{r['step_s']:.3f} s/step ({r['wall_s']:.3f} wall)  net {r['net_mib']:.0f} MiB  {r['fwd_gflops']:.2f} GFLOP"), file=sys.stderr, flush=True)
+            print(
+                f"  L={L:<3d} {c:14s} " + (f"error: {r['error']}" if "error" in r else f"{r['step_s']:.3f} s/step ({r['wall_s']:.3f} wall)  net {r['net_mib']:.0f} MiB  {r['fwd_gflops']:.2f} GFLOP"),
+                file=sys.stderr,
+                flush=True,
+            )
     wall = clock.read()
     print_table(f"One step on DCSS ({settings}); archgraph {commit}", *step_table(rows), args.markdown)
     print_table("Forward GFLOPs and weights (the DARTS columns compute the whole supernet: equal GFLOPs = the same network)", *cost_table(rows), args.markdown)

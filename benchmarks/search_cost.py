@@ -173,8 +173,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     strategy_name, overrides, _ = resolve_variant(args.variant)
     result: dict[str, Any] = {
-        "variant": args.variant, "strategy": strategy_name, "overrides": overrides, "layers": args.layers, "channels": args.channels,
-        "size": args.size, "batch": args.batch, "device": str(device), "threads": args.threads, "torch": torch.__version__,
+        "variant": args.variant,
+        "strategy": strategy_name,
+        "overrides": overrides,
+        "layers": args.layers,
+        "channels": args.channels,
+        "size": args.size,
+        "batch": args.batch,
+        "device": str(device),
+        "threads": args.threads,
+        "torch": torch.__version__,
         "connections_formula": 8 * args.layers * (args.layers + 1),
     }
 
@@ -217,7 +225,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     window.close()
     result.update(
-        **window.growth_fields(), baseline_mb=window.baseline_mb, memory_source=window.source,
+        **window.growth_fields(),
+        baseline_mb=window.baseline_mb,
+        memory_source=window.source,
         step_s=statistics.median(times) if times else None,
         step_s_min=min(times) if times else None,
         step_s_all=times,
@@ -245,10 +255,30 @@ def worker_main(args: argparse.Namespace) -> int:
 
 def run_worker(variant: str, args: argparse.Namespace, layers: int, channels: int, size: int, steps: int) -> dict[str, Any]:
     cmd = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", "--variant", variant,
-        "--layers", str(layers), "--channels", str(channels), "--size", str(size), "--batch", str(args.batch),
-        "--steps", str(steps), "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads),
-        "--seed", str(args.seed), *([] if args.probe else ["--no-probe"]),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--variant",
+        variant,
+        "--layers",
+        str(layers),
+        "--channels",
+        str(channels),
+        "--size",
+        str(size),
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(args.warmup),
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+        "--seed",
+        str(args.seed),
+        *([] if args.probe else ["--no-probe"]),
     ]
     from archgraph.core.measure import Timer
 
@@ -271,7 +301,7 @@ def worker_result(cmd: list[str], marker: str, env: dict[str, str], timeout: flo
         return {**ident, "error": f"timed out after {timeout} s"}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(marker):
-            return json.loads(line[len(marker):])
+            return json.loads(line[len(marker) :])
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     why = "killed (out of memory?)" if proc.returncode in (-9, 137) else f"exit {proc.returncode}"
     return {**ident, "error": f"{why}: {tail}"[:400]}
@@ -310,20 +340,48 @@ def _gflops(r: dict[str, Any]) -> str:
 
 
 def variant_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    head = ["variant", "strategy", "overrides", "arch step", "step (s)", "speed-up", "peak mem (MB)", "mem / full", "saved act. (MB)", "act. / full", "fwd GFLOP (align/ops/fixed)", "GFLOP / full", "branches", "ops", "live nodes"]
+    head = [
+        "variant",
+        "strategy",
+        "overrides",
+        "arch step",
+        "step (s)",
+        "speed-up",
+        "peak mem (MB)",
+        "mem / full",
+        "saved act. (MB)",
+        "act. / full",
+        "fwd GFLOP (align/ops/fixed)",
+        "GFLOP / full",
+        "branches",
+        "ops",
+        "live nodes",
+    ]
     body = []
     for r in rows:
         if "error" in r:
             body.append([r["variant"], r.get("strategy") or resolve_variant(r["variant"])[0], "", "", "error: " + r["error"]] + [""] * 10)
             continue
         over = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "defaults"
-        body.append([
-            r["variant"], r["strategy"], over, "yes" if r["arch_step"] else "no", _f(r["step_s"], ".3f"),
-            _f(r.get("speedup_vs_full"), ".2f") + "x", _f(peak_growth_mb(r), ".0f"), _f(r.get("mem_vs_full"), ".2f"),
-            _f(r.get("saved_tensors_mb"), ".0f"), _f(r.get("saved_vs_full"), ".2f"), _gflops(r), _f(r.get("flops_vs_full"), ".2f"),
-            str(r.get("branches_run", "-")), str(r.get("ops_run", "-")),
-            f"{r['live_nodes']}/{r['searchable_nodes']}" if "live_nodes" in r else "-",
-        ])
+        body.append(
+            [
+                r["variant"],
+                r["strategy"],
+                over,
+                "yes" if r["arch_step"] else "no",
+                _f(r["step_s"], ".3f"),
+                _f(r.get("speedup_vs_full"), ".2f") + "x",
+                _f(peak_growth_mb(r), ".0f"),
+                _f(r.get("mem_vs_full"), ".2f"),
+                _f(r.get("saved_tensors_mb"), ".0f"),
+                _f(r.get("saved_vs_full"), ".2f"),
+                _gflops(r),
+                _f(r.get("flops_vs_full"), ".2f"),
+                str(r.get("branches_run", "-")),
+                str(r.get("ops_run", "-")),
+                f"{r['live_nodes']}/{r['searchable_nodes']}" if "live_nodes" in r else "-",
+            ]
+        )
     return head, body
 
 
@@ -438,7 +496,11 @@ def main(argv: list[str] | None = None) -> int:
         sweep += point
 
     if rows:
-        print_table(f"One search step (arch + weight) on DCSS L={args.layers}, F={args.channels}, {args.size}x{args.size}, batch {args.batch}, {args.device}, {args.threads} threads; median of {args.steps}", *variant_table(rows), args.markdown)
+        print_table(
+            f"One search step (arch + weight) on DCSS L={args.layers}, F={args.channels}, {args.size}x{args.size}, batch {args.batch}, {args.device}, {args.threads} threads; median of {args.steps}",
+            *variant_table(rows),
+            args.markdown,
+        )
     if sweep:
         print_table(f"Depth sweep: F={sc}, {ss}x{ss}, batch {args.batch}, {args.device}; median of {st}", *sweep_table(sweep, sweep_variants), args.markdown)
     if args.json:

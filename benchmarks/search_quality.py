@@ -34,16 +34,34 @@ from typing import Any
 # steps (2 weight-only warm-up), every architecture trained 8 epochs alike. One CPU core: about 6 min
 # per search and 2.5 min per training.
 RECIPE = [
-    "data.name=camvid", "data.scale=0.25", "data.crop=[88,120]", "data.batch_size=4",
-    "space.layers=4", "space.base_channels=8",
-    "search.epochs=8", "search.warmup_epochs=2", "search.steps_per_epoch=30", "search.eval_every=8",
-    "train.epochs=8", "train.eval_every=8", "train.lr=0.05",
+    "data.name=camvid",
+    "data.scale=0.25",
+    "data.crop=[88,120]",
+    "data.batch_size=4",
+    "space.layers=4",
+    "space.base_channels=8",
+    "search.epochs=8",
+    "search.warmup_epochs=2",
+    "search.steps_per_epoch=30",
+    "search.eval_every=8",
+    "train.epochs=8",
+    "train.eval_every=8",
+    "train.lr=0.05",
 ]
 SMOKE = [
-    "data.name=synthetic", "data.crop=[32,32]", "data.num_samples=32", "data.batch_size=4",
-    "space.layers=2", "space.base_channels=4",
-    "search.epochs=2", "search.warmup_epochs=1", "search.steps_per_epoch=3", "search.eval_every=2",
-    "search.bn_recalib_batches=1", "train.epochs=1", "train.steps_per_epoch=2",
+    "data.name=synthetic",
+    "data.crop=[32,32]",
+    "data.num_samples=32",
+    "data.batch_size=4",
+    "space.layers=2",
+    "space.base_channels=4",
+    "search.epochs=2",
+    "search.warmup_epochs=1",
+    "search.steps_per_epoch=3",
+    "search.eval_every=2",
+    "search.bn_recalib_batches=1",
+    "train.epochs=1",
+    "train.steps_per_epoch=2",
 ]
 
 
@@ -66,8 +84,7 @@ def _train(cfg, graph, folder: Path) -> dict[str, Any]:
     return run_training(cfg, graph, folder, resume=(folder / LAST).is_file(), progress=False)
 
 
-def search_and_train(overrides: list[str], strategy: str, seed: int, folder: str, entry: str | None = None,
-                     variant: list[str] | None = None, selectors: list[str] = ()) -> list[dict[str, Any]]:
+def search_and_train(overrides: list[str], strategy: str, seed: int, folder: str, entry: str | None = None, variant: list[str] | None = None, selectors: list[str] = ()) -> list[dict[str, Any]]:
     """One strategy (or variant of it) x seed: search (resumed if unfinished), then train what it derived,
     and for each of ``selectors`` the architecture that selector picks from the same trained supernet
     (selection as its own stage, :mod:`archgraph.studies.reselect`), trained alike."""
@@ -88,8 +105,18 @@ def search_and_train(overrides: list[str], strategy: str, seed: int, folder: str
     search_seconds = clock.seconds
     metrics = _train(_config(overrides, seed), load(search_dir / "arch.yaml"), root / "train")
     name = entry or strategy
-    results = [{"entry": name, "seed": seed, "t_miou": metrics["miou"], "params": metrics["params"], "flops": metrics["flops"], "folder": folder,
-                "search_seconds": search_seconds, **search_movement(search_dir)}]
+    results = [
+        {
+            "entry": name,
+            "seed": seed,
+            "t_miou": metrics["miou"],
+            "params": metrics["params"],
+            "flops": metrics["flops"],
+            "folder": folder,
+            "search_seconds": search_seconds,
+            **search_movement(search_dir),
+        }
+    ]
     for spec in selectors:
         results.append(_select_and_train(overrides, search_dir, root, name, seed, spec))
     return results
@@ -110,9 +137,18 @@ def _select_and_train(overrides: list[str], search_dir: Path, root: Path, entry:
         atomic_write_json(folder / "selection.json", record)
     record = json.loads((folder / "selection.json").read_text())
     metrics = _train(_config(overrides, seed), load(folder / "arch.yaml"), root / f"train-{folder.name}")
-    return {"entry": f"{entry}+{spec}", "seed": seed, "t_miou": metrics["miou"], "params": metrics["params"], "flops": metrics["flops"],
-            "folder": str(root), "selection_seconds": record.get("seconds"), "selection_candidates": record.get("candidates"),
-            "s_miou": None, "selector": spec}
+    return {
+        "entry": f"{entry}+{spec}",
+        "seed": seed,
+        "t_miou": metrics["miou"],
+        "params": metrics["params"],
+        "flops": metrics["flops"],
+        "folder": str(root),
+        "selection_seconds": record.get("seconds"),
+        "selection_candidates": record.get("candidates"),
+        "s_miou": None,
+        "selector": spec,
+    }
 
 
 def train_baseline(overrides: list[str], entry: str, seed: int, arch_file: str, folder: str) -> dict[str, Any]:
@@ -177,9 +213,18 @@ def parse_variant(text: str) -> tuple[str, str, list[str]]:
     return name, strategy, [s for s in settings.split(",") if s]
 
 
-def run_jobs(overrides: list[str], out: Path, strategies: list[str], seeds: list[int], random_count: int, workers: int,
-             variants: list[tuple[str, str, list[str]]] = (), retrain: str | None = None,
-             search_seeds: list[int] | None = None, selectors: list[str] = ()) -> list[dict[str, Any]]:
+def run_jobs(
+    overrides: list[str],
+    out: Path,
+    strategies: list[str],
+    seeds: list[int],
+    random_count: int,
+    workers: int,
+    variants: list[tuple[str, str, list[str]]] = (),
+    retrain: str | None = None,
+    search_seeds: list[int] | None = None,
+    selectors: list[str] = (),
+) -> list[dict[str, Any]]:
     """Every job in ``workers`` processes, searches first (they take longest); results as they come."""
     results: list[dict[str, Any]] = []
     baselines = baseline_jobs(overrides, out, random_count, seeds)
@@ -188,12 +233,15 @@ def run_jobs(overrides: list[str], out: Path, strategies: list[str], seeds: list
         baselines += [(f"retrain:{retrain}", seed, str(arch), str(out / "runs" / f"retrain-{retrain}-seed{seed}")) for seed in seeds]
     searches = [(s, s, []) for s in strategies] + list(variants)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(search_and_train, overrides, strategy, seed, str(out / "runs" / f"{name}-seed{seed}"), name, extra, list(selectors))
-                   for name, strategy, extra in searches for seed in (search_seeds or seeds)]
+        futures = [
+            pool.submit(search_and_train, overrides, strategy, seed, str(out / "runs" / f"{name}-seed{seed}"), name, extra, list(selectors))
+            for name, strategy, extra in searches
+            for seed in (search_seeds or seeds)
+        ]
         futures += [pool.submit(train_baseline, overrides, entry, seed, arch, folder) for entry, seed, arch, folder in baselines]
         for future in as_completed(futures):
             done = future.result()
-            for result in (done if isinstance(done, list) else [done]):
+            for result in done if isinstance(done, list) else [done]:
                 results.append(result)
                 print(f"[{time.strftime('%H:%M:%S')}] {result['entry']} seed {result['seed']}: T-mIoU {result['t_miou']:.4f}", flush=True)
                 with (out / "jobs.jsonl").open("a") as log:
@@ -220,8 +268,9 @@ def compare_to_random(searched: list[float], random: list[float], seed: int = 0)
     if len(searched) > 1 and len(random) > 1:
         t = stats.ttest_ind(searched, random, equal_var=False)
         out["welch_t"], out["welch_p"] = float(t.statistic), float(t.pvalue)
-        boot = stats.bootstrap((np.asarray(searched), np.asarray(random)), lambda a, b, axis=-1: a.mean(axis) - b.mean(axis),
-                               n_resamples=2000, confidence_level=0.95, method="percentile", random_state=seed)
+        boot = stats.bootstrap(
+            (np.asarray(searched), np.asarray(random)), lambda a, b, axis=-1: a.mean(axis) - b.mean(axis), n_resamples=2000, confidence_level=0.95, method="percentile", random_state=seed
+        )
         out["diff_ci95"] = [float(boot.confidence_interval.low), float(boot.confidence_interval.high)]
     return out
 
@@ -237,15 +286,25 @@ def summarise(results: list[dict[str, Any]], strategies: list[str]) -> dict[str,
     summary: dict[str, Any] = {"entries": {}, "best_preset": best_preset}
     for entry, rows in by_entry.items():
         mean, std = _mean_std([r["t_miou"] for r in rows])
-        item: dict[str, Any] = {"n": len(rows), "t_miou_mean": mean, "t_miou_std": std, "runs": rows,
-                                "params_mean": statistics.fmean(r["params"] for r in rows)}
+        item: dict[str, Any] = {"n": len(rows), "t_miou_mean": mean, "t_miou_std": std, "runs": rows, "params_mean": statistics.fmean(r["params"] for r in rows)}
         if entry in strategies:
             if len(random) > 1:
                 item["vs_random"] = compare_to_random([r["t_miou"] for r in rows], random)
             if best_preset:
                 item["vs_best_preset"] = mean - best_preset[1]
-            for key in ("margin_alpha_start", "margin_alpha_end", "margin_beta_start", "margin_beta_end", "entropy_alpha_start",
-                        "entropy_alpha_end", "entropy_beta_start", "entropy_beta_end", "changed_ops", "changed_inputs", "arch_steps"):
+            for key in (
+                "margin_alpha_start",
+                "margin_alpha_end",
+                "margin_beta_start",
+                "margin_beta_end",
+                "entropy_alpha_start",
+                "entropy_alpha_end",
+                "entropy_beta_start",
+                "entropy_beta_end",
+                "changed_ops",
+                "changed_inputs",
+                "arch_steps",
+            ):
                 values = [r[key] for r in rows if r.get(key) is not None]
                 if values:
                     item[key] = statistics.fmean(values)
@@ -259,10 +318,11 @@ def summarise(results: list[dict[str, Any]], strategies: list[str]) -> dict[str,
 
 
 def markdown(summary: dict[str, Any], strategies: list[str]) -> str:
-    lines = ["| entry | n | T-mIoU (val) | vs random | Welch p | params (M) | margin alpha start -> end | margin beta start -> end | H(alpha) end | decisions changed (ops / inputs) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    order = strategies + sorted(e for e in summary["entries"] if e.startswith("preset:")) + ["random"] + sorted(
-        e for e in summary["entries"] if e.startswith("retrain:"))
+    lines = [
+        "| entry | n | T-mIoU (val) | vs random | Welch p | params (M) | margin alpha start -> end | margin beta start -> end | H(alpha) end | decisions changed (ops / inputs) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = strategies + sorted(e for e in summary["entries"] if e.startswith("preset:")) + ["random"] + sorted(e for e in summary["entries"] if e.startswith("retrain:"))
     for entry in order:
         item = summary["entries"].get(entry)
         if item is None:
@@ -285,19 +345,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="study folder (resumed when it exists)")
     p.add_argument("--data", default="../shared/datasets/camvid", help="CamVid folder (SegNet layout)")
     p.add_argument("--strategies", default="dcnas", help="comma-separated strategies (default: dcnas; 'none' for variants only)")
-    p.add_argument("--variant", dest="variants", action="append", default=[], metavar="NAME:STRATEGY:KEY=VALUE,...",
-                   help="a searched entry with its own settings, e.g. lr0.03:dcnas:search.arch_lr=0.03 (repeatable)")
+    p.add_argument(
+        "--variant",
+        dest="variants",
+        action="append",
+        default=[],
+        metavar="NAME:STRATEGY:KEY=VALUE,...",
+        help="a searched entry with its own settings, e.g. lr0.03:dcnas:search.arch_lr=0.03 (repeatable)",
+    )
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (baselines cycle through them)")
-    p.add_argument("--search-seeds", default=None, metavar="LIST",
-                   help="seeds for the searched entries only, e.g. 3,4 to add seeds to a finished study (default: the --seeds)")
+    p.add_argument("--search-seeds", default=None, metavar="LIST", help="seeds for the searched entries only, e.g. 3,4 to add seeds to a finished study (default: the --seeds)")
     p.add_argument("--random", type=int, default=6, help="random architectures (default 6)")
     p.add_argument("--workers", type=int, default=2, help="worker processes, one thread each (default 2)")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE", help="change the recipe")
-    p.add_argument("--retrain", default=None, metavar="ENTRY",
-                   help="also train ENTRY's seed-0 architecture (e.g. dcnas) with every seed: the training noise of one architecture")
-    p.add_argument("--selectors", default="", metavar="SPEC,...",
-                   help="also run each selector on every finished search's supernet and train its pick, e.g. topk,proxy:synflow:24 "
-                        "(entries STRATEGY+SPEC; the search's own derived architecture stays the STRATEGY entry)")
+    p.add_argument("--retrain", default=None, metavar="ENTRY", help="also train ENTRY's seed-0 architecture (e.g. dcnas) with every seed: the training noise of one architecture")
+    p.add_argument(
+        "--selectors",
+        default="",
+        metavar="SPEC,...",
+        help="also run each selector on every finished search's supernet and train its pick, e.g. topk,proxy:synflow:24 "
+        "(entries STRATEGY+SPEC; the search's own derived architecture stays the STRATEGY entry)",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny synthetic recipe (seconds)")
     p.add_argument("--report-only", action="store_true", help="only summarise the jobs already in OUT/jobs.jsonl")
     args = p.parse_args(argv)

@@ -49,13 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     from archgraph.engine.smiou import build_search_data, score_subnet
 
     torch.manual_seed(0)
-    cfg = load_config(None, ["data.name=synthetic", f"data.crop=[{args.size},{args.size}]", "data.batch_size=4", f"data.num_samples={args.images}",
-                             f"search.bn_recalib_batches={args.recalib}", f"space.layers={args.layers}", f"space.base_channels={args.channels}",
-                             f"strategy.name={args.strategy}"])
+    cfg = load_config(
+        None,
+        [
+            "data.name=synthetic",
+            f"data.crop=[{args.size},{args.size}]",
+            "data.batch_size=4",
+            f"data.num_samples={args.images}",
+            f"search.bn_recalib_batches={args.recalib}",
+            f"space.layers={args.layers}",
+            f"space.base_channels={args.channels}",
+            f"strategy.name={args.strategy}",
+        ],
+    )
     data = build_search_data(cfg)
     info = get_strategy(cfg.strategy_name)
-    strategy = info.cls(build_space(cfg.space_name, {**cfg.space_params, "num_classes": data.num_classes}),
-                        dataclass_from_dict(info.params, cfg.strategy_params, "strategy"), cfg.search, cfg.seed)
+    strategy = info.cls(build_space(cfg.space_name, {**cfg.space_params, "num_classes": data.num_classes}), dataclass_from_dict(info.params, cfg.strategy_params, "strategy"), cfg.search, cfg.seed)
     strategy.begin_stage(0, None)
     net = strategy.build_supernet()
     device = torch.device("cpu")
@@ -91,18 +100,21 @@ def main(argv: list[str] | None = None) -> int:
             score_subnet(net, strategy.relaxation, op_idx, input_idx, data, cfg, device)
         return clock.read() / len(candidates)
 
-    times = {name: statistics.median(fn() for _ in range(args.repeats)) for name, fn in (("forward passes", floor), ("selection stage", stage),
-                                                                                           ("score_subnet", one_by_one))}
+    times = {name: statistics.median(fn() for _ in range(args.repeats)) for name, fn in (("forward passes", floor), ("selection stage", stage), ("score_subnet", one_by_one))}
     base = times["forward passes"]
-    print(f"{args.strategy}, L={args.layers}, F={args.channels}, {args.size}x{args.size}, {len(data.select)} selection images, "
-          f"{args.recalib} recalibration batches: {passes} forward passes of <= 4 images per candidate, {len(candidates)} candidates, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    print(
+        f"{args.strategy}, L={args.layers}, F={args.channels}, {args.size}x{args.size}, {len(data.select)} selection images, "
+        f"{args.recalib} recalibration batches: {passes} forward passes of <= 4 images per candidate, {len(candidates)} candidates, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+    )
     print("| scoring | s / candidate | x forward passes |")
     print("|---|---|---|")
     for name, sec in times.items():
         print(f"| {name} | {sec:.4f} | {sec / base:.2f} |")
-    print(f"| selection stage incl. building the cache once, spread over {len(candidates)} | "
-          f"{times['selection stage'] + build_s / len(candidates):.4f} | {(times['selection stage'] + build_s / len(candidates)) / base:.2f} |")
+    print(
+        f"| selection stage incl. building the cache once, spread over {len(candidates)} | "
+        f"{times['selection stage'] + build_s / len(candidates):.4f} | {(times['selection stage'] + build_s / len(candidates)) / base:.2f} |"
+    )
     return 0
 
 

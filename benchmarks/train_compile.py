@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 
 
-def measure(layers: int, channels: int, crop: tuple[int, int], batch: int, steps: int, warmup: int, device: torch.device,
-            compiled: bool, classes: int = 11) -> dict[str, float]:
+def measure(layers: int, channels: int, crop: tuple[int, int], batch: int, steps: int, warmup: int, device: torch.device, compiled: bool, classes: int = 11) -> dict[str, float]:
     """Median step seconds (and the first step's, which compiles) of one mode."""
     from archgraph import build_space, compile_graph
     from archgraph.core.decode import sample_architecture
@@ -66,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    setting = dict(layers=args.layers, channels=args.channels, crop=tuple(args.crop), batch=args.batch, steps=args.steps,
-                   warmup=args.warmup, device=device)
+    setting = dict(layers=args.layers, channels=args.channels, crop=tuple(args.crop), batch=args.batch, steps=args.steps, warmup=args.warmup, device=device)
     eager = measure(**setting, compiled=False)
     print(f"eager: {eager['step_s'] * 1e3:.0f} ms per step; compiling ...", flush=True)
     from archgraph.core.measure import Timer
@@ -77,15 +75,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"compiled: {compiled['step_s'] * 1e3:.0f} ms per step ({clock.read():.0f} s in all)", flush=True)
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({args.threads} thread(s))",
-        "torch": torch.__version__, "layers": args.layers, "channels": args.channels, "crop": list(args.crop), "batch": args.batch,
-        "eager_step_s": eager["step_s"], "compiled_step_s": compiled["step_s"],
+        "torch": torch.__version__,
+        "layers": args.layers,
+        "channels": args.channels,
+        "crop": list(args.crop),
+        "batch": args.batch,
+        "eager_step_s": eager["step_s"],
+        "compiled_step_s": compiled["step_s"],
         "ratio_eager_over_compiled": eager["step_s"] / compiled["step_s"],
         "compile_s": compiled["first_step_s"] - compiled["step_s"],  # the first step's time beyond a normal step
-        "eager_images_per_s": args.batch / eager["step_s"], "compiled_images_per_s": args.batch / compiled["step_s"],
+        "eager_images_per_s": args.batch / eager["step_s"],
+        "compiled_images_per_s": args.batch / compiled["step_s"],
     }
     print(json.dumps(result, indent=1))
-    print(f"| {result['device']} | L={args.layers} F={args.channels} {args.crop[0]}x{args.crop[1]} b{args.batch} | "
-          f"{eager['step_s'] * 1e3:.0f} ms | {compiled['step_s'] * 1e3:.0f} ms | {result['ratio_eager_over_compiled']:.2f}x | {result['compile_s']:.0f} s |")
+    print(
+        f"| {result['device']} | L={args.layers} F={args.channels} {args.crop[0]}x{args.crop[1]} b{args.batch} | "
+        f"{eager['step_s'] * 1e3:.0f} ms | {compiled['step_s'] * 1e3:.0f} ms | {result['ratio_eager_over_compiled']:.2f}x | {result['compile_s']:.0f} s |"
+    )
     if args.json:
         from archgraph.io import atomic_write_json
 

@@ -118,9 +118,7 @@ def _register_ops() -> None:
         return
     register_op(NONE, parameter_free=True, doc="zero (Auto-DeepLab/DARTS 'none'; never kept by decoding)")(lambda node, inputs: Zero())
     for k in (0, 1):
-        register_op(f"cell_input_{k}", doc=f"a cell body's input {k} (the aligned {'H(l-2)' if k == 0 else 'H(l-1)'})")(
-            lambda node, inputs, k=k: SelectInput(k)
-        )
+        register_op(f"cell_input_{k}", doc=f"a cell body's input {k} (the aligned {'H(l-2)' if k == 0 else 'H(l-1)'})")(lambda node, inputs, k=k: SelectInput(k))
 
     @register_op("cell_concat", takes_list=True, doc="a cell body's output: concatenation of its blocks")
     def _concat(node: NodeSpec, inputs: Sequence[NodeSpec]) -> nn.Module:
@@ -134,9 +132,7 @@ def _register_ops() -> None:
         raise GraphError("'nested_cell' is the op of a cell node; the compiler builds the cell from its body")
 
     for rate in (96,):
-        register_op(f"head_aspp_sum{rate}", takes_list=True, doc=f"Auto-DeepLab head: ASPP (dilation {rate}/scale) per scale, summed")(
-            lambda node, inputs, rate=rate: ASPPSumHead(node, inputs, rate)
-        )
+        register_op(f"head_aspp_sum{rate}", takes_list=True, doc=f"Auto-DeepLab head: ASPP (dilation {rate}/scale) per scale, summed")(lambda node, inputs, rate=rate: ASPPSumHead(node, inputs, rate))
 
 
 _register_ops()
@@ -231,8 +227,11 @@ def build_autodeeplab(p: AutoDeepLabParams) -> nx.DiGraph:
     num_classes = p.num_classes or 19
     B, Fc = p.blocks, p.base_channels
     g = new_graph(
-        f"autodeeplab-L{p.layers}-F{Fc}-B{B}-{p.connectivity}", space="autodeeplab", params=asdict(p),
-        num_classes=num_classes, decoder=DECODER,
+        f"autodeeplab-L{p.layers}-F{Fc}-B{B}-{p.connectivity}",
+        space="autodeeplab",
+        params=asdict(p),
+        num_classes=num_classes,
+        decoder=DECODER,
     )
     add_node(g, "image", NodeSpec("input", 0, 1, 3))
     add_node(g, "stem_s2", NodeSpec("stem", 0, 2, max(1, B * Fc // 2), ("conv3x3",)))

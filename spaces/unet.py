@@ -63,8 +63,7 @@ class UNetParams(CheckedParams):
         super().__post_init__()
         skips = self.levels - 1  # candidates of the coarsest decoder node: every encoder node but its up-path
         if self.keep_skips > skips:
-            raise ConfigError(f"space.keep_skips={self.keep_skips} but a decoder node has only {skips} candidate skips at "
-                              f"levels={self.levels}; use at most {skips}")
+            raise ConfigError(f"space.keep_skips={self.keep_skips} but a decoder node has only {skips} candidate skips at levels={self.levels}; use at most {skips}")
 
 
 def scales(levels: int) -> list[int]:

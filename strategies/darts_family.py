@@ -85,6 +85,5 @@ def warn_unread_shared_keys(strategy: Strategy, p: PaperArchParams, per_stage: b
         "arch_betas": f"strategy.arch_betas={list(p.arch_betas)}",
     }
     if not strategy.equalised():
-        unread["warmup_epochs"] = (f"strategy.warmup_fraction={p.warmup_fraction} of {of} search.epochs "
-                                   f"({warmup_from_fraction(p.warmup_fraction, epochs)} weight-only epochs of {epochs})")
+        unread["warmup_epochs"] = f"strategy.warmup_fraction={p.warmup_fraction} of {of} search.epochs ({warmup_from_fraction(p.warmup_fraction, epochs)} weight-only epochs of {epochs})"
     warn_unread_search_keys(strategy.name, strategy.search, unread)

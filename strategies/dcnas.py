@@ -61,8 +61,7 @@ class DCNASParams(StrategyParams, CheckedParams):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.tau_min > self.tau_max:  # the one rule joining two fields: tau falls from tau_max to tau_min
-            raise ConfigError(f"strategy.tau_min: {self.tau_min!r} is above strategy.tau_max={self.tau_max!r}; allowed: "
-                              "0 < tau_min <= tau_max (the temperature falls from tau_max to tau_min)")
+            raise ConfigError(f"strategy.tau_min: {self.tau_min!r} is above strategy.tau_max={self.tau_max!r}; allowed: 0 < tau_min <= tau_max (the temperature falls from tau_max to tau_min)")
 
 
 class PathSamplingMix(Mixer):

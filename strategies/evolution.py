@@ -243,12 +243,19 @@ class EvolutionState:
 
     def save(self, run: "_Run", gen: int, candidates: list[Candidate], top: list[Candidate], history: list[dict[str, Any]]) -> None:
         version, internal, gauss = run.rng.getstate()
-        atomic_write_json(self.path, {
-            "key": self._key(run.genes, run.cfg, run.seed), "generation": gen,
-            "candidates": [_plain(c) for c in candidates], "top": [_plain(c) for c in top],
-            "scored": [[_plain(c), f] for c, f in run.scored.items()], "illegal": [_plain(c) for c in run.illegal],
-            "rng": [version, list(internal), gauss], "history": history,
-        })
+        atomic_write_json(
+            self.path,
+            {
+                "key": self._key(run.genes, run.cfg, run.seed),
+                "generation": gen,
+                "candidates": [_plain(c) for c in candidates],
+                "top": [_plain(c) for c in top],
+                "scored": [[_plain(c), f] for c, f in run.scored.items()],
+                "illegal": [_plain(c) for c in run.illegal],
+                "rng": [version, list(internal), gauss],
+                "history": history,
+            },
+        )
 
     def load(self, run: "_Run") -> tuple[int, list[Candidate], list[Candidate], list[dict[str, Any]]] | None:
         """Restore ``run`` from the file: (generation, its candidates, top-k, history); None when there
@@ -260,8 +267,7 @@ class EvolutionState:
             version, internal, gauss = state["rng"]
             scored = {_candidate(c): float(f) for c, f in state["scored"]}
             illegal = {_candidate(c) for c in state["illegal"]}
-            restored = (int(state["generation"]), [_candidate(c) for c in state["candidates"]],
-                        [_candidate(c) for c in state["top"]], list(state["history"]))
+            restored = (int(state["generation"]), [_candidate(c) for c in state["candidates"]], [_candidate(c) for c in state["top"]], list(state["history"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
         run.rng.setstate((version, tuple(internal), gauss))

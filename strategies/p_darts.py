@@ -262,9 +262,7 @@ class PDARTS(Strategy):
         deepenable = isinstance(layers, int) and not isinstance(layers, bool) and "space" in graph.graph
         if not deepenable:
             if p.stage_layers:
-                raise ConfigError(
-                    f"strategy.stage_layers is set but space {graph.graph.get('space')!r} has no integer 'layers' hyper-parameter to deepen; leave strategy.stage_layers empty"
-                )
+                raise ConfigError(f"strategy.stage_layers is set but space {graph.graph.get('space')!r} has no integer 'layers' hyper-parameter to deepen; leave strategy.stage_layers empty")
             return [None] * p.stages
         if p.stage_layers:
             return list(p.stage_layers)

@@ -90,8 +90,7 @@ class PCDARTSRelaxation(Relaxation):
     def op_width(self, choice: OpChoice, channels: int) -> int:
         if channels % self.k:
             raise ConfigError(
-                f"strategy.k={self.k} does not divide the {channels} channels of node {choice.node!r} "
-                "(the channel shuffle needs equal groups); choose a k that divides every searchable node's width"
+                f"strategy.k={self.k} does not divide the {channels} channels of node {choice.node!r} (the channel shuffle needs equal groups); choose a k that divides every searchable node's width"
             )
         return channels // self.k
 

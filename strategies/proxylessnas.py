@@ -146,7 +146,7 @@ class ProxylessRelaxation(Relaxation):
         involved = self._involved(act, idx)
         if uploaded is None:
             uploaded = torch.tensor(idx + involved).to(logits.device, non_blocking=True)
-        index, involved_index = uploaded[: len(idx)], uploaded[len(idx):]
+        index, involved_index = uploaded[: len(idx)], uploaded[len(idx) :]
         act_index = involved_index[: len(act)]  # involved starts with the active ones
         n = logits.numel()
         slice_p = torch.softmax(logits.index_select(0, index), -1)  # differentiable: the hardware loss backpropagates through it
@@ -181,8 +181,7 @@ class ProxylessRelaxation(Relaxation):
         if self.subnet is not None:
             return None
         if not training:
-            return {c.node: torch.topk(arch.input_logits(c.label).detach(), min(c.keep, arch.input_logits(c.label).numel())).indices.tolist()
-                    for c in sequence if isinstance(c, InputChoice)}
+            return {c.node: torch.topk(arch.input_logits(c.label).detach(), min(c.keep, arch.input_logits(c.label).numel())).indices.tolist() for c in sequence if isinstance(c, InputChoice)}
         # each label once, in the mixers' order (shared labels are binarised by their first choice)
         todo: dict[tuple[str, str], tuple[torch.Tensor, int, int]] = {}
         for c in sequence:
@@ -339,13 +338,21 @@ class ProxylessNAS(Strategy):
         self._arch_log: dict[str, float] = {}
         super().__init__(graph, params, search, seed)
         if self.equalised() and params.arch_every != ProxylessParams.arch_every:
-            warnings.warn(f"proxylessnas does not read strategy.arch_every (set to {params.arch_every}) under search.budget={search.budget}; "
-                          "it takes one architecture step per weight step, as every other strategy", UserWarning, stacklevel=2)
-        warn_unread_search_keys(self.name, search, {
-            "arch_lr": f"strategy.arch_lr={params.arch_lr}",
-            "arch_weight_decay": f"strategy.arch_weight_decay={params.arch_weight_decay}",
-            "arch_betas": f"strategy.arch_betas={list(params.arch_betas)}",
-        })
+            warnings.warn(
+                f"proxylessnas does not read strategy.arch_every (set to {params.arch_every}) under search.budget={search.budget}; "
+                "it takes one architecture step per weight step, as every other strategy",
+                UserWarning,
+                stacklevel=2,
+            )
+        warn_unread_search_keys(
+            self.name,
+            search,
+            {
+                "arch_lr": f"strategy.arch_lr={params.arch_lr}",
+                "arch_weight_decay": f"strategy.arch_weight_decay={params.arch_weight_decay}",
+                "arch_betas": f"strategy.arch_betas={list(params.arch_betas)}",
+            },
+        )
 
     def make_relaxation(self) -> ProxylessRelaxation:
         return ProxylessRelaxation(self.params, self.seed)
@@ -465,7 +472,9 @@ class ProxylessNAS(Strategy):
         p = self.params
         if form == "mul#log":
             if target <= 1 or float(expected.detach()) <= 1:
-                raise ConfigError(f"strategy.hw_loss=mul#log needs costs above 1 {unit} (log ratio); got target {target:.4g}, expected {float(expected.detach()):.4g}. Use hw_loss=add#linear or another hw_metric")
+                raise ConfigError(
+                    f"strategy.hw_loss=mul#log needs costs above 1 {unit} (log ratio); got target {target:.4g}, expected {float(expected.detach()):.4g}. Use hw_loss=add#linear or another hw_metric"
+                )
             return p.hw_alpha * loss * (torch.log(expected) / math.log(target)) ** p.hw_beta
         return loss + p.hw_lambda * (expected - target) / target
 

@@ -162,8 +162,7 @@ class SPOS(Strategy):
     budget_rule = "constraint"  # search.cost_limit: candidates over it are never scored
     # The checks' tiny runs: a small evolution (the official 50 x 20 would score up to 1,050 candidates).
     # a small evolution for the checks; 3 x 3 architectures in the planted graph and a weight step trains one of them: twice the steps
-    checks = CheckSettings(options={"population": 4, "generations": 2, "select": 2, "mutation": 2, "crossover": 2, "recalib_batches": 2},
-                           planted_steps=32)
+    checks = CheckSettings(options={"population": 4, "generations": 2, "select": 2, "mutation": 2, "crossover": 2, "recalib_batches": 2}, planted_steps=32)
     #: The evolution's progress bar (candidates scored of at most ``EvolutionConfig.max_scored()``,
     #: generation, best fitness so far): True draws it, False never; None (the default) draws it only
     #: when stderr is a terminal and this is rank 0. The search loop sets it from its ``progress`` switch.
@@ -171,9 +170,14 @@ class SPOS(Strategy):
 
     def __init__(self, graph: nx.DiGraph, params: SPOSParams, search, seed: int = 0):
         # The official sizes where the options are unset; on_search_end scales them to the search's budget.
-        self.evolution_cfg = EvolutionConfig(OFFICIAL_POPULATION if params.population is None else params.population,
-                                             OFFICIAL_GENERATIONS if params.generations is None else params.generations,
-                                             params.select, params.mutation, params.crossover, params.mutation_prob)
+        self.evolution_cfg = EvolutionConfig(
+            OFFICIAL_POPULATION if params.population is None else params.population,
+            OFFICIAL_GENERATIONS if params.generations is None else params.generations,
+            params.select,
+            params.mutation,
+            params.crossover,
+            params.mutation_prob,
+        )
         self.evolution_cfg.check()
         self.weight_steps = 0  # supernet training steps taken: the evolution's default budget
         if params.band_min < 0 or params.band_max < 0 or (params.band_max and params.band_max <= params.band_min):
@@ -233,7 +237,7 @@ class SPOS(Strategy):
 
     def decisions_of(self, cand: Candidate, op_labels: list[str], in_labels: list[str]) -> tuple[OpIdx, InputIdx]:
         ops = {l: int(v) for l, v in zip(op_labels, cand[: len(op_labels)])}
-        inputs = {l: list(v) for l, v in zip(in_labels, cand[len(op_labels):])}
+        inputs = {l: list(v) for l, v in zip(in_labels, cand[len(op_labels) :])}
         return ops, inputs
 
     def on_search_end(self, net: CompiledNetwork, score: Callable[..., float], out_dir) -> bool:
@@ -296,9 +300,12 @@ class SPOS(Strategy):
         generations = cfg.generations if p.generations is not None else min(OFFICIAL_GENERATIONS, max(0, (budget - population) // per_generation))
         scaled = dataclasses.replace(cfg, population=population, generations=generations)
         if _rank0():
-            print(f"evolution: population {population}, {generations} generations, at most {scaled.max_scored()} candidates of "
-                  f"{calls[0]} forward passes each, for a search of {self.weight_steps} weight steps (set strategy.population "
-                  f"and strategy.generations to choose)", flush=True)
+            print(
+                f"evolution: population {population}, {generations} generations, at most {scaled.max_scored()} candidates of "
+                f"{calls[0]} forward passes each, for a search of {self.weight_steps} weight steps (set strategy.population "
+                f"and strategy.generations to choose)",
+                flush=True,
+            )
         return scaled
 
     def _generation_log(self, out_dir, op_labels: list[str], in_labels: list[str]) -> Callable[[dict[str, Any]], None]:
@@ -320,10 +327,16 @@ class SPOS(Strategy):
                 first[0] = False
                 if log.exists():
                     truncate_log(log, record["generation"])
-            append_jsonl(log, {
-                "generation": record["generation"], "best_fitness": record["best_fitness"], "scored": record["scored"],
-                "top": [entry(c, f) for c, f in record["top"]], "population": [entry(c, f) for c, f in record["population"]],
-            })
+            append_jsonl(
+                log,
+                {
+                    "generation": record["generation"],
+                    "best_fitness": record["best_fitness"],
+                    "scored": record["scored"],
+                    "top": [entry(c, f) for c, f in record["top"]],
+                    "population": [entry(c, f) for c, f in record["population"]],
+                },
+            )
 
         return write
 
@@ -350,8 +363,7 @@ class SPOS(Strategy):
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "generator": self.relaxation.generator.get_state(), "best": self.best, "image_hw": self.image_hw,
-                "weight_steps": self.weight_steps}
+        return {**super().state_dict(), "generator": self.relaxation.generator.get_state(), "best": self.best, "image_hw": self.image_hw, "weight_steps": self.weight_steps}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -402,8 +414,7 @@ class GenerationLines:
         if not self.enabled:
             return
         now = time.perf_counter()
-        print(f"evolution generation {record['generation']}/{self.generations}: best fitness {record['best_fitness']:.4f} | "
-              f"scored {record['scored']} | {now - self.start:.1f} s", flush=True)
+        print(f"evolution generation {record['generation']}/{self.generations}: best fitness {record['best_fitness']:.4f} | scored {record['scored']} | {now - self.start:.1f} s", flush=True)
         self.start = now
 
 
@@ -428,8 +439,7 @@ class EvolutionProgress:
         self.best = float("-inf")
         self.done = 0
         self.gen = 0
-        columns = (TextColumn("[bold]evolution"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                   TimeElapsedColumn(), TimeRemainingColumn())
+        columns = (TextColumn("[bold]evolution"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
         self.bar = Progress(*columns, console=Console(stderr=True), disable=not show, transient=False)
         self.task = self.bar.add_task("evolution", total=total, info=self._info())
 

@@ -28,9 +28,18 @@ def assert_architecture_trains(arch: nx.DiGraph, steps: int = 10, classes: int =
 
 # Tiny run folders made through the CLI, as a user makes them (a few seconds each on one core).
 TINY_SEARCH = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=8", "data.crop=[32,32]", "data.batch_size=2",
-    "data.val_limit=2", "search.epochs=2", "search.warmup_epochs=0", "search.steps_per_epoch=2",
-    "search.bn_recalib_batches=1", "train.epochs=1", "train.steps_per_epoch=2",  # train.*: for trainings of its arch
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=8",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.val_limit=2",
+    "search.epochs=2",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "train.epochs=1",
+    "train.steps_per_epoch=2",  # train.*: for trainings of its arch
 ]
 TINY_TRAIN = ["data.crop=[32,32]", "data.batch_size=2", "data.num_samples=8", "data.val_limit=2", "train.epochs=2", "train.steps_per_epoch=2"]
 

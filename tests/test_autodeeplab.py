@@ -90,8 +90,10 @@ def _transition_scores(space, good: dict[tuple[str, str], float]) -> dict[str, l
 def test_viterbi_finds_the_known_best_path_not_the_greedy_one(space):
     # greedy from the stem would take 4 -> 4 (0.6) and then meet only 0.1s; the best product goes via 1/8
     good = {
-        (node_id(1, 4), "stem_s4"): 0.6, (node_id(1, 8), "stem_s4"): 0.4,
-        (node_id(2, 16), "L1_s8"): 0.9, (node_id(3, 16), "L2_s16"): 0.9,
+        (node_id(1, 4), "stem_s4"): 0.6,
+        (node_id(1, 8), "stem_s4"): 0.4,
+        (node_id(2, 16), "L1_s8"): 0.9,
+        (node_id(3, 16), "L2_s16"): 0.9,
     }
     scores = _transition_scores(space, good)
     assert viterbi(space, scores) == [4, 8, 16, 16]
@@ -169,9 +171,18 @@ def test_render_draws_the_trellis_path_and_the_cell(space, tmp_path):
 
 
 SEARCH = [
-    "space.name=autodeeplab", "space.layers=2", "space.base_channels=4", "space.blocks=2", "data.num_samples=8",
-    "data.crop=[32,32]", "data.batch_size=2", "search.epochs=2", "search.warmup_epochs=0", "search.steps_per_epoch=2",
-    "search.bn_recalib_batches=1", "data.val_limit=2",
+    "space.name=autodeeplab",
+    "space.layers=2",
+    "space.base_channels=4",
+    "space.blocks=2",
+    "data.num_samples=8",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=2",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=2",
 ]
 EXTRA = {
     "p_darts": ["strategy.stages=2", "strategy.drop=[2]", "strategy.dropout=[0.0,0.3]"],
@@ -195,6 +206,18 @@ def test_every_strategy_searches_autodeeplab_unchanged(strategy, tmp_path):
             assert NONE not in [o for m in body.nodes for o in body.nodes[m]["ops"]]
     assert compile_graph(arch).eval()(torch.randn(1, 3, 32, 32)).shape[-2:] == (32, 32)
     # ... and trains stand-alone from the search folder (its file passes the space check)
-    train = ["train", str(out), "--out", str(tmp_path / "train"), "--no-progress", "--set", "data.num_samples=4", "data.crop=[32,32]",
-             "data.batch_size=2", "train.epochs=1", "train.steps_per_epoch=1", "data.val_limit=1"]
+    train = [
+        "train",
+        str(out),
+        "--out",
+        str(tmp_path / "train"),
+        "--no-progress",
+        "--set",
+        "data.num_samples=4",
+        "data.crop=[32,32]",
+        "data.batch_size=2",
+        "train.epochs=1",
+        "train.steps_per_epoch=1",
+        "data.val_limit=1",
+    ]
     assert main(train) == 0

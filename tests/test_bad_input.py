@@ -49,7 +49,7 @@ def fails(capsys, argv: list[str]) -> str:
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0][len("error: "):]
+    return lines[0][len("error: ") :]
 
 
 def commands(message: str) -> list[list[str]]:
@@ -173,21 +173,30 @@ def test_output_folders_that_cannot_be_written_are_named_before_any_work(runs, t
     before = snapshot(locked)
 
     def run(batch):
-        done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(batch)], cwd=work, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_obey_file_modes if os.geteuid() == 0 else None)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, json.dumps(batch)],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            preexec_fn=_obey_file_modes if os.geteuid() == 0 else None,
+        )
         if done.returncode != 0 and "PR_CAPBSET_DROP" in done.stderr:
             pytest.skip("cannot drop root's permission override here")
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     try:
-        results = run([
-            ["render", str(arch), "-o", str(locked / "probe.svg")],
-            ["search", "--out", str(locked / "new"), "--no-progress", "--set", *TINY_SEARCH],
-            ["train", str(arch), "--out", str(locked / "new"), "--no-progress", "--set", *TINY_TRAIN],
-            ["report", str(locked / "search")],
-            ["render", str(arch), "-o", str(locked / "arch.svg")],
-        ])
+        results = run(
+            [
+                ["render", str(arch), "-o", str(locked / "probe.svg")],
+                ["search", "--out", str(locked / "new"), "--no-progress", "--set", *TINY_SEARCH],
+                ["train", str(arch), "--out", str(locked / "new"), "--no-progress", "--set", *TINY_TRAIN],
+                ["report", str(locked / "search")],
+                ["render", str(arch), "-o", str(locked / "arch.svg")],
+            ]
+        )
         if results.pop(0)[0] == 0:
             pytest.skip("this user can write a mode-0555 folder here")
         fixes = []
@@ -197,11 +206,13 @@ def test_output_folders_that_cannot_be_written_are_named_before_any_work(runs, t
             assert "cannot be written" in err and "not writable" in err and str(locked) in err, err
             fixes.append(suggested_path(err, flag))
         assert snapshot(locked) == before  # nothing written, nothing lost
-        results = run([  # the fixes, typed
-            ["search", "--out", fixes[0], "--no-progress", "--set", *TINY_SEARCH],
-            ["report", str(locked / "search"), "-o", fixes[2]],
-            ["render", str(arch), "-o", fixes[3]],
-        ])
+        results = run(
+            [  # the fixes, typed
+                ["search", "--out", fixes[0], "--no-progress", "--set", *TINY_SEARCH],
+                ["report", str(locked / "search"), "-o", fixes[2]],
+                ["render", str(arch), "-o", fixes[3]],
+            ]
+        )
         assert [rc for rc, _ in results] == [0, 0, 0], results
         assert (work / fixes[0] / "final.json").is_file() and (work / fixes[2]).is_file()
         assert snapshot(locked) == before
@@ -289,8 +300,7 @@ def camvid(tmp_path: Path) -> Path:
         lines = []
         for i in range(n):
             name = f"0001TP_{i:06d}.png"
-            for folder, arr in ((split, rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)),
-                                (f"{split}annot", rng.integers(0, 12, (32, 32), dtype=np.uint8))):
+            for folder, arr in ((split, rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)), (f"{split}annot", rng.integers(0, 12, (32, 32), dtype=np.uint8))):
                 (root / folder).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(arr).save(root / folder / name)
             lines.append(f"/SegNet/CamVid/{split}/{name} /SegNet/CamVid/{split}annot/{name}")
@@ -299,9 +309,19 @@ def camvid(tmp_path: Path) -> Path:
 
 
 def camvid_set(root: Path, crop: int = 32) -> list[str]:
-    return ["data.name=camvid", f"data.root={root}", f"data.crop=[{crop},{crop}]", "data.batch_size=2", "train.epochs=1",
-            "train.steps_per_epoch=1", "search.epochs=1", "search.steps_per_epoch=1", "search.bn_recalib_batches=1",
-            "space.layers=2", "space.base_channels=4"]
+    return [
+        "data.name=camvid",
+        f"data.root={root}",
+        f"data.crop=[{crop},{crop}]",
+        "data.batch_size=2",
+        "train.epochs=1",
+        "train.steps_per_epoch=1",
+        "search.epochs=1",
+        "search.steps_per_epoch=1",
+        "search.bn_recalib_batches=1",
+        "space.layers=2",
+        "space.base_channels=4",
+    ]
 
 
 def test_a_bad_validation_label_stops_before_the_first_step(camvid, tmp_path, capsys):
@@ -471,8 +491,7 @@ def test_a_corrupt_best_checkpoint_is_never_replaced_silently_by_its_previous_co
 
 def test_crops_below_the_networks_stride_and_absurd_epoch_counts_are_refused_with_the_bound(tmp_path, capsys):
     arch = write_arch(tmp_path / "arch.yaml")
-    for argv in (["search", "--out", str(tmp_path / "s"), "--set", *TINY_SEARCH, "data.crop=[1,1]"],
-                 ["train", str(arch), "--out", str(tmp_path / "t"), "--set", *TINY_TRAIN, "data.crop=[16,64]"]):
+    for argv in (["search", "--out", str(tmp_path / "s"), "--set", *TINY_SEARCH, "data.crop=[1,1]"], ["train", str(arch), "--out", str(tmp_path / "t"), "--set", *TINY_TRAIN, "data.crop=[16,64]"]):
         message = fails(capsys, argv)
         assert "smaller than the total stride 32" in message and "the smallest crop that works is [32,32]" in message, message
     for key in ("search.epochs", "train.epochs"):

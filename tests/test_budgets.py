@@ -24,11 +24,21 @@ from archgraph.engine.search import run_search
 from archgraph.engine.spend import SpendMeter
 from archgraph.testing import check_settings
 
-TINY = ["data.crop=[32,32]", "data.batch_size=2", "data.num_samples=16", "data.val_limit=2", "space.layers=2", "space.base_channels=4",
-        "search.epochs=4", "search.warmup_epochs=1", "search.steps_per_epoch=2", "search.bn_recalib_batches=1", "search.eval_every=0"]
+TINY = [
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.num_samples=16",
+    "data.val_limit=2",
+    "space.layers=2",
+    "space.base_channels=4",
+    "search.epochs=4",
+    "search.warmup_epochs=1",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "search.eval_every=0",
+]
 SMALL_END = {  # end-of-search work kept tiny (SPOS's evolution, rsws's random sample) where a strategy has it
-    "spos": ["strategy.population=4", "strategy.generations=2", "strategy.select=2", "strategy.mutation=2", "strategy.crossover=2",
-             "strategy.recalib_batches=1"],
+    "spos": ["strategy.population=4", "strategy.generations=2", "strategy.select=2", "strategy.mutation=2", "strategy.crossover=2", "strategy.recalib_batches=1"],
 }
 
 

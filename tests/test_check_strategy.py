@@ -154,8 +154,11 @@ def test_the_command_checks_a_strategy_and_refuses_bad_arguments(capsys):
     assert "on space 'dcss' (layers=1, base_channels=4)" in out
     assert "PASS subnet: subnet mode computes the derived network" in out and "SKIP evaluation" in out
     assert "darts on dcss: 1 passed, 0 failed, 1 skipped" in out
-    for argv, message in ((["--checks", "subnets"], "unknown check 'subnets'"), (["--set", "data.crop=[8,8]"], "space.KEY=VALUE and strategy.KEY=VALUE only"),
-                          (["--set", "strategy.paths=1"], "unknown config key 'strategy.paths'")):
+    for argv, message in (
+        (["--checks", "subnets"], "unknown check 'subnets'"),
+        (["--set", "data.crop=[8,8]"], "space.KEY=VALUE and strategy.KEY=VALUE only"),
+        (["--set", "strategy.paths=1"], "unknown config key 'strategy.paths'"),
+    ):
         assert main(["check-strategy", "darts", *argv]) == 2
         assert message in capsys.readouterr().err
     assert get_strategy("darts").cls.__name__ == "DARTS"  # the checks' instrumented classes are gone again
@@ -170,7 +173,7 @@ def _doc_example(name: str) -> str:
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
     start = text.index(f"<!-- example: {name} -->")
-    block = text[text.index("```python\n", start) + len("```python\n"):]
+    block = text[text.index("```python\n", start) + len("```python\n") :]
     return block[: block.index("\n```")]
 
 
@@ -203,7 +206,6 @@ from archgraph.strategies.base import Strategy as _Strategy, StrategyParams as _
 
 TAU = 1.0
 NO_RESIDUAL_OPS = {"ops": ["conv3x3", "conv1x1"]}  # conv + BN + ReLU: nothing carries a gate's scale past the BN
-
 
 
 class _Relax(Relaxation):

@@ -23,9 +23,18 @@ from archgraph.core.measure import peak_memory_of
 from archgraph.core.archfile import check_in_space
 
 TINY = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=8", "data.crop=[32,32]", "data.batch_size=2",
-    "data.val_limit=2", "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=2",
-    "search.bn_recalib_batches=1", "train.epochs=1", "train.steps_per_epoch=2",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=8",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.val_limit=2",
+    "search.epochs=1",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "train.epochs=1",
+    "train.steps_per_epoch=2",
 ]
 ENTRIES = ["dcnas", "pc_darts", "preset:fcn", "random"]
 
@@ -42,8 +51,25 @@ class Counter:
 
 
 def compare(out, *extra):
-    return main(["compare", "--strategies", "dcnas,pc_darts", "--seeds", "1", "--baselines", "preset:fcn,random:1",
-                 "--cache", str(out.parent / "cache"), "--out", str(out), "--no-progress", "--set", *TINY, *extra])
+    return main(
+        [
+            "compare",
+            "--strategies",
+            "dcnas,pc_darts",
+            "--seeds",
+            "1",
+            "--baselines",
+            "preset:fcn,random:1",
+            "--cache",
+            str(out.parent / "cache"),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--set",
+            *TINY,
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -193,12 +219,18 @@ def test_the_cost_plot_labels_do_not_overlap(tmp_path):
     from archgraph.studies.compare.report import cost_figure
 
     def entry(name, kind, miou, seconds=None):
-        return {"name": name, "kind": kind, "summary": {"t_miou_mean": miou, "t_miou_std": 0.01, "runs": 6,
-                                                         "search_seconds_mean": seconds, "search_seconds_std": 5.0 if seconds else None}}
+        return {"name": name, "kind": kind, "summary": {"t_miou_mean": miou, "t_miou_std": 0.01, "runs": 6, "search_seconds_mean": seconds, "search_seconds_std": 5.0 if seconds else None}}
 
-    entries = [entry("dcnas", "strategy", 0.241, 400.0), entry("long", "strategy", 0.258, 800.0), entry("lr", "strategy", 0.256, 410.0),
-               entry("preset:fcn", "preset", 0.206), entry("preset:hourglass", "preset", 0.2431), entry("preset:deeplabv3", "preset", 0.2421),
-               entry("preset:hrnet", "preset", 0.2365), entry("random", "random", 0.2415)]
+    entries = [
+        entry("dcnas", "strategy", 0.241, 400.0),
+        entry("long", "strategy", 0.258, 800.0),
+        entry("lr", "strategy", 0.256, 410.0),
+        entry("preset:fcn", "preset", 0.206),
+        entry("preset:hourglass", "preset", 0.2431),
+        entry("preset:deeplabv3", "preset", 0.2421),
+        entry("preset:hrnet", "preset", 0.2365),
+        entry("random", "random", 0.2415),
+    ]
     fig = cost_figure(entries, {"strategy": "b", "preset": "r", "random": "g"})
     from matplotlib.text import Text
 

@@ -18,9 +18,18 @@ from archgraph.studies.compare import Plan, check_plan, parse_baselines, run_com
 from archgraph.studies.compare.stats import compare_groups, holm, interval, percentile_among, permutation_p, study_statistics, welch
 
 TINY = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=8", "data.crop=[32,32]", "data.batch_size=2",
-    "data.val_limit=2", "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=2",
-    "search.bn_recalib_batches=1", "train.epochs=1", "train.steps_per_epoch=2",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=8",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.val_limit=2",
+    "search.epochs=1",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "train.epochs=1",
+    "train.steps_per_epoch=2",
 ]
 
 
@@ -43,8 +52,7 @@ def test_interval_tests_and_holm_match_hand_computed_numbers():
 
 
 def _entry(name, kind, scores, **run_extra):
-    return {"name": name, "kind": kind, "space": {"layers": 2},
-            "runs": [{"seed": i, "status": "done", "t_miou": s, **run_extra} for i, s in enumerate(scores)]}
+    return {"name": name, "kind": kind, "space": {"layers": 2}, "runs": [{"seed": i, "status": "done", "t_miou": s, **run_extra} for i, s in enumerate(scores)]}
 
 
 def test_degenerate_results_are_flagged_and_strategies_tested_against_random():

@@ -209,13 +209,21 @@ class _WrongDraw(Relaxation):
 @pytest.mark.parametrize(
     "drawn, used, message",
     [
-        ([], (0,), r"node '\w+': the relaxation's draw_pass\(\) chose no input for its input choice, and the node is on a path to the head; "
-                   r"expected a list of 1 to \d distinct candidate indices, integers in 0\.\.\d"),
+        (
+            [],
+            (0,),
+            r"node '\w+': the relaxation's draw_pass\(\) chose no input for its input choice, and the node is on a path to the head; "
+            r"expected a list of 1 to \d distinct candidate indices, integers in 0\.\.\d",
+        ),
         ([9], (0,), r"node '\w+': the relaxation's draw_pass\(\) chose candidates \[9\] for its input choice.*expected a list of 1 to \d"),
         ([None], (0,), r"node '\w+': the relaxation's draw_pass\(\) drew \[None\] for its input choice; expected a list of 1 to \d"),
         ("all", (0,), r"the relaxation's draw_pass\(\) returned str 'all'; expected a mapping \{input-choice node: candidate indices computed\}"),
-        ([0], (1,), r"node '\w+': its input mixer used an input outside the draw: _WrongDraw\.draw_pass\(\) drew \[0\] of its \d candidate inputs, "
-                    r"so '\w+'.* were not computed; a mixer must run exactly the candidates draw_pass\(\) returns"),
+        (
+            [0],
+            (1,),
+            r"node '\w+': its input mixer used an input outside the draw: _WrongDraw\.draw_pass\(\) drew \[0\] of its \d candidate inputs, "
+            r"so '\w+'.* were not computed; a mixer must run exactly the candidates draw_pass\(\) returns",
+        ),
     ],
     ids=["nothing-drawn", "out-of-range", "not-an-index", "not-a-mapping", "mixer-reads-outside-the-draw"],
 )

@@ -9,7 +9,6 @@ import torch
 from helpers import load_benchmark
 
 
-
 def _module():
     return load_benchmark("compile_overhead")
 

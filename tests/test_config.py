@@ -64,8 +64,7 @@ def test_bad_overrides_name_the_key_and_the_fix(override, message):
     assert isinstance(info.value, ArchgraphError)
 
 
-NUMBERS = [("4e-5", 4e-5), ("6e-4", 6e-4), ("1E-3", 1e-3), (".5", 0.5), ("5.", 5.0), ("1.0e3", 1000.0),
-           ("1_000", 1000.0), ("1_000.5", 1000.5), ("3", 3.0), ("0.05", 0.05)]
+NUMBERS = [("4e-5", 4e-5), ("6e-4", 6e-4), ("1E-3", 1e-3), (".5", 0.5), ("5.", 5.0), ("1.0e3", 1000.0), ("1_000", 1000.0), ("1_000.5", 1000.5), ("3", 3.0), ("0.05", 0.05)]
 
 
 @pytest.mark.parametrize("written, value", NUMBERS)

@@ -11,7 +11,14 @@ import archgraph.engine.train as engine
 from archgraph.core.choices import discover_choices
 from archgraph.cli import main
 from archgraph.studies.correlate import (
-    bootstrap_ci, correlation_stats, correlation_summary, indices_of, kendall, one_hot_scores, pearson, spread_pick,
+    bootstrap_ci,
+    correlation_stats,
+    correlation_summary,
+    indices_of,
+    kendall,
+    one_hot_scores,
+    pearson,
+    spread_pick,
 )
 from archgraph.studies.correlate.stats import scorer_stats, spearman, top_kendall
 from archgraph.core.decode import decode, uniform_scores
@@ -23,7 +30,7 @@ from archgraph.core.graph import graph_hash
 def test_perfect_inverted_and_tied_pairs_give_the_known_values():
     x = [0.1, 0.2, 0.3, 0.4, 0.5]
     assert pearson(x, [2 * v + 1 for v in x]) == pytest.approx(1.0)
-    assert kendall(x, [v ** 3 for v in x]) == pytest.approx(1.0)  # monotone, not linear: tau 1
+    assert kendall(x, [v**3 for v in x]) == pytest.approx(1.0)  # monotone, not linear: tau 1
     assert pearson(x, [-v for v in x]) == pytest.approx(-1.0)
     assert kendall(x, x[::-1]) == pytest.approx(-1.0)
     # ties: x = 1..4, y = 1,1,2,2. By hand: cov 2, sum of squares 5 and 1 -> rho = 2/sqrt(5);
@@ -100,15 +107,23 @@ def test_indices_of_a_derived_graph_decode_back_to_it(tiny_space):
 # ------------------------------------------------------------------------------------------------- end to end
 
 TINY = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]", "data.batch_size=2",
-    "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=3", "search.bn_recalib_batches=1",
-    "data.val_limit=4", "train.epochs=1", "train.steps_per_epoch=3",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=1",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=3",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=4",
+    "train.epochs=1",
+    "train.steps_per_epoch=3",
 ]
 
 
 def correlate(out, cache, *extra, sets=()):
-    return main(["correlate", "--archs", "4", "--out", str(out), "--cache", str(cache), "--pool", "8", "--quick-val", "2",
-                 "--bootstrap", "200", "--no-progress", *extra, "--set", *TINY, *sets])
+    return main(["correlate", "--archs", "4", "--out", str(out), "--cache", str(cache), "--pool", "8", "--quick-val", "2", "--bootstrap", "200", "--no-progress", *extra, "--set", *TINY, *sets])
 
 
 @pytest.fixture

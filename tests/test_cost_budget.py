@@ -20,12 +20,22 @@ from archgraph.core.spaces_api import build_space
 from archgraph.engine.search import run_search
 from archgraph.errors import ConfigError
 
-TINY = ["data.crop=[32,32]", "data.batch_size=2", "data.num_samples=12", "data.val_limit=2", "space.layers=2", "space.base_channels=4",
-        "search.epochs=4", "search.warmup_epochs=1", "search.steps_per_epoch=3", "search.bn_recalib_batches=1", "search.eval_every=0"]
+TINY = [
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.num_samples=12",
+    "data.val_limit=2",
+    "space.layers=2",
+    "space.base_channels=4",
+    "search.epochs=4",
+    "search.warmup_epochs=1",
+    "search.steps_per_epoch=3",
+    "search.bn_recalib_batches=1",
+    "search.eval_every=0",
+]
 TOLERANCE = 0.10  # the differentiable strategies: within 10% of the limit (the CamVid criterion)
 STRATEGY_SETS = {
-    "spos": ["strategy.population=4", "strategy.generations=2", "strategy.select=2", "strategy.mutation=2", "strategy.crossover=2",
-             "strategy.recalib_batches=1"],
+    "spos": ["strategy.population=4", "strategy.generations=2", "strategy.select=2", "strategy.mutation=2", "strategy.crossover=2", "strategy.recalib_batches=1"],
     "rsws": ["strategy.candidates=6"],
     "proxylessnas": ["strategy.hw_loss=add#linear", "strategy.hw_lambda=20", "strategy.arch_every=1", "strategy.arch_lr=0.3"],
     "dcnas": ["search.cost_weight=50", "search.arch_lr=0.3"],

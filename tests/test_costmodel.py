@@ -25,8 +25,7 @@ def random_archs(graph, seeds):
         yield decode(graph, ops, inputs), decisions(choices, ops, inputs)
 
 
-@pytest.mark.parametrize("space, params", [("dcss", {"layers": 2, "base_channels": 4, "num_classes": 3}),
-                                           ("unet", {"levels": 2, "base_channels": 4, "num_classes": 3})])
+@pytest.mark.parametrize("space, params", [("dcss", {"layers": 2, "base_channels": 4, "num_classes": 3}), ("unet", {"levels": 2, "base_channels": 4, "num_classes": 3})])
 def test_additive_flops_and_params_equal_the_compiled_network(space, params):
     """Every op, branch, addition, concat fusion, stem and the head counted once: exact, as integers."""
     graph = build_space(space, params)
@@ -79,24 +78,34 @@ def test_cell_spaces_and_tableless_latency_are_refused(tiny_space):
         CostModel(tiny_space, "energy", HW)
 
 
-@pytest.mark.parametrize("text, want", [
-    ("latency=33ms@512x1024", CostLimit("latency", 33.0, (512, 1024))),
-    ("latency=0.5s", CostLimit("latency", 500.0)),
-    ("flops=1.5G", CostLimit("flops", 1.5)),
-    ("flops=250M", CostLimit("flops", 0.25)),
-    ("params=2M", CostLimit("params", 2.0)),
-    ("params = 800k @ 256x512", CostLimit("params", 0.8, (256, 512))),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("latency=33ms@512x1024", CostLimit("latency", 33.0, (512, 1024))),
+        ("latency=0.5s", CostLimit("latency", 500.0)),
+        ("flops=1.5G", CostLimit("flops", 1.5)),
+        ("flops=250M", CostLimit("flops", 0.25)),
+        ("params=2M", CostLimit("params", 2.0)),
+        ("params = 800k @ 256x512", CostLimit("params", 0.8, (256, 512))),
+    ],
+)
 def test_parse_cost_limit_accepts(text, want):
     got = parse_cost_limit(text)
     assert got.metric == want.metric and got.value == pytest.approx(want.value) and got.resolution == want.resolution
     assert parse_cost_limit(str(got)) == got  # the printed form parses back
 
 
-@pytest.mark.parametrize("text, says", [
-    ("speed=3", "metric 'speed'"), ("latency=33G", "unit 'G'"), ("flops=0", "positive"), ("flops", "METRIC=VALUE"),
-    ("latency=33ms@512", "HEIGHTxWIDTH"), ("params=-2M", "METRIC=VALUE"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("speed=3", "metric 'speed'"),
+        ("latency=33G", "unit 'G'"),
+        ("flops=0", "positive"),
+        ("flops", "METRIC=VALUE"),
+        ("latency=33ms@512", "HEIGHTxWIDTH"),
+        ("params=-2M", "METRIC=VALUE"),
+    ],
+)
 def test_parse_cost_limit_refuses_in_one_line(text, says):
     with pytest.raises(ConfigError) as err:
         parse_cost_limit(text)

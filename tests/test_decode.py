@@ -92,8 +92,9 @@ def test_an_architecture_by_name_is_the_one_the_equivalent_scores_decode_to():
     from archgraph.core.graph import graph_hash
 
     g = hand_built()
-    by_name = derive_by_name(g, ops={"c": "mbconv_k7_r3", "d": "mbconv_k7_r3", "e": "mbconv_k3_r3", "a": "mbconv_k5_r6"},
-                             inputs={"d": ["c"], "e": ["s", "d"]})  # a is left out of the architecture: its entry has no effect
+    by_name = derive_by_name(
+        g, ops={"c": "mbconv_k7_r3", "d": "mbconv_k7_r3", "e": "mbconv_k3_r3", "a": "mbconv_k5_r6"}, inputs={"d": ["c"], "e": ["s", "d"]}
+    )  # a is left out of the architecture: its entry has no effect
     op_scores = {"a": [0.1, 0.7, 0.2], "b": [0.5, 0.2, 0.3], "c": [0.2, 0.2, 0.6], "d": [0.3, 0.3, 0.4], "e": [0.9, 0.05, 0.05]}
     decoded = decode(g, op_scores, {"d": [0.2, 0.1, 0.7], "e": [0.5, 0.1, 0.4]})
     assert graph_hash(by_name) == graph_hash(decoded)
@@ -121,17 +122,20 @@ def test_subnet_mode_by_name_computes_the_architecture_by_name():
         assert torch.allclose(supernet(x), fixed(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("ops, inputs, message", [
-    ({"z": "mbconv_k3_r3"}, {}, r"ops: space 'hand' has no node 'z'"),
-    ({"s": "conv3x3"}, {}, r"ops: node 's' has no op choice \(its op is fixed\); nodes with one: a, b, c, d, e"),
-    ({"e": "mbconv_k5_r7"}, {}, r"node 'e' has no candidate op 'mbconv_k5_r7'; did you mean 'mbconv_k5_r6'\? \(its candidates: mbconv_k3_r3, mbconv_k5_r6, mbconv_k7_r3\)"),
-    ({}, {"a": ["s"]}, r"inputs: node 'a' has no input choice \(its inputs are fixed\); nodes with one: d, e"),
-    ({}, {"e": ["s", "dd"]}, r"'dd' is not a candidate input of node 'e'; did you mean 'd'\? \(its candidates: s, a, d\)"),
-    ({}, {"e": ["s"]}, r"node 'e' keeps 2 of its inputs \(keep_inputs\), got 1: \['s'\]"),
-    ({}, {"e": ["s", "s"]}, r"node 'e' lists a source twice"),
-    ({"e": "mbconv_k3_r3"}, {"d": ["c"], "e": ["s", "d"]}, r"ops: nodes 'c', 'd' are part of the architecture but no op is given; candidates of 'c'"),
-    ({"c": OPS[0], "d": OPS[0], "e": OPS[0]}, {"d": ["c"]}, r"inputs: node 'e' is part of the architecture but no inputs are given; 'e' keeps 2 of: s, a, d"),
-])
+@pytest.mark.parametrize(
+    "ops, inputs, message",
+    [
+        ({"z": "mbconv_k3_r3"}, {}, r"ops: space 'hand' has no node 'z'"),
+        ({"s": "conv3x3"}, {}, r"ops: node 's' has no op choice \(its op is fixed\); nodes with one: a, b, c, d, e"),
+        ({"e": "mbconv_k5_r7"}, {}, r"node 'e' has no candidate op 'mbconv_k5_r7'; did you mean 'mbconv_k5_r6'\? \(its candidates: mbconv_k3_r3, mbconv_k5_r6, mbconv_k7_r3\)"),
+        ({}, {"a": ["s"]}, r"inputs: node 'a' has no input choice \(its inputs are fixed\); nodes with one: d, e"),
+        ({}, {"e": ["s", "dd"]}, r"'dd' is not a candidate input of node 'e'; did you mean 'd'\? \(its candidates: s, a, d\)"),
+        ({}, {"e": ["s"]}, r"node 'e' keeps 2 of its inputs \(keep_inputs\), got 1: \['s'\]"),
+        ({}, {"e": ["s", "s"]}, r"node 'e' lists a source twice"),
+        ({"e": "mbconv_k3_r3"}, {"d": ["c"], "e": ["s", "d"]}, r"ops: nodes 'c', 'd' are part of the architecture but no op is given; candidates of 'c'"),
+        ({"c": OPS[0], "d": OPS[0], "e": OPS[0]}, {"d": ["c"]}, r"inputs: node 'e' is part of the architecture but no inputs are given; 'e' keeps 2 of: s, a, d"),
+    ],
+)
 def test_architectures_by_name_name_what_is_wrong(ops, inputs, message):
     from archgraph.core.decode import derive_by_name
 

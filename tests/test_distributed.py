@@ -29,9 +29,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]",
-    "data.batch_size=4", "search.epochs=2", "search.warmup_epochs=0", "search.steps_per_epoch=2",
-    "search.bn_recalib_batches=1", "data.val_limit=4", "search.grad_clip=5.0",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=4",
+    "search.epochs=2",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=4",
+    "search.grad_clip=5.0",
 ]
 
 
@@ -49,8 +57,7 @@ def local_env() -> dict[str, str]:
 
 
 def torchrun(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={free_port()}", *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}", *args]
     return subprocess.run(cmd, cwd=ROOT, env=local_env(), capture_output=True, text=True, timeout=timeout)
 
 
@@ -109,8 +116,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dist")
     two = torchrun(str(Path(__file__)), "search", str(tmp / "two"), str(tmp / "two"), "--", *TINY)
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
-    one = subprocess.run([sys.executable, str(Path(__file__)), "search", str(tmp / "one"), str(tmp / "one"), "--", *TINY],
-                         cwd=ROOT, env=local_env(), capture_output=True, text=True, timeout=240)
+    one = subprocess.run([sys.executable, str(Path(__file__)), "search", str(tmp / "one"), str(tmp / "one"), "--", *TINY], cwd=ROOT, env=local_env(), capture_output=True, text=True, timeout=240)
     assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
     load = lambda p: torch.load(p, weights_only=False)
     return tmp, [load(tmp / "two.rank0.pt"), load(tmp / "two.rank1.pt")], load(tmp / "one.rank0.pt")
@@ -244,8 +250,7 @@ def test_bf16_channels_last_search_runs_on_cpu_and_is_logged(tmp_path):
     from archgraph.cli import main
 
     out = tmp_path / "amp"
-    args = ["search", "--out", str(out), "--no-progress", "--set", *TINY, "search.epochs=1", "search.eval_every=0",
-            "search.amp=bf16", "search.channels_last=channels_last"]
+    args = ["search", "--out", str(out), "--no-progress", "--set", *TINY, "search.epochs=1", "search.eval_every=0", "search.amp=bf16", "search.channels_last=channels_last"]
     assert main(args) == 0
     record = json.loads((out / "search.jsonl").read_text().splitlines()[-1])
     assert record["precision"] == "bf16+channels_last"

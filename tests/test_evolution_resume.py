@@ -33,6 +33,7 @@ def test_resume_after_generation_1_gives_the_uninterrupted_result(tmp_path):
     def stop_after_1(record):
         if record["generation"] == 1:
             raise Interrupt
+
     state = EvolutionState(tmp_path / "evolution.state.json", {"net": "abc"})
     with pytest.raises(Interrupt):
         evolve(GENES, fitness, legal, CFG, seed=3, on_generation=stop_after_1, state=state)
@@ -42,6 +43,7 @@ def test_resume_after_generation_1_gives_the_uninterrupted_result(tmp_path):
     def counted(cand):
         calls.append(cand)
         return fitness(cand)
+
     seen: list[int] = []
     resumed = evolve(GENES, counted, legal, CFG, seed=3, on_generation=lambda r: seen.append(r["generation"]), state=state)
     assert seen == [1, 2, 3, 4]  # not generation 0 again
@@ -62,11 +64,24 @@ def test_a_state_of_another_evolution_is_ignored(tmp_path):
 
 
 TINY = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]",
-    "data.batch_size=2", "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=3",
-    "search.bn_recalib_batches=1", "data.val_limit=2", "search.eval_every=0",
-    "strategy.name=spos", "strategy.population=4", "strategy.generations=3", "strategy.select=2",
-    "strategy.mutation=2", "strategy.crossover=2", "strategy.recalib_batches=1",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=1",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=3",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=2",
+    "search.eval_every=0",
+    "strategy.name=spos",
+    "strategy.population=4",
+    "strategy.generations=3",
+    "strategy.select=2",
+    "strategy.mutation=2",
+    "strategy.crossover=2",
+    "strategy.recalib_batches=1",
 ]
 
 
@@ -87,6 +102,7 @@ def test_search_interrupted_in_the_evolution_resumes_at_its_generation(tmp_path,
         original(self, record)
         if record["generation"] == 1:
             raise KeyboardInterrupt
+
     monkeypatch.setattr(spos.GenerationLines, "__call__", interrupt_after_1)
     assert main(["search", "--out", str(cut), "--no-progress", "--set", *TINY]) == 130
     capsys.readouterr()

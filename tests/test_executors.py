@@ -22,16 +22,24 @@ from archgraph.studies.executors import ExecutorSpec
 from archgraph.core.measure import PEAK_MEMORY_KEYS
 
 TINY = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=8", "data.crop=[32,32]", "data.batch_size=2",
-    "data.val_limit=2", "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=2",
-    "search.bn_recalib_batches=1", "train.epochs=1", "train.steps_per_epoch=2",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=8",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.val_limit=2",
+    "search.epochs=1",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "train.epochs=1",
+    "train.steps_per_epoch=2",
 ]
 TIMINGS_AND_PATHS = ("search_seconds", *PEAK_MEMORY_KEYS, "cache_entry")
 
 
 def compare(out: Path, *extra: str) -> int:
-    return main(["compare", "--strategies", "dcnas", "--seeds", "1", "--baselines", "preset:fcn", "--cache", str(out.parent / "cache"),
-                 "--out", str(out), "--no-progress", *extra, "--set", *TINY])
+    return main(["compare", "--strategies", "dcnas", "--seeds", "1", "--baselines", "preset:fcn", "--cache", str(out.parent / "cache"), "--out", str(out), "--no-progress", *extra, "--set", *TINY])
 
 
 def plan(root: Path) -> Plan:
@@ -51,8 +59,7 @@ def untimed(value):
 def entries(out: Path) -> list[dict]:
     """results.json's runs without what may differ between modes (timings, paths)."""
     res = json.loads((out / "results.json").read_text())
-    return [untimed({k: v for k, v in r.items() if k not in TIMINGS_AND_PATHS}) | {"entry": e["name"]}
-            for e in res["entries"] for r in e["runs"]]
+    return [untimed({k: v for k, v in r.items() if k not in TIMINGS_AND_PATHS}) | {"entry": e["name"]} for e in res["entries"] for r in e["runs"]]
 
 
 def fails_for_presets(cfg, graph, folder, cache_dir, progress):
@@ -82,6 +89,7 @@ def test_a_failed_job_is_reported_with_its_log_and_retried_by_a_rerun(inprocess)
 
 
 # -------------------------------------------------------------------------------------------- --jobs 2
+
 
 def killed_once(cfg, graph, folder, cache_dir, progress):
     """The preset's training: its worker is killed (SIGKILL, as the out-of-memory killer does) the first time."""
@@ -116,6 +124,7 @@ def test_jobs_2_gives_the_inprocess_results_and_survives_a_killed_worker(inproce
 
 # -------------------------------------------------------------------------------------------- Ray
 
+
 def test_ray_on_a_local_cluster_gives_the_inprocess_results(inprocess, tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -138,6 +147,7 @@ def test_without_ray_the_error_names_the_install(tmp_path, monkeypatch, capsys):
 
 
 # -------------------------------------------------------------------------------------------- the registry
+
 
 def add(a: int, b: int) -> int:
     return a + b
@@ -228,6 +238,7 @@ def test_one_duplicate_rule_and_only_executor_classes(scratch_executors):
 
 
 # -------------------------------------------------------------------------------------------- the lock
+
 
 def race(cache: str, barrier, results) -> None:
     """One of two processes training the same cache entry at the same moment."""

@@ -23,8 +23,12 @@ from archgraph.engine.exported import load_export
 from archgraph.engine.train import load_run
 
 TINY = [
-    "data.crop=[40,48]", "data.batch_size=2", "data.num_samples=8", "data.val_limit=2",
-    "train.epochs=1", "train.steps_per_epoch=2",
+    "data.crop=[40,48]",
+    "data.batch_size=2",
+    "data.num_samples=8",
+    "data.val_limit=2",
+    "train.epochs=1",
+    "train.steps_per_epoch=2",
 ]
 
 # Runs in a fresh interpreter whose working directory is not the checkout: only torch is imported.
@@ -67,7 +71,11 @@ def run_without_archgraph(tmp_path, calls: list[tuple[Path, torch.Tensor]]) -> d
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
         [sys.executable, str(tmp_path / "load.py"), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "modules-ok" in done.stdout
@@ -83,8 +91,7 @@ def test_full_and_quarter_camvid_frames_load_without_archgraph_and_match(run, tm
     assert f"wrote {model} (input N x 3 x 90 x 120)" in printed and f"wrote {second} (input N x 3 x 360 x 480)" in printed
     info = json.loads((tmp_path / "model.pt2.json").read_text())
     assert info["frames"] == [[90, 120], [360, 480]] and info["dynamic"] is False
-    assert [(p["file"], p["input_shape"]) for p in info["programs"]] == [
-        ("model.pt2", [None, 3, 90, 120]), ("model-360x480.pt2", [None, 3, 360, 480])]
+    assert [(p["file"], p["input_shape"]) for p in info["programs"]] == [("model.pt2", [None, 3, 90, 120]), ("model-360x480.pt2", [None, 3, 360, 480])]
     assert all((tmp_path / p["latency"]).is_file() for p in info["programs"])
     assert info["num_classes"] == 5 and info["class_names"][0] == "background"
     gen = torch.Generator().manual_seed(0)

@@ -26,13 +26,30 @@ from archgraph.core.measure import peak_memory_of
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the gpu lane)")]
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["device=cuda", "space.layers=2", "space.base_channels=8", "data.num_samples=8", "data.crop=[64,64]", "data.batch_size=2",
-        "data.val_limit=2", "data.workers=2", "search.epochs=2", "search.warmup_epochs=1", "search.steps_per_epoch=2",
-        "search.bn_recalib_batches=1", "train.epochs=1", "train.steps_per_epoch=2"]
-STRATEGIES = {"dcnas": [], "darts": [], "pc_darts": ["strategy.k=2"], "p_darts": ["strategy.stages=2", "strategy.drop=[1]", "strategy.dropout=[0.0,0.3]"],
-              "proxylessnas": ["strategy.arch_every=1"],
-              "spos": ["strategy.population=2", "strategy.generations=1", "strategy.select=1", "strategy.mutation=1", "strategy.crossover=1",
-                       "strategy.recalib_batches=1"]}
+TINY = [
+    "device=cuda",
+    "space.layers=2",
+    "space.base_channels=8",
+    "data.num_samples=8",
+    "data.crop=[64,64]",
+    "data.batch_size=2",
+    "data.val_limit=2",
+    "data.workers=2",
+    "search.epochs=2",
+    "search.warmup_epochs=1",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "train.epochs=1",
+    "train.steps_per_epoch=2",
+]
+STRATEGIES = {
+    "dcnas": [],
+    "darts": [],
+    "pc_darts": ["strategy.k=2"],
+    "p_darts": ["strategy.stages=2", "strategy.drop=[1]", "strategy.dropout=[0.0,0.3]"],
+    "proxylessnas": ["strategy.arch_every=1"],
+    "spos": ["strategy.population=2", "strategy.generations=1", "strategy.select=1", "strategy.mutation=1", "strategy.crossover=1", "strategy.recalib_batches=1"],
+}
 
 
 def cli(*args: str) -> None:
@@ -68,6 +85,7 @@ def test_the_search_step_waits_for_the_gpu_a_fixed_number_of_times(tmp_path):
     counts: dict[int, list[int]] = {}
 
     for layers in (2, 4):
+
         def counted(*args, layers=layers):
             torch.cuda.synchronize()
             with warnings.catch_warnings(record=True) as caught:
@@ -81,8 +99,7 @@ def test_the_search_step_waits_for_the_gpu_a_fixed_number_of_times(tmp_path):
 
         search_module._search_step = counted
         try:
-            cfg = load_config(None, [*TINY, f"space.layers={layers}", "search.epochs=1", "search.warmup_epochs=0", "search.eval_every=0",
-                                     "data.workers=0"])
+            cfg = load_config(None, [*TINY, f"space.layers={layers}", "search.epochs=1", "search.warmup_epochs=0", "search.eval_every=0", "data.workers=0"])
             search_module.run_search(cfg, tmp_path / f"L{layers}", progress=False)
         finally:
             search_module._search_step = real
@@ -106,8 +123,7 @@ def test_train_compiled_evaluate_scales_flip_export_reload(searched, tmp_path):
 
 def test_compare_jobs_1_runs_its_worker_on_the_gpu(tmp_path):
     out = tmp_path / "cmp"
-    cli("compare", "--strategies", "dcnas", "--seeds", "1", "--baselines", "none", "--jobs", "1", "--out", str(out), "--no-progress",
-        "--set", *TINY)
+    cli("compare", "--strategies", "dcnas", "--seeds", "1", "--baselines", "none", "--jobs", "1", "--out", str(out), "--no-progress", "--set", *TINY)
     assert (out / "results.json").is_file()
 
 
@@ -115,8 +131,23 @@ def test_torchrun_one_process_search_on_the_gpu(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT"):
         env.pop(key, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=1", "--master_addr=127.0.0.1",
-           "--master_port=29533", "-m", "archgraph", "search", "--out", str(tmp_path / "ddp"), "--no-progress", "--set", *TINY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc_per_node=1",
+        "--master_addr=127.0.0.1",
+        "--master_port=29533",
+        "-m",
+        "archgraph",
+        "search",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--no-progress",
+        "--set",
+        *TINY,
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "ddp" / "final.json").is_file()

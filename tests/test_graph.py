@@ -7,7 +7,18 @@ import pytest
 from archgraph import build_space, sample_architecture
 from archgraph.errors import GraphError
 from archgraph.core.graph import (
-    NodeSpec, add_edge, add_node, dump, from_yaml, graph_hash, graphs_equal, load, new_graph, save, to_yaml, validate,
+    NodeSpec,
+    add_edge,
+    add_node,
+    dump,
+    from_yaml,
+    graph_hash,
+    graphs_equal,
+    load,
+    new_graph,
+    save,
+    to_yaml,
+    validate,
 )
 
 

@@ -172,11 +172,14 @@ def test_a_run_stopped_before_its_first_evaluation_is_evaluated_where_it_stopped
     assert metrics["best_epoch"] == 1 and metrics["miou"] == logged[1]["miou"] and metrics["stopped_early"] == logged[1]["stopped_early"]
 
 
-@pytest.mark.parametrize("spec, says", [
-    ("nope", "unknown hook in train.hooks 'nope'"),
-    ("early_stopping:patience", "argument 'patience' is not key=value"),
-    ("early_stopping:patience=x", "patience='x'"),
-])
+@pytest.mark.parametrize(
+    "spec, says",
+    [
+        ("nope", "unknown hook in train.hooks 'nope'"),
+        ("early_stopping:patience", "argument 'patience' is not key=value"),
+        ("early_stopping:patience=x", "patience='x'"),
+    ],
+)
 def test_a_bad_hook_spec_is_one_line_before_any_training(tmp_path, capsys, spec, says):
     out = tmp_path / "run"
     assert cli_train(tmp_path, out, f"train.hooks=[{spec}]") == 2

@@ -30,8 +30,7 @@ KINDS = ("regular", "wheel", "editable")
 
 
 def _pip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], capture_output=True, text=True, timeout=300)
 
 
 def _venv(folder: Path) -> tuple[Path, Path]:
@@ -41,8 +40,7 @@ def _venv(folder: Path) -> tuple[Path, Path]:
             pytest.skip(f"building archgraph needs {needed}")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120)
     python = folder / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True).stdout.strip())
     # A plain path line: the dependencies import, but no .pth file of that folder (the editable finder) runs.
     (site / "zz-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return python, site

@@ -45,8 +45,7 @@ def test_table_round_trips_and_predicts_from_its_entries(table, tmp_path):
     assert back.entries == table.entries and back.meta == table.meta
     derived = sample_architecture(graph, 0)
     model = CostModel(graph, "latency", HW, back)
-    want = sum(back.lookup(i) for node in graph_items(derived, HW, 32).values()
-               for i in [*node.ops, *node.branches.values(), node.fuse, node.sum_for(len(node.inputs))] if i is not None)
+    want = sum(back.lookup(i) for node in graph_items(derived, HW, 32).values() for i in [*node.ops, *node.branches.values(), node.fuse, node.sum_for(len(node.inputs))] if i is not None)
     assert model.unit == "ms" and model.of_graph(derived) == pytest.approx(want, rel=1e-12) and want > 0
 
 
@@ -73,8 +72,7 @@ def test_a_table_lacking_entries_or_not_a_table_is_refused(table, tmp_path):
 
 def test_the_latency_command_writes_and_extends_a_table(tmp_path, capsys):
     out = tmp_path / "cpu.json"
-    argv = ["latency", "--space", "dcss", "--set", "space.layers=2", "space.base_channels=4", "--resolution", "32x64",
-            "--reps", "1", "--warmup", "0", "--out", str(out), "--no-progress"]
+    argv = ["latency", "--space", "dcss", "--set", "space.layers=2", "space.base_channels=4", "--resolution", "32x64", "--reps", "1", "--warmup", "0", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert data["meta"]["resolution"] == [32, 64] and data["meta"]["device"] == "cpu" and len(data["entries"]) > 10

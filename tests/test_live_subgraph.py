@@ -37,8 +37,10 @@ def make_search(name: str, prune: bool, space: str = "dcss", options: dict | Non
 
 def capture_grads(opt, log: list) -> None:
     """Record, at every optimiser step, the gradient each parameter is updated with (None: no update)."""
+
     def hook(optimizer, args, kwargs):
         log.append([None if p.grad is None else p.grad.detach().clone() for g in optimizer.param_groups for p in g["params"]])
+
     opt.register_step_pre_hook(hook)
 
 

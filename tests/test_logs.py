@@ -34,6 +34,7 @@ def _run_command(monkeypatch, body) -> int:
 def test_an_engine_interruption_is_one_line(monkeypatch, capsys):
     def stopped():
         raise Interrupted("interrupted at stage 1 epoch 2 step 3: checkpoint saved; continue with: archgraph search --out r --resume")
+
     assert _run_command(monkeypatch, stopped) == 130
     err = capsys.readouterr().err
     assert err.splitlines() == ["interrupted at stage 1 epoch 2 step 3: checkpoint saved; continue with: archgraph search --out r --resume"]
@@ -51,10 +52,12 @@ def test_graceful_stop_raises_the_line_instead_of_printing_it(capsys):
 
 def test_sigterm_in_any_command_gives_one_line_and_130(monkeypatch, capsys):
     """What correlate did: SIGTERM killed it silently with 143."""
+
     def terminated():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler interrupts this
         return 0
+
     before = signal.getsignal(signal.SIGTERM)
     assert _run_command(monkeypatch, terminated) == 130
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
@@ -67,6 +70,7 @@ def test_warnings_look_like_every_other_message(monkeypatch, capsys):
             warnings.simplefilter("always")
             warnings.warn("strategy.tau_min is ignored by spos", UserWarning, stacklevel=1)
         return 0
+
     assert _run_command(monkeypatch, warns) == 0
     err = capsys.readouterr().err
     assert err == "warning: strategy.tau_min is ignored by spos\n", err  # no path, no "UserWarning", no code line
@@ -79,8 +83,9 @@ def test_strategies_prints_values_as_yaml(capsys):
     assert "=false" in out and "=False" not in out and "=None" not in out
 
 
-@pytest.mark.parametrize("value, text", [((0.5, 0.999), "[0.5, 0.999]"), ([0.0, 0.999], "[0.0, 0.999]"), (False, "false"),
-                                         (None, "null"), ("fcn", "fcn"), ({"flip": True}, "{flip: true}"), (1e-3, "0.001")])
+@pytest.mark.parametrize(
+    "value, text", [((0.5, 0.999), "[0.5, 0.999]"), ([0.0, 0.999], "[0.0, 0.999]"), (False, "false"), (None, "null"), ("fcn", "fcn"), ({"flip": True}, "{flip: true}"), (1e-3, "0.001")]
+)
 def test_yaml_text(value, text):
     assert yaml_text(value) == text
 

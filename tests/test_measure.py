@@ -50,9 +50,9 @@ def test_a_window_on_the_cpu_sees_an_allocation():
     del block
     assert window.quantity in ("peak_rss_window_mb", "peak_rss_mb")
     assert window.windowed == (window.quantity == "peak_rss_window_mb")
-    (name, peak), = window.fields().items()
+    ((name, peak),) = window.fields().items()
     assert name == window.quantity and peak >= window.baseline_mb > 0
-    (growth_name, growth), = window.growth_fields().items()
+    ((growth_name, growth),) = window.growth_fields().items()
     assert growth_name == M.GROWTH_OF[window.quantity]
     if window.windowed:  # the high-water mark was reset: the window sees most of the block (pages may be shared or lazily counted)
         assert growth > 16
@@ -107,8 +107,7 @@ def test_the_timer_reads_the_wall_clock_and_keeps_the_last_interval():
 def test_compare_reads_old_and_new_search_cost_sessions():
     from archgraph.studies.compare.execute import search_peak
 
-    old_sessions = [{"seconds": 5.0, "peak_mem_mb": 700.0, "resumed": False, "finished": False},
-                    {"seconds": 3.0, "peak_mem_mb": 650.0, "resumed": True, "finished": True}]
+    old_sessions = [{"seconds": 5.0, "peak_mem_mb": 700.0, "resumed": False, "finished": False}, {"seconds": 3.0, "peak_mem_mb": 650.0, "resumed": True, "finished": True}]
     assert search_peak(old_sessions, [], "cpu") == ("peak_rss_window_mb", 700.0)  # what compare measured on the CPU then
     assert search_peak(old_sessions, [], "cuda") == ("peak_cuda_allocated_mb", 700.0)
     assert search_peak([{"seconds": 2.0, "peak_rss_window_mb": 512.0}], [], "cpu") == ("peak_rss_window_mb", 512.0)
@@ -152,5 +151,5 @@ def test_on_cuda_the_window_and_the_loop_fields_are_the_allocator_peak():
     assert window.windowed and window.quantity == "peak_cuda_allocated_mb"
     assert window.growth_fields()["peak_cuda_allocated_growth_mb"] >= 64 and clock.seconds > 0
     M.reset_peak(device)
-    (name, value), = M.peak_fields(device).items()
+    ((name, value),) = M.peak_fields(device).items()
     assert name == "peak_cuda_allocated_mb" and value < window.peak_mb  # the block is gone and the peak was reset

@@ -20,8 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pip(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,8 @@ def _stand_in(folder: Path, name: str) -> Path:
     """A minimal third-party distribution with a top-level package ``name``."""
     (folder / name).mkdir(parents=True)
     (folder / name / "__init__.py").write_text(f"WHO = 'third-party {name}'\n")
-    (folder / "pyproject.toml").write_text(textwrap.dedent(f"""
+    (folder / "pyproject.toml").write_text(
+        textwrap.dedent(f"""
         [build-system]
         requires = ["setuptools>=64"]
         build-backend = "setuptools.build_meta"
@@ -53,7 +53,8 @@ def _stand_in(folder: Path, name: str) -> Path:
         version = "9.9"
         [tool.setuptools]
         packages = ["{name}"]
-    """))
+    """)
+    )
     return folder
 
 
@@ -84,7 +85,9 @@ def test_every_module_of_the_checkout_is_installed(installed):
 
 
 def test_installed_package_finds_its_spaces_strategies_and_presets(installed):
-    proc = _python(installed, textwrap.dedent("""
+    proc = _python(
+        installed,
+        textwrap.dedent("""
         import archgraph, archgraph.spaces.dcss, archgraph.strategies.dcnas
         from archgraph.core.registry import get_space, get_strategy, list_presets
         from archgraph.core.spaces_api import build_preset, build_space
@@ -93,7 +96,8 @@ def test_installed_package_finds_its_spaces_strategies_and_presets(installed):
         assert [p.name for p in list_presets("dcss")] == ["fcn", "hourglass", "deeplabv3", "hrnet"]
         build_preset("hrnet", build_space("dcss", {"layers": 2, "base_channels": 4}))
         print("ok")
-    """))
+    """),
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
@@ -103,7 +107,9 @@ def test_a_third_party_package_of_the_same_name_shadows_nothing(installed, tmp_p
     both it and archgraph's own subpackage import, each from its own files."""
     proc = _pip("install", "--no-deps", "--no-build-isolation", "--target", str(installed), str(_stand_in(tmp_path / "dist", name)))
     assert proc.returncode == 0, proc.stderr
-    run = _python(installed, textwrap.dedent(f"""
+    run = _python(
+        installed,
+        textwrap.dedent(f"""
         import {name}
         import archgraph.{name} as ours
         from archgraph.core.registry import load_plugins, SPACES, STRATEGIES
@@ -112,7 +118,8 @@ def test_a_third_party_package_of_the_same_name_shadows_nothing(installed, tmp_p
         assert ours.__file__.endswith("archgraph/{name}/__init__.py"), ours.__file__
         assert "dcss" in SPACES and "dcnas" in STRATEGIES
         print("ok")
-    """))
+    """),
+    )
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
 
 
@@ -124,7 +131,9 @@ def test_hugging_face_spaces_next_to_archgraph(installed, tmp_path):
         pytest.skip("PyPI is not reachable: Hugging Face's `spaces` wheel could not be downloaded")
     proc = _pip("install", "--no-deps", "--upgrade", "--target", str(installed), str(wheel))  # replaces the stand-in
     assert proc.returncode == 0, proc.stderr
-    run = _python(installed, textwrap.dedent("""
+    run = _python(
+        installed,
+        textwrap.dedent("""
         import importlib.util, pathlib
         hf = importlib.util.find_spec("spaces")
         assert pathlib.Path(hf.origin).parent.name == "spaces" and "zero" in {p.name for p in pathlib.Path(hf.origin).parent.iterdir()}, hf.origin
@@ -133,5 +142,6 @@ def test_hugging_face_spaces_next_to_archgraph(installed, tmp_path):
         assert "archgraph" in archgraph.spaces.dcss.__file__
         assert build_space("dcss", {"layers": 2}).number_of_nodes() > 0
         print("ok")
-    """))
+    """),
+    )
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr

@@ -216,9 +216,18 @@ def test_bad_options_are_rejected(tiny_space):
 
 
 TINY = [
-    "strategy.name=p_darts", "space.layers=3", "space.base_channels=4", f"space.ops=[{','.join(SIX_OPS)}]",
-    "data.num_samples=16", "data.crop=[32,32]", "data.batch_size=2", "search.epochs=2", "search.steps_per_epoch=1",
-    "search.bn_recalib_batches=1", "data.val_limit=2", "search.eval_every=2",
+    "strategy.name=p_darts",
+    "space.layers=3",
+    "space.base_channels=4",
+    f"space.ops=[{','.join(SIX_OPS)}]",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=2",
+    "search.steps_per_epoch=1",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=2",
+    "search.eval_every=2",
 ]
 
 
@@ -285,10 +294,31 @@ def test_p_darts_shrinks_the_op_sets_inside_auto_deeplab_cells(tmp_path):
     from archgraph.cli import main
 
     out = tmp_path / "adl"
-    assert main(["search", "--out", str(out), "--no-progress", "--set", "space.name=autodeeplab", "space.layers=3",
-                 "space.base_channels=4", "space.blocks=2", "strategy.name=p_darts", "data.num_samples=16",
-                 "data.crop=[32,32]", "data.batch_size=2", "search.epochs=2", "search.steps_per_epoch=1",
-                 "search.bn_recalib_batches=1", "data.val_limit=2", "search.eval_every=2"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--set",
+                "space.name=autodeeplab",
+                "space.layers=3",
+                "space.base_channels=4",
+                "space.blocks=2",
+                "strategy.name=p_darts",
+                "data.num_samples=16",
+                "data.crop=[32,32]",
+                "data.batch_size=2",
+                "search.epochs=2",
+                "search.steps_per_epoch=1",
+                "search.bn_recalib_batches=1",
+                "data.val_limit=2",
+                "search.eval_every=2",
+            ]
+        )
+        == 0
+    )
     records = [json.loads(l) for l in (out / "search.jsonl").read_text().splitlines()]
     assert [r["candidates_max"] for r in records] == [8, 8, 6, 6, 4, 4]
     supernet = load_graph(out / "supernet.yaml")

@@ -35,15 +35,18 @@ def test_budgets_are_parsed_planned_and_named():
 
 def _results(spec: str, shift: float) -> dict:
     """A comparison's results.json as collect_results writes it, for one budget."""
+
     def run(cost: float, miou: float, folder: str) -> dict:
         return {"seed": 0, "status": "done", "folder": folder, "t_miou": miou, "cost": {"metric": "flops", "unit": "GFLOP", "measured": cost}}
 
-    return {"entries": [
-        {"name": "dcnas", "kind": "strategy", "runs": [run(0.4 + shift, 0.30 + shift, "a"), run(0.5 + shift, 0.32 + shift, "b")]},
-        {"name": "spos", "kind": "strategy", "runs": [run(0.45 + shift, 0.28, "c")]},
-        {"name": "preset:hrnet", "kind": "preset", "runs": [run(2.0, 0.35, "d")]},
-        {"name": "random", "kind": "random", "runs": [run(0.3 + shift, 0.2, "e"), run(0.35 + shift, 0.25, "f")]},
-    ]}
+    return {
+        "entries": [
+            {"name": "dcnas", "kind": "strategy", "runs": [run(0.4 + shift, 0.30 + shift, "a"), run(0.5 + shift, 0.32 + shift, "b")]},
+            {"name": "spos", "kind": "strategy", "runs": [run(0.45 + shift, 0.28, "c")]},
+            {"name": "preset:hrnet", "kind": "preset", "runs": [run(2.0, 0.35, "d")]},
+            {"name": "random", "kind": "random", "runs": [run(0.3 + shift, 0.2, "e"), run(0.35 + shift, 0.25, "f")]},
+        ]
+    }
 
 
 def test_two_budgets_write_the_pareto_plot_and_table(tmp_path):

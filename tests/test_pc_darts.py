@@ -196,8 +196,16 @@ def test_k_one_is_plain_darts(tiny_space):
 
 
 TINY = [
-    "strategy.name=pc_darts", "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]",
-    "data.batch_size=2", "search.epochs=2", "search.steps_per_epoch=3", "search.bn_recalib_batches=1", "data.val_limit=4",
+    "strategy.name=pc_darts",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=2",
+    "search.steps_per_epoch=3",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=4",
 ]
 
 

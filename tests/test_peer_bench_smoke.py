@@ -29,7 +29,7 @@ def test_peer_without_nni_measures_our_columns(tmp_path, monkeypatch, capsys):
         printed.append(capsys.readouterr().out)
         peer.worker_main(argparse.Namespace(**{**vars(args), "config": config, "layer": layers}))
         marker = [line for line in capsys.readouterr().out.splitlines() if line.startswith(peer.MARKER)]
-        return json.loads(marker[-1][len(peer.MARKER):])
+        return json.loads(marker[-1][len(peer.MARKER) :])
 
     monkeypatch.setattr(peer, "run_worker", in_process)
     out = tmp_path / "peer.json"

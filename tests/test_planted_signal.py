@@ -37,7 +37,14 @@ from archgraph.config import SearchConfig
 from archgraph.core.registry import get_strategy
 from archgraph.strategies.darts_family import PaperArchParams
 from archgraph.testing import (  # the graph, the data and the miniature search loop live in archgraph.testing (check-strategy uses them)
-    PLANTED_EPOCHS as EPOCHS, PLANTED_INPUT, PLANTED_OP, PLANTED_OPS as OPS, PlantedSetup, hits, planted_graph, planted_setup,
+    PLANTED_EPOCHS as EPOCHS,
+    PLANTED_INPUT,
+    PLANTED_OP,
+    PLANTED_OPS as OPS,
+    PlantedSetup,
+    hits,
+    planted_graph,
+    planted_setup,
     run_planted as run,
 )
 

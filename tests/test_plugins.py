@@ -17,8 +17,15 @@ import pytest
 
 from archgraph.errors import ConfigError
 from archgraph.core.registry import (
-    DEFAULT_HANDLES, SPACES, STRATEGIES, StrategyInfo, check_support, get_strategy, load_plugins,
-    support_matrix, unsupported_reason,
+    DEFAULT_HANDLES,
+    SPACES,
+    STRATEGIES,
+    StrategyInfo,
+    check_support,
+    get_strategy,
+    load_plugins,
+    support_matrix,
+    unsupported_reason,
 )
 from archgraph.core.spaces_api import build_space
 
@@ -35,7 +42,9 @@ def site(tmp_path_factory) -> Path:
     target = base / "site"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet", "--target", str(target), str(src)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert list(target.glob("archgraph_tiny_plugin-*.dist-info/entry_points.txt")), "pip wrote no entry points"
@@ -90,9 +99,24 @@ def test_an_installed_plugin_shows_up_in_the_listings(site):
 
 def test_an_installed_plugin_runs_a_search(site, tmp_path):
     out = tmp_path / "run"
-    proc = cli(site, "search", "--out", str(out), "--no-progress", "--set", "space.name=tiny_chain", "strategy.name=tiny_darts",
-               "data.num_samples=8", "data.crop=[32,32]", "data.batch_size=2", "search.epochs=1", "search.warmup_epochs=0",
-               "search.steps_per_epoch=2", "search.bn_recalib_batches=1", "data.val_limit=2")
+    proc = cli(
+        site,
+        "search",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        "space.name=tiny_chain",
+        "strategy.name=tiny_darts",
+        "data.num_samples=8",
+        "data.crop=[32,32]",
+        "data.batch_size=2",
+        "search.epochs=1",
+        "search.warmup_epochs=0",
+        "search.steps_per_epoch=2",
+        "search.bn_recalib_batches=1",
+        "data.val_limit=2",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     from archgraph import load_graph
 
@@ -128,8 +152,9 @@ def test_search_refuses_an_unsupported_pair_before_loading_data(site, tmp_path):
 
     if "check_support" not in inspect.getsource(search_module):
         pytest.skip("archgraph/engine/search.py does not call registry.check_support yet (the lead wires it in)")
-    proc = cli(site, "search", "--out", str(tmp_path / "run"), "--no-progress", "--set", "space.name=tiny_width",
-               "strategy.name=darts", "data.name=camvid", "data.root=/nonexistent")  # data would fail: it must not be reached
+    proc = cli(
+        site, "search", "--out", str(tmp_path / "run"), "--no-progress", "--set", "space.name=tiny_width", "strategy.name=darts", "data.name=camvid", "data.root=/nonexistent"
+    )  # data would fail: it must not be reached
     assert proc.returncode == 2
     assert "has width choices" in proc.stdout + proc.stderr
     assert "nonexistent" not in proc.stdout + proc.stderr  # the dataset error would name the missing root
@@ -175,8 +200,10 @@ def test_a_plugin_architecture_loads_in_a_fresh_process(site, plugin_in_process,
     """Plug-ins load before the file is validated: its op (and its space, for the space check) exist."""
     path = _plugin_architecture(tmp_path / "arch.yaml")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "OMP_NUM_THREADS": "1"}
-    code = ("import sys; from archgraph.core.archfile import load_architecture; from archgraph.core.ops import OPS; "
-            "assert 'tiny_dil_conv3x3' not in OPS; g = load_architecture(sys.argv[1]); print(g.nodes['a']['ops'], g.graph['space'])")
+    code = (
+        "import sys; from archgraph.core.archfile import load_architecture; from archgraph.core.ops import OPS; "
+        "assert 'tiny_dil_conv3x3' not in OPS; g = load_architecture(sys.argv[1]); print(g.nodes['a']['ops'], g.graph['space'])"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["['tiny_dil_conv3x3']", "tiny_chain"]
@@ -260,8 +287,16 @@ def test_one_duplicate_policy_for_every_registry():
     import archgraph.data  # noqa: F401 - the datasets' and executors' registries live with them
     import archgraph.studies.executors  # noqa: F401
 
-    assert set(REGISTRIES) >= {"archgraph.spaces", "archgraph.strategies", "archgraph.presets", "archgraph.ops",
-                               "archgraph.upsamplers", "archgraph.decoders", "archgraph.datasets", "archgraph.executors"}
+    assert set(REGISTRIES) >= {
+        "archgraph.spaces",
+        "archgraph.strategies",
+        "archgraph.presets",
+        "archgraph.ops",
+        "archgraph.upsamplers",
+        "archgraph.decoders",
+        "archgraph.datasets",
+        "archgraph.executors",
+    }
     reg: Registry = Registry("widget", "archgraph.test_widgets")
     try:
         reg.add("w", conv3x3)
@@ -313,10 +348,35 @@ def test_a_compare_runs_through_a_plugin_executor(site, tmp_path):
     """`--executor tiny_timed` (the plug-in's entry point) runs every job of a compare on the plug-in's
     space, strategy and preset; the executor's own file names each job once."""
     out = tmp_path / "cmp"
-    proc = cli(site, "compare", "--executor", "tiny_timed", "--strategies", "tiny_darts", "--seeds", "1", "--baselines", "preset:straight",
-               "--cache", str(tmp_path / "cache"), "--out", str(out), "--no-progress", "--set", "space.name=tiny_chain",
-               "data.num_samples=8", "data.crop=[32,32]", "data.batch_size=2", "data.val_limit=2", "search.epochs=1", "search.warmup_epochs=0",
-               "search.steps_per_epoch=2", "search.bn_recalib_batches=1", "train.epochs=1", "train.steps_per_epoch=2")
+    proc = cli(
+        site,
+        "compare",
+        "--executor",
+        "tiny_timed",
+        "--strategies",
+        "tiny_darts",
+        "--seeds",
+        "1",
+        "--baselines",
+        "preset:straight",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        "space.name=tiny_chain",
+        "data.num_samples=8",
+        "data.crop=[32,32]",
+        "data.batch_size=2",
+        "data.val_limit=2",
+        "search.epochs=1",
+        "search.warmup_epochs=0",
+        "search.steps_per_epoch=2",
+        "search.bn_recalib_batches=1",
+        "train.epochs=1",
+        "train.steps_per_epoch=2",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import json
 
@@ -443,9 +503,29 @@ def test_every_kind_s_example_in_the_docs_works(doc_kinds, tmp_path):
     assert len(ds) == 2 and ds.num_classes == 2 and image.shape == (3, 24, 20) and set(label.unique().tolist()) == {0, 1, 255}
     # the strategy searches the space
     out = tmp_path / "run"
-    assert main(["search", "--out", str(out), "--no-progress", "--set", "space.name=pair", "space.channels=4", "strategy.name=plain",
-                 "data.num_samples=4", "data.crop=[32,32]", "data.batch_size=2", "data.val_limit=2", "search.epochs=1", "search.warmup_epochs=0",
-                 "search.steps_per_epoch=2", "search.bn_recalib_batches=1"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--set",
+                "space.name=pair",
+                "space.channels=4",
+                "strategy.name=plain",
+                "data.num_samples=4",
+                "data.crop=[32,32]",
+                "data.batch_size=2",
+                "data.val_limit=2",
+                "search.epochs=1",
+                "search.warmup_epochs=0",
+                "search.steps_per_epoch=2",
+                "search.bn_recalib_batches=1",
+            ]
+        )
+        == 0
+    )
     assert (out / "arch.yaml").is_file()
 
 

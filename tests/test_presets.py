@@ -150,8 +150,7 @@ def test_cli_renders_and_trains_a_preset(tmp_path):
     assert main(["render", "--preset", "hrnet", "--set", "space.layers=3", "-o", str(tmp_path / "hrnet.dot")]) == 0
     dot = (tmp_path / "hrnet.dot").read_text()
     assert "L3_s32" in dot and "L3_s4" in dot
-    tiny = ["space.layers=2", "space.base_channels=4", "data.crop=[32,32]", "data.batch_size=2", "data.num_samples=4",
-            "data.val_limit=2", "train.epochs=1", "train.steps_per_epoch=1"]
+    tiny = ["space.layers=2", "space.base_channels=4", "data.crop=[32,32]", "data.batch_size=2", "data.num_samples=4", "data.val_limit=2", "train.epochs=1", "train.steps_per_epoch=1"]
     assert main(["train", "--preset", "fcn", "--no-progress", "--out", str(tmp_path / "run"), "--set", *tiny]) == 0
     arch = load_architecture(tmp_path / "run" / "arch.yaml")
     assert arch.graph["preset"] == "fcn" and node_spec(arch, "head").channels == 5  # sized for the dataset

@@ -207,9 +207,16 @@ def test_bad_options_are_rejected(tiny_space):
 
 
 TINY = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]",
-    "data.batch_size=2", "search.epochs=2", "search.warmup_epochs=0", "search.steps_per_epoch=3",
-    "search.bn_recalib_batches=1", "data.val_limit=4",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=2",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=3",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=4",
 ]
 
 

@@ -25,9 +25,17 @@ from archgraph.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]", "data.batch_size=2",
-    "search.epochs=3", "search.warmup_epochs=1", "search.steps_per_epoch=3", "search.bn_recalib_batches=1",
-    "data.val_limit=2", "search.checkpoint_every=1",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=3",
+    "search.warmup_epochs=1",
+    "search.steps_per_epoch=3",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=2",
+    "search.checkpoint_every=1",
 ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -164,7 +172,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
         if v.is_floating_point():
             assert torch.isfinite(v).all(), k
     # The suggested fix works when typed (the NaN is still injected: skipping gets past it).
-    suggested = err[err.index("archgraph search "):].split()[1:]
+    suggested = err[err.index("archgraph search ") :].split()[1:]
     _inject_nan_at(monkeypatch, call=5)
     assert main([*suggested, "--no-progress"]) == 0
     assert (Path(str(out) + "-retry") / "final.json").is_file()
@@ -259,8 +267,7 @@ def test_yaml_bombs_are_refused_fast_everywhere_yaml_comes_in(tmp_path, capsys):
     config = tmp_path / "config.yaml"
     config.write_text(f"lol: [{chain}]\nspace: {{num_classes: *a9}}\n")
     t0 = time.perf_counter()
-    for argv in (["train", str(bomb), "--out", str(tmp_path / "t")], ["search", str(config), "--out", str(tmp_path / "s")],
-                 ["inspect", str(bomb)]):
+    for argv in (["train", str(bomb), "--out", str(tmp_path / "t")], ["search", str(config), "--out", str(tmp_path / "s")], ["inspect", str(bomb)]):
         capsys.readouterr()
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()

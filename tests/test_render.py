@@ -59,8 +59,7 @@ def test_faint_edges_leave_from_stand_ins_declared_first_so_kept_edges_are_paint
 def test_axes_and_legend_say_how_to_read_the_picture(scored):
     graph, scores = scored
     source = to_dot(graph, scores)
-    for text in ("layer 1", "layer 2", "stem", "head", "scale 1/4", "scale 1/32", "kept by the decoder", "node colour",
-                 "most probable op (its probability)"):
+    for text in ("layer 1", "layer 2", "stem", "head", "scale 1/4", "scale 1/32", "kept by the decoder", "node colour", "most probable op (its probability)"):
         assert text in source, text
     assert "candidate edge (no scores" in to_dot(graph)
     assert "width = the probability the decoder kept it with" in to_dot(decode(graph, scores["ops"], scores["inputs"]))
@@ -68,10 +67,10 @@ def test_axes_and_legend_say_how_to_read_the_picture(scored):
 
 def _bezier(points, steps=24):
     for i in range(0, len(points) - 3, 3):
-        (x0, y0), (x1, y1), (x2, y2), (x3, y3) = points[i:i + 4]
+        (x0, y0), (x1, y1), (x2, y2), (x3, y3) = points[i : i + 4]
         for k in range(steps + 1):
             t = k / steps
-            a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t * t, t ** 3
+            a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t * t, t**3
             yield a * x0 + b * x1 + c * x2 + d * x3, a * y0 + b * y1 + c * y2 + d * y3
 
 
@@ -125,8 +124,6 @@ def test_nodes_sit_on_the_layer_by_scale_grid(tiny_space):
     assert pos["L1_s4"][1] == pos["L2_s4"][1] > pos["L1_s8"][1]  # same scale, same row; finer on top
 
 
-
-
 def test_missing_graphviz_writes_the_dot_file_and_says_how_to_install(tiny_space, tmp_path, no_graphviz, capsys):
     result = render(tiny_space, tmp_path / "space.svg")
     assert result.path == tmp_path / "space.dot" and result.path.is_file() and not result.drawn
@@ -145,8 +142,7 @@ def _check_format(path, fmt: str) -> None:
     if graphviz_available():
         data = path.read_bytes()
         assert path.suffix == "." + fmt
-        assert {"svg": lambda: data.lstrip().startswith((b"<?xml", b"<svg", b"<!DOCTYPE")),
-                "png": lambda: data[:4] == b"\x89PNG"}[fmt]()
+        assert {"svg": lambda: data.lstrip().startswith((b"<?xml", b"<svg", b"<!DOCTYPE")), "png": lambda: data[:4] == b"\x89PNG"}[fmt]()
     else:
         assert path.suffix == ".dot" and "digraph" in path.read_text()
 
@@ -217,8 +213,7 @@ def test_without_derived_the_scores_are_decoded_once_per_picture(tmp_path, monke
 
     graph = build_space("autodeeplab", {"layers": 2, "base_channels": 4, "blocks": 2})
     choices = discover_choices(graph)
-    scores = {"ops": {c.label: [1.0 / len(c.candidates)] * len(c.candidates) for c in choices.ops},
-              "inputs": {c.label: [1.0 / len(c.candidates)] * len(c.candidates) for c in choices.inputs}}
+    scores = {"ops": {c.label: [1.0 / len(c.candidates)] * len(c.candidates) for c in choices.ops}, "inputs": {c.label: [1.0 / len(c.candidates)] * len(c.candidates) for c in choices.inputs}}
     calls = []
     real = decode_module.decode
     monkeypatch.setattr(decode_module, "decode", lambda *a, **k: (calls.append(1), real(*a, **k))[1])

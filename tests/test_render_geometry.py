@@ -22,8 +22,9 @@ from archgraph.core.decode import sample_architecture
 from archgraph.core.spaces_api import build_space
 from archgraph.outputs.render import FAINT, graphviz_available, picture, render
 
-pytestmark = pytest.mark.skipif(not graphviz_available(), reason="Graphviz's `dot`/`neato` are not installed: "
-                                "the geometry only exists in an SVG Graphviz draws (the DOT fallback is tested in test_render.py)")
+pytestmark = pytest.mark.skipif(
+    not graphviz_available(), reason="Graphviz's `dot`/`neato` are not installed: the geometry only exists in an SVG Graphviz draws (the DOT fallback is tested in test_render.py)"
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 TOLERANCE = 1.5  # points a path may come inside a foreign box's border (anti-aliasing, rounding of the SVG's numbers)
@@ -58,7 +59,7 @@ def _bezier_points(d: str) -> np.ndarray:
         p0, p1, p2, p3 = pts[i - 1], pts[i], pts[i + 1], pts[i + 2]
         length = np.linalg.norm(p1 - p0) + np.linalg.norm(p2 - p1) + np.linalg.norm(p3 - p2)
         t = np.linspace(0.0, 1.0, max(2, int(math.ceil(length / 0.5)) + 1))[:, None]
-        out.append((1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t ** 2 * p2 + t ** 3 * p3)
+        out.append((1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3)
     return np.concatenate(out)
 
 
@@ -137,15 +138,14 @@ def overlapping_nodes(drawing: Drawing) -> list[str]:
     items = list(drawing.nodes.items())
     found = []
     for i, (a, (ax0, ay0, ax1, ay1)) in enumerate(items):
-        for b, (bx0, by0, bx1, by1) in items[i + 1:]:
+        for b, (bx0, by0, bx1, by1) in items[i + 1 :]:
             if min(ax1, bx1) - max(ax0, bx0) > 0.5 and min(ay1, by1) - max(ay0, by0) > 0.5:
                 found.append(f"{a} overlaps {b}")
     return found
 
 
 def covered_by_titles(drawing: Drawing) -> list[str]:
-    return [n for n, (x0, y0, x1, y1) in drawing.nodes.items() for tx0, ty0, tx1, ty1 in drawing.titles
-            if min(x1, tx1) > max(x0, tx0) and min(y1, ty1) > max(y0, ty0)]
+    return [n for n, (x0, y0, x1, y1) in drawing.nodes.items() for tx0, ty0, tx1, ty1 in drawing.titles if min(x1, tx1) > max(x0, tx0) and min(y1, ty1) > max(y0, ty0)]
 
 
 def softmax_scores(graph, seed: int = 0) -> dict:
@@ -159,8 +159,7 @@ def softmax_scores(graph, seed: int = 0) -> dict:
         return [v / sum(e) for v in e]
 
     choices = discover_choices(graph)
-    return {"ops": {c.label: softmax(len(c.candidates)) for c in choices.ops},
-            "inputs": {c.label: softmax(len(c.candidates)) for c in choices.inputs}}
+    return {"ops": {c.label: softmax(len(c.candidates)) for c in choices.ops}, "inputs": {c.label: softmax(len(c.candidates)) for c in choices.inputs}}
 
 
 def check_clean(drawing: Drawing) -> float:

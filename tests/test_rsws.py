@@ -10,8 +10,19 @@ from archgraph.core.registry import get_strategy
 from archgraph.engine.search import run_search
 from archgraph.testing import check_strategy
 
-TINY = ["data.name=synthetic", "data.crop=[32,32]", "data.batch_size=2", "data.val_limit=2", "space.layers=2", "space.base_channels=4",
-        "search.bn_recalib_batches=1", "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=2", "strategy.name=rsws"]
+TINY = [
+    "data.name=synthetic",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.val_limit=2",
+    "space.layers=2",
+    "space.base_channels=4",
+    "search.bn_recalib_batches=1",
+    "search.epochs=1",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=2",
+    "strategy.name=rsws",
+]
 
 
 def test_rsws_passes_the_strategy_check():

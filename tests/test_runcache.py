@@ -18,8 +18,13 @@ from archgraph.errors import GraphError
 from archgraph.studies.runcache import cache_key, cached_metrics, entry_dir, recipe_hash, status, trained_metrics
 
 TINY = [
-    "data.crop=[32,32]", "data.batch_size=2", "data.num_samples=4", "data.val_limit=2",
-    "train.epochs=2", "train.steps_per_epoch=1", "train.eval_every=1",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.num_samples=4",
+    "data.val_limit=2",
+    "train.epochs=2",
+    "train.steps_per_epoch=1",
+    "train.eval_every=1",
 ]
 
 

@@ -13,9 +13,16 @@ from archgraph.core.graph import graphs_equal
 from helpers import assert_architecture_trains
 
 TINY = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]",
-    "data.batch_size=2", "search.epochs=2", "search.warmup_epochs=0", "search.steps_per_epoch=3",
-    "search.bn_recalib_batches=1", "data.val_limit=4",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=2",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=3",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=4",
 ]
 
 
@@ -82,6 +89,7 @@ def test_kill_after_first_epoch_then_resume(tmp_path, monkeypatch):
     assert search(full) == 0
 
     out = tmp_path / "killed"
+
     def die_after_checkpoint(path, obj):
         from archgraph.engine.checkpoint import save_checkpoint
 

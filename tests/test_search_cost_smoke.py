@@ -14,8 +14,20 @@ from archgraph.core.measure import GROWTH_OF
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "search_cost.py"
 TINY = ["--layers", "2", "--channels", "4", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "0", "--threads", "1"]
 ROW_KEYS = {
-    "variant", "strategy", "params", "layers", "connections", "connections_formula", "arch_step", "step_s", "step_s_all",
-    "baseline_mb", "memory_source", "branches_run", "ops_run", "saved_tensors_mb",
+    "variant",
+    "strategy",
+    "params",
+    "layers",
+    "connections",
+    "connections_formula",
+    "arch_step",
+    "step_s",
+    "step_s_all",
+    "baseline_mb",
+    "memory_source",
+    "branches_run",
+    "ops_run",
+    "saved_tensors_mb",
 }
 
 
@@ -27,7 +39,9 @@ def test_two_variants_report_json(tmp_path):
     out = tmp_path / "cost.json"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), *TINY, "--variants", "full,dcnas", "--depths", "", "--json", str(out), "--markdown"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(out.read_text())
@@ -54,4 +68,4 @@ def test_variant_names_resolve():
     assert sc.resolve_variant("darts")[:2] == ("darts", {})
     names = sc.default_variants()
     assert names[: len(sc.VARIANTS)] == list(sc.VARIANTS)
-    assert "darts" not in names and "dcnas" not in names[len(sc.VARIANTS):]  # already covered by full / dcnas
+    assert "darts" not in names and "dcnas" not in names[len(sc.VARIANTS) :]  # already covered by full / dcnas

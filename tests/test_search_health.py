@@ -19,9 +19,16 @@ from archgraph.core.archstats import changed_decisions, decision_margin, mean_ma
 from archgraph.core.graph import graph_hash, load
 
 TINY = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]",
-    "data.batch_size=2", "search.epochs=3", "search.warmup_epochs=1", "search.steps_per_epoch=4",
-    "search.bn_recalib_batches=1", "data.val_limit=4",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=3",
+    "search.warmup_epochs=1",
+    "search.steps_per_epoch=4",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=4",
 ]
 
 
@@ -75,10 +82,13 @@ def test_a_search_that_cannot_learn_says_so(tmp_path, capsys):
     assert "Search health" in page and "cannot be told from the initialisation" in page and "decision margin of alpha" in page
 
 
-@pytest.mark.parametrize("extra, why", [
-    (["search.epochs=2", "search.warmup_epochs=2"], "warm-up"),
-    (["strategy.name=proxylessnas", "strategy.arch_every=20", "search.warmup_epochs=1"], "strategy.arch_every"),
-])
+@pytest.mark.parametrize(
+    "extra, why",
+    [
+        (["search.epochs=2", "search.warmup_epochs=2"], "warm-up"),
+        (["strategy.name=proxylessnas", "strategy.arch_every=20", "search.warmup_epochs=1"], "strategy.arch_every"),
+    ],
+)
 def test_a_budget_without_architecture_steps_is_refused_before_it_runs(tmp_path, capsys, extra, why):
     out = tmp_path / "none"
     assert search(out, *extra) == 2
@@ -96,8 +106,7 @@ def test_steps_per_epoch_beyond_one_pass_is_said(tmp_path, capsys):
 
 def test_spos_reports_the_architecture_its_evolution_picked(tmp_path):
     out = tmp_path / "spos"
-    opts = ["strategy.name=spos", "strategy.population=4", "strategy.generations=1", "strategy.select=2",
-            "strategy.mutation=2", "strategy.crossover=2", "strategy.recalib_batches=1"]
+    opts = ["strategy.name=spos", "strategy.population=4", "strategy.generations=1", "strategy.select=2", "strategy.mutation=2", "strategy.crossover=2", "strategy.recalib_batches=1"]
     assert search(out, *opts) == 0
     final = json.loads((out / "final.json").read_text())
     assert final["derived_by"] == "on_search_end"

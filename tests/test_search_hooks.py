@@ -13,9 +13,17 @@ from archgraph.engine.search import run_search
 from archgraph.errors import ConfigError, RegistryError
 
 TINY = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=12", "data.crop=[32,32]", "data.batch_size=2",
-    "search.epochs=3", "search.warmup_epochs=1", "search.steps_per_epoch=2", "search.bn_recalib_batches=1",
-    "data.val_limit=2", "search.eval_every=0",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=12",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=3",
+    "search.warmup_epochs=1",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=2",
+    "search.eval_every=0",
 ]
 
 
@@ -103,10 +111,15 @@ def test_early_stopping_by_name_ends_the_search_as_a_finished_one(tmp_path):
     assert "early_stopping" in final["stopped_early"]
 
 
-@pytest.mark.parametrize("spec, error", [
-    ("nope", RegistryError), ("early_stopping:patience", ConfigError), ("early_stopping:patience=x", ConfigError),
-    ("early_stopping:colour=red", ConfigError),
-])
+@pytest.mark.parametrize(
+    "spec, error",
+    [
+        ("nope", RegistryError),
+        ("early_stopping:patience", ConfigError),
+        ("early_stopping:patience=x", ConfigError),
+        ("early_stopping:colour=red", ConfigError),
+    ],
+)
 def test_a_bad_hook_spec_is_one_line_before_any_data_is_read(tmp_path, spec, error):
     cfg = load_config(None, [*TINY, f"search.hooks=[{spec!r}]"])
     with pytest.raises(error) as info:

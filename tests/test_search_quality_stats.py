@@ -10,7 +10,6 @@ from scipy import stats
 from helpers import load_benchmark
 
 
-
 def _module():
     return load_benchmark("search_quality")
 
@@ -49,7 +48,6 @@ def test_a_search_inside_the_random_spread_misses_the_targets():
 
 def test_variants_are_parsed():
     sq = _module()
-    assert sq.parse_variant("lr0.03:dcnas:search.arch_lr=0.03,search.warmup_epochs=1") == (
-        "lr0.03", "dcnas", ["search.arch_lr=0.03", "search.warmup_epochs=1"])
+    assert sq.parse_variant("lr0.03:dcnas:search.arch_lr=0.03,search.warmup_epochs=1") == ("lr0.03", "dcnas", ["search.arch_lr=0.03", "search.warmup_epochs=1"])
     with pytest.raises(SystemExit):
         sq.parse_variant("nostrategy")

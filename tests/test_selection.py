@@ -23,10 +23,25 @@ from archgraph.engine.smiou import build_search_data
 from archgraph.errors import ConfigError
 from archgraph.testing import PLANTED_INPUT, PLANTED_OP, PLANTED_OPS, build_planted, check_settings, run_planted
 
-TINY = ["data.name=synthetic", "data.crop=[32,32]", "data.batch_size=2", "data.val_limit=2", "space.layers=2", "space.base_channels=4",
-        "search.bn_recalib_batches=1", "search.epochs=1", "search.warmup_epochs=0"]
-PLANTED_DATA = ["data.name=synthetic", "data.crop=[16,16]", "data.batch_size=2", "data.val_limit=2", "data.num_classes=2",
-                "search.bn_recalib_batches=1"]  # the planted graph: 2 classes, one op and one input choice of 3
+TINY = [
+    "data.name=synthetic",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.val_limit=2",
+    "space.layers=2",
+    "space.base_channels=4",
+    "search.bn_recalib_batches=1",
+    "search.epochs=1",
+    "search.warmup_epochs=0",
+]
+PLANTED_DATA = [
+    "data.name=synthetic",
+    "data.crop=[16,16]",
+    "data.batch_size=2",
+    "data.val_limit=2",
+    "data.num_classes=2",
+    "search.bn_recalib_batches=1",
+]  # the planted graph: 2 classes, one op and one input choice of 3
 STRATEGIES = ["darts", "dcnas", "pc_darts", "p_darts", "proxylessnas", "spos", "rsws"]
 SELECTORS = ["argmax", "topk:3", "topk:2:uniform", "perturb:tune=1", "proxy:params:2"]
 
@@ -127,8 +142,7 @@ def _fitness(net, strategy, ops, inputs) -> float:
 
 def test_spec_errors_name_the_fix():
     assert {"argmax", "topk", "perturb", "proxy"} <= set(selector_names())
-    for bad, says in (("topq", "did you mean 'topk'"), ("topk:x", "whole number"), ("perturb:fast", "tune=N"), ("proxy", "proxy:NAME"),
-                      ("proxy:nonsense", "unknown scorer"), ("topk:0", "at least 1")):
+    for bad, says in (("topq", "did you mean 'topk'"), ("topk:x", "whole number"), ("perturb:fast", "tune=N"), ("proxy", "proxy:NAME"), ("proxy:nonsense", "unknown scorer"), ("topk:0", "at least 1")):
         with pytest.raises(ConfigError, match=says):
             get_selector(bad)
     assert get_selector("topk:5:uniform").k == 5 and get_selector("topk:5:uniform").uniform
@@ -174,8 +188,7 @@ def test_bad_select_refused_before_the_search(tmp_path):
 def test_a_selector_replaces_spos_evolution_and_argmax_keeps_it(tmp_path, select, evolves):
     """SPOS's evolution is its own rule: `argmax` keeps it, any other selector replaces it (no wasted
     generations: no evolution.jsonl), and the pick is the selector's."""
-    small = [f"strategy.{k}={v}" for k, v in (("population", 2), ("generations", 1), ("select", 1), ("mutation", 1),
-                                               ("crossover", 1), ("recalib_batches", 1))]  # an evolution of a few candidates
+    small = [f"strategy.{k}={v}" for k, v in (("population", 2), ("generations", 1), ("select", 1), ("mutation", 1), ("crossover", 1), ("recalib_batches", 1))]  # an evolution of a few candidates
     cfg = load_config(None, TINY + ["strategy.name=spos", *small, "search.steps_per_epoch=2", f"search.select={select}"])
     out = tmp_path / "run"
     run_search(cfg, out, progress=False)

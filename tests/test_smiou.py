@@ -26,9 +26,20 @@ def test_the_score_ignores_the_augmentation_epoch(tmp_path):
             write_label(root / f"{split}annot" / name, [0, 3, 10, 5], size=(40, 48))
             lines.append(f"/SegNet/CamVid/{split}/{name} /SegNet/CamVid/{split}annot/{name}")
         (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    cfg = load_config(None, ["data.name=camvid", f"data.root={root}", "data.crop=[32,32]", "data.batch_size=2",
-                             "data.options={scale_range: [0.5, 2.0]}", "space.layers=2", "space.base_channels=4",
-                             "space.num_classes=11", "search.bn_recalib_batches=2"])
+    cfg = load_config(
+        None,
+        [
+            "data.name=camvid",
+            f"data.root={root}",
+            "data.crop=[32,32]",
+            "data.batch_size=2",
+            "data.options={scale_range: [0.5, 2.0]}",
+            "space.layers=2",
+            "space.base_channels=4",
+            "space.num_classes=11",
+            "search.bn_recalib_batches=2",
+        ],
+    )
     data = build_search_data(cfg)
     info = get_strategy("dcnas")
     strategy = info.cls(build_space("dcss", cfg.space_params), dataclass_from_dict(info.params, {}, "strategy"), cfg.search, 0)

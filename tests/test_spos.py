@@ -69,8 +69,11 @@ def test_cost_table_matches_the_derived_network(tiny_space):
     for _ in range(3):
         strategy.relaxation.resample()
         ops, inputs = strategy.relaxation.current
-        arch = decode(tiny_space, {c.label: [float(i == ops[c.label]) for i in range(6)] for c in net.choices.ops},
-                      {c.label: [float(i in inputs[c.label]) for i in range(len(c.candidates))] for c in net.choices.inputs})
+        arch = decode(
+            tiny_space,
+            {c.label: [float(i == ops[c.label]) for i in range(6)] for c in net.choices.ops},
+            {c.label: [float(i in inputs[c.label]) for i in range(len(c.candidates))] for c in net.choices.inputs},
+        )
         derived = compile_graph(arch)
         assert cost.of(ops, inputs) == (model_flops(derived, (32, 32)), count_params(derived))
 
@@ -170,18 +173,20 @@ def _fingerprint(result) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@pytest.mark.parametrize("seed, cfg, scored, fingerprint", [
-    (3, EvolutionConfig(population=20, generations=8, select=5, mutation=10, crossover=10, mutation_prob=0.1), 180, "b1944b8e8d864e33"),
-    (0, EvolutionConfig(population=6, generations=4, select=2, mutation=8, crossover=3, mutation_prob=0.5), 45, "d5d9e9918e58c11c"),
-])
+@pytest.mark.parametrize(
+    "seed, cfg, scored, fingerprint",
+    [
+        (3, EvolutionConfig(population=20, generations=8, select=5, mutation=10, crossover=10, mutation_prob=0.1), 180, "b1944b8e8d864e33"),
+        (0, EvolutionConfig(population=6, generations=4, select=2, mutation=8, crossover=3, mutation_prob=0.5), 45, "d5d9e9918e58c11c"),
+    ],
+)
 def test_evolution_repeats_the_recorded_runs(seed, cfg, scored, fingerprint):
     """Fingerprints recorded before ``evolve`` was split into phases: the same seed still gives the
     same candidates in the same order, the same history and the same best."""
     result = evolve(toy_genes(), toy_fitness, toy_legal, cfg, seed=seed)
     assert len(result.scored) == scored <= cfg.max_scored()
     assert _fingerprint(result) == fingerprint
-    small = evolve([Gene(2), Gene(3, 2)], lambda c: float(c[0] + sum(c[1])), lambda c: True,
-                   EvolutionConfig(population=4, generations=3, select=2, mutation=2, crossover=2), seed=1)
+    small = evolve([Gene(2), Gene(3, 2)], lambda c: float(c[0] + sum(c[1])), lambda c: True, EvolutionConfig(population=4, generations=3, select=2, mutation=2, crossover=2), seed=1)
     assert len(small.scored) == 6 and _fingerprint(small) == "630fc182276dd3c2"  # the space ran out: 2 x 3 candidates
 
 
@@ -238,17 +243,32 @@ def test_bad_options_are_rejected(tiny_space):
 
 
 TINY = [
-    "space.layers=2", "space.base_channels=4", "data.num_samples=16", "data.crop=[32,32]",
-    "data.batch_size=2", "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=3",
-    "search.bn_recalib_batches=1", "data.val_limit=2", "search.eval_every=0",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=1",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=3",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=2",
+    "search.eval_every=0",
 ]
 
 
 def test_cli_search_end_to_end(tmp_path):
     out = tmp_path / "run"
-    evo = ["strategy.name=spos", "strategy.population=4", "strategy.generations=2", "strategy.select=2",
-           "strategy.mutation=2", "strategy.crossover=2", "strategy.flops_limit=800000",
-           "strategy.recalib_batches=2"]  # the default 32 would add ~5 s; the fake-scorer tests cover it
+    evo = [
+        "strategy.name=spos",
+        "strategy.population=4",
+        "strategy.generations=2",
+        "strategy.select=2",
+        "strategy.mutation=2",
+        "strategy.crossover=2",
+        "strategy.flops_limit=800000",
+        "strategy.recalib_batches=2",
+    ]  # the default 32 would add ~5 s; the fake-scorer tests cover it
     assert main(["search", "--out", str(out), "--no-progress", "--set", *TINY, *evo]) == 0
     history = [json.loads(l) for l in (out / "evolution.jsonl").read_text().splitlines()]
     assert [h["generation"] for h in history] == [0, 1, 2]

@@ -28,8 +28,16 @@ from archgraph.engine import search as search_module
 from archgraph.engine.search import run_search
 
 aten = torch.ops.aten
-VALUE_SIZED = {aten.nonzero.default, aten.masked_select.default, aten._unique2.default, aten.unique_dim.default,
-               aten.unique_consecutive.default, aten.repeat_interleave.Tensor, aten.equal.default, aten.is_nonzero.default}
+VALUE_SIZED = {
+    aten.nonzero.default,
+    aten.masked_select.default,
+    aten._unique2.default,
+    aten.unique_dim.default,
+    aten.unique_consecutive.default,
+    aten.repeat_interleave.Tensor,
+    aten.equal.default,
+    aten.is_nonzero.default,
+}
 TO_HOST = {"tolist", "numpy", "cpu"}  # (.to("cpu") is left out: on the CPU it cannot be told from the batch's upload)
 REAL_STEP = search_module.SearchRun.step
 
@@ -95,15 +103,22 @@ class SyncCounter:
             mode.__exit__(*exc)
 
 
-INDEXING = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default, aten.index_select.default, aten.index_add.default,
-            aten.index_add_.default, aten.index_copy.default, aten.index_copy_.default}
+INDEXING = {
+    aten.index.Tensor,
+    aten.index_put.default,
+    aten.index_put_.default,
+    aten.index_select.default,
+    aten.index_add.default,
+    aten.index_add_.default,
+    aten.index_copy.default,
+    aten.index_copy_.default,
+}
 
 
 def _host_index(func, args, device) -> bool:
     if func not in INDEXING or len(args) < 2:
         return False
-    index = args[2] if func in (aten.index_select.default, aten.index_add.default, aten.index_add_.default,
-                                aten.index_copy.default, aten.index_copy_.default) else args[1]
+    index = args[2] if func in (aten.index_select.default, aten.index_add.default, aten.index_add_.default, aten.index_copy.default, aten.index_copy_.default) else args[1]
     found = index if isinstance(index, (list, tuple)) else [index]
     return any(isinstance(i, torch.Tensor) and i.dim() > 0 and i not in device for i in found)
 
@@ -124,20 +139,20 @@ STRATEGIES = {
     "pc_darts": ["strategy.k=2"],
     "p_darts": ["strategy.stages=1", "strategy.drop=[]", "strategy.dropout=[0.0]"],
     "proxylessnas": ["strategy.arch_every=1"],
-    "spos": ["strategy.population=2", "strategy.generations=1", "strategy.select=1", "strategy.mutation=1", "strategy.crossover=1",
-             "strategy.recalib_batches=1"],
+    "spos": ["strategy.population=2", "strategy.generations=1", "strategy.select=1", "strategy.mutation=1", "strategy.crossover=1", "strategy.recalib_batches=1"],
 }
 
 
 def _counted_search(tmp_path, strategy: str, layers: int, monkeypatch) -> list[collections.Counter]:
     """Syncs of every step of a tiny search (architecture steps from the first step)."""
     per_step: list[collections.Counter] = []
+
     def counted(run, stage, epoch, step, batch):
         batch_w, batch_a = batch
         counter = SyncCounter()
         counter.mark([list(stage.net.parameters()), list(stage.net.buffers()), batch_w, batch_a])
         for opt in (stage.w_opt, stage.a_opt):
-            for state in (opt.state.values() if opt is not None else ()):
+            for state in opt.state.values() if opt is not None else ():
                 counter.mark([v for k, v in state.items() if k != "step"])  # Adam's step count lives on the host
         with counter:
             losses = REAL_STEP(run, stage, epoch, step, batch)
@@ -145,11 +160,24 @@ def _counted_search(tmp_path, strategy: str, layers: int, monkeypatch) -> list[c
         return losses
 
     monkeypatch.setattr(search_module.SearchRun, "step", counted)
-    cfg = load_config(None, [
-        f"space.layers={layers}", "space.base_channels=4", "data.num_samples=8", "data.crop=[32,32]", "data.batch_size=2",
-        "data.val_limit=1", "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=1", "search.eval_every=0",
-        "search.bn_recalib_batches=1", f"strategy.name={strategy}", *STRATEGIES[strategy],
-    ])
+    cfg = load_config(
+        None,
+        [
+            f"space.layers={layers}",
+            "space.base_channels=4",
+            "data.num_samples=8",
+            "data.crop=[32,32]",
+            "data.batch_size=2",
+            "data.val_limit=1",
+            "search.epochs=1",
+            "search.warmup_epochs=0",
+            "search.steps_per_epoch=1",
+            "search.eval_every=0",
+            "search.bn_recalib_batches=1",
+            f"strategy.name={strategy}",
+            *STRATEGIES[strategy],
+        ],
+    )
     run_search(cfg, tmp_path / f"{strategy}-L{layers}", progress=False)
     return per_step
 
@@ -159,7 +187,6 @@ def _counted_search(tmp_path, strategy: str, layers: int, monkeypatch) -> list[c
 # gradients (1) and, for strategies that sample on the host (DCNAS), one copy of the pass's beta per
 # forward (2): at most 10, whatever the network's size.
 MAX_PER_STEP = 10
-
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))

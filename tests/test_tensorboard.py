@@ -65,9 +65,21 @@ def test_search_events_hold_the_log_histograms_and_predictions(searched):
     records = jsonl(searched / "search.jsonl")
     assert len(records) == 2
     assert_figures_match(acc, records, "search")
-    for name in ("loss/loss", "loss/arch_loss", "metrics/s_miou", "schedule/tau", "schedule/lr", "schedule/arch_lr", "arch/entropy_alpha",
-                 "health/margin_alpha", "health/margin_beta", "health/changed_ops", "health/changed_inputs", "health/arch_steps",
-                 "health/arch_grad_snr"):
+    for name in (
+        "loss/loss",
+        "loss/arch_loss",
+        "metrics/s_miou",
+        "schedule/tau",
+        "schedule/lr",
+        "schedule/arch_lr",
+        "arch/entropy_alpha",
+        "health/margin_alpha",
+        "health/margin_beta",
+        "health/changed_ops",
+        "health/changed_inputs",
+        "health/arch_steps",
+        "health/arch_grad_snr",
+    ):
         assert sorted(scalars(acc, name)) == [2, 4], name
     assert sorted(scalars(acc, "step/loss")) == [1, 2, 3, 4]  # every step, counted from 1
     final = json.loads((searched / "final.json").read_text())

@@ -21,13 +21,24 @@ CLASSES = 5  # the synthetic dataset's default
 # spans 0.24-0.51 (1.6x-3.4x the chance level of ~0.15), the last epoch's loss 0.35-0.45x the first's,
 # and 1 to 4 of the 4 object classes pass IoU 0.05 (the test asserted 2 and failed on another CPU).
 LEARN = [
-    "data.crop=[64,64]", "data.batch_size=4", "data.num_samples=64", "data.val_limit=16",
-    "data.options={scale_range: [0.75, 1.25]}", "train.epochs=16", "train.lr=0.2", "train.eval_every=8",
+    "data.crop=[64,64]",
+    "data.batch_size=4",
+    "data.num_samples=64",
+    "data.val_limit=16",
+    "data.options={scale_range: [0.75, 1.25]}",
+    "train.epochs=16",
+    "train.lr=0.2",
+    "train.eval_every=8",
 ]
 # Only the mechanics: 3 epochs x 2 steps of 32x32.
 TINY = [
-    "data.crop=[32,32]", "data.batch_size=2", "data.num_samples=8", "data.val_limit=2",
-    "train.epochs=3", "train.steps_per_epoch=2", "train.eval_every=1",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.num_samples=8",
+    "data.val_limit=2",
+    "train.epochs=3",
+    "train.steps_per_epoch=2",
+    "train.eval_every=1",
 ]
 
 
@@ -93,8 +104,17 @@ def test_run_folder_and_metrics_schema(trained):
         assert (trained / name).is_file(), name
     assert graphs_equal(load_graph(trained / "arch.yaml"), load_graph(trained.parent / "arch.yaml"))
     m = json.loads((trained / "metrics.json").read_text())
-    for key, kind in (("miou", float), ("pixel_acc", float), ("mean_class_acc", float), ("per_class_iou", dict),
-                      ("params", int), ("flops", int), ("flops_input", list), ("best_epoch", int), ("eval_scales", list)):
+    for key, kind in (
+        ("miou", float),
+        ("pixel_acc", float),
+        ("mean_class_acc", float),
+        ("per_class_iou", dict),
+        ("params", int),
+        ("flops", int),
+        ("flops_input", list),
+        ("best_epoch", int),
+        ("eval_scales", list),
+    ):
         assert isinstance(m[key], kind), key
     assert list(m["per_class_iou"]) == ["background", "object1", "object2", "object3", "object4"]
     assert 0 <= m["miou"] <= 1 and 0 <= m["pixel_acc"] <= 1
@@ -122,8 +142,7 @@ def test_evaluate_prints_the_table_and_writes_json(trained, tmp_path, capsys):
     assert result["per_class_iou"] == metrics["per_class_iou"]
     assert (result["dataset"], result["split"], result["images"]) == ("synthetic", "val", 16)
     # multi-scale + flip testing, on 4 images, written to the default file name
-    assert main(["evaluate", str(trained), "--no-progress", "--set", "data.val_limit=4",
-                 "train.multi_scale_eval=[0.75,1.0,1.25]", "train.flip_eval=true"]) == 0
+    assert main(["evaluate", str(trained), "--no-progress", "--set", "data.val_limit=4", "train.multi_scale_eval=[0.75,1.0,1.25]", "train.flip_eval=true"]) == 0
     ms = json.loads((trained / "eval-synthetic-val-s0.75_1_1.25-flip.json").read_text())  # named by its settings
     assert ms["eval_scales"] == [0.75, 1.0, 1.25] and ms["eval_flip"] is True and ms["images"] == 4
 
@@ -159,11 +178,14 @@ def test_resume_after_a_kill_ends_like_an_uninterrupted_run(tmp_path, monkeypatc
     assert train(None, killed, resume=True) == 2
 
 
-@pytest.mark.parametrize("at, says", [
-    ((0, 0), "interrupted at epoch 1 step 1: nothing saved; continue with: the same command again (no epoch had finished, so nothing was saved)"),
-    # the epoch's last step: the run stops there too, before the epoch's evaluation and last.pt
-    ((1, 1), "interrupted at epoch 2 step 2: {out}/last.pt holds the 1 finished epoch(s); continue with: archgraph train --resume --out {out}"),
-])
+@pytest.mark.parametrize(
+    "at, says",
+    [
+        ((0, 0), "interrupted at epoch 1 step 1: nothing saved; continue with: the same command again (no epoch had finished, so nothing was saved)"),
+        # the epoch's last step: the run stops there too, before the epoch's evaluation and last.pt
+        ((1, 1), "interrupted at epoch 2 step 2: {out}/last.pt holds the 1 finished epoch(s); continue with: archgraph train --resume --out {out}"),
+    ],
+)
 def test_a_stop_request_ends_the_run_after_that_step_with_one_line(tmp_path, monkeypatch, capsys, at, says):
     import archgraph.engine.train as engine
 

@@ -22,9 +22,17 @@ from test_data import write_image, write_label
 
 SIZE = (32, 40)
 SEARCH = [
-    "space.layers=2", "space.base_channels=4", "data.num_classes=3", "data.num_samples=12", "data.crop=[32,32]",
-    "data.batch_size=2", "search.epochs=2", "search.warmup_epochs=1", "search.steps_per_epoch=2",
-    "search.bn_recalib_batches=1", "data.val_limit=2",
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_classes=3",
+    "data.num_samples=12",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=2",
+    "search.warmup_epochs=1",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=2",
 ]
 TRAIN = ["data.crop=[32,32]", "data.batch_size=2", "train.epochs=1", "train.steps_per_epoch=1"]
 
@@ -82,8 +90,7 @@ def test_one_search_retrains_wider_on_other_datasets(searched, tmp_path, capsys,
     narrow = tmp_path / "narrow"
     assert main(["train", str(searched), "--out", str(narrow), "--no-progress", "--set", *TRAIN, f"data.name={name}", f"data.root={root}"]) == 0
     wide = tmp_path / "wide"
-    assert main(["train", str(searched), "--out", str(wide), "--no-progress", "--set", *TRAIN, f"data.name={name}",
-                 f"data.root={root}", "space.base_channels=8"]) == 0
+    assert main(["train", str(searched), "--out", str(wide), "--no-progress", "--set", *TRAIN, f"data.name={name}", f"data.root={root}", "space.base_channels=8"]) == 0
     printed = capsys.readouterr().out
     assert f"space.num_classes: 3 -> {classes}" in printed and "space.base_channels: 4 -> 8" in printed
     source, trained = load(searched / "arch.yaml"), load(wide / "arch.yaml")
@@ -107,8 +114,7 @@ def test_the_search_folder_carries_its_data_settings(searched, tmp_path):
     assert saved["data"]["num_classes"] == 3 and saved["data"]["crop"] == [32, 32] and saved["data"]["num_samples"] == 12
     assert node_spec(load(run / "arch.yaml"), "head").channels == 3  # nothing retargeted
     other = tmp_path / "other"  # --set still wins
-    assert main(["train", str(searched), "--out", str(other), "--no-progress", "--set", "train.epochs=1", "train.steps_per_epoch=1",
-                 "data.num_classes=4"]) == 0
+    assert main(["train", str(searched), "--out", str(other), "--no-progress", "--set", "train.epochs=1", "train.steps_per_epoch=1", "data.num_classes=4"]) == 0
     assert node_spec(load(other / "arch.yaml"), "head").channels == 4
 
 
@@ -126,8 +132,7 @@ def test_init_from_keeps_every_weight_but_the_classifier(searched, tmp_path, cap
     assert main(["train", str(searched), "--out", str(first), "--no-progress", "--set", *TRAIN]) == 0
     second = tmp_path / "voc"
     root = voc(tmp_path / "vocdata")
-    assert main(["train", str(searched), "--out", str(second), "--no-progress", "--set", *TRAIN, "data.name=voc",
-                 f"data.root={root}", f"train.init_from={first}"]) == 0
+    assert main(["train", str(searched), "--out", str(second), "--no-progress", "--set", *TRAIN, "data.name=voc", f"data.root={root}", f"train.init_from={first}"]) == 0
     assert "initialised" in capsys.readouterr().out
     net = compile_graph(load(second / "arch.yaml"))
     copied, total = init_weights(net, first)

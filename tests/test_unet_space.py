@@ -14,7 +14,18 @@ from archgraph.core.choices import ArchParams, discover_choices
 from archgraph.core.compile import transfer_weights
 from archgraph.core.decode import decisions, derive_by_name, sample_architecture, uniform_scores
 from archgraph.core.graph import (
-    NodeSpec, add_edge, add_node, dump, from_yaml, graph_hash, graphs_equal, inputs_of, new_graph, node_spec, to_yaml, validate,
+    NodeSpec,
+    add_edge,
+    add_node,
+    dump,
+    from_yaml,
+    graph_hash,
+    graphs_equal,
+    inputs_of,
+    new_graph,
+    node_spec,
+    to_yaml,
+    validate,
 )
 from archgraph.core.ops import UPSAMPLERS, build_alignment, check_known_ops, register_upsample
 from archgraph.core.registry import get_preset
@@ -69,16 +80,19 @@ def test_a_node_may_have_fixed_inputs_and_an_input_choice():
     assert {k: v.numel() for k, v in arch.beta.items()} == {"d": 2, "e": 3}  # one beta entry per candidate edge
 
 
-@pytest.mark.parametrize("breaks, match", [
-    (lambda g: g.nodes["d"].update(keep_inputs=3), r"keep_inputs=3 but the node has 2 candidate inputs \(and 1 fixed\)"),
-    (lambda g: [g.edges[p, "d"].update(kind="fixed") for p in "ab"], "no candidate inputs"),
-    (lambda g: g.nodes["d"].pop("keep_inputs"), "kind 'candidate' but the node has no input choice"),
-    (lambda g: g.edges["c", "d"].update(kind="chosen"), "kind 'chosen'.*with an input choice"),
-    (lambda g: g.nodes["d"].update(fusion="concatenate"), "unknown fusion 'concatenate'; did you mean 'concat'"),
-    (lambda g: g.nodes["head"].update(fusion="concat"), "fusion='concat' on a 'head' node"),
-    (lambda g: g.nodes["d"].update(upsample="bilnear"), "unknown upsample mode 'bilnear'; did you mean 'bilinear'"),
-    (lambda g: g.nodes["d"].update(upsample=3), "'upsample' must be a string"),
-])
+@pytest.mark.parametrize(
+    "breaks, match",
+    [
+        (lambda g: g.nodes["d"].update(keep_inputs=3), r"keep_inputs=3 but the node has 2 candidate inputs \(and 1 fixed\)"),
+        (lambda g: [g.edges[p, "d"].update(kind="fixed") for p in "ab"], "no candidate inputs"),
+        (lambda g: g.nodes["d"].pop("keep_inputs"), "kind 'candidate' but the node has no input choice"),
+        (lambda g: g.edges["c", "d"].update(kind="chosen"), "kind 'chosen'.*with an input choice"),
+        (lambda g: g.nodes["d"].update(fusion="concatenate"), "unknown fusion 'concatenate'; did you mean 'concat'"),
+        (lambda g: g.nodes["head"].update(fusion="concat"), "fusion='concat' on a 'head' node"),
+        (lambda g: g.nodes["d"].update(upsample="bilnear"), "unknown upsample mode 'bilnear'; did you mean 'bilinear'"),
+        (lambda g: g.nodes["d"].update(upsample=3), "'upsample' must be a string"),
+    ],
+)
 def test_bad_mixed_nodes_are_refused_naming_the_fix(breaks, match):
     g = mixed_graph()
     breaks(g)
@@ -182,6 +196,7 @@ def test_a_plug_in_registers_its_own_upsampling_mode():
         class Repeat(torch.nn.Module):
             def forward(self, x):
                 return x.repeat_interleave(factor, 2).repeat_interleave(factor, 3)
+
         return torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1), Repeat())
 
     try:
@@ -200,8 +215,7 @@ def test_a_plug_in_registers_its_own_upsampling_mode():
 
 def test_unet_space_graph_and_plain_unet_preset():
     g = build_space("unet", {"base_channels": 4, "keep_skips": 2})
-    assert [(c.node, c.candidates, c.keep) for c in discover_choices(g).inputs] == [
-        ("dec_s8", ("enc_s4", "enc_s8"), 2), ("dec_s4", ("enc_s4", "enc_s8", "enc_s16"), 2)]
+    assert [(c.node, c.candidates, c.keep) for c in discover_choices(g).inputs] == [("dec_s8", ("enc_s4", "enc_s8"), 2), ("dec_s4", ("enc_s4", "enc_s8", "enc_s16"), 2)]
     assert inputs_of(g, "dec_s8")[0] == "enc_s16" and g.edges["enc_s16", "dec_s8"]["kind"] == "fixed"
     assert all(node_spec(g, n).fusion == "concat" for n in ("dec_s8", "dec_s4"))
     with pytest.raises(ConfigError, match="keep_skips=3 but a decoder node has only 2 candidate skips"):
@@ -227,7 +241,7 @@ def test_renderer_tells_fixed_from_chosen_inputs_and_shows_the_fusion(tmp_path):
 
 
 def test_every_scale_has_its_own_colour_in_the_picture_and_the_legend():
-    assert scale_colour(2) != scale_colour(4) and len({scale_colour(2 ** i) for i in range(10)}) == 10
+    assert scale_colour(2) != scale_colour(4) and len({scale_colour(2**i) for i in range(10)}) == 10
     assert scale_colour(256) == scale_colour(256)  # the computed ones are deterministic
     g = build_space("unet", {"base_channels": 4, "levels": 2})
     source = to_dot(g)
@@ -249,17 +263,27 @@ def test_unet_pictures_route_every_edge_around_foreign_nodes():
 
 
 UNET_SEARCH = [
-    "space.name=unet", "space.levels=2", "space.base_channels=4", "data.num_samples=4", "data.crop=[32,32]", "data.batch_size=2",
-    "data.val_limit=2", "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=1", "search.bn_recalib_batches=1",
+    "space.name=unet",
+    "space.levels=2",
+    "space.base_channels=4",
+    "data.num_samples=4",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.val_limit=2",
+    "search.epochs=1",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=1",
+    "search.bn_recalib_batches=1",
 ]
-STRATEGY_SETS = {"proxylessnas": ["strategy.arch_every=1"], "p_darts": ["strategy.stages=1", "strategy.drop=[]", "strategy.dropout=[0.0]"],
-                 "spos": ["strategy.population=2", "strategy.generations=1", "strategy.select=1", "strategy.mutation=1",
-                          "strategy.crossover=0", "strategy.recalib_batches=1"]}
+STRATEGY_SETS = {
+    "proxylessnas": ["strategy.arch_every=1"],
+    "p_darts": ["strategy.stages=1", "strategy.drop=[]", "strategy.dropout=[0.0]"],
+    "spos": ["strategy.population=2", "strategy.generations=1", "strategy.select=1", "strategy.mutation=1", "strategy.crossover=0", "strategy.recalib_batches=1"],
+}
 
 
 # each strategy once; half of them on a PATH without Graphviz (the pictures fall back to DOT files)
-@pytest.mark.parametrize("strategy, graphviz_on_path", [("darts", True), ("dcnas", False), ("pc_darts", True),
-                                                        ("p_darts", False), ("proxylessnas", True), ("spos", False)])
+@pytest.mark.parametrize("strategy, graphviz_on_path", [("darts", True), ("dcnas", False), ("pc_darts", True), ("p_darts", False), ("proxylessnas", True), ("spos", False)])
 def test_every_strategy_searches_derives_renders_and_trains_unet(strategy, graphviz_on_path, tmp_path, request):
     if not graphviz_on_path:
         request.getfixturevalue("no_graphviz")
@@ -272,12 +296,27 @@ def test_every_strategy_searches_derives_renders_and_trains_unet(strategy, graph
     assert json.loads((out / "scores.json").read_text())["inputs"].keys() == {"dec_s4"}
     drawn = "svg" if graphviz_available() else "dot"
     assert (out / f"supernet.{drawn}").is_file() and (out / f"arch.{drawn}").is_file()
-    assert main(["train", str(out), "--out", str(tmp_path / "train"), "--no-progress", "--set", "data.crop=[32,32]",
-                 "data.batch_size=2", "data.num_samples=4", "data.val_limit=2", "train.epochs=1", "train.steps_per_epoch=1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(out),
+                "--out",
+                str(tmp_path / "train"),
+                "--no-progress",
+                "--set",
+                "data.crop=[32,32]",
+                "data.batch_size=2",
+                "data.num_samples=4",
+                "data.val_limit=2",
+                "train.epochs=1",
+                "train.steps_per_epoch=1",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "train" / "best.pt").is_file() or (tmp_path / "train" / "last.pt").is_file()
 
 
 def test_a_derived_unet_trains_alone():
     assert_architecture_trains(sample_architecture(build_space("unet", {"base_channels": 4, "num_classes": 5}), 4), steps=6)
-
-

@@ -9,8 +9,7 @@ from archgraph.outputs.watch import changed_nodes, frame_label, history_record, 
 
 
 def _record(stage: int, epoch: int, **choices: tuple[str, list[str]]) -> dict:
-    return {"stage": stage, "epoch": epoch, "ops": {}, "inputs": {},
-            "decisions": {n: {"op": op, "inputs": inputs} for n, (op, inputs) in choices.items()}}
+    return {"stage": stage, "epoch": epoch, "ops": {}, "inputs": {}, "decisions": {n: {"op": op, "inputs": inputs} for n, (op, inputs) in choices.items()}}
 
 
 def test_settling_finds_the_first_epoch_of_each_final_decision():

@@ -83,9 +83,20 @@ def test_workers_bound_is_checked():
 def test_search_and_training_identical_with_workers(tmp_path):
     from archgraph.cli import main
 
-    runs = {w: search_run(tmp_path / f"w{w}", f"data.workers={w}", "strategy.name=spos", "strategy.population=2",
-                          "strategy.generations=1", "strategy.select=1", "strategy.mutation=1", "strategy.crossover=1",
-                          "strategy.recalib_batches=1") for w in (0, 2)}
+    runs = {
+        w: search_run(
+            tmp_path / f"w{w}",
+            f"data.workers={w}",
+            "strategy.name=spos",
+            "strategy.population=2",
+            "strategy.generations=1",
+            "strategy.select=1",
+            "strategy.mutation=1",
+            "strategy.crossover=1",
+            "strategy.recalib_batches=1",
+        )
+        for w in (0, 2)
+    }
     for name in ("arch.yaml", "scores.json"):
         assert (runs[0] / name).read_bytes() == (runs[2] / name).read_bytes(), name
     metrics = {}
@@ -118,8 +129,7 @@ def test_train_compile_trains_the_same_network(tmp_path, monkeypatch):
     losses = {}
     for flag in ("false", "true"):
         out = tmp_path / f"c{flag}"
-        assert main(["train", str(arch), "--out", str(out), "--no-progress", "--set", *TINY_TRAIN, "train.epochs=1",
-                     f"train.compile={flag}"]) == 0
+        assert main(["train", str(arch), "--out", str(out), "--no-progress", "--set", *TINY_TRAIN, "train.epochs=1", f"train.compile={flag}"]) == 0
         losses[flag] = [json.loads(line)["loss"] for line in (out / "train.jsonl").read_text().splitlines()]
     assert calls == ["CompiledNetwork"]
     assert losses["true"] == pytest.approx(losses["false"], rel=1e-4)

@@ -30,7 +30,12 @@ def rank_console() -> Console:
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[],
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        nargs="+",
+        action="extend",
+        default=[],
         help="override config keys, e.g. --set space.layers=6 data.crop=[96,128] (values parsed as YAML)",
     )
 

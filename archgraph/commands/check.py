@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check-strategy",
         help="check a registered strategy on tiny sizes: subnet mode == derived network, gradients, evaluation, exact resume, a planted signal",
         description="Runs the checks of archgraph.testing on strategy NAME and space --space, at tiny sizes (the space's "
-                    "layers=2, base_channels=4 where it has them; the strategy's checks.options). One line per check: PASS, "
-                    "FAIL or SKIP with the reason. Exit status 1 when a check fails. See docs/plugins.md for the contract.",
+        "layers=2, base_channels=4 where it has them; the strategy's checks.options). One line per check: PASS, "
+        "FAIL or SKIP with the reason. Exit status 1 when a check fails. See docs/plugins.md for the contract.",
     )
     p.add_argument("name", help="the strategy (see `archgraph strategies`)")
     p.add_argument("--space", default="dcss", help="the space to check it on (default: dcss)")
@@ -44,8 +44,7 @@ def cmd_check_strategy(args: argparse.Namespace) -> int:
     if args.planted_seeds < 1:
         raise ConfigError(f"--planted-seeds must be at least 1, got {args.planted_seeds}")
     t0 = time.perf_counter()
-    report = check_strategy(args.name, args.space, given.get("space"), given.get("strategy"), checks, args.seed, args.planted_seeds,
-                            echo=lambda line: print(line, flush=True))
+    report = check_strategy(args.name, args.space, given.get("space"), given.get("strategy"), checks, args.seed, args.planted_seeds, echo=lambda line: print(line, flush=True))
     print(f"{report.summary()} ({time.perf_counter() - t0:.0f}s)", flush=True)
     if not report.ok:
         print(f"failed: {', '.join(r.check for r in report.failed())}; docs/plugins.md says what each check holds a strategy to", file=sys.stderr)

@@ -30,34 +30,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(p)
     p.add_argument("--strategies", default=None, help=f"comma-separated strategies (default: {','.join(DEFAULT_STRATEGIES)})")
     p.add_argument("--seeds", default=None, help="a number of seeds from the config's seed on (3), or a list (0,1,2); default 1 (a study: its own)")
-    p.add_argument("--baselines", default=None,
-                   help="comma-separated: presets | preset:NAME | random:N | none (default: presets; a study: its own)")
-    p.add_argument("--budget", choices=("official", "equal-steps", "equal-time"), default=None,
-                   help="search.budget for every run: official (each paper's ratios), equal-steps (the same weight and "
-                        "architecture steps for every strategy), equal-time (the same wall clock); part of the plan")
-    p.add_argument("--selectors", default=None, metavar="SPEC,...",
-                   help="cross every strategy with each selector (search.select): entries like dcnas+topk:8; 'own' keeps "
-                        "the strategy's own rule, e.g. --selectors own,topk:8,proxy:synflow")
-    p.add_argument("--study", default=None, metavar="NAME",
-                   help="a named study of the DCNAS paper: dcnas-table5 (five strategies at L=8,10,12,14) or dcnas-table6 "
-                        "(its ablations); with --size")
-    p.add_argument("--size", choices=("cpu", "gpu"), default="cpu",
-                   help="a study's size: cpu (every entry, tiny settings, about an hour on 2 cores) or gpu (the paper's settings)")
-    p.add_argument("--flops-band", type=float, default=None, metavar="FRACTION",
-                   help="random baselines: keep architectures with FLOPs within +-FRACTION of --flops-reference (e.g. 0.25)")
-    p.add_argument("--flops-reference", default=None, metavar="REF",
-                   help="a preset of the config's space (hrnet in DCSS; `archgraph spaces` lists them), a strategy of this compare "
-                        "(its first seed's architecture) or an arch.yaml")
-    p.add_argument("--cost-limit", default=None, metavar="BUDGET[,BUDGET...]",
-                   help="run the study at each budget (search.cost_limit for every strategy and random baseline), e.g. "
-                        "flops=0.5G,flops=1G or latency=20ms@256x512,latency=40ms@256x512; two or more write pareto.png/.svg/.md "
-                        "(each strategy's front of T-mIoU against cost) in --out; see docs/costs.md")
-    p.add_argument("--strategy-set", dest="strategy_options", metavar="NAME.KEY=VALUE", nargs="+", action="extend", default=[],
-                   help="options of one strategy of the comparison, e.g. --strategy-set spos.population=8 spos.generations=3")
+    p.add_argument("--baselines", default=None, help="comma-separated: presets | preset:NAME | random:N | none (default: presets; a study: its own)")
+    p.add_argument(
+        "--budget",
+        choices=("official", "equal-steps", "equal-time"),
+        default=None,
+        help="search.budget for every run: official (each paper's ratios), equal-steps (the same weight and architecture steps for every strategy), equal-time (the same wall clock); part of the plan",
+    )
+    p.add_argument(
+        "--selectors",
+        default=None,
+        metavar="SPEC,...",
+        help="cross every strategy with each selector (search.select): entries like dcnas+topk:8; 'own' keeps the strategy's own rule, e.g. --selectors own,topk:8,proxy:synflow",
+    )
+    p.add_argument("--study", default=None, metavar="NAME", help="a named study of the DCNAS paper: dcnas-table5 (five strategies at L=8,10,12,14) or dcnas-table6 (its ablations); with --size")
+    p.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="a study's size: cpu (every entry, tiny settings, about an hour on 2 cores) or gpu (the paper's settings)")
+    p.add_argument("--flops-band", type=float, default=None, metavar="FRACTION", help="random baselines: keep architectures with FLOPs within +-FRACTION of --flops-reference (e.g. 0.25)")
+    p.add_argument(
+        "--flops-reference",
+        default=None,
+        metavar="REF",
+        help="a preset of the config's space (hrnet in DCSS; `archgraph spaces` lists them), a strategy of this compare (its first seed's architecture) or an arch.yaml",
+    )
+    p.add_argument(
+        "--cost-limit",
+        default=None,
+        metavar="BUDGET[,BUDGET...]",
+        help="run the study at each budget (search.cost_limit for every strategy and random baseline), e.g. "
+        "flops=0.5G,flops=1G or latency=20ms@256x512,latency=40ms@256x512; two or more write pareto.png/.svg/.md "
+        "(each strategy's front of T-mIoU against cost) in --out; see docs/costs.md",
+    )
+    p.add_argument(
+        "--strategy-set",
+        dest="strategy_options",
+        metavar="NAME.KEY=VALUE",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="options of one strategy of the comparison, e.g. --strategy-set spos.population=8 spos.generations=3",
+    )
     p.add_argument("--cache", default=None, help="run cache folder for stand-alone trainings (default: $ARCHGRAPH_CACHE_DIR or ~/.cache/archgraph/standalone)")
     p.add_argument("--out", required=True, help="comparison folder (created if missing; an existing one is resumed)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the comparison in --out (running the same command again does the same; this checks it exists)")
+    p.add_argument("--resume", action="store_true", help="continue the comparison in --out (running the same command again does the same; this checks it exists)")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of the live table")
     add_executor_args(p)
     p.set_defaults(func=cmd_compare)
@@ -65,21 +79,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:
     """Where a study's jobs run (``archgraph compare`` and ``archgraph correlate``; docs/distributed.md)."""
-    p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="run the jobs on N worker processes of this machine, one GPU each where there are GPUs, "
-                        "the CPU threads split between them otherwise (default: in this process, one after the other)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the jobs on N worker processes of this machine, one GPU each where there are GPUs, the CPU threads split between them otherwise (default: in this process, one after the other)",
+    )
     from archgraph.studies.executors import EXECUTOR_REGISTRY
 
     others = [n for n in EXECUTOR_REGISTRY.declared() if n not in ("embedded", "processes", "ray")]  # installed plug-ins'
-    p.add_argument("--executor", default=None, metavar="NAME",
-                   help="where the jobs run: embedded (this process), processes (--jobs N workers), ray (one Ray task per job, on a "
-                        'local Ray or --ray-address; needs pip install "archgraph[ray]")'
-                        + (f", or an installed plug-in's: {', '.join(others)}" if others else "")
-                        + "; plug-ins add executors through the entry-point group archgraph.executors (docs/plugins.md)")
-    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                   help="an existing Ray cluster (auto, or HOST:PORT of `ray start --head`); default: $RAY_ADDRESS, else a local Ray")
-    p.add_argument("--retries", type=int, default=2,
-                   help="starts again of a job whose worker process died (--jobs, ray) or that hit an I/O error (ray); default 2")
+    p.add_argument(
+        "--executor",
+        default=None,
+        metavar="NAME",
+        help="where the jobs run: embedded (this process), processes (--jobs N workers), ray (one Ray task per job, on a "
+        'local Ray or --ray-address; needs pip install "archgraph[ray]")'
+        + (f", or an installed plug-in's: {', '.join(others)}" if others else "")
+        + "; plug-ins add executors through the entry-point group archgraph.executors (docs/plugins.md)",
+    )
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS", help="an existing Ray cluster (auto, or HOST:PORT of `ray start --head`); default: $RAY_ADDRESS, else a local Ray")
+    p.add_argument("--retries", type=int, default=2, help="starts again of a job whose worker process died (--jobs, ray) or that hit an I/O error (ray); default 2")
 
 
 def executor_from_args(args: argparse.Namespace):
@@ -113,8 +133,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         strategies = parse_strategies(args.strategies or ",".join(DEFAULT_STRATEGIES))
         variants = parse_selectors(args.selectors, strategies)
     plan = Plan(
-        base=base, strategies=list(variants) if variants else strategies, seeds=parse_seeds(seeds, base.seed),
-        baselines=parse_baselines(baselines, base.space_name), flops_band=args.flops_band, flops_reference=args.flops_reference,
+        base=base,
+        strategies=list(variants) if variants else strategies,
+        seeds=parse_seeds(seeds, base.seed),
+        baselines=parse_baselines(baselines, base.space_name),
+        flops_band=args.flops_band,
+        flops_reference=args.flops_reference,
         cache_dir=Path(args.cache) if args.cache else None,
         variants={k: v for k, v in variants.items() if k != v["strategy"] or v.get("set") or v.get("search_set") or v.get("select")},
         study={"name": study.name, "size": args.size, "estimate": study.estimate[args.size]} if study else None,
@@ -133,8 +157,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     check_output_folder(out)  # a file, or a folder that cannot be written: refused before any work
     if args.resume and not (out / "compare.json").is_file():
         raise ConfigError(f"--resume: {out} holds no comparison (no compare.json); run without --resume to start one")
-    console.print(f"comparing {', '.join(plan.strategies)} x seeds {plan.seeds}"
-                  f"{' + ' + ', '.join(b.entry for b in plan.baselines) if plan.baselines else ''} -> {out}")
+    console.print(f"comparing {', '.join(plan.strategies)} x seeds {plan.seeds}{' + ' + ', '.join(b.entry for b in plan.baselines) if plan.baselines else ''} -> {out}")
     log = lambda m: console.print(m, highlight=False, markup=False)
     if args.cost_limit:
         from archgraph.studies.compare.pareto import BUDGETS, budget_slug, parse_cost_limits, run_budgets

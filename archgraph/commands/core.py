@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="size of a search space (nodes, connections, choice points, parameters) or of an architecture file (parameters, FLOPs at --crop)")
     p.add_argument("file", nargs="?", default=None, help="an architecture (or any graph) YAML, or a run folder holding arch.yaml; without it: the space of --space / the config")
     p.add_argument("--space", default=None, help="space name (default: the config's space.name, dcss)")
-    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), default=None,
-                   help="image size the FLOPs are counted at (default for FILE: the config's data.crop, 64 64; a space's FLOPs only when given)")
+    p.add_argument(
+        "--crop", type=int, nargs=2, metavar=("H", "W"), default=None, help="image size the FLOPs are counted at (default for FILE: the config's data.crop, 64 64; a space's FLOPs only when given)"
+    )
     add_config_args(p, positional=False)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_inspect)
@@ -38,12 +39,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", nargs="?", default=None, help="graph/architecture YAML or a run folder")
     p.add_argument("--space", default=None, help="draw the supernet of this space instead of FILE")
     p.add_argument("--supernet", action="store_true", help="for a run folder: draw the supernet with its searched edge weights")
-    p.add_argument("--preset", default=None, metavar="NAME", help="draw a preset, a hand-designed architecture of the config's space (DCSS: fcn, hourglass, deeplabv3, hrnet; `archgraph spaces` lists every space's) with --set space.KEY=...")
+    p.add_argument(
+        "--preset",
+        default=None,
+        metavar="NAME",
+        help="draw a preset, a hand-designed architecture of the config's space (DCSS: fcn, hourglass, deeplabv3, hrnet; `archgraph spaces` lists every space's) with --set space.KEY=...",
+    )
     add_config_args(p, positional=False)
     p.add_argument("-o", "--output", required=True, help="output picture; the suffix picks the format (.svg .png .pdf .dot)")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("sample", help="a random architecture of a space (uniform at every choice point, then decoded); its head predicts the classes of data.* (default: synthetic, 5) unless space.num_classes is set")
+    p = sub.add_parser(
+        "sample", help="a random architecture of a space (uniform at every choice point, then decoded); its head predicts the classes of data.* (default: synthetic, 5) unless space.num_classes is set"
+    )
     p.add_argument("--space", default=None, help="space name (default: dcss)")
     add_config_args(p, positional=False)
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same architecture")

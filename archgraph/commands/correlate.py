@@ -35,12 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_config_args(p)
     p.add_argument("--strategy", default=None, help="strategy to search with (sets strategy.name); with --search-dir it must match the search")
-    p.add_argument("--archs", type=int, default=None,
-                   help=f"N: architectures in the study, the derived one included (default {ARCHS_WITH_WORKERS} with --jobs >= 2 or "
-                        f"--executor ray, {ARCHS_IN_PROCESS} in this process)")
-    p.add_argument("--scorers", default=None, metavar="A,B",
-                   help="scorers correlated with stand-alone mIoU besides the supernet (default: every registered scorer but train; "
-                        "`archgraph score --list`)")
+    p.add_argument(
+        "--archs",
+        type=int,
+        default=None,
+        help=f"N: architectures in the study, the derived one included (default {ARCHS_WITH_WORKERS} with --jobs >= 2 or --executor ray, {ARCHS_IN_PROCESS} in this process)",
+    )
+    p.add_argument(
+        "--scorers", default=None, metavar="A,B", help="scorers correlated with stand-alone mIoU besides the supernet (default: every registered scorer but train; `archgraph score --list`)"
+    )
     p.add_argument("--out", required=True, help="folder to write (the search goes to OUT/search unless --search-dir)")
     p.add_argument("--search-dir", default=None, help="reuse this finished search folder instead of searching; --set may then change only train.*")
     p.add_argument("--cache", default=None, help="stand-alone run cache (default: $ARCHGRAPH_CACHE_DIR or ~/.cache/archgraph/standalone)")
@@ -125,9 +128,18 @@ def cmd_correlate(args: argparse.Namespace) -> int:
     from archgraph.studies.runcache import default_cache_dir
 
     scorers = tuple(s.strip() for s in args.scorers.split(",") if s.strip()) if args.scorers else ()
-    opts = StudyOptions(archs=args.archs if args.archs is not None else default_archs(args), pool=args.pool, scorers=scorers, quick_batches=args.quick_batches, quick_val=args.quick_val,
-                        sample_seed=args.sample_seed, train_seed=args.train_seed, resamples=args.bootstrap, level=args.level,
-                        bootstrap_seed=args.bootstrap_seed)
+    opts = StudyOptions(
+        archs=args.archs if args.archs is not None else default_archs(args),
+        pool=args.pool,
+        scorers=scorers,
+        quick_batches=args.quick_batches,
+        quick_val=args.quick_val,
+        sample_seed=args.sample_seed,
+        train_seed=args.train_seed,
+        resamples=args.bootstrap,
+        level=args.level,
+        bootstrap_seed=args.bootstrap_seed,
+    )
     opts.check()  # before any search
     executor = executor_from_args(args)
     out = Path(args.out)
@@ -146,11 +158,12 @@ def cmd_correlate(args: argparse.Namespace) -> int:
         ci = s["ci"]
         return f"{s['value']:.3f}" + ("" if ci["low"] is None else f" [{ci['low']:.3f}, {ci['high']:.3f}]")
 
-    console.print(f"{result['strategy']}: n={result['n']} Pearson rho {fmt(rho)}, Kendall tau {fmt(tau)} "
-                  f"({int(round(opts.level * 100))}% bootstrap CI) -> {out / 'correlation.json'}, correlation.md, correlation.png")
+    console.print(
+        f"{result['strategy']}: n={result['n']} Pearson rho {fmt(rho)}, Kendall tau {fmt(tau)} "
+        f"({int(round(opts.level * 100))}% bootstrap CI) -> {out / 'correlation.json'}, correlation.md, correlation.png"
+    )
     for name, stats in result.get("scorers", {}).items():
-        console.print(f"  {name:>10}: Spearman {fmt(stats['spearman'])}, Kendall {fmt(stats['kendall'])}, top-20% Kendall {fmt(stats['top_kendall'])}",
-                      highlight=False)
+        console.print(f"  {name:>10}: Spearman {fmt(stats['spearman'])}, Kendall {fmt(stats['kendall'])}, top-20% Kendall {fmt(stats['top_kendall'])}", highlight=False)
     return 0
 
 

@@ -64,11 +64,20 @@ def cmd_latency(args: argparse.Namespace) -> int:
     before = len(table.entries) if table is not None else 0
     total = len(distinct_items(graph, resolution))
     start = time.perf_counter()
-    with Progress(TextColumn("[bold]timing modules"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
-                  console=console, disable=args.no_progress or not console.is_terminal, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]timing modules"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        disable=args.no_progress or not console.is_terminal,
+        transient=True,
+    ) as bar:
         task = bar.add_task("", total=total)
-        table = measure_latency_table(graph, resolution, device, args.dtype, args.warmup, args.reps,
-                                      progress=lambda done, n, key: bar.update(task, completed=done, description=key.split("|", 2)[1]), table=table)
+        table = measure_latency_table(
+            graph, resolution, device, args.dtype, args.warmup, args.reps, progress=lambda done, n, key: bar.update(task, completed=done, description=key.split("|", 2)[1]), table=table
+        )
     seconds = time.perf_counter() - start
     table.save(out)
     model = CostModel(graph, "latency", resolution, table)
@@ -76,7 +85,8 @@ def cmd_latency(args: argparse.Namespace) -> int:
     summary.add_column("what")
     summary.add_column("value", overflow="fold")
     rows = [
-        ("device", table.describe()), ("space", f"{cfg.space_name} ({graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges)"),
+        ("device", table.describe()),
+        ("space", f"{cfg.space_name} ({graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges)"),
         ("distinct modules", f"{total} ({len(table.entries) - before} timed now, {before} reused) in {seconds:.1f} s"),
         ("paid by every architecture", f"{model.fixed():.3f} ms"),
         ("expected, uniform choices", f"{float(model.expected({}, {})):.3f} ms (additive prediction; docs/costs.md for its error)"),

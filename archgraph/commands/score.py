@@ -29,10 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "one is kept unless --force) and the architectures to RUN/scored/archs/, and prints a table. docs/scoring.md.",
     )
     p.add_argument("run_dir", metavar="RUN", nargs="?", default=None, help="a finished `archgraph search` folder (config.yaml, checkpoint.pt, final.json)")
-    p.add_argument("--archs", nargs="+", default=["8"], metavar="N|FILE",
-                   help="a number N of random architectures of the supernet's space (default 8), or arch.yaml files")
-    p.add_argument("--scorers", default=None, metavar="A,B",
-                   help="comma-separated scorers (default: every registered scorer but 'train'); `archgraph score --list` names them")
+    p.add_argument("--archs", nargs="+", default=["8"], metavar="N|FILE", help="a number N of random architectures of the supernet's space (default 8), or arch.yaml files")
+    p.add_argument("--scorers", default=None, metavar="A,B", help="comma-separated scorers (default: every registered scorer but 'train'); `archgraph score --list` names them")
     p.add_argument("--seed", type=int, default=0, help="first seed of the random architectures (seeds SEED, SEED+1, ...; default 0)")
     p.add_argument("--device", default=None, help="device to score on (default: the search's)")
     p.add_argument("--force", action="store_true", help="replace an existing result of the same settings")
@@ -123,12 +121,18 @@ def _record(sup, cands, results, archs, seed: int) -> dict[str, Any]:
 
     by_scorer: list[ScorerResult] = results
     return {
-        "version": RESULT_VERSION, "search_dir": str(sup.run_dir.resolve()), "strategy": sup.cfg.strategy_name, "space": sup.cfg.space_name,
+        "version": RESULT_VERSION,
+        "search_dir": str(sup.run_dir.resolve()),
+        "strategy": sup.cfg.strategy_name,
+        "space": sup.cfg.space_name,
         "select_split": getattr(sup.cfg.search, "select_split", None),
-        "archs_from": "random" if isinstance(archs, int) else "files", "seed": seed if isinstance(archs, int) else None,
+        "archs_from": "random" if isinstance(archs, int) else "files",
+        "seed": seed if isinstance(archs, int) else None,
         "scorers": [{"name": r.name, "higher_is_better": r.higher_is_better, "seconds": r.seconds} for r in by_scorer],
-        "archs": [{"arch_hash": c.hash, "source": c.source, "sample_seed": c.sample_seed, "file": f"archs/{c.hash}.yaml",
-                   "scores": {r.name: clean(r.values[i]) for r in by_scorer}} for i, c in enumerate(cands)],
+        "archs": [
+            {"arch_hash": c.hash, "source": c.source, "sample_seed": c.sample_seed, "file": f"archs/{c.hash}.yaml", "scores": {r.name: clean(r.values[i]) for r in by_scorer}}
+            for i, c in enumerate(cands)
+        ],
     }
 
 
@@ -154,11 +158,14 @@ def markdown(record: dict[str, Any]) -> str:
     """The result as a Markdown table, one row per architecture, one column per scorer."""
     names = [s["name"] for s in record["scorers"]]
     lines = [
-        f"# Scores: {record['strategy']} on {record['space']}", "",
-        f"Search: `{record['search_dir']}`; {len(record['archs'])} architectures ({record['archs_from']}"
-        + (f", seeds from {record['seed']}" if record["seed"] is not None else "") + ").", "",
-        "| scorer | better | seconds |", "|---|---|---|",
-        *[f"| {s['name']} | {'higher' if s['higher_is_better'] else 'lower'} | {s['seconds']:.2f} |" for s in record["scorers"]], "",
+        f"# Scores: {record['strategy']} on {record['space']}",
+        "",
+        f"Search: `{record['search_dir']}`; {len(record['archs'])} architectures ({record['archs_from']}" + (f", seeds from {record['seed']}" if record["seed"] is not None else "") + ").",
+        "",
+        "| scorer | better | seconds |",
+        "|---|---|---|",
+        *[f"| {s['name']} | {'higher' if s['higher_is_better'] else 'lower'} | {s['seconds']:.2f} |" for s in record["scorers"]],
+        "",
         "| # | architecture | source | " + " | ".join(names) + " |",
         "|---|---|---|" + "---|" * len(names),
     ]

@@ -28,8 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write RUN_DIR/report.html: pictures, curves, config, size of the derived model")
     p.add_argument("run_dir", help="a run folder written by `archgraph search`")
     p.add_argument("-o", "--output", default=None, help="HTML file (default: RUN_DIR/report.html)")
-    p.add_argument("--frames", type=positive_int, default=DEFAULT_FRAMES,
-                   help=f"supernet pictures in the epoch-by-epoch view, evenly spread over the search (default {DEFAULT_FRAMES})")
+    p.add_argument("--frames", type=positive_int, default=DEFAULT_FRAMES, help=f"supernet pictures in the epoch-by-epoch view, evenly spread over the search (default {DEFAULT_FRAMES})")
     p.set_defaults(func=cmd_report)
 
 
@@ -57,8 +56,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     s_miou = record.get("s_miou")
     pictures = ", ".join(p.name for p in sorted(out.glob("*.svg"))) or "supernet.dot, arch.dot (install Graphviz for SVGs)"
     console.print(
-        f"done in {record.get('wall_seconds', 0.0):.0f} s: {out / 'arch.yaml'}" + (f" (S-mIoU {s_miou:.4f})" if s_miou is not None else "")
-        + f"; also {pictures}, search.jsonl, scores.json, final.json", highlight=False)
+        f"done in {record.get('wall_seconds', 0.0):.0f} s: {out / 'arch.yaml'}"
+        + (f" (S-mIoU {s_miou:.4f})" if s_miou is not None else "")
+        + f"; also {pictures}, search.jsonl, scores.json, final.json",
+        highlight=False,
+    )
     from archgraph.runfolder import free_path
 
     console.print(f"next: archgraph train {out} --out {free_path(out, '-train')}   (or: archgraph report {out})", highlight=False)

@@ -24,8 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "topk[:K][:uniform], perturb[:tune=N], proxy:NAME[:K] and plug-ins; docs/strategies.md, \"Selection\".",
     )
     p.add_argument("run_dir", metavar="RUN", help="a finished `archgraph search` folder (config.yaml, checkpoint.pt, final.json)")
-    p.add_argument("--select", dest="specs", nargs="+", required=True, metavar="SPEC",
-                   help="one or more selector specs, e.g. argmax topk:24 perturb proxy:synflow:16")
+    p.add_argument("--select", dest="specs", nargs="+", required=True, metavar="SPEC", help="one or more selector specs, e.g. argmax topk:24 perturb proxy:synflow:16")
     p.add_argument("--device", default=None, help="device to score on (default: the search's)")
     p.add_argument("--force", action="store_true", help="replace an existing pick of the same selector")
     p.set_defaults(func=cmd_select)

@@ -23,11 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "arch.yaml, train.jsonl, last.pt, best.pt and metrics.json (miou, pixel_acc, per_class_iou, params, flops). "
         "Data comes from the data section exactly as in `archgraph search` (train split for training, val split for evaluation).",
     )
-    p.add_argument("arch", nargs="?", default=None,
-                   help="architecture YAML (from `archgraph search` or `sample`) or a search run folder (uses its arch.yaml); "
-                   "optional with --resume")
-    p.add_argument("--preset", default=None, metavar="NAME",
-                   help="train a preset of the config's space instead of ARCH (DCSS: fcn, hourglass, deeplabv3, hrnet; `archgraph spaces` lists every space's)")
+    p.add_argument("arch", nargs="?", default=None, help="architecture YAML (from `archgraph search` or `sample`) or a search run folder (uses its arch.yaml); optional with --resume")
+    p.add_argument(
+        "--preset", default=None, metavar="NAME", help="train a preset of the config's space instead of ARCH (DCSS: fcn, hourglass, deeplabv3, hrnet; `archgraph spaces` lists every space's)"
+    )
     p.add_argument("--config", default=None, help="YAML config (optional: every key has a default; the train and data sections matter)")
     add_set_option(p)
     p.add_argument("--out", required=True, help="run folder to write (created if missing)")
@@ -47,8 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="a run folder written by `archgraph train`")
     p.add_argument("--data", default=None, help="dataset name (default: the run's data.name)")
     add_set_option(p)
-    p.add_argument("--checkpoint", default="best.pt", choices=CHECKPOINTS,
-                   help="which weights (default: best.pt; best.prev.pt is the previous best, from an earlier epoch)")
+    p.add_argument("--checkpoint", default="best.pt", choices=CHECKPOINTS, help="which weights (default: best.pt; best.prev.pt is the previous best, from an earlier epoch)")
     p.add_argument("-o", "--output", default=None, help="JSON file to write (default: RUN_DIR/eval-DATA-SPLIT[-SETTINGS].json)")
     p.add_argument("--force", action="store_true", help="replace an evaluation file that holds a result of other settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -67,15 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", help="a run folder written by `archgraph train`")
     p.add_argument("-o", "--output", required=True, help="file to write, e.g. model.pt2 or model.onnx")
-    p.add_argument("--format", default=None, choices=("pt2", "onnx"),
-                   help="pt2 (torch.export) or onnx; default: the one the suffix of -o names (.pt2 or .onnx)")
-    p.add_argument("--frame", action="append", default=None, metavar="HxW",
-                   help="a frame size to export, e.g. 360x480 (repeatable; default: the dataset's image sizes at data.scale and data.crop)")
+    p.add_argument("--format", default=None, choices=("pt2", "onnx"), help="pt2 (torch.export) or onnx; default: the one the suffix of -o names (.pt2 or .onnx)")
+    p.add_argument("--frame", action="append", default=None, metavar="HxW", help="a frame size to export, e.g. 360x480 (repeatable; default: the dataset's image sizes at data.scale and data.crop)")
     p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=None, help="the same as --frame HxW (kept for older scripts)")
-    p.add_argument("--dynamic", action="store_true",
-                   help="one program with symbolic batch, height and width (H, W multiples of the stride, at least twice it)")
-    p.add_argument("--checkpoint", default="best.pt", choices=CHECKPOINTS,
-                   help="which weights (default: best.pt; best.prev.pt is the previous best, from an earlier epoch)")
+    p.add_argument("--dynamic", action="store_true", help="one program with symbolic batch, height and width (H, W multiples of the stride, at least twice it)")
+    p.add_argument("--checkpoint", default="best.pt", choices=CHECKPOINTS, help="which weights (default: best.pt; best.prev.pt is the previous best, from an earlier epoch)")
     p.set_defaults(func=cmd_export)
 
 
@@ -154,12 +148,10 @@ def _require_trained_run(run: Path, then: str) -> None:
             also = f", e.g. `{then.format(run=entry)}`"
         except (OSError, ValueError, KeyError, TypeError, StopIteration):
             also = ""
-        raise CheckpointError(f"{run} is a correlation study, not a trained run; its stand-alone runs are the cache_entry "
-                              f"folders listed in {run / 'correlation.json'}{also}")
+        raise CheckpointError(f"{run} is a correlation study, not a trained run; its stand-alone runs are the cache_entry folders listed in {run / 'correlation.json'}{also}")
 
 
-_WHAT = {"last.pt": "the weights of the last epoch rather than of the best one",
-         "best.prev.pt": "the previous best, from an earlier epoch", "last.prev.pt": "the weights of the epoch before the last"}
+_WHAT = {"last.pt": "the weights of the last epoch rather than of the best one", "best.prev.pt": "the previous best, from an earlier epoch", "last.prev.pt": "the weights of the epoch before the last"}
 
 
 def _with_intact_alternative(exc: Exception, run: Path, checkpoint: str, command: str) -> Exception:
@@ -195,8 +187,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     lock = run_lock(run, "evaluate") if args.output is None and run.is_dir() else contextlib.nullcontext()
     try:
         with lock:
-            result, path = evaluate_run(args.run_dir, overrides, args.checkpoint, Path(args.output) if args.output else None,
-                                        progress=not args.no_progress, force=args.force)
+            result, path = evaluate_run(args.run_dir, overrides, args.checkpoint, Path(args.output) if args.output else None, progress=not args.no_progress, force=args.force)
     except CheckpointError as exc:
         raise _with_intact_alternative(exc, run, args.checkpoint, f"archgraph evaluate {run}") from None
     scales = ",".join(f"{s:g}" for s in result["eval_scales"]) + (" + flip" if result["eval_flip"] else "")
@@ -217,8 +208,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     _require_trained_run(run, f"archgraph export {{run}} -o {args.output}{format_flag}")
     check_output_file(Path(args.output), "-o", "model.pt2")
     try:
-        result = export_run(args.run_dir, args.output, args.format, size=tuple(args.size) if args.size else None,
-                            dynamic=args.dynamic, checkpoint=args.checkpoint, frames=frames)
+        result = export_run(args.run_dir, args.output, args.format, size=tuple(args.size) if args.size else None, dynamic=args.dynamic, checkpoint=args.checkpoint, frames=frames)
     except CheckpointError as exc:
         size = f" --size {args.size[0]} {args.size[1]}" if args.size else ""
         frame_flags = "".join(f" --frame {frame_text(f)}" for f in frames)

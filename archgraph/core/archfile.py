@@ -27,10 +27,7 @@ def load_architecture(path: str | Path, check_space: bool = True) -> nx.DiGraph:
         validate(graph)
         check_known_ops(graph)  # loads the plug-ins first: a plug-in's (or Auto-DeepLab's) ops are registered when its module loads
         if has_choices(graph):
-            raise GraphError(
-                f"{where} is a supernet (it still has choice points), not an architecture; derive one with "
-                "`archgraph search` (arch.yaml) or `archgraph sample`"
-            )
+            raise GraphError(f"{where} is a supernet (it still has choice points), not an architecture; derive one with `archgraph search` (arch.yaml) or `archgraph sample`")
         if check_space:
             check_in_space(graph, where)
     except ArchgraphError:
@@ -91,5 +88,7 @@ def _check_slots(arch: nx.DiGraph, space: nx.DiGraph, n: str, where: str) -> Non
         return
     a_fixed, a_pooled = split_inputs(arch, n)
     if a_fixed != fixed or not a_pooled:
-        raise GraphError(f"{where}: node {n!r} must keep its fixed inputs {fixed} as 'fixed' edges and at least one of its "
-                         f"candidates as a 'chosen' edge (found fixed {a_fixed}, chosen {a_pooled}); the file does not match its space")
+        raise GraphError(
+            f"{where}: node {n!r} must keep its fixed inputs {fixed} as 'fixed' edges and at least one of its "
+            f"candidates as a 'chosen' edge (found fixed {a_fixed}, chosen {a_pooled}); the file does not match its space"
+        )

@@ -64,8 +64,16 @@ class NodeModule(nn.Module):
     summed, or concatenated and reduced by ``fuse`` (1x1 conv + BN), before the op.
     """
 
-    def __init__(self, branches: dict[str, nn.Module], ops: dict[str, nn.Module], input_mixer: nn.Module | None, op_mixer: nn.Module, takes_list: bool,
-                 slots: tuple[tuple[int, ...], tuple[int, ...]] | None = None, fuse: nn.Module | None = None):
+    def __init__(
+        self,
+        branches: dict[str, nn.Module],
+        ops: dict[str, nn.Module],
+        input_mixer: nn.Module | None,
+        op_mixer: nn.Module,
+        takes_list: bool,
+        slots: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
+        fuse: nn.Module | None = None,
+    ):
         super().__init__()
         self.branches = nn.ModuleDict(branches)
         self.ops = nn.ModuleDict(ops)
@@ -231,11 +239,7 @@ class CompiledNetwork(nn.Module):
         frees: dict[str, list[int]] = {}
         for s, n in last_use.items():
             frees.setdefault(n, []).append(s)
-        return tuple(
-            Step(n, tuple(slot[p] for p in inputs_of(g, n)), slot[n], tuple(sorted(frees.get(n, ()))))
-            for n in order
-            if n != input_name
-        )
+        return tuple(Step(n, tuple(slot[p] for p in inputs_of(g, n)), slot[n], tuple(sorted(frees.get(n, ())))) for n in order if n != input_name)
 
     # ---------------------------------------------------------------- execution
 
@@ -287,9 +291,11 @@ class CompiledNetwork(nn.Module):
         what = f"of its {len(choice.candidates)} candidate inputs" if choice is not None else "(the node has no input choice)"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         left_out = ", ".join(repr(names[i]) for i in missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-        raise GraphError(f"node {step.node!r}: its input mixer used an input outside the draw: {type(self.relaxation).__name__}.draw_pass() "
-                         f"drew {computed.get(step.node)!r} {what}, so {left_out} were not computed; a mixer must "
-                         f"run exactly the candidates draw_pass() returns for the pass (TypeError: {first[:120]})") from exc
+        raise GraphError(
+            f"node {step.node!r}: its input mixer used an input outside the draw: {type(self.relaxation).__name__}.draw_pass() "
+            f"drew {computed.get(step.node)!r} {what}, so {left_out} were not computed; a mixer must "
+            f"run exactly the candidates draw_pass() returns for the pass (TypeError: {first[:120]})"
+        ) from exc
 
     @property
     def _node_modules(self) -> tuple[NodeModule, ...]:

@@ -80,8 +80,7 @@ def resolution_of(limit: CostLimit, crop: Sequence[int]) -> tuple[int, int]:
     return int(res[0]), int(res[1])
 
 
-def make_budget(graph: nx.DiGraph, spec: str, crop: Sequence[int], device: torch.device | str = "cpu",
-                table: str | Path | None = None, dtype: str = "fp32") -> CostBudget:
+def make_budget(graph: nx.DiGraph, spec: str, crop: Sequence[int], device: torch.device | str = "cpu", table: str | Path | None = None, dtype: str = "fp32") -> CostBudget:
     """The budget of ``search.cost_limit=spec`` on ``graph``. A latency limit reads ``table`` (a file
     from ``archgraph latency``, refused when it was measured elsewhere) or, without one, measures
     a table now on ``device`` at the deployment resolution (seconds to minutes: build it once)."""
@@ -95,21 +94,20 @@ def make_budget(graph: nx.DiGraph, spec: str, crop: Sequence[int], device: torch
         else:
             lat = measure_latency_table(graph, resolution, dev, dtype, warmup=1, reps=3)
     elif table is not None:
-        raise ConfigError(f"search.cost_table is a latency table, but search.cost_limit={spec!r} limits {limit.metric}; "
-                          "leave search.cost_table out or limit latency")
+        raise ConfigError(f"search.cost_table is a latency table, but search.cost_limit={spec!r} limits {limit.metric}; leave search.cost_table out or limit latency")
     return CostBudget(limit, CostModel(graph, limit.metric, resolution, lat), spec)
 
 
 def _load_table(path: Path, device: torch.device, resolution: tuple[int, int], dtype: str) -> LatencyTable:
     if not path.is_file():
-        raise ConfigError(f"search.cost_table={path}: no such file; build one with `archgraph latency --resolution "
-                          f"{resolution[0]}x{resolution[1]} --out {path}` or leave search.cost_table out to measure it now")
+        raise ConfigError(
+            f"search.cost_table={path}: no such file; build one with `archgraph latency --resolution {resolution[0]}x{resolution[1]} --out {path}` or leave search.cost_table out to measure it now"
+        )
     return LatencyTable.load(path, device=device.type, resolution=resolution, dtype=dtype)
 
 
 @torch.no_grad()
-def measured_cost(derived: nx.DiGraph, limit: CostLimit, resolution: Sequence[int], device: torch.device | str = "cpu",
-                  reps: int = 5) -> float:
+def measured_cost(derived: nx.DiGraph, limit: CostLimit, resolution: Sequence[int], device: torch.device | str = "cpu", reps: int = 5) -> float:
     """What the derived network costs when compiled alone: latency (ms, median of ``reps`` timed
     forward passes at batch 1 after a warm-up, CUDA synchronised), FLOPs (G) or parameters (M)."""
     from archgraph.core.compile import compile_graph
@@ -135,11 +133,18 @@ def measured_cost(derived: nx.DiGraph, limit: CostLimit, resolution: Sequence[in
     return 1e3 * statistics.median(times)
 
 
-def budget_record(budget: CostBudget, predicted: float, measured: float | None, rule: str,
-                  resolution: Sequence[int] | None = None) -> dict[str, Any]:
+def budget_record(budget: CostBudget, predicted: float, measured: float | None, rule: str, resolution: Sequence[int] | None = None) -> dict[str, Any]:
     """final.json's ``cost`` entry: the limit, the predicted and measured cost, the rule the strategy
     honoured it by, and whether the result is within the limit (by the cost model's prediction, the
     number the search steered by; the measurement shows the model's error beside it)."""
-    return {"limit": budget.spec, "metric": budget.limit.metric, "unit": budget.unit, "value": budget.value,
-            "resolution": list(resolution) if resolution is not None else None,
-            "predicted": predicted, "measured": measured, "rule": rule, "within_budget": bool(predicted <= budget.value)}
+    return {
+        "limit": budget.spec,
+        "metric": budget.limit.metric,
+        "unit": budget.unit,
+        "value": budget.value,
+        "resolution": list(resolution) if resolution is not None else None,
+        "predicted": predicted,
+        "measured": measured,
+        "rule": rule,
+        "within_budget": bool(predicted <= budget.value),
+    }

@@ -142,27 +142,25 @@ def node_items(graph: nx.DiGraph, n: str, hw: tuple[int, int]) -> NodeItems:
     """The items of node ``n`` of ``graph`` when the (padded) image is ``hw``."""
     spec = node_spec(graph, n)
     if spec.kind == "cell" or spec.body is not None:
-        raise GraphError(f"node {n!r} is a cell with a nested body (Auto-DeepLab-style): the cost model covers flat graphs "
-                         "(dcss, unet and their presets) only; use a flat space for cost budgets and latency tables")
+        raise GraphError(
+            f"node {n!r} is a cell with a nested body (Auto-DeepLab-style): the cost model covers flat graphs (dcss, unet and their presets) only; use a flat space for cost budgets and latency tables"
+        )
     preds = inputs_of(graph, n)
     in_specs = [node_spec(graph, p) for p in preds]
     h, w = hw[0] // spec.scale, hw[1] // spec.scale
     if get_op(spec.ops[0]).takes_list:
         desc = "+".join(f"{s.channels}@{s.scale}" for s in in_specs)
         shapes = [(s.channels, hw[0] // s.scale, hw[1] // s.scale) for s in in_specs]
-        head = CostItem("head", spec.ops[0], hw[0], hw[1], desc, spec.channels, "1", "-",
-                        lambda: build_op(spec.ops[0], spec, in_specs), _tensor_list(shapes))
+        head = CostItem("head", spec.ops[0], hw[0], hw[1], desc, spec.channels, "1", "-", lambda: build_op(spec.ops[0], spec, in_specs), _tensor_list(shapes))
         return NodeItems([head], {}, None, lambda m: None, preds, [], False, preds)
-    ops = [CostItem("op", name, h, w, str(spec.channels), spec.channels, "1", "-", lambda name=name: build_op(name, spec, in_specs), _tensor(spec.channels, h, w))
-           for name in spec.ops]
+    ops = [CostItem("op", name, h, w, str(spec.channels), spec.channels, "1", "-", lambda name=name: build_op(name, spec, in_specs), _tensor(spec.channels, h, w)) for name in spec.ops]
     branches = {p: _align_item(s, spec, hw) for p, s in zip(preds, in_specs)}
     fixed, pooled = split_inputs(graph, n)
     concat = spec.fusion == "concat"
     fuse = None
     if concat:
         slots = len(fixed) + (1 if pooled else 0)
-        fuse = CostItem("fuse", f"concat{slots}", h, w, str(spec.channels * slots), spec.channels, "1", "-",
-                        lambda: _CatFuse(build_fusion(spec, slots)), _tensor_list([(spec.channels, h, w)] * slots))
+        fuse = CostItem("fuse", f"concat{slots}", h, w, str(spec.channels * slots), spec.channels, "1", "-", lambda: _CatFuse(build_fusion(spec, slots)), _tensor_list([(spec.channels, h, w)] * slots))
     return NodeItems(ops, branches, fuse, lambda m: _sum_item(spec, hw, m), fixed, pooled, concat, preds)
 
 

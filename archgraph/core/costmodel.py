@@ -114,8 +114,7 @@ class CostModel:
         self.resolution = (int(resolution[0]), int(resolution[1]))
         if metric == "latency":
             if table is None:
-                raise ConfigError("a latency cost model needs a latency table: build one with `archgraph latency --resolution HxW --out TABLE.json` "
-                                  "and pass it (search.cost_table)")
+                raise ConfigError("a latency cost model needs a latency table: build one with `archgraph latency --resolution HxW --out TABLE.json` and pass it (search.cost_table)")
             table.check(resolution=self.resolution)
         self.table = table
         self.unit, self.per_unit = UNITS[metric], PER_UNIT[metric]
@@ -137,8 +136,10 @@ class CostModel:
             return
         missing = sorted({i.key for it in items.values() for i in [*it.ops, *it.branches.values(), it.fuse] if i is not None and self.table.lookup(i) is None})
         if missing:
-            raise ConfigError(f"latency table ({self.table.describe()}) lacks {len(missing)} item(s) of this graph, e.g. {missing[0]}: "
-                              "it was built for another space or size; rebuild it with `archgraph latency` and the same --space/--set as the search")
+            raise ConfigError(
+                f"latency table ({self.table.describe()}) lacks {len(missing)} item(s) of this graph, e.g. {missing[0]}: "
+                "it was built for another space or size; rebuild it with `archgraph latency` and the same --space/--set as the search"
+            )
 
     def _raw(self, item: CostItem | None) -> float:
         """An item's cost in raw units (FLOPs, parameters, ms), once per key."""
@@ -254,8 +255,7 @@ class CostModel:
         use: dict[tuple[str, str], torch.Tensor] = {}
         for n, c in self.in_choice.items():
             probs = input_probs.get(c.label)
-            q = (probs.to(torch.float64).clamp(0.0, 1.0) if probs is not None
-                 else torch.full((len(c.candidates),), min(1.0, c.keep / len(c.candidates)), dtype=torch.float64))
+            q = probs.to(torch.float64).clamp(0.0, 1.0) if probs is not None else torch.full((len(c.candidates),), min(1.0, c.keep / len(c.candidates)), dtype=torch.float64)
             for i, p in enumerate(c.candidates):
                 use[(p, n)] = q[i]
         one = torch.ones((), dtype=torch.float64)

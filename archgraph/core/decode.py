@@ -142,9 +142,7 @@ def bfs_decode(graph: nx.DiGraph, op_scores: Scores, input_scores: Scores, keep:
     choices = discover_choices(graph)
     op_idx, input_idx = default_decisions(choices, op_scores, input_scores, keep)
     chosen_ops = {c.node: c.candidates[op_idx[c.label]] for c in choices.ops}
-    kept: dict[str, list[tuple[str, float]]] = {
-        c.node: [(c.candidates[i], float(input_scores[c.label][i])) for i in input_idx[c.label]] for c in choices.inputs
-    }
+    kept: dict[str, list[tuple[str, float]]] = {c.node: [(c.candidates[i], float(input_scores[c.label][i])) for i in input_idx[c.label]] for c in choices.inputs}
     derived = derive_graph(graph, chosen_ops, kept)
     validate(derived)
     return derived
@@ -156,8 +154,9 @@ def derive_graph(graph: nx.DiGraph, chosen_ops: Mapping[str, str], kept: Mapping
     ``chosen_ops`` / ``kept`` are keyed by qualified node id (kept sources qualified too); nodes with
     no entry keep their ops / all their inputs. Cell bodies are reduced recursively.
     """
+
     def local(q: str) -> str:
-        return q[len(prefix) + 1:] if prefix else q
+        return q[len(prefix) + 1 :] if prefix else q
 
     kept_local = {local(n): [(local(p), sc) for p, sc in v] for n, v in kept.items() if (n.rsplit("/", 1)[0] if "/" in n else "") == prefix}
     head = head_node(graph)
@@ -259,8 +258,7 @@ def scores_by_name(
             kind = "op" if what == "ops" else "input"
             fixed = "op" if what == "ops" else "inputs"
             with_kind = sorted(table)
-            raise GraphError(f"{what}: node {node!r} has no {kind} choice (its {fixed} {'is' if what == 'ops' else 'are'} fixed); "
-                             f"nodes with one: {_few(with_kind)}")
+            raise GraphError(f"{what}: node {node!r} has no {kind} choice (its {fixed} {'is' if what == 'ops' else 'are'} fixed); nodes with one: {_few(with_kind)}")
     if default_op is not None and not any(default_op in c.candidates for c in choices.ops):
         raise GraphError(f"default_op {default_op!r} is a candidate of no op choice of {where}{_close(default_op, {o for c in choices.ops for o in c.candidates})}")
     op_scores: dict[str, list[float]] = {}
@@ -273,8 +271,7 @@ def scores_by_name(
             raise GraphError(f"ops: node {c.node!r} has no candidate op {name!r}{_close(name, c.candidates)} (its candidates: {', '.join(c.candidates)})")
         scores = [1.0 if op == name else 0.0 for op in c.candidates]
         if c.label in op_from and op_scores[c.label] != scores:
-            raise GraphError(f"ops: nodes {op_from[c.label]!r} and {c.node!r} share the op choice label {c.label!r} (one decision), "
-                             f"but were given different ops; give them the same op")
+            raise GraphError(f"ops: nodes {op_from[c.label]!r} and {c.node!r} share the op choice label {c.label!r} (one decision), but were given different ops; give them the same op")
         op_scores[c.label], op_from[c.label] = scores, c.node
     for c in choices.ops:  # then default_op where it is a candidate, then a placeholder (the first op)
         if c.label not in op_scores:
@@ -293,8 +290,7 @@ def scores_by_name(
             raise GraphError(f"inputs: node {c.node!r} keeps {c.keep} of its inputs (keep_inputs), got {len(kept)}: {inputs[c.node]}")
         scores = [1.0 if src in kept else 0.0 for src in c.candidates]
         if c.label in in_from and in_scores[c.label] != scores:
-            raise GraphError(f"inputs: nodes {in_from[c.label]!r} and {c.node!r} share the input choice label {c.label!r} (one decision), "
-                             f"but were given different inputs; give them the same ones")
+            raise GraphError(f"inputs: nodes {in_from[c.label]!r} and {c.node!r} share the input choice label {c.label!r} (one decision), but were given different inputs; give them the same ones")
         in_scores[c.label], in_from[c.label] = scores, c.node
     return op_scores, in_scores
 
@@ -325,13 +321,11 @@ def derive_by_name(
     missing_inputs = [c for c in choices.inputs if c.label not in given_inputs and c.keep < len(c.candidates) and _in_architecture(arch, c.node)]
     if missing_inputs:
         c = missing_inputs[0]
-        raise GraphError(f"inputs: {_nodes(missing_inputs)} part of the architecture but no inputs are given; "
-                         f"{c.node!r} keeps {c.keep} of: {', '.join(_local(s) for s in c.candidates)}")
+        raise GraphError(f"inputs: {_nodes(missing_inputs)} part of the architecture but no inputs are given; {c.node!r} keeps {c.keep} of: {', '.join(_local(s) for s in c.candidates)}")
     missing_ops = [c for c in choices.ops if c.label not in given_ops and default_op not in c.candidates and _in_architecture(arch, c.node)]
     if missing_ops:
         extra = "" if default_op is None else f" (default_op {default_op!r} is not a candidate there)"
-        raise GraphError(f"ops: {_nodes(missing_ops)} part of the architecture but no op is given{extra}; "
-                         f"candidates of {missing_ops[0].node!r}: {', '.join(missing_ops[0].candidates)}")
+        raise GraphError(f"ops: {_nodes(missing_ops)} part of the architecture but no op is given{extra}; candidates of {missing_ops[0].node!r}: {', '.join(missing_ops[0].candidates)}")
     return arch
 
 

@@ -372,25 +372,27 @@ def _validate_inputs(g: nx.DiGraph, n: str, spec: NodeSpec, preds: list[str], at
         if kind not in EDGE_KINDS:
             raise GraphError(f"{where}, edge {p!r} -> {n!r}: unknown kind {kind!r}; expected {EDGE_KINDS}")
         if kind == "candidate" and not spec.has_input_choice:
-            raise GraphError(f"{where}, edge {p!r} -> {n!r}: kind 'candidate' but the node has no input choice; give the "
-                             "node keep_inputs (how many of its candidate edges to keep) or make the edge 'fixed'")
+            raise GraphError(
+                f"{where}, edge {p!r} -> {n!r}: kind 'candidate' but the node has no input choice; give the node keep_inputs (how many of its candidate edges to keep) or make the edge 'fixed'"
+            )
         if kind == "chosen" and (spec.has_input_choice or spec.kind not in ("stem", "fusion")):
-            raise GraphError(f"{where}, edge {p!r} -> {n!r}: kind 'chosen' (a kept candidate of a derived graph) on a node "
-                             f"{'with an input choice' if spec.has_input_choice else f'of kind {spec.kind!r}'}; "
-                             "make it 'candidate' (supernet) or 'fixed'")
+            raise GraphError(
+                f"{where}, edge {p!r} -> {n!r}: kind 'chosen' (a kept candidate of a derived graph) on a node "
+                f"{'with an input choice' if spec.has_input_choice else f'of kind {spec.kind!r}'}; "
+                "make it 'candidate' (supernet) or 'fixed'"
+            )
     if spec.has_input_choice:
         n_cand = len(candidate_inputs(g, n))
         if n_cand == 0:
-            raise GraphError(f"{at}: keep_inputs={spec.keep_inputs} but the node has no candidate inputs; mark the edges "
-                             "it chooses among kind='candidate' (its fixed inputs are always used)")
+            raise GraphError(f"{at}: keep_inputs={spec.keep_inputs} but the node has no candidate inputs; mark the edges it chooses among kind='candidate' (its fixed inputs are always used)")
         if not 1 <= spec.keep_inputs <= n_cand:
-            raise GraphError(f"{at}: keep_inputs={spec.keep_inputs} but the node has {n_cand} candidate inputs "
-                             f"(and {len(preds) - n_cand} fixed); keep between 1 and {n_cand}")
+            raise GraphError(f"{at}: keep_inputs={spec.keep_inputs} but the node has {n_cand} candidate inputs (and {len(preds) - n_cand} fixed); keep between 1 and {n_cand}")
     if spec.fusion not in FUSION_MODES:
         raise GraphError(f"{at}: unknown fusion {spec.fusion!r}{_did_you_mean(spec.fusion, FUSION_MODES)}; expected one of {FUSION_MODES}")
     if spec.fusion != "sum" and spec.kind not in ("stem", "fusion"):
-        raise GraphError(f"{at}: fusion={spec.fusion!r} on a {spec.kind!r} node; only stem and fusion nodes combine "
-                         "their inputs (a head gets the raw list, a cell hands it to its body): remove 'fusion'")
+        raise GraphError(
+            f"{at}: fusion={spec.fusion!r} on a {spec.kind!r} node; only stem and fusion nodes combine their inputs (a head gets the raw list, a cell hands it to its body): remove 'fusion'"
+        )
 
 
 def _did_you_mean(name: str, options: Iterable[str]) -> str:
@@ -495,18 +497,17 @@ def load(path: str | Path) -> nx.DiGraph:
     if not path.is_file():
         raise GraphError(f"{path}: no such graph file; pass an arch.yaml written by `archgraph search` or `sample`")
     if path.stat().st_size > MAX_YAML_BYTES:  # refused before it is read (archgraph.io bounds every YAML input)
-        raise GraphError(f"{path}: {path.stat().st_size / 2**20:.0f} MB is more than any graph file holds (at most "
-                         f"{MAX_YAML_BYTES // 2**20} MB); pass an arch.yaml written by `archgraph search` or `sample`")
+        raise GraphError(
+            f"{path}: {path.stat().st_size / 2**20:.0f} MB is more than any graph file holds (at most {MAX_YAML_BYTES // 2**20} MB); pass an arch.yaml written by `archgraph search` or `sample`"
+        )
     data = path.read_bytes()
     if b"\0" in data[:8192] or data.startswith(b"PK\x03\x04"):
         what = "a checkpoint or other zip archive" if data.startswith(b"PK\x03\x04") else "a binary file"
-        raise GraphError(f"{path} is {what}, not a graph YAML; pass an arch.yaml (or the run folder holding it) "
-                         "written by `archgraph search` or `sample`")
+        raise GraphError(f"{path} is {what}, not a graph YAML; pass an arch.yaml (or the run folder holding it) written by `archgraph search` or `sample`")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise GraphError(f"{path} is not a text file (not UTF-8), so not a graph YAML; pass an arch.yaml (or the run "
-                         "folder holding it) written by `archgraph search` or `sample`") from None
+        raise GraphError(f"{path} is not a text file (not UTF-8), so not a graph YAML; pass an arch.yaml (or the run folder holding it) written by `archgraph search` or `sample`") from None
     return from_yaml(text, str(path))
 
 

@@ -101,8 +101,7 @@ def _eval(module: nn.Module) -> None:
         pass
 
 
-def time_network_ms(net: nn.Module, resolution: Sequence[int], device: str | torch.device = "cpu", dtype: str = "fp32",
-                    warmup: int = 3, reps: int = 10) -> float:
+def time_network_ms(net: nn.Module, resolution: Sequence[int], device: str | torch.device = "cpu", dtype: str = "fp32", warmup: int = 3, reps: int = 10) -> float:
     """End-to-end median milliseconds of ``net`` on one ``1 x 3 x H x W`` image (``net`` is moved to
     the device and dtype): what a latency table's sum predicts."""
     dev = device if isinstance(device, torch.device) else resolve_device(device)
@@ -160,9 +159,11 @@ class LatencyTable:
             wanted.append(f"dtype {dtype}")
         if wanted:
             want = ", ".join(wanted)
-            raise ConfigError(f"{source} was measured on {self.describe()}, but {want} was asked for: build a matching one with "
-                              f"`archgraph latency --device {device or m['device']} --resolution "
-                              f"{(resolution or m['resolution'])[0]}x{(resolution or m['resolution'])[1]} --dtype {dtype or m['dtype']} --out TABLE.json`")
+            raise ConfigError(
+                f"{source} was measured on {self.describe()}, but {want} was asked for: build a matching one with "
+                f"`archgraph latency --device {device or m['device']} --resolution "
+                f"{(resolution or m['resolution'])[0]}x{(resolution or m['resolution'])[1]} --dtype {dtype or m['dtype']} --out TABLE.json`"
+            )
 
     def save(self, path: Path | str) -> Path:
         return atomic_write_json(Path(path), {"format": FORMAT, "meta": self.meta, "entries": dict(sorted(self.entries.items()))})
@@ -191,17 +192,32 @@ def table_meta(device: torch.device, resolution: Sequence[int], dtype: str, warm
     from archgraph import __version__
 
     return {
-        "device": device.type, "device_name": device_name(device), "dtype": dtype,
-        "resolution": [int(resolution[0]), int(resolution[1])], "batch": 1,
-        "torch": torch.__version__, "archgraph": __version__, "python": platform.python_version(),
-        "threads": torch.get_num_threads(), "warmup": int(warmup), "reps": int(reps), "space": space,
+        "device": device.type,
+        "device_name": device_name(device),
+        "dtype": dtype,
+        "resolution": [int(resolution[0]), int(resolution[1])],
+        "batch": 1,
+        "torch": torch.__version__,
+        "archgraph": __version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "warmup": int(warmup),
+        "reps": int(reps),
+        "space": space,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def measure_latency_table(graph: nx.DiGraph, resolution: Sequence[int], device: str | torch.device = "cpu", dtype: str = "fp32",
-                          warmup: int = 3, reps: int = 10, progress: Callable[[int, int, str], None] | None = None,
-                          table: LatencyTable | None = None) -> LatencyTable:
+def measure_latency_table(
+    graph: nx.DiGraph,
+    resolution: Sequence[int],
+    device: str | torch.device = "cpu",
+    dtype: str = "fp32",
+    warmup: int = 3,
+    reps: int = 10,
+    progress: Callable[[int, int, str], None] | None = None,
+    table: LatencyTable | None = None,
+) -> LatencyTable:
     """Time every distinct item of ``graph`` at ``resolution`` once (items sharing a key share a
     measurement). ``table``: an existing table of the same device, resolution and dtype to extend
     (entries it has are not measured again). ``progress(done, total, key)`` after each item."""

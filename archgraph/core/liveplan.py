@@ -110,8 +110,9 @@ class LivePlanner:
         such a mapping, or names something other than candidate indices, raises :class:`GraphError`
         naming the node, what was drawn and what is expected, here, before any node runs."""
         if not isinstance(computed, Mapping):
-            raise GraphError(f"the relaxation's draw_pass() returned {type(computed).__name__} {computed!r:.80}; expected a mapping "
-                             "{input-choice node: candidate indices computed} (or None: run every node)")
+            raise GraphError(
+                f"the relaxation's draw_pass() returned {type(computed).__name__} {computed!r:.80}; expected a mapping {{input-choice node: candidate indices computed}} (or None: run every node)"
+            )
         key = tuple(self._key_part(node, computed) for node in self._keys)
         hit = self._cache.get(key)
         if hit is not None:
@@ -127,13 +128,11 @@ class LivePlanner:
         try:
             drawn = computed[node]
         except KeyError:
-            raise GraphError(f"the relaxation's draw_pass() gave no computed inputs for the input choice of node {node!r}; "
-                             "it must return an entry for every input choice it was handed") from None
+            raise GraphError(f"the relaxation's draw_pass() gave no computed inputs for the input choice of node {node!r}; it must return an entry for every input choice it was handed") from None
         try:
             return tuple(sorted({operator.index(i) for i in drawn}))
         except TypeError:  # None, floats, strings, or not a sequence at all
-            raise GraphError(f"node {node!r}: the relaxation's draw_pass() drew {drawn!r:.80} for its input choice; expected "
-                             f"{self._expected(node)}") from None
+            raise GraphError(f"node {node!r}: the relaxation's draw_pass() drew {drawn!r:.80} for its input choice; expected {self._expected(node)}") from None
 
     def _expected(self, node: str) -> str:
         n = self._sizes[node]
@@ -152,8 +151,9 @@ class LivePlanner:
                 picked = computed[info.choice]  # type: ignore[index]
                 if not picked or picked[0] < 0 or picked[-1] >= len(info.candidates):
                     what = "no input" if not picked else f"candidates {list(picked)}"
-                    raise GraphError(f"node {plan[i].node!r}: the relaxation's draw_pass() chose {what} for its input choice, "
-                                     f"and the node is on a path to the head; expected {self._expected(info.choice)}")  # type: ignore[arg-type]
+                    raise GraphError(
+                        f"node {plan[i].node!r}: the relaxation's draw_pass() chose {what} for its input choice, and the node is on a path to the head; expected {self._expected(info.choice)}"
+                    )  # type: ignore[arg-type]
                 r = info.fixed + tuple(info.candidates[j] for j in picked)
             reads[i] = r
             live.update(r)

@@ -347,6 +347,8 @@ def peak_memory_of(record: Mapping[str, Any], legacy: str = LEGACY_PEAK_MB) -> P
 def peak_memory_label(quantity: str) -> str:
     """A short column or row label for a quantity: ``"peak RSS (MB)"``, ``"peak CUDA allocated (MB)"``, ..."""
     return {
-        PEAK_RSS_MB: "peak RSS (MB)", PEAK_RSS_WINDOW_MB: "peak RSS in the window (MB)", PEAK_CUDA_ALLOCATED_MB: "peak CUDA allocated (MB)",
+        PEAK_RSS_MB: "peak RSS (MB)",
+        PEAK_RSS_WINDOW_MB: "peak RSS in the window (MB)",
+        PEAK_CUDA_ALLOCATED_MB: "peak CUDA allocated (MB)",
         LEGACY_PEAK_MB: "peak memory (MB)",
     }.get(quantity, quantity)

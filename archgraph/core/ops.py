@@ -138,11 +138,15 @@ def _check_registered(g: nx.DiGraph) -> None:
         spec = node_spec(g, n)
         unknown = [o for o in spec.ops if o not in OPS]
         if unknown:
-            raise GraphError(f"{where}, node {n!r}: unknown ops {unknown}{unknown_op_hint(unknown[0])} (registered ops are listed by "
-                             "`archgraph ops`; an op of a plug-in is registered once the plug-in is installed)")
+            raise GraphError(
+                f"{where}, node {n!r}: unknown ops {unknown}{unknown_op_hint(unknown[0])} (registered ops are listed by "
+                "`archgraph ops`; an op of a plug-in is registered once the plug-in is installed)"
+            )
         if spec.kind != "input" and spec.upsample not in UPSAMPLERS:
-            raise GraphError(f"{where}, node {n!r}: unknown upsample mode {spec.upsample!r}{unknown_op_hint(spec.upsample, UPSAMPLERS)}; "
-                             f"registered: {', '.join(sorted(UPSAMPLERS))} (a plug-in's mode is registered once it is installed)")
+            raise GraphError(
+                f"{where}, node {n!r}: unknown upsample mode {spec.upsample!r}{unknown_op_hint(spec.upsample, UPSAMPLERS)}; "
+                f"registered: {', '.join(sorted(UPSAMPLERS))} (a plug-in's mode is registered once it is installed)"
+            )
         if spec.body is not None:
             _check_registered(spec.body)
 
@@ -201,9 +205,7 @@ class MBConv(nn.Module):
 
 
 def _register_mbconv(kernel: int, expansion: int) -> None:
-    register_op(f"mbconv_k{kernel}_r{expansion}", doc=f"MobileNetV3 block, {kernel}x{kernel} depthwise, expansion {expansion}")(
-        lambda node, inputs: MBConv(node.channels, kernel, expansion)
-    )
+    register_op(f"mbconv_k{kernel}_r{expansion}", doc=f"MobileNetV3 block, {kernel}x{kernel} depthwise, expansion {expansion}")(lambda node, inputs: MBConv(node.channels, kernel, expansion))
 
 
 MBCONV_OPS = tuple(f"mbconv_k{k}_r{r}" for k in (3, 5, 7) for r in (3, 6))
@@ -227,8 +229,14 @@ class SepConv(nn.Sequential):
 
     def __init__(self, c: int, k: int):
         super().__init__(
-            nn.ReLU(), nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False), nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c),
-            nn.ReLU(), nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False), nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False),
+            nn.Conv2d(c, c, 1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False),
+            nn.Conv2d(c, c, 1, bias=False),
+            nn.BatchNorm2d(c),
         )
 
 
@@ -320,8 +328,7 @@ def get_upsample(name: str) -> UpsampleInfo:
     try:
         return UPSAMPLERS[name]
     except KeyError:
-        raise RegistryError(f"unknown upsample mode {name!r}{unknown_op_hint(name, UPSAMPLERS)}; "
-                            f"registered: {', '.join(sorted(UPSAMPLERS))}") from None
+        raise RegistryError(f"unknown upsample mode {name!r}{unknown_op_hint(name, UPSAMPLERS)}; registered: {', '.join(sorted(UPSAMPLERS))}") from None
 
 
 @register_upsample("bilinear", doc="1x1 conv + BN at the low resolution, then bilinear interpolation (DCNAS)")

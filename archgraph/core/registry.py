@@ -130,8 +130,7 @@ class Registry(Generic[T]):
     (datasets: the entry point *is* the registration, no decorator needed).
     """
 
-    def __init__(self, kind: str, group: str, *, named: bool = True, hint: str = "",
-                 adopt: Callable[[str, Any], T | None] | None = None) -> None:
+    def __init__(self, kind: str, group: str, *, named: bool = True, hint: str = "", adopt: Callable[[str, Any], T | None] | None = None) -> None:
         self.kind, self.group, self.named, self.hint, self.adopt = kind, group, named, hint, adopt
         self.table: dict[str, T] = {}
         self._loaded = False
@@ -145,8 +144,7 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind} name {name!r}: use a non-empty string")
         old = self.table.get(name)
         if old is not None and not _same_definition(old, entry):
-            raise RegistryError(f"{self.kind} {name!r} is registered twice: by {definition(old)} and by {definition(entry)}; "
-                                f"rename one of them (a {self.kind} name must be unique)")
+            raise RegistryError(f"{self.kind} {name!r} is registered twice: by {definition(old)} and by {definition(entry)}; rename one of them (a {self.kind} name must be unique)")
         self.table[name] = entry
         return entry
 
@@ -185,8 +183,7 @@ class Registry(Generic[T]):
         hint = f"; did you mean {close[0]!r}?" if close else ""
         broken = [e for e in PLUGIN_ERRORS if f"group {self.group!r}" in e]
         tail = f"; plug-ins that failed to load: {'; '.join(broken)}" if broken else ""
-        return (f"unknown {what or self.kind} {name!r}{hint} (available: {', '.join(sorted(self.table)) or 'none'}"
-                f"{'; ' + self.hint if self.hint else ''}){tail}")
+        return f"unknown {what or self.kind} {name!r}{hint} (available: {', '.join(sorted(self.table)) or 'none'}{'; ' + self.hint if self.hint else ''}){tail}"
 
     # -- loading ---------------------------------------------------------------------------------
     def load(self, reload: bool = False) -> None:
@@ -302,10 +299,8 @@ class PresetInfo:
         return self.build
 
 
-SPACE_REGISTRY: Registry[SpaceInfo] = Registry(
-    "space", "archgraph.spaces", hint="see `archgraph spaces`; decorate a plug-in's builder with @register_space(name, Params)")
-STRATEGY_REGISTRY: Registry[StrategyInfo] = Registry(
-    "strategy", "archgraph.strategies", hint="see `archgraph strategies`; decorate a plug-in's class with @register_strategy(name, Params)")
+SPACE_REGISTRY: Registry[SpaceInfo] = Registry("space", "archgraph.spaces", hint="see `archgraph spaces`; decorate a plug-in's builder with @register_space(name, Params)")
+STRATEGY_REGISTRY: Registry[StrategyInfo] = Registry("strategy", "archgraph.strategies", hint="see `archgraph strategies`; decorate a plug-in's class with @register_strategy(name, Params)")
 PRESET_REGISTRY: Registry[PresetInfo] = Registry("preset", "archgraph.presets", named=False)  # keyed "space/name"
 SPACES: dict[str, SpaceInfo] = SPACE_REGISTRY.table
 STRATEGIES: dict[str, StrategyInfo] = STRATEGY_REGISTRY.table
@@ -421,9 +416,11 @@ def _warn_undeclared() -> None:
             if name in declared or module == "archgraph" or module.startswith("archgraph."):
                 continue
             target = info.registered.__name__
-            message = (f"{kind} {name!r} is registered by module {module!r} but has no entry point in group {group!r}, "
-                       f"so only a process that imports {module!r} finds it; declare `{name} = \"{module}:{target}\"` under "
-                       f"[project.entry-points.\"{group}\"] in the plug-in's pyproject.toml and reinstall it (pip install -e .)")
+            message = (
+                f"{kind} {name!r} is registered by module {module!r} but has no entry point in group {group!r}, "
+                f"so only a process that imports {module!r} finds it; declare `{name} = \"{module}:{target}\"` under "
+                f"[project.entry-points.\"{group}\"] in the plug-in's pyproject.toml and reinstall it (pip install -e .)"
+            )
             if message not in UNDECLARED:
                 UNDECLARED.append(message)
                 warnings.warn(message, stacklevel=3)
@@ -478,8 +475,7 @@ def unsupported_reason(strategy: StrategyInfo, kinds: Iterable[str], space: str)
     missing = sorted(set(kinds) - strategy_handles(strategy))
     if not missing:
         return None
-    return (f"strategy {strategy.name!r} handles {', '.join(sorted(strategy_handles(strategy))) or 'no'} choices, "
-            f"but space {space!r} has {', '.join(missing)} choices")
+    return f"strategy {strategy.name!r} handles {', '.join(sorted(strategy_handles(strategy))) or 'no'} choices, but space {space!r} has {', '.join(missing)} choices"
 
 
 def check_support(strategy_info: StrategyInfo, graph: nx.DiGraph) -> None:

@@ -55,8 +55,9 @@ def retarget(arch: nx.DiGraph, **changes: Any) -> tuple[nx.DiGraph, dict[str, tu
     space = arch.graph.get("space")
     params = dict(arch.graph.get("params") or {})
     if not space or not params:
-        raise ConfigError(f"architecture {arch.graph.get('name')!r} names no space and parameters, so its widths and classes "
-                          "cannot be derived; build it from a registered space (archgraph sample / search)")
+        raise ConfigError(
+            f"architecture {arch.graph.get('name')!r} names no space and parameters, so its widths and classes cannot be derived; build it from a registered space (archgraph sample / search)"
+        )
     current = {**params, **({"num_classes": arch.graph["num_classes"]} if arch.graph.get("num_classes") else {})}
     changed = {k: (current.get(k), v) for k, v in changes.items() if v is not None and current.get(k) != v}
     if not changed:

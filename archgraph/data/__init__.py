@@ -30,18 +30,16 @@ from .transforms import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, pad_collate, 
 from .voc import VOC
 
 
-
 def _adopt(name: str, obj: Any) -> type[SegmentationDataset] | None:
     """An entry point naming a dataset class registers it under the entry point's name."""
     if isinstance(obj, type) and issubclass(obj, SegmentationDataset):
         return obj
-    raise DatasetError(f"dataset entry point {name!r} loads {obj!r}, not a SegmentationDataset subclass; "
-                       "point it at the class (name = \"pkg.module:MyDataset\")")
+    raise DatasetError(f"dataset entry point {name!r} loads {obj!r}, not a SegmentationDataset subclass; point it at the class (name = \"pkg.module:MyDataset\")")
 
 
 DATASET_REGISTRY: Registry[type[SegmentationDataset]] = Registry(
-    "dataset", "archgraph.datasets", adopt=_adopt,
-    hint="set data.name to one of them; a plug-in declares name = \"pkg.module:Class\" in group archgraph.datasets")
+    "dataset", "archgraph.datasets", adopt=_adopt, hint="set data.name to one of them; a plug-in declares name = \"pkg.module:Class\" in group archgraph.datasets"
+)
 DATASETS: dict[str, type[SegmentationDataset]] = DATASET_REGISTRY.table
 
 
@@ -93,20 +91,40 @@ def build_dataset(
     if key not in DATASETS:
         DATASET_REGISTRY.load()  # plug-ins, only when the name is not a built-in
     if key not in DATASETS:
-        raise DatasetError(
-            f"unknown dataset '{name}'{suggest(key, DATASETS)} "
-            f"(set data.name to one of: {', '.join(DATASETS)})"
-        )
+        raise DatasetError(f"unknown dataset '{name}'{suggest(key, DATASETS)} (set data.name to one of: {', '.join(DATASETS)})")
     return DATASETS[key](
-        split, root=root, crop=crop, scale=scale, train=train, num_samples=num_samples,
-        seed=seed, num_classes=num_classes, **options,
+        split,
+        root=root,
+        crop=crop,
+        scale=scale,
+        train=train,
+        num_samples=num_samples,
+        seed=seed,
+        num_classes=num_classes,
+        **options,
     )
 
 
 DATASET_REGISTRY.load_builtins()  # the built-ins' entry points (their modules are imported above)
 
 __all__ = [
-    "ADE20K", "CamVid", "Cityscapes", "DATASETS", "DATASET_REGISTRY", "DatasetError", "IGNORE_INDEX", "IMAGENET_MEAN",
-    "IMAGENET_STD", "PascalContext", "SegmentationDataset", "Synthetic", "VOC", "build_dataset",
-    "dataset_key", "dataset_names", "pad_collate", "pad_to_multiple", "register_dataset",
+    "ADE20K",
+    "CamVid",
+    "Cityscapes",
+    "DATASETS",
+    "DATASET_REGISTRY",
+    "DatasetError",
+    "IGNORE_INDEX",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PascalContext",
+    "SegmentationDataset",
+    "Synthetic",
+    "VOC",
+    "build_dataset",
+    "dataset_key",
+    "dataset_names",
+    "pad_collate",
+    "pad_to_multiple",
+    "register_dataset",
 ]

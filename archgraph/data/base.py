@@ -110,8 +110,7 @@ def read_label(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             if im.mode in ("RGB", "RGBA"):
                 raise DatasetError(
-                    f"label {path} is a colour ({im.mode}) image; expected a single-channel or palette "
-                    f"PNG holding class ids (use the *labelIds / palette annotations, not colour renderings)"
+                    f"label {path} is a colour ({im.mode}) image; expected a single-channel or palette PNG holding class ids (use the *labelIds / palette annotations, not colour renderings)"
                 )
             if im.mode == "LA":
                 im = im.getchannel("L")
@@ -148,9 +147,7 @@ def require_dir(path: Path, dataset: str, what: str, fix: str) -> Path:
 def read_split_file(path: Path, dataset: str) -> list[list[str]]:
     """Non-empty, non-comment lines of a split list, split on whitespace."""
     if not path.is_file():
-        raise DatasetError(
-            f"{dataset}: split file {path} is missing; check data.root or pick another split"
-        )
+        raise DatasetError(f"{dataset}: split file {path} is missing; check data.root or pick another split")
     rows = []
     for line in path.read_text().splitlines():
         line = line.strip()
@@ -206,14 +203,9 @@ class SegmentationDataset(Dataset):
             known = sorted(self.option_names())
             bad = sorted(unknown)
             hint = key_suggestion(bad[0], unknown[bad[0]], known)  # `{flipp:false}` is one YAML key
-            raise DatasetError(
-                f"{self.name}: unknown option(s) {', '.join(bad)}{hint} (known: {', '.join(known)})"
-            )
+            raise DatasetError(f"{self.name}: unknown option(s) {', '.join(bad)}{hint} (known: {', '.join(known)})")
         if split not in self.splits:
-            raise DatasetError(
-                f"{self.name}: unknown split '{split}'{suggest(split, self.splits)} "
-                f"(choose one of: {', '.join(self.splits)})"
-            )
+            raise DatasetError(f"{self.name}: unknown split '{split}'{suggest(split, self.splits)} (choose one of: {', '.join(self.splits)})")
         self.split = split
         self.crop = T.check_crop(crop, self.name)
         self.scale = T.check_scale(scale, self.name)
@@ -233,10 +225,7 @@ class SegmentationDataset(Dataset):
         if self.limit is not None:
             self.samples = self.samples[: self.limit]
         if len(self) == 0:
-            raise DatasetError(
-                f"{self.name}: split '{split}' under {self.root} is empty; check data.root "
-                f"and that the split's files were extracted"
-            )
+            raise DatasetError(f"{self.name}: split '{split}' under {self.root} is empty; check data.root and that the split's files were extracted")
         self._lut_table = self._lut()
 
     # ---- hooks for subclasses ---------------------------------------------------------------------
@@ -277,21 +266,14 @@ class SegmentationDataset(Dataset):
 
     def _check_num_classes(self, num_classes: int | None) -> None:
         if num_classes and int(num_classes) != len(self.class_names):  # None / 0: the default
-            raise DatasetError(
-                f"{self.name}: num_classes={num_classes} was requested but {self.name} has "
-                f"{len(self.class_names)} classes; drop num_classes or set it to {len(self.class_names)}"
-            )
+            raise DatasetError(f"{self.name}: num_classes={num_classes} was requested but {self.name} has {len(self.class_names)} classes; drop num_classes or set it to {len(self.class_names)}")
 
     def _resolve_root(self, root: str | Path | None) -> Path:
         if root is None or str(root) == "":
-            raise DatasetError(
-                f"{self.name}: no dataset root given; set data.root=/path/to/{self.root_hint}"
-            )
+            raise DatasetError(f"{self.name}: no dataset root given; set data.root=/path/to/{self.root_hint}")
         path = Path(root).expanduser()
         if not path.is_dir():
-            raise DatasetError(
-                f"{self.name}: dataset root {path} does not exist; set data.root=/path/to/{self.root_hint}"
-            )
+            raise DatasetError(f"{self.name}: dataset root {path} does not exist; set data.root=/path/to/{self.root_hint}")
         return self._find_root(path)
 
     def _pair_existing(self, pairs: Iterable[Sample]) -> list[Sample]:
@@ -299,17 +281,11 @@ class SegmentationDataset(Dataset):
         pairs = list(pairs)
         missing_img = [img for img, _ in pairs if not img.is_file()]
         if missing_img:
-            raise DatasetError(
-                f"{self.name}: {len(missing_img)} image(s) of split '{self.split}' are missing, "
-                f"e.g. {missing_img[0]}; check data.root and the split list"
-            )
+            raise DatasetError(f"{self.name}: {len(missing_img)} image(s) of split '{self.split}' are missing, e.g. {missing_img[0]}; check data.root and the split list")
         missing_lbl = [(img, lbl) for img, lbl in pairs if not lbl.is_file()]
         if missing_lbl:
             img, lbl = missing_lbl[0]
-            raise DatasetError(
-                f"{self.name}: {len(missing_lbl)} image(s) of split '{self.split}' have no label, "
-                f"e.g. {img} has no {lbl}; extract the annotations next to the images"
-            )
+            raise DatasetError(f"{self.name}: {len(missing_lbl)} image(s) of split '{self.split}' have no label, e.g. {img} has no {lbl}; extract the annotations next to the images")
         return pairs
 
     # Labels read by check_labels(): every one for splits up to LABEL_CHECK_ALL samples, else this
@@ -347,10 +323,7 @@ class SegmentationDataset(Dataset):
             self.map_label(raw, lbl_path)
             size = image_size(img_path)
             if size != raw.shape:
-                raise DatasetError(
-                    f"{self.name}: image {img_path} is {size[1]}x{size[0]} but its label {lbl_path} is "
-                    f"{raw.shape[1]}x{raw.shape[0]}; image and label must have the same size"
-                )
+                raise DatasetError(f"{self.name}: image {img_path} is {size[1]}x{size[0]} but its label {lbl_path} is {raw.shape[1]}x{raw.shape[0]}; image and label must have the same size")
             sizes.append(size)
         return sizes
 
@@ -383,10 +356,7 @@ class SegmentationDataset(Dataset):
         image = read_image(img_path)
         raw = read_label(lbl_path)
         if image.shape[:2] != raw.shape:
-            raise DatasetError(
-                f"{self.name}: image {img_path} is {image.shape[1]}x{image.shape[0]} but its label "
-                f"{lbl_path} is {raw.shape[1]}x{raw.shape[0]}; image and label must have the same size"
-            )
+            raise DatasetError(f"{self.name}: image {img_path} is {image.shape[1]}x{image.shape[0]} but its label {lbl_path} is {raw.shape[1]}x{raw.shape[0]}; image and label must have the same size")
         return image, self.map_label(raw, lbl_path)
 
     def map_label(self, raw: np.ndarray, path: Path | str = "<array>") -> np.ndarray:
@@ -417,8 +387,13 @@ class SegmentationDataset(Dataset):
         image, label = self.load_raw(index)
         if self.train:
             return T.train_transform(
-                image, label, rng=self.rng(index), crop=self.crop, scale=self.scale,
-                scale_range=self.scale_range, flip=self.flip,
+                image,
+                label,
+                rng=self.rng(index),
+                crop=self.crop,
+                scale=self.scale,
+                scale_range=self.scale_range,
+                flip=self.flip,
             )
         return T.eval_transform(image, label, scale=self.scale)
 

@@ -21,8 +21,17 @@ import numpy as np
 from .base import DatasetError, Sample, SegmentationDataset, make_lut, read_split_file
 
 CAMVID_CLASSES = [
-    "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
-    "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+    "Sky",
+    "Building",
+    "Pole",
+    "Road",
+    "Pavement",
+    "Tree",
+    "SignSymbol",
+    "Fence",
+    "Car",
+    "Pedestrian",
+    "Bicyclist",
 ]
 CAMVID_VOID = 11
 
@@ -41,10 +50,7 @@ class CamVid(SegmentationDataset):
         pairs: list[Sample] = []
         for lineno, parts in enumerate(read_split_file(list_file, self.name), 1):
             if len(parts) != 2:
-                raise DatasetError(
-                    f"{self.name}: {list_file} line {lineno} should be '<image path> <label path>'; "
-                    f"fix the split list"
-                )
+                raise DatasetError(f"{self.name}: {list_file} line {lineno} should be '<image path> <label path>'; fix the split list")
             image, label = (self._local(p) for p in parts)
             pairs.append((image, label))
         return self._pair_existing(pairs)

@@ -49,19 +49,14 @@ class ConfusionMatrix:
                 raise ValueError(f"logits have {pred.shape[1]} channels but the matrix has {c} classes")
             pred = pred.argmax(dim=1)
         if pred.shape != target.shape:
-            raise ValueError(
-                f"prediction shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}"
-            )
+            raise ValueError(f"prediction shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}")
         device = self.matrix.device
         pred = pred.detach().to(device=device, dtype=torch.long).reshape(-1)
         target = target.detach().to(device=device, dtype=torch.long).reshape(-1)
         keep = target != self.ignore_index
         bad = keep & ((target < 0) | (target >= c))
         if bad.any():
-            raise ValueError(
-                f"target has values {_show(target[bad])} outside [0, {c}) that are not the ignore "
-                f"label {self.ignore_index}; check num_classes and the dataset's label mapping"
-            )
+            raise ValueError(f"target has values {_show(target[bad])} outside [0, {c}) that are not the ignore label {self.ignore_index}; check num_classes and the dataset's label mapping")
         target, pred = target[keep], pred[keep]
         bad_pred = (pred < 0) | (pred >= c)
         if bad_pred.any():

@@ -23,12 +23,65 @@ import numpy as np
 from .base import DatasetError, Sample, SegmentationDataset, make_lut, read_split_file
 
 CONTEXT_CLASSES_59 = [
-    "aeroplane", "bag", "bed", "bedclothes", "bench", "bicycle", "bird", "boat", "book", "bottle",
-    "building", "bus", "cabinet", "car", "cat", "ceiling", "chair", "cloth", "computer", "cow",
-    "cup", "curtain", "dog", "door", "fence", "floor", "flower", "food", "grass", "ground",
-    "horse", "keyboard", "light", "motorbike", "mountain", "mouse", "person", "plate", "platform",
-    "pottedplant", "road", "rock", "sheep", "shelves", "sidewalk", "sign", "sky", "snow", "sofa",
-    "table", "track", "train", "tree", "truck", "tvmonitor", "wall", "water", "window", "wood",
+    "aeroplane",
+    "bag",
+    "bed",
+    "bedclothes",
+    "bench",
+    "bicycle",
+    "bird",
+    "boat",
+    "book",
+    "bottle",
+    "building",
+    "bus",
+    "cabinet",
+    "car",
+    "cat",
+    "ceiling",
+    "chair",
+    "cloth",
+    "computer",
+    "cow",
+    "cup",
+    "curtain",
+    "dog",
+    "door",
+    "fence",
+    "floor",
+    "flower",
+    "food",
+    "grass",
+    "ground",
+    "horse",
+    "keyboard",
+    "light",
+    "motorbike",
+    "mountain",
+    "mouse",
+    "person",
+    "plate",
+    "platform",
+    "pottedplant",
+    "road",
+    "rock",
+    "sheep",
+    "shelves",
+    "sidewalk",
+    "sign",
+    "sky",
+    "snow",
+    "sofa",
+    "table",
+    "track",
+    "train",
+    "tree",
+    "truck",
+    "tvmonitor",
+    "wall",
+    "water",
+    "window",
+    "wood",
 ]
 CONTEXT_CLASSES_60 = ["background"] + CONTEXT_CLASSES_59
 
@@ -44,10 +97,7 @@ class PascalContext(SegmentationDataset):
     def _check_num_classes(self, num_classes: int | None) -> None:
         n = int(num_classes) if num_classes else 59  # None / 0: the default
         if n not in (59, 60):
-            raise DatasetError(
-                f"{self.name}: num_classes={num_classes} is not a Pascal-Context variant; use 59 "
-                f"(background ignored) or 60 (background is class 0)"
-            )
+            raise DatasetError(f"{self.name}: num_classes={num_classes} is not a Pascal-Context variant; use 59 (background ignored) or 60 (background is class 0)")
         # An instance attribute shadows the (absent) class attribute: the variant picks the names.
         self.class_names = CONTEXT_CLASSES_59 if n == 59 else CONTEXT_CLASSES_60
 
@@ -57,16 +107,10 @@ class PascalContext(SegmentationDataset):
         split_dir = self.root / "Context" / self.split
         images = self.root / "JPEGImages"
         if not list_file.is_file() and not split_dir.is_dir():
-            raise DatasetError(
-                f"{self.name}: neither split list {list_file} nor label folder {split_dir} exists; "
-                f"set data.root to the VOC2010 folder holding the Pascal-Context labels"
-            )
+            raise DatasetError(f"{self.name}: neither split list {list_file} nor label folder {split_dir} exists; set data.root to the VOC2010 folder holding the Pascal-Context labels")
         if list_file.is_file():
             rows = read_split_file(list_file, self.name)
-            pairs = [
-                (images / f"{r[0]}.jpg", self.root / "SegmentationClassContext" / f"{r[0]}.png")
-                for r in rows
-            ]
+            pairs = [(images / f"{r[0]}.jpg", self.root / "SegmentationClassContext" / f"{r[0]}.png") for r in rows]
         else:
             pairs = [(images / f"{lbl.stem}.jpg", lbl) for lbl in sorted(split_dir.glob("*.png"))]
         return self._pair_existing(pairs)

@@ -118,15 +118,10 @@ class Synthetic(SegmentationDataset):
         return render_scene(rng, self.size, self._looks, self.noise)
 
     def __repr__(self) -> str:
-        return (
-            f"Synthetic(split={self.split!r}, samples={len(self)}, classes={self.num_classes}, "
-            f"size={self.size}, seed={self.seed}, {'train' if self.train else 'eval'})"
-        )
+        return f"Synthetic(split={self.split!r}, samples={len(self)}, classes={self.num_classes}, size={self.size}, seed={self.seed}, {'train' if self.train else 'eval'})"
 
 
-def render_scene(
-    rng: np.random.Generator, size: tuple[int, int], looks: list[_Look], noise: float = 12.0
-) -> tuple[np.ndarray, np.ndarray]:
+def render_scene(rng: np.random.Generator, size: tuple[int, int], looks: list[_Look], noise: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
     """One scene: ``uint8`` HxWx3 image and ``uint8`` HxW label with values < ``len(looks)``."""
     h, w = size
     num_classes = len(looks)

@@ -112,8 +112,9 @@ def check_crop_stride(crop: tuple[int, int], stride: int, what: str) -> None:
 
     h, w = (int(v) for v in crop)
     if h < stride or w < stride:
-        raise ConfigError(f"data.crop=[{h},{w}] is smaller than the total stride {stride} of {what}; the smallest crop that "
-                          f"works is [{stride},{stride}] (e.g. --set data.crop=[{max(h, stride)},{max(w, stride)}])")
+        raise ConfigError(
+            f"data.crop=[{h},{w}] is smaller than the total stride {stride} of {what}; the smallest crop that works is [{stride},{stride}] (e.g. --set data.crop=[{max(h, stride)},{max(w, stride)}])"
+        )
 
 
 def pad_to(image: torch.Tensor, label: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:

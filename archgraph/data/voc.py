@@ -26,9 +26,27 @@ import numpy as np
 from .base import DatasetError, Sample, SegmentationDataset, make_lut, read_split_file
 
 VOC_CLASSES = [
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 ]
 
 
@@ -48,10 +66,7 @@ class VOC(SegmentationDataset):
         for candidate in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
             if (candidate / "JPEGImages").is_dir():
                 return candidate
-        raise DatasetError(
-            f"{self.name}: {root} has no JPEGImages/ folder (nor VOC2012/ or VOCdevkit/VOC2012/); "
-            f"set data.root=/path/to/VOC2012"
-        )
+        raise DatasetError(f"{self.name}: {root} has no JPEGImages/ folder (nor VOC2012/ or VOCdevkit/VOC2012/); set data.root=/path/to/VOC2012")
 
     def _index(self) -> list[Sample]:
         assert self.root is not None

@@ -111,7 +111,7 @@ class PassSampler(Sampler):
         if self.shard is not None:
             world, rank = self.shard
             n = len(self.keyed)
-            order = list(order)[rank:(n // world) * world:world]
+            order = list(order)[rank : (n // world) * world : world]
         for index in order:
             yield index, epoch
 
@@ -125,8 +125,16 @@ class _Shared:
 
     def __init__(self, ds: Dataset, batch_size: int, workers: int, pin: bool, shard: tuple[int, int] | None, persistent: bool, seed: int):
         self.sampler = PassSampler(EpochKeyed(ds), shard)
-        self.loader = DataLoader(self.sampler.keyed, batch_size=batch_size, sampler=self.sampler, drop_last=True, num_workers=workers,
-                                 pin_memory=pin, persistent_workers=persistent, generator=torch.Generator().manual_seed(seed))
+        self.loader = DataLoader(
+            self.sampler.keyed,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=workers,
+            pin_memory=pin,
+            persistent_workers=persistent,
+            generator=torch.Generator().manual_seed(seed),
+        )
         self.current: weakref.ref | None = None  # the pass being read, if any
 
     def busy(self) -> bool:

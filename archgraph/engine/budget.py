@@ -67,8 +67,7 @@ class TimePlan:
 
 def check_time_budget(search: SearchConfig) -> None:
     if search.budget == "equal-time" and search.time_budget_s <= 0:
-        raise ConfigError("search.budget=equal-time needs search.time_budget_s > 0 (seconds of search steps per search), "
-                          "e.g. --set search.time_budget_s=600")
+        raise ConfigError("search.budget=equal-time needs search.time_budget_s > 0 (seconds of search steps per search), e.g. --set search.time_budget_s=600")
 
 
 def plan_equal_time(cfg: Config, make: MakeStrategy, data: SearchData, device: torch.device, precision: D.Precision, steps: int) -> TimePlan:
@@ -106,8 +105,10 @@ def _fit(make: MakeStrategy, search: SearchConfig, times: list[tuple[float, floa
     assert first is not None
     if first > budget:
         if D.is_main():
-            print(f"warning: search.time_budget_s={budget:g} is shorter than the smallest schedule ({lo} epochs, about {first:.1f} s "
-                  "of steps); running that one, which the clock then cuts", file=sys.stderr)
+            print(
+                f"warning: search.time_budget_s={budget:g} is shorter than the smallest schedule ({lo} epochs, about {first:.1f} s of steps); running that one, which the clock then cuts",
+                file=sys.stderr,
+            )
         return lo, first
     hi = lo * 2
     while (e := estimate(hi)) is not None and e <= budget and hi < 1_000_000:

@@ -129,8 +129,7 @@ def _legacy_globals() -> list[Any]:
         from numpy._core.multiarray import _reconstruct  # NumPy 2
     except ImportError:  # pragma: no cover - NumPy 1
         from numpy.core.multiarray import _reconstruct
-    allowed: list[Any] = [_reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"),
-                          (_reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype]
+    allowed: list[Any] = [_reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"), (_reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype]
     uint32 = getattr(getattr(np, "dtypes", None), "UInt32DType", None)
     if uint32 is not None:
         allowed.append(uint32)
@@ -176,8 +175,7 @@ def _verify_and_load(path: Path, hashes: list[str]) -> dict[str, Any]:
     return state
 
 
-def load_checkpoint(path: str | Path, check: Callable[[dict[str, Any]], None] | None = None, warn: Callable[[str], None] | None = None,
-                    fallback: bool = True) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, check: Callable[[dict[str, Any]], None] | None = None, warn: Callable[[str], None] | None = None, fallback: bool = True) -> dict[str, Any]:
     """The newest verified checkpoint at ``path``, falling back to the previous one.
 
     ``check(state)`` may raise :class:`CheckpointError` for a file that loads but does not belong
@@ -196,8 +194,7 @@ def load_checkpoint(path: str | Path, check: Callable[[dict[str, Any]], None] | 
             if check is not None:
                 check(state)
         except CheckpointError as exc:
-            raise CheckpointError(f"no usable checkpoint in {path.parent}: {exc}. Use another checkpoint of the run, or start it "
-                                  "again in a new folder") from None
+            raise CheckpointError(f"no usable checkpoint in {path.parent}: {exc}. Use another checkpoint of the run, or start it again in a new folder") from None
         return state
     problems = []
     for candidate in (path, previous_path(path)):
@@ -231,8 +228,7 @@ def rng_state() -> dict[str, Any]:
     version, words, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
         "python": {"version": int(version), "state": torch.tensor(words, dtype=torch.int64), "gauss_next": gauss_next},
     }
 

@@ -151,7 +151,7 @@ class StepSampler(DistributedSampler):
         # drew its worker base seed from the same generator. Drawing it through a RandomSampler makes
         # exactly the draws a single-process loader makes over one pass (whatever torch's version).
         order = list(RandomSampler(self.dataset, generator=self.generator))  # type: ignore[arg-type]
-        yield from order[self.rank:self.total_size:self.num_replicas]
+        yield from order[self.rank : self.total_size : self.num_replicas]
 
 
 def local_batch_size(global_batch: int, key: str = "data.batch_size") -> int:
@@ -176,8 +176,7 @@ def sharded_loader(ds: Dataset, batch_size: int, seed: int, workers: int = 0, de
     if workers > 0:
         from archgraph.data.workers import worker_loader
 
-        return worker_loader(ds, local_batch_size(batch_size), seed, workers, pin,
-                             (world_size(), rank()) if is_distributed() else None)
+        return worker_loader(ds, local_batch_size(batch_size), seed, workers, pin, (world_size(), rank()) if is_distributed() else None)
     generator = torch.Generator().manual_seed(seed)
     if not is_distributed():
         return DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator, pin_memory=pin)
@@ -377,8 +376,10 @@ def parallelize(net: nn.Module, device: torch.device, precision: Precision, *, f
         if names:
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(net, names)
         ddp = DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=find_unused, broadcast_buffers=broadcast_buffers,
+            net,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=find_unused,
+            broadcast_buffers=broadcast_buffers,
         )
     return ParallelNetwork(net, ddp, precision)
 
@@ -409,12 +410,12 @@ def all_reduce_mean_grads(params: Sequence[torch.Tensor]) -> None:
     present = torch.tensor([float(p.grad is not None) for p in params], dtype=flat[0].dtype, device=device)
     buffer = torch.cat(flat + [present])
     dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
-    counts = buffer[-len(params):]
+    counts = buffer[-len(params) :]
     offset = 0
     for p, c in zip(params, counts.tolist()):
         n = p.numel()
         if c > 0:
-            p.grad = (buffer[offset:offset + n] / w).view_as(p).clone()
+            p.grad = (buffer[offset : offset + n] / w).view_as(p).clone()
         offset += n
 
 
@@ -511,5 +512,7 @@ def check_identical(what: str, digest: str) -> None:
     digests: list[Any] = [None] * world_size()
     dist.all_gather_object(digests, digest)
     if len(set(digests)) > 1:
-        raise RuntimeError(f"{what} differ between ranks ({', '.join(d[:8] for d in digests)}): the processes desynchronised; "
-                           "this is a bug in a strategy's sampling (it must draw from seeded generators only), please report it")
+        raise RuntimeError(
+            f"{what} differ between ranks ({', '.join(d[:8] for d in digests)}): the processes desynchronised; "
+            "this is a bug in a strategy's sampling (it must draw from seeded generators only), please report it"
+        )

@@ -75,8 +75,7 @@ class StrategyDriver:
     ``search.cost_limit``); ``steps``: steps per epoch (the step hooks are told it).
     """
 
-    def __init__(self, strategy: Any, search: SearchConfig, *, device: torch.device | str = "cpu", precision: D.Precision = FP32,
-                 crop: tuple[int, int] | None = None, steps: int = 1):
+    def __init__(self, strategy: Any, search: SearchConfig, *, device: torch.device | str = "cpu", precision: D.Precision = FP32, crop: tuple[int, int] | None = None, steps: int = 1):
         self.strategy = strategy
         self.search = search
         self.device = torch.device(device)

@@ -144,11 +144,14 @@ def dataset_frames(cfg: Config) -> tuple[list[Frame], str | None]:
             sizes = Counter()
     except (ArchgraphError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        return [], (f"the {d.name} images are not readable here ({first}), so their frame size is not among the exported "
-                    f"ones; name it with --frame HxW (e.g. --frame 360x480 for CamVid at full resolution)")
+        return [], (
+            f"the {d.name} images are not readable here ({first}), so their frame size is not among the exported ones; name it with --frame HxW (e.g. --frame 360x480 for CamVid at full resolution)"
+        )
     if len(sizes) > MAX_NATIVE_FRAMES:
-        return [], (f"the {d.name} {d.val_split} images come in {len(sizes)} sizes at data.scale={d.scale:g}, too many "
-                    f"for one program each; name the sizes you need with --frame HxW (repeatable), or use --dynamic")
+        return [], (
+            f"the {d.name} {d.val_split} images come in {len(sizes)} sizes at data.scale={d.scale:g}, too many "
+            f"for one program each; name the sizes you need with --frame HxW (repeatable), or use --dynamic"
+        )
     return [f for f, _ in sizes.most_common()], None
 
 
@@ -202,8 +205,7 @@ def _write_latency(module: torch.nn.Module, output: Path, hw: tuple[int, int], r
 
     device = next((t.device for t in module.parameters()), torch.device("cpu"))
     ms = time_network_ms(module, hw, device, "fp32", warmup=1, reps=reps)
-    record = {"what": "end-to-end latency of the exported program, batch 1, median", "median_ms": ms,
-              **table_meta(device, hw, "fp32", 1, reps)}
+    record = {"what": "end-to-end latency of the exported program, batch 1, median", "median_ms": ms, **table_meta(device, hw, "fp32", 1, reps)}
     return atomic_write_json(output.with_name(output.name + ".latency.json"), record)
 
 
@@ -226,16 +228,20 @@ def export_format(output: str | Path, fmt: str | None = None) -> str:
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
     if by_suffix is not None and by_suffix != fmt:
-        raise ConfigError(
-            f"-o {output} names a .{by_suffix} file but --format {fmt} was asked for; drop --format (the suffix picks "
-            f"{by_suffix}) or write -o {output.with_suffix('.' + fmt)}"
-        )
+        raise ConfigError(f"-o {output} names a .{by_suffix} file but --format {fmt} was asked for; drop --format (the suffix picks {by_suffix}) or write -o {output.with_suffix('.' + fmt)}")
     return fmt
 
 
-def export_run(run_dir: str | Path, output: str | Path, fmt: str | None = None, size: tuple[int, int] | None = None,
-               dynamic: bool = False, checkpoint: str = BEST, latency_reps: int = 5,
-               frames: Sequence[Frame] | None = None) -> ExportResult:
+def export_run(
+    run_dir: str | Path,
+    output: str | Path,
+    fmt: str | None = None,
+    size: tuple[int, int] | None = None,
+    dynamic: bool = False,
+    checkpoint: str = BEST,
+    latency_reps: int = 5,
+    frames: Sequence[Frame] | None = None,
+) -> ExportResult:
     """Export ``run_dir``'s ``checkpoint`` to ``output``; nothing is written when any export fails.
 
     ``fmt`` (pt2 or onnx) defaults to the one ``output``'s suffix names (:func:`export_format`).
@@ -248,8 +254,7 @@ def export_run(run_dir: str | Path, output: str | Path, fmt: str | None = None, 
         raise ExportError("ONNX export needs the optional onnx packages; install them with `pip install archgraph[onnx]` (or use the default pt2 format)")
     asked = ([tuple(size)] if size is not None else []) + [tuple(f) for f in frames or ()]
     if dynamic and len(set(asked)) > 1:
-        raise ConfigError("--dynamic writes one program for every multiple of the stride; give at most one --frame (its example "
-                          "size), or drop --dynamic to write one program per --frame")
+        raise ConfigError("--dynamic writes one program for every multiple of the stride; give at most one --frame (its example size), or drop --dynamic to write one program per --frame")
     run = load_run(run_dir, checkpoint)
     net = run.net.eval()
     stride = int(net.pad_multiple)
@@ -275,15 +280,15 @@ def export_run(run_dir: str | Path, output: str | Path, fmt: str | None = None, 
         except (RuntimeError, ValueError, TypeError, AssertionError) as exc:  # torch.export / onnx failures
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             where = "with symbolic sizes" if frame is None else f"at {frame_text(frame)}"
-            raise ExportError(f"exporting {run.checkpoint} {where} failed ({exc.__class__.__name__}: {first}); "
-                              f"try {'a fixed --frame' if frame is None else 'another --frame'} or the pt2 format") from None
+            raise ExportError(
+                f"exporting {run.checkpoint} {where} failed ({exc.__class__.__name__}: {first}); try {'a fixed --frame' if frame is None else 'another --frame'} or the pt2 format"
+            ) from None
     written: list[Path] = []
     entries: list[dict[str, Any]] = []
     try:
         for path, frame, hw, program, write in exported:
             written.append(atomic_write_with(path, write))
-            entry: dict[str, Any] = {"file": path.name, "frame": None if frame is None else list(frame),
-                                     "input_shape": [None, 3, None, None] if frame is None else [None, 3, *frame]}
+            entry: dict[str, Any] = {"file": path.name, "frame": None if frame is None else list(frame), "input_shape": [None, 3, None, None] if frame is None else [None, 3, *frame]}
             if latency_reps > 0:
                 latency = _write_latency(program.module(), path, hw, latency_reps)
                 written.append(latency)
@@ -300,8 +305,7 @@ def export_run(run_dir: str | Path, output: str | Path, fmt: str | None = None, 
     return ExportResult(output, info_path, (2, 3, *exported[0][2]), dynamic, stride, programs, tuple(notes))
 
 
-def _serializer(program: torch.export.ExportedProgram, example: torch.Tensor, shapes: dict[str, Any],
-                fmt: str) -> Callable[[Path], None]:
+def _serializer(program: torch.export.ExportedProgram, example: torch.Tensor, shapes: dict[str, Any], fmt: str) -> Callable[[Path], None]:
     """A function writing ``program`` in ``fmt`` to a path: built now, so every export has succeeded
     before the first file is written."""
     if fmt == "onnx":
@@ -314,14 +318,12 @@ def _serializer(program: torch.export.ExportedProgram, example: torch.Tensor, sh
     return lambda p: p.write_bytes(data)
 
 
-def _manifest(fmt: str, run: Any, stride: int, dynamic: bool, entries: list[dict[str, Any]],
-              example_sizes: list[list[int]]) -> dict[str, Any]:
+def _manifest(fmt: str, run: Any, stride: int, dynamic: bool, entries: list[dict[str, Any]], example_sizes: list[list[int]]) -> dict[str, Any]:
     frames = [e["frame"] for e in entries if e["frame"] is not None]
     if dynamic:
         rule = f"any N; H and W multiples of {stride}, at least {2 * stride} (pad bottom/right and crop the logits back)"
     else:
-        rule = (f"any N; H x W exactly one of {', '.join(frame_text(tuple(f)) for f in frames)}, each taken by its own file; "
-                f"for another size, export it with --frame HxW")
+        rule = f"any N; H x W exactly one of {', '.join(frame_text(tuple(f)) for f in frames)}, each taken by its own file; for another size, export it with --frame HxW"
     return {
         "format": fmt,
         "checkpoint": str(run.checkpoint),

@@ -52,10 +52,7 @@ class ExportedModel:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or images.shape[1] != 3:
-            raise ExportError(
-                f"{self.manifest}: the model takes an N x 3 x H x W image batch (normalised with the mean/std in the "
-                f"manifest); got a tensor of shape {list(images.shape)}"
-            )
+            raise ExportError(f"{self.manifest}: the model takes an N x 3 x H x W image batch (normalised with the mean/std in the manifest); got a tensor of shape {list(images.shape)}")
         h, w = int(images.shape[2]), int(images.shape[3])
         if self.dynamic:
             return self._run_dynamic(images, h, w)
@@ -68,7 +65,7 @@ class ExportedModel:
         """What to say about an input of ``frame`` that no program of this export takes."""
         covered = ", ".join(frame_text(f) for f in self.frames)
         return (
-            f"{self.manifest.name[:-len('.json')]} takes {covered} frames (N x 3 x H x W, any N), not {frame_text(frame)}; "
+            f"{self.manifest.name[: -len('.json')]} takes {covered} frames (N x 3 x H x W, any N), not {frame_text(frame)}; "
             f"resize the image to one of them, or export that size too: `archgraph export RUN -o MODEL "
             f"--frame {frame_text(frame)}` (repeatable; --dynamic takes any size above {self.stride})"
         )
@@ -77,7 +74,7 @@ class ExportedModel:
         m = self.stride
         if h <= m or w <= m:
             raise ExportError(
-                f"{self.manifest.name[:-len('.json')]} (--dynamic) takes heights and widths above the network's stride {m}, "
+                f"{self.manifest.name[: -len('.json')]} (--dynamic) takes heights and widths above the network's stride {m}, "
                 f"not {frame_text((h, w))}; export this size as a fixed frame: `archgraph export RUN -o MODEL --frame {frame_text((h, w))}`"
             )
         ph, pw = (-h) % m, (-w) % m

@@ -60,8 +60,7 @@ class ArchHealth:
             optimizer.register_step_pre_hook(self._on_step)
 
     def _on_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        grads = [p.grad.detach().reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device)
-                 for group in optimizer.param_groups for p in group["params"]]
+        grads = [p.grad.detach().reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device) for group in optimizer.param_groups for p in group["params"]]
         if not grads:
             return
         g = torch.cat(grads).double().cpu()
@@ -112,24 +111,33 @@ class ArchHealth:
         if not self.start_margins and not self.last_margins:
             return None  # nothing to decide (no architecture parameters, e.g. SPOS)
         if self.total_steps == 0:
-            return ("warning: no architecture step was taken, so the derived architecture is the initialisation's; "
-                    "make search.epochs larger than search.warmup_epochs (and, for ProxylessNAS, search.steps_per_epoch "
-                    "at least strategy.arch_every)")
+            return (
+                "warning: no architecture step was taken, so the derived architecture is the initialisation's; "
+                "make search.epochs larger than search.warmup_epochs (and, for ProxylessNAS, search.steps_per_epoch "
+                "at least strategy.arch_every)"
+            )
         moved = [k for k, v in self.last_margins.items() if v >= self.start_margins.get(k, 0.0) + LEARNED_MARGIN]
         if moved:
             return None
-        shown = ", ".join(f"{k.split('_')[1]} {self.last_margins[k]:.4f} (start {self.start_margins.get(k, 0.0):.4f})"
-                          for k in sorted(self.last_margins))
-        return (f"warning: the derived architecture cannot be told from the initialisation: mean decision margins {shown} "
-                f"after {self.total_steps} architecture steps. Raise {lr_key} (now {lr:g}), or give the search more architecture "
-                "steps (search.epochs, search.steps_per_epoch; fewer search.warmup_epochs)")
+        shown = ", ".join(f"{k.split('_')[1]} {self.last_margins[k]:.4f} (start {self.start_margins.get(k, 0.0):.4f})" for k in sorted(self.last_margins))
+        return (
+            f"warning: the derived architecture cannot be told from the initialisation: mean decision margins {shown} "
+            f"after {self.total_steps} architecture steps. Raise {lr_key} (now {lr:g}), or give the search more architecture "
+            "steps (search.epochs, search.steps_per_epoch; fewer search.warmup_epochs)"
+        )
 
     # ---------------------------------------------------------------- resume
 
     def state_dict(self) -> dict[str, Any]:
-        return {"start_margins": dict(self.start_margins), "last_margins": dict(self.last_margins),
-                "previous": [dict(self.previous[0]), {k: list(v) for k, v in self.previous[1].items()}] if self.previous else None,
-                "total_steps": self.total_steps, "steps": self.steps, "sum": self._sum, "sumsq": self._sumsq}
+        return {
+            "start_margins": dict(self.start_margins),
+            "last_margins": dict(self.last_margins),
+            "previous": [dict(self.previous[0]), {k: list(v) for k, v in self.previous[1].items()}] if self.previous else None,
+            "total_steps": self.total_steps,
+            "steps": self.steps,
+            "sum": self._sum,
+            "sumsq": self._sumsq,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.start_margins = dict(state.get("start_margins", {}))

@@ -120,8 +120,7 @@ def _adopt(name: str, obj: Any) -> Any:
     return obj
 
 
-HOOK_REGISTRY: Registry[Callable[..., Hook]] = Registry("hook", ENTRY_POINT_GROUP, adopt=_adopt,
-                                                       hint="declare it under the entry-point group 'archgraph.hooks' (docs/plugins.md)")
+HOOK_REGISTRY: Registry[Callable[..., Hook]] = Registry("hook", ENTRY_POINT_GROUP, adopt=_adopt, hint="declare it under the entry-point group 'archgraph.hooks' (docs/plugins.md)")
 
 
 def register_hook(name: str) -> Callable[[Callable[..., Hook]], Callable[..., Hook]]:

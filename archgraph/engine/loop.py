@@ -92,8 +92,7 @@ def progress_bar(enabled: bool):
     """A rich progress bar (task description, bar, done/total, a free ``info`` field, times)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
     return Progress(*columns, disable=not enabled, transient=False)
 
 
@@ -153,8 +152,7 @@ def long_run_note(epochs_left: int, epoch_seconds: float, resume: str) -> str | 
     if seconds <= LONG_RUN_SECONDS:
         return None
     length = f"{seconds / 86400:.1f} days" if seconds >= 2 * 86400 else f"{seconds / 3600:.1f} h"
-    return (f"note: {epochs_left} more epochs at {epoch_seconds:.1f} s each (this epoch's pace): about {length} more; "
-            f"stop with Ctrl-C, continue later with `{resume}`")
+    return f"note: {epochs_left} more epochs at {epoch_seconds:.1f} s each (this epoch's pace): about {length} more; stop with Ctrl-C, continue later with `{resume}`"
 
 
 # --------------------------------------------------------------------------------------------------

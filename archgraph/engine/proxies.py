@@ -255,5 +255,8 @@ _register("grad_norm", grad_norm, "sum of the layers' weight-gradient norms at i
 _register("snip", snip, "sum of |theta * dL/dtheta| at initialisation (SNIP)")
 _register("jacov", lambda net, x, y: jacov(net, x), "Jacobian covariance over the proxy batch (Mellor et al. 2020)")
 _register("params", lambda net, x, y: float(count_params(net)), "parameter count of the stand-alone network (naive baseline, bigger is better)")
-_register("flops", lambda net, x, y: float(model_flops(net, (int(x.shape[-2]), int(x.shape[-1])), int(x.shape[1]))),
-          "forward FLOPs at the proxy batch's image size, data.crop (naive baseline, bigger is better)")
+_register(
+    "flops",
+    lambda net, x, y: float(model_flops(net, (int(x.shape[-2]), int(x.shape[-1])), int(x.shape[1]))),
+    "forward FLOPs at the proxy batch's image size, data.crop (naive baseline, bigger is better)",
+)

@@ -62,6 +62,7 @@ __all__ = ["CHECKPOINT", "CHECKPOINT_VERSION", "SearchData", "build_search_data"
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 2
 
+
 def prepare_config(cfg_path: str | None, overrides: list[str], out: Path, resume: bool) -> Config:
     """The run's config; a resumed run keeps its saved config (overrides must not change it)."""
     saved = out / "config.yaml"
@@ -201,13 +202,27 @@ class SearchRun(EpochLoop):
         if not self.main:
             return
         self.log.flush()  # what the checkpoint covers is on disk before it
-        save_checkpoint(self.out / CHECKPOINT, {
-            "version": CHECKPOINT_VERSION, "stage": stage.index, "epoch": epoch, "step": step, "finished_epoch": finished,
-            "sums": {} if finished else dict(stage.sums), "net": stage.net.state_dict(), "w_opt": stage.w_opt.state_dict(),
-            "sched": stage.sched.state_dict(), "a_opt": stage.a_opt.state_dict() if stage.a_opt else None,
-            "strategy": self.strategy.state_dict(), "health": self.health.state_dict(), "rng": rng_state(), "record": self.record,
-            "spend": self.spend.state_dict(), "hooks": self.hooks.state_dict(),
-        })
+        save_checkpoint(
+            self.out / CHECKPOINT,
+            {
+                "version": CHECKPOINT_VERSION,
+                "stage": stage.index,
+                "epoch": epoch,
+                "step": step,
+                "finished_epoch": finished,
+                "sums": {} if finished else dict(stage.sums),
+                "net": stage.net.state_dict(),
+                "w_opt": stage.w_opt.state_dict(),
+                "sched": stage.sched.state_dict(),
+                "a_opt": stage.a_opt.state_dict() if stage.a_opt else None,
+                "strategy": self.strategy.state_dict(),
+                "health": self.health.state_dict(),
+                "rng": rng_state(),
+                "record": self.record,
+                "spend": self.spend.state_dict(),
+                "hooks": self.hooks.state_dict(),
+            },
+        )
 
     # ------------------------------------------------------------------ the equal-time clock
 
@@ -286,12 +301,17 @@ class SearchRun(EpochLoop):
         self.scores = strategy.scores(net)  # once: scores.json and the history line hold the same numbers
         self.panels = []
         record = {
-            "stage": stage.index, "epoch": epoch,
+            "stage": stage.index,
+            "epoch": epoch,
             **{k: v / max(done, 1) for k, v in D.mean_over_ranks(stage.sums).items()},
-            "lr": stage.w_opt.param_groups[0]["lr"], "arch_active": strategy.arch_active(),
-            **_log_state(strategy), **_entropies(net),
-            "step_time": seconds / steps_run, **{k: D.max_over_ranks(v) for k, v in peak_fields(self.device).items()},
-            "arch_hash": graph_hash(self.derived), **_parallel_fields(self.precision),
+            "lr": stage.w_opt.param_groups[0]["lr"],
+            "arch_active": strategy.arch_active(),
+            **_log_state(strategy),
+            **_entropies(net),
+            "step_time": seconds / steps_run,
+            **{k: D.max_over_ranks(v) for k, v in peak_fields(self.device).items()},
+            "arch_hash": graph_hash(self.derived),
+            **_parallel_fields(self.precision),
         }
         if self.cut_by_clock:
             record["cut_by_clock"] = True
@@ -356,8 +376,7 @@ def _set_up(cfg: Config, out: Path, resume: bool, progress: bool, user_hooks: li
     _check_budget(cfg, strategy, data)
     if resume and not D.from_main(lambda: has_checkpoint(out / CHECKPOINT)):
         if main:
-            print(f"note: {out} has no checkpoint yet (stopped before its first one was saved); starting it from the beginning "
-                  "with its saved config", file=sys.stderr)
+            print(f"note: {out} has no checkpoint yet (stopped before its first one was saved); starting it from the beginning with its saved config", file=sys.stderr)
         resume = False
     state = D.from_main(lambda: _load_checkpoint(out)) if resume else None
     if main:  # no epoch is logged twice: keep what the checkpoint holds (nothing on a fresh start)
@@ -366,8 +385,9 @@ def _set_up(cfg: Config, out: Path, resume: bool, progress: bool, user_hooks: li
             truncate_jsonl(out / log, lambda r: (r.get("stage", 0), r.get("epoch", 0)) <= done)
     bar = progress_bar(progress and main)
     driver = StrategyDriver(strategy, search, device=device, precision=precision, crop=tuple(cfg.data.crop), steps=steps_per_epoch(cfg, data))
-    run = SearchRun(cfg, out, main, device, precision, strategy, driver, data, state, GracefulStop(f"archgraph search --out {out} --resume"),
-                    bar, EpochPrinter(bar, main), hooks=hooks, spend=spend, plan=plan)
+    run = SearchRun(
+        cfg, out, main, device, precision, strategy, driver, data, state, GracefulStop(f"archgraph search --out {out} --resume"), bar, EpochPrinter(bar, main), hooks=hooks, spend=spend, plan=plan
+    )
     taken = steps_before(strategy, state["stage"], state["epoch"], steps_per_epoch(cfg, data)) + state["step"] if state else -1
     run.log = open_logger(cfg.search.tensorboard and main, out, taken + 1, "search.tensorboard")  # resumed: continues the steps
     if state is not None:
@@ -376,8 +396,7 @@ def _set_up(cfg: Config, out: Path, resume: bool, progress: bool, user_hooks: li
     return run
 
 
-def _time_plan(cfg: Config, info, params, data: SearchData, device: torch.device, precision: D.Precision, out: Path, resume: bool,
-               main: bool) -> TimePlan | None:
+def _time_plan(cfg: Config, info, params, data: SearchData, device: torch.device, precision: D.Precision, out: Path, resume: bool, main: bool) -> TimePlan | None:
     """``search.budget=equal-time``: the epochs that fit the time budget, calibrated now (and saved in
     ``budget_plan.json``) or, on resume, read back so the resumed search keeps its schedule."""
     if cfg.search.budget != "equal-time":
@@ -405,8 +424,9 @@ def _check_budget(cfg: Config, strategy, data: SearchData) -> None:
     initialisation's architecture and a normal ``done``); warn when a setting is silently capped."""
     full = len(data.train_a) // cfg.data.batch_size
     if cfg.search.steps_per_epoch > full:
-        print(f"warning: search.steps_per_epoch={cfg.search.steps_per_epoch} is more than one pass over trainA ({full} batches "
-              f"of {cfg.data.batch_size}); each epoch runs {full} steps", file=sys.stderr)
+        print(
+            f"warning: search.steps_per_epoch={cfg.search.steps_per_epoch} is more than one pass over trainA ({full} batches of {cfg.data.batch_size}); each epoch runs {full} steps", file=sys.stderr
+        )
     steps = steps_per_epoch(cfg, data)
     planned = [strategy.planned_arch_steps(s, steps) for s in range(strategy.num_stages())]
     if any(p is None for p in planned) or sum(planned) > 0:
@@ -470,8 +490,7 @@ def _finish(run: SearchRun) -> dict[str, Any]:
         if run.main:
             derived, scores = strategy.derive(net), strategy.scores(net)
             write_architecture(out, derived, scores)
-            append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), scores,
-                                                       derived, label="end of search (picked by the strategy's end hook)"))
+            append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), scores, derived, label="end of search (picked by the strategy's end hook)"))
     _select(run, record)  # search.select, or the strategy's own selector (rsws); docs/strategies.md "Selection"
     learns = strategy.planned_arch_steps(0, 1) is not None  # SPOS: no gradient steps by design
     own_lr = getattr(strategy.params, "arch_lr", None)  # DARTS-family and ProxylessNAS carry their papers' settings
@@ -481,19 +500,29 @@ def _finish(run: SearchRun) -> dict[str, Any]:
     if run.main:
         _draw(out, strategy)
         cost = _cost_fields(run, load_graph(out / "arch.yaml")) if getattr(strategy, "budget", None) is not None else None
-        record = {**record, "arch_hash": graph_hash(load_graph(out / "arch.yaml")), "arch_steps_total": run.health.total_steps,
-                  **_budget_fields(run, before, after), "spent": spent, "wall_seconds": spent["wall_seconds"],
-                  **({"cost": cost} if cost else {}), **({"warning": warning} if warning else {}),
-                  **({"stopped_early": run.stop_reason} if run.stop_reason else {})}
+        record = {
+            **record,
+            "arch_hash": graph_hash(load_graph(out / "arch.yaml")),
+            "arch_steps_total": run.health.total_steps,
+            **_budget_fields(run, before, after),
+            "spent": spent,
+            "wall_seconds": spent["wall_seconds"],
+            **({"cost": cost} if cost else {}),
+            **({"warning": warning} if warning else {}),
+            **({"stopped_early": run.stop_reason} if run.stop_reason else {}),
+        }
         atomic_write_json(out / "final.json", record)
         total = steps_before(strategy, strategy.num_stages(), 0, steps_per_epoch(cfg, run.data))
         run.log.scalars(final_scalars(record, ("s_miou", "arch_steps_total", "wall_seconds")), total)
         if warning:
             print(warning, file=sys.stderr)
         if cost and not cost["within_budget"]:
-            print(f"warning: the derived architecture misses its budget {cost['limit']}: predicted {cost['predicted']:.4g} {cost['unit']} "
-                  f"({cost['excess']:+.1%}), measured {cost['measured']:.4g} {cost['unit']}; raise search.cost_weight "
-                  f"(the {strategy.name} rule: {cost['rule']}) or search longer", file=sys.stderr)
+            print(
+                f"warning: the derived architecture misses its budget {cost['limit']}: predicted {cost['predicted']:.4g} {cost['unit']} "
+                f"({cost['excess']:+.1%}), measured {cost['measured']:.4g} {cost['unit']}; raise search.cost_weight "
+                f"(the {strategy.name} rule: {cost['rule']}) or search longer",
+                file=sys.stderr,
+            )
     D.barrier()  # callers on every rank (compare, correlate) read the files next
     return record
 
@@ -520,8 +549,7 @@ def _select(run: SearchRun, record: dict[str, Any]) -> None:
         return
     steps = run.spend.totals()
     weight_steps = int(steps.get("weight_steps", steps_before(strategy, strategy.num_stages(), 0, steps_per_epoch(cfg, run.data))))
-    selection, record["selection"] = select_after_search(spec, net, strategy, run.data, cfg, run.device, weight_steps,
-                                                         int(steps.get("arch_steps", run.health.total_steps)), say=run.say)
+    selection, record["selection"] = select_after_search(spec, net, strategy, run.data, cfg, run.device, weight_steps, int(steps.get("arch_steps", run.health.total_steps)), say=run.say)
     record["derived_by"] = f"selection {spec}"
     if cfg.search.eval_every:
         with run.spend.paused():  # a report on val, not a cost of the search
@@ -531,8 +559,7 @@ def _select(run: SearchRun, record: dict[str, Any]) -> None:
         scores = one_hot_scores(net.choices, *selection.candidate)
         derived = decode(strategy.graph, *scores)
         write_architecture(out, derived, scores)
-        append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), scores, derived,
-                                                   label=f"end of search (picked by selection {spec})"))
+        append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), scores, derived, label=f"end of search (picked by selection {spec})"))
 
 
 def _cost_fields(run: SearchRun, derived: nx.DiGraph) -> dict[str, Any]:
@@ -604,8 +631,7 @@ def _check_ranks_agree(net: CompiledNetwork, strategy, stage: int, epoch: int) -
     if D.world_size() == 1:
         return
     tensors = list(net.arch_parameters()) + [b for name, b in net.named_buffers() if name.endswith("channel_index")]
-    D.check_identical(f"architecture parameters, channel masks or sampling state after stage {stage} epoch {epoch}",
-                      D.fingerprint(tensors, strategy.state_dict()))
+    D.check_identical(f"architecture parameters, channel masks or sampling state after stage {stage} epoch {epoch}", D.fingerprint(tensors, strategy.state_dict()))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -628,9 +654,11 @@ def _check_finite(run: SearchRun, losses: dict[str, float], where: str) -> None:
 def nan_fix(run: SearchRun) -> str:
     """A fix that works when typed: a resumed search keeps its saved config, so a changed setting
     means a new search (from the start, in a new folder)."""
-    return (f"Start again in a new folder with a lower search.w_lr (now {run.cfg.search.w_lr:g}) or search.arch_lr "
-            f"(now {run.strategy.arch_lr():g}), a smaller search.grad_clip, or search.on_nonfinite=skip: "
-            f"archgraph search {run.out / 'config.yaml'} --set search.on_nonfinite=skip --out {run.out}-retry")
+    return (
+        f"Start again in a new folder with a lower search.w_lr (now {run.cfg.search.w_lr:g}) or search.arch_lr "
+        f"(now {run.strategy.arch_lr():g}), a smaller search.grad_clip, or search.on_nonfinite=skip: "
+        f"archgraph search {run.out / 'config.yaml'} --set search.on_nonfinite=skip --out {run.out}-retry"
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -34,10 +34,19 @@ if TYPE_CHECKING:
     from archgraph.engine.search import SearchRun, Stage
 
 # What the one line per epoch shows (record key, label, format).
-EPOCH_LINE = [("loss", "loss", "{:.3f}"), ("arch_loss", "arch loss", "{:.3f}"), ("entropy_alpha", "H(alpha)", "{:.4f}"),
-              ("entropy_beta", "H(beta)", "{:.4f}"), ("margin_alpha", "margin alpha", "{:.4f}"), ("margin_beta", "margin beta", "{:.4f}"),
-              ("changed_ops", "changed ops", "{}"), ("changed_inputs", "changed inputs", "{}"), ("arch_grad_snr", "grad SNR", "{:.2f}"),
-              ("s_miou", "S-mIoU", "{:.4f}"), ("seconds", "time", "{:.1f}s")]
+EPOCH_LINE = [
+    ("loss", "loss", "{:.3f}"),
+    ("arch_loss", "arch loss", "{:.3f}"),
+    ("entropy_alpha", "H(alpha)", "{:.4f}"),
+    ("entropy_beta", "H(beta)", "{:.4f}"),
+    ("margin_alpha", "margin alpha", "{:.4f}"),
+    ("margin_beta", "margin beta", "{:.4f}"),
+    ("changed_ops", "changed ops", "{}"),
+    ("changed_inputs", "changed inputs", "{}"),
+    ("arch_grad_snr", "grad SNR", "{:.2f}"),
+    ("s_miou", "S-mIoU", "{:.4f}"),
+    ("seconds", "time", "{:.1f}s"),
+]
 
 
 def steps_before(strategy: Any, stage: int, epoch: int, steps: int) -> int:
@@ -168,8 +177,7 @@ class CheckpointHook(Hook):
 
 def search_hooks(user: Iterable[Hook] = ()) -> list[Hook]:
     """The search's hooks in calling order (module docstring), the user's before the checkpoint."""
-    return [HealthHook(), SMiouHook(), EpochFilesHook(), HistoryHook(), TrackingHook(), EpochLineHook(), NonFinitePolicy(),
-            *user, CheckpointHook()]
+    return [HealthHook(), SMiouHook(), EpochFilesHook(), HistoryHook(), TrackingHook(), EpochLineHook(), NonFinitePolicy(), *user, CheckpointHook()]
 
 
 def write_architecture(out: Any, derived: Any, scores: tuple[Any, Any]) -> None:

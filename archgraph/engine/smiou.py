@@ -55,18 +55,14 @@ def build_search_data(cfg: Config) -> SearchData:
     if s.select_split == "holdout":
         size = int(round(len(order) * s.holdout_fraction))
         if size < 1:
-            raise ConfigError(f"search.holdout_fraction={s.holdout_fraction} of {len(order)} training images holds none; raise it "
-                              "or use search.select_split=trainB")
-        held, order = order[len(order) - size:], order[: len(order) - size]
+            raise ConfigError(f"search.holdout_fraction={s.holdout_fraction} of {len(order)} training images holds none; raise it or use search.select_split=trainB")
+        held, order = order[len(order) - size :], order[: len(order) - size]
     elif s.select_split != "trainB":
         raise ConfigError(f"search.select_split must be trainB or holdout, got {s.select_split!r}")
     cut = int(round(len(order) * s.split_ratio))
     if cut < d.batch_size or len(order) - cut < d.batch_size:
         raised = " (after the selection holdout; lower search.holdout_fraction)" if held else ""
-        raise ConfigError(
-            f"the training split has {len(order)} images{raised}: too few for two halves of at least data.batch_size={d.batch_size}; "
-            "lower data.batch_size or use more data"
-        )
+        raise ConfigError(f"the training split has {len(order)} images{raised}: too few for two halves of at least data.batch_size={d.batch_size}; lower data.batch_size or use more data")
     plain = dataset_split(cfg, d.train_split, train=False, check=False)  # the same images, evaluation transforms
     select = Subset(plain, held or order[cut:])
     if d.val_limit:
@@ -119,8 +115,9 @@ def _fixed_augmentation(ds: Dataset) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def recalibrated_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData,
-                        cfg: Config, device: torch.device, recalib_batches: int | None = None) -> Iterator[None]:
+def recalibrated_subnet(
+    net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config, device: torch.device, recalib_batches: int | None = None
+) -> Iterator[None]:
     """Inside: the supernet computes one architecture (its subnet mode) in eval mode, with the BN
     statistics re-estimated first on ``search.bn_recalib_batches`` trainA batches (epoch 0's
     augmentation); on exit the supernet's own BN state and train/eval mode come back. Every rank
@@ -142,8 +139,18 @@ def recalibrated_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int]
             net.train(was_training)
 
 
-def subnet_miou(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config,
-                device: torch.device, on: Dataset, recalib_batches: int | None = None, then: Callable[[], None] | None = None) -> float:
+def subnet_miou(
+    net: CompiledNetwork,
+    relaxation,
+    op_idx: dict[str, int],
+    input_idx: dict[str, list[int]],
+    data: SearchData,
+    cfg: Config,
+    device: torch.device,
+    on: Dataset,
+    recalib_batches: int | None = None,
+    then: Callable[[], None] | None = None,
+) -> float:
     """mIoU on ``on`` of one architecture inside the supernet (its subnet mode), with the BN
     statistics re-estimated on trainA batches first; the supernet's own BN state is restored.
     ``then`` runs after the evaluation, still inside that architecture with its recalibrated
@@ -157,8 +164,17 @@ def subnet_miou(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_
     return float(cm.miou())
 
 
-def score_subnet(net: CompiledNetwork, relaxation, op_idx: dict[str, int], input_idx: dict[str, list[int]], data: SearchData, cfg: Config, device: torch.device,
-                 recalib_batches: int | None = None, then: Callable[[], None] | None = None) -> float:
+def score_subnet(
+    net: CompiledNetwork,
+    relaxation,
+    op_idx: dict[str, int],
+    input_idx: dict[str, list[int]],
+    data: SearchData,
+    cfg: Config,
+    device: torch.device,
+    recalib_batches: int | None = None,
+    then: Callable[[], None] | None = None,
+) -> float:
     """A candidate's score for anything that picks an architecture: its mIoU on the selection split
     (``data.select``, never ``data.val``) in the supernet's subnet mode, BN recalibrated on trainA."""
     return subnet_miou(net, relaxation, op_idx, input_idx, data, cfg, device, data.select, recalib_batches, then)

@@ -122,14 +122,12 @@ class SpendMeter:
         """The five totals over every process (images and FLOPs summed over the ranks; steps are the
         same on every rank); every rank must call it under torchrun."""
         images, flops = D.sum_over_ranks([float(self.images), float(self.flops)])
-        return {"weight_steps": self.weight_steps, "arch_steps": self.arch_steps, "images": int(round(images)),
-                "forward_gflop": flops / 1e9, "wall_seconds": self.wall_seconds()}
+        return {"weight_steps": self.weight_steps, "arch_steps": self.arch_steps, "images": int(round(images)), "forward_gflop": flops / 1e9, "wall_seconds": self.wall_seconds()}
 
     # ---------------------------------------------------------------- resume
 
     def state_dict(self) -> dict[str, Any]:
-        return {"weight_steps": self.weight_steps, "arch_steps": self.arch_steps, "images": self.images, "flops": self.flops,
-                "step_seconds": self.step_seconds, "wall_seconds": self.wall_seconds()}
+        return {"weight_steps": self.weight_steps, "arch_steps": self.arch_steps, "images": self.images, "flops": self.flops, "step_seconds": self.step_seconds, "wall_seconds": self.wall_seconds()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.weight_steps = int(state.get("weight_steps", 0))

@@ -85,8 +85,7 @@ def _summary_writer(option: str):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise ConfigError(f"{option}=true writes TensorBoard event files and needs the tensorboard package, which is not "
-                          f"installed (or too old to import): {INSTALL}, or set {option}=false") from None
+        raise ConfigError(f"{option}=true writes TensorBoard event files and needs the tensorboard package, which is not installed (or too old to import): {INSTALL}, or set {option}=false") from None
     return SummaryWriter
 
 

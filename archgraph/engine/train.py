@@ -109,10 +109,7 @@ def check_classes(graph: nx.DiGraph, num_classes: int, dataset: str, source: str
     arch_classes = head_classes(graph)
     if arch_classes == num_classes:
         return
-    fix = (
-        f"set data.num_classes={arch_classes} for synthetic data, or "
-        if dataset == "synthetic" else ""
-    )
+    fix = f"set data.num_classes={arch_classes} for synthetic data, or " if dataset == "synthetic" else ""
     raise ConfigError(
         f"{source} predicts {arch_classes} classes (head channels) but dataset {dataset!r} has {num_classes}; "
         f"{fix}use an architecture built with space.num_classes={num_classes} (search/sample with the same data settings)"
@@ -257,8 +254,9 @@ def init_weights(net: CompiledNetwork, source: str | Path) -> tuple[int, int]:
     state = load_checkpoint(path)
     copied = transfer_weights(state["net"], net)
     if copied == 0:
-        raise CheckpointError(f"train.init_from={source}: none of its {len(state['net'])} tensors fits this architecture "
-                              "(another topology?); drop train.init_from or pass a run of the same architecture")
+        raise CheckpointError(
+            f"train.init_from={source}: none of its {len(state['net'])} tensors fits this architecture (another topology?); drop train.init_from or pass a run of the same architecture"
+        )
     return copied, len(net.state_dict())
 
 
@@ -279,8 +277,7 @@ def load_checkpoint(path: Path, fallback: bool = True) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file() and (not fallback or not previous_path(path).is_file()):
         other = path.with_name(LAST if path.name == BEST else BEST)
-        fix = (f"pick the other checkpoint with --checkpoint {other.name}" if other.is_file()
-               else "train into a new folder first (`archgraph train ARCH --out NEW_FOLDER`) and pass that folder")
+        fix = f"pick the other checkpoint with --checkpoint {other.name}" if other.is_file() else "train into a new folder first (`archgraph train ARCH --out NEW_FOLDER`) and pass that folder"
         raise CheckpointError(f"{path} does not exist; {fix}")
 
     def check(state: dict[str, Any]) -> None:
@@ -313,8 +310,14 @@ def _load_weights(net: CompiledNetwork, state: dict[str, Any], path: Path) -> No
         raise CheckpointError(f"{path} does not match {path.parent / 'arch.yaml'} (different layers or shapes); the run folder was mixed up, train again") from None
 
 
-EPOCH_LINE = [("loss", "loss", "{:.3f}"), ("train_pixel_acc", "train acc", "{:.3f}"), ("miou", "mIoU", "{:.4f}"),
-              ("pixel_acc", "pixel acc", "{:.4f}"), ("best_miou", "best", "{:.4f}"), ("seconds", "time", "{:.1f}s")]
+EPOCH_LINE = [
+    ("loss", "loss", "{:.3f}"),
+    ("train_pixel_acc", "train acc", "{:.3f}"),
+    ("miou", "mIoU", "{:.4f}"),
+    ("pixel_acc", "pixel acc", "{:.4f}"),
+    ("best_miou", "best", "{:.4f}"),
+    ("seconds", "time", "{:.1f}s"),
+]
 
 
 @dataclass
@@ -414,8 +417,12 @@ class TrainingRun(EpochLoop):
         if D.world_size() > 1:  # per-rank sums -> the global batch's numbers
             loss_sum, correct, counted = D.sum_over_ranks([loss_sum / D.world_size(), correct, counted])
         record: dict[str, Any] = {
-            "epoch": epoch, "loss": loss_sum / stage.steps, "train_pixel_acc": correct / max(counted, 1),
-            "lr": self.opt.param_groups[0]["lr"], "steps": stage.steps, "step_time": seconds / stage.steps,
+            "epoch": epoch,
+            "loss": loss_sum / stage.steps,
+            "train_pixel_acc": correct / max(counted, 1),
+            "lr": self.opt.param_groups[0]["lr"],
+            "steps": stage.steps,
+            "step_time": seconds / stage.steps,
             **{k: D.max_over_ranks(v) for k, v in peak_fields(self.device).items()},
         }
         if D.world_size() > 1:
@@ -431,10 +438,19 @@ class TrainingRun(EpochLoop):
         """What last.pt and best.pt hold: weights, optimiser, schedule, RNG, the best epoch, the named
         hooks' states (``hooks``) and an early stop's reason."""
         return {
-            "kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "epoch": epoch, "net": self.net.state_dict(),
-            "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "rng": rng_state(), "best": dict(self.evaluation.best),
-            "record": record, "arch_hash": graph_hash(self.graph), "class_names": self.val.class_names,
-            "hooks": self.hooks.state_dict(), "stopped_early": self.stop_reason,
+            "kind": CHECKPOINT_KIND,
+            "version": CHECKPOINT_VERSION,
+            "epoch": epoch,
+            "net": self.net.state_dict(),
+            "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "rng": rng_state(),
+            "best": dict(self.evaluation.best),
+            "record": record,
+            "arch_hash": graph_hash(self.graph),
+            "class_names": self.val.class_names,
+            "hooks": self.hooks.state_dict(),
+            "stopped_early": self.stop_reason,
         }
 
     def resume(self) -> None:
@@ -495,8 +511,9 @@ class EvaluationHook(Hook):
         from archgraph.engine.evaluate import evaluate
 
         clock = Timer()
-        summary = evaluate(run.net, run.val.dataset, run.val.num_classes, progress=run.progress and run.main, device=run.device,
-                           description=f"evaluate epoch {epoch + 1}", shard=True).summary(run.val.class_names)
+        summary = evaluate(run.net, run.val.dataset, run.val.num_classes, progress=run.progress and run.main, device=run.device, description=f"evaluate epoch {epoch + 1}", shard=True).summary(
+            run.val.class_names
+        )
         record.update(miou=summary["miou"], pixel_acc=summary["pixel_acc"], eval_seconds=clock.read())
         if summary["miou"] > self.best["miou"]:
             self.best = {"miou": summary["miou"], "epoch": epoch, "summary": summary}
@@ -582,8 +599,7 @@ def _check_recipe(t) -> None:
         raise ConfigError(f"train.multi_scale_eval={t.multi_scale_eval} must be a non-empty list of positive scales, e.g. [1.0] or [0.75,1.0,1.25]")
 
 
-def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False, progress: bool = True, source: str = "the architecture",
-                 hooks: Iterable[Hook] = ()) -> dict[str, Any]:
+def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False, progress: bool = True, source: str = "the architecture", hooks: Iterable[Hook] = ()) -> dict[str, Any]:
     """Train ``graph`` stand-alone, write the run folder (module docstring), return metrics.json's dict.
 
     ``source`` names the architecture file in error messages. ``hooks``: the caller's own
@@ -603,8 +619,7 @@ def run_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool = False
         return metrics
 
 
-def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, progress: bool, source: str = "the architecture",
-                     user_hooks: Iterable[Hook] = ()) -> TrainingRun:
+def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, progress: bool, source: str = "the architecture", user_hooks: Iterable[Hook] = ()) -> TrainingRun:
     """Data, network, optimiser, schedule and hooks; the state of ``last.pt`` when resuming."""
     t = cfg.train
     _check_recipe(t)
@@ -639,8 +654,27 @@ def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, pr
         step_net = D.compile_forward(step_net)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, poly_factor(t.epochs * steps, t.poly_power))
     bar = progress_bar(progress and main)
-    run = TrainingRun(cfg, graph, out, main, device, precision, train_ds, val, steps, net, step_net, opt, sched, progress,
-                      GracefulStop(f"archgraph train --resume --out {out}"), bar, EpochPrinter(bar, main), hooks, evaluation)
+    run = TrainingRun(
+        cfg,
+        graph,
+        out,
+        main,
+        device,
+        precision,
+        train_ds,
+        val,
+        steps,
+        net,
+        step_net,
+        opt,
+        sched,
+        progress,
+        GracefulStop(f"archgraph train --resume --out {out}"),
+        bar,
+        EpochPrinter(bar, main),
+        hooks,
+        evaluation,
+    )
     if resume:
         run.resume()
     elif t.init_from:
@@ -692,8 +726,9 @@ def finish(cfg: Config, out: Path, val: EvalData, progress: bool = False, stoppe
     scales = [float(s) for s in cfg.train.multi_scale_eval]
     summary = state["best"]["summary"]
     if scales != [1.0] or cfg.train.flip_eval:
-        summary = evaluate(net, val.dataset, val.num_classes, progress=progress, scales=scales, flip=cfg.train.flip_eval,
-                           device=device, description="final evaluation", shard=True).summary(val.class_names)
+        summary = evaluate(net, val.dataset, val.num_classes, progress=progress, scales=scales, flip=cfg.train.flip_eval, device=device, description="final evaluation", shard=True).summary(
+            val.class_names
+        )
     metrics = {
         **summary,
         "params": count_params(net),
@@ -753,8 +788,7 @@ def eval_settings(cfg: Config, checkpoint: str) -> dict[str, Any]:
     """What an evaluation's numbers depend on: the weights, the test-time augmentation and the data
     settings (``data.workers`` changes the speed only). Two results with other settings are two results."""
     data = {k: v for k, v in cfg.to_dict()["data"].items() if k != "workers"}
-    return {"checkpoint": checkpoint, "eval_scales": [float(s) for s in cfg.train.multi_scale_eval],
-            "eval_flip": bool(cfg.train.flip_eval), "data": data}
+    return {"checkpoint": checkpoint, "eval_scales": [float(s) for s in cfg.train.multi_scale_eval], "eval_flip": bool(cfg.train.flip_eval), "data": data}
 
 
 def eval_file_name(dataset: str, split: str, settings: dict[str, Any]) -> str:
@@ -787,12 +821,10 @@ def check_eval_target(path: Path, settings: dict[str, Any], force: bool) -> None
         what = f"made with other settings ({', '.join(changed) or 'unknown'})"
     else:
         what = "of an earlier archgraph version or another tool"
-    raise ConfigError(f"{path} holds an evaluation {what}; it is not replaced. Write this one elsewhere with -o FILE, "
-                      "or pass --force to replace it")
+    raise ConfigError(f"{path} holds an evaluation {what}; it is not replaced. Write this one elsewhere with -o FILE, or pass --force to replace it")
 
 
-def evaluate_run(run_dir: str | Path, overrides: list[str], checkpoint: str = BEST, output: Path | None = None, progress: bool = True,
-                 force: bool = False) -> tuple[dict[str, Any], Path]:
+def evaluate_run(run_dir: str | Path, overrides: list[str], checkpoint: str = BEST, output: Path | None = None, progress: bool = True, force: bool = False) -> tuple[dict[str, Any], Path]:
     """Evaluate a trained run on ``data`` (saved config <- overrides); write and return the JSON.
 
     The default file is named by the evaluation's settings (:func:`eval_file_name`); a file that
@@ -810,12 +842,18 @@ def evaluate_run(run_dir: str | Path, overrides: list[str], checkpoint: str = BE
     net = run.net.to(device)
     scales = [float(s) for s in cfg.train.multi_scale_eval]
     clock = Timer()
-    summary = evaluate(net, val.dataset, val.num_classes, progress=progress, scales=scales, flip=cfg.train.flip_eval,
-                       device=device).summary(val.class_names)
+    summary = evaluate(net, val.dataset, val.num_classes, progress=progress, scales=scales, flip=cfg.train.flip_eval, device=device).summary(val.class_names)
     result = {
-        **summary, "dataset": val.name, "split": val.split, "images": len(val.dataset), "eval_scales": scales,
-        "eval_flip": bool(cfg.train.flip_eval), "checkpoint": run.checkpoint.name, "params": count_params(net),
-        "seconds": clock.read(), "settings": settings,
+        **summary,
+        "dataset": val.name,
+        "split": val.split,
+        "images": len(val.dataset),
+        "eval_scales": scales,
+        "eval_flip": bool(cfg.train.flip_eval),
+        "checkpoint": run.checkpoint.name,
+        "params": count_params(net),
+        "seconds": clock.read(),
+        "settings": settings,
     }
     atomic_write_json(path, result)
     return result, path

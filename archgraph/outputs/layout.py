@@ -100,7 +100,9 @@ class GridLayout:
             {e: Route(tuple(move(p) for p in r.points), move(r.tip)) for e, r in self.routes.items()},
             [(k, a + dx, b + dx) for k, a, b in self.columns],
             [(k, a + dy, b + dy) for k, a, b in self.rows],
-            self.width, self.height, dict(self.lanes),
+            self.width,
+            self.height,
+            dict(self.lanes),
         )
 
 
@@ -119,11 +121,11 @@ class GridFrame:
         """The frame a laid-out picture needs."""
         bottoms = [0.0] + [b for _, _, b in layout.rows]
         tops = [t for _, t, _ in layout.rows] + [layout.height]
-        return cls(tuple((k, r - l) for k, l, r in layout.columns), tuple((k, b - t) for k, t, b in layout.rows),
-                   tuple(t - b for t, b in zip(tops, bottoms)))
+        return cls(tuple((k, r - l) for k, l, r in layout.columns), tuple((k, b - t) for k, t, b in layout.rows), tuple(t - b for t, b in zip(tops, bottoms)))
 
     def union(self, other: "GridFrame") -> "GridFrame":
         """Room for both: every key of either, each size the larger (channels of frames with the same rows)."""
+
         def merge(a, b):
             out = dict(a)
             for k, v in b:
@@ -233,8 +235,7 @@ def grid_layout(
         (cu, _), (cv, _) = where[u], where[v]
         bu, bv = boxes[u], boxes[v]
         if cu == cv:
-            between = [n for n, (c, _) in where.items() if c == cu and n not in e
-                       and min(bu.y, bv.y) < boxes[n].y < max(bu.y, bv.y)]
+            between = [n for n, (c, _) in where.items() if c == cu and n not in e and min(bu.y, bv.y) < boxes[n].y < max(bu.y, bv.y)]
             if not between:
                 plans[e] = ("vertical", None)
                 down = bv.y > bu.y
@@ -308,10 +309,13 @@ def grid_layout(
             path.line((q[0] - a * step, q[1]))
         routes[e] = Route(tuple(path.points), tip)
     return GridLayout(
-        boxes, routes,
+        boxes,
+        routes,
         [(col_keys[c], lefts[c], right[c]) for c in range(n_cols)],
         [(row_keys[r], row_top[r], row_top[r] + row_h[r]) for r in range(n_rows)],
-        width, height, lanes,
+        width,
+        height,
+        lanes,
     )
 
 
@@ -355,7 +359,7 @@ def _assign_lanes(edges: Sequence[tuple[str, str]], where: Mapping[str, tuple[in
         else:
             candidates = list(range(min(ru, rv) + 1, max(ru, rv) + 1))
             prefer = rv if rv > ru else rv + 1  # ties: the channel beside the target's row
-        best = min(candidates, key=lambda k: (max(occupancy[k][lo:hi + 1]), abs(k - prefer), k))
+        best = min(candidates, key=lambda k: (max(occupancy[k][lo : hi + 1]), abs(k - prefer), k))
         for c in range(lo, hi + 1):
             occupancy[best][c] += 1
         channel_of[e] = best
@@ -406,7 +410,7 @@ def layered_cells(graph: nx.DiGraph) -> dict[str, tuple[int, int]]:
 
     for sweep in range(6):
         backward = sweep % 2 == 1
-        for c in (reversed(columns) if backward else columns):
+        for c in reversed(columns) if backward else columns:
             want = {n: mean(n, list(graph.successors(n) if backward else graph.predecessors(n))) for n in c}
             if sweep >= 4:  # the last two: both sides count
                 want = {n: mean(n, list(graph.successors(n)) + list(graph.predecessors(n))) for n in c}

@@ -102,8 +102,7 @@ def short_op(name: str) -> str:
 
 # Character widths of Helvetica (and of its look-alikes Arial and Liberation Sans), in em, rounded up:
 # node boxes have a fixed size (the edges are routed around them), so the text must fit for sure.
-_WIDTHS = {**dict.fromkeys("ijl|'", 0.23), **dict.fromkeys("ftI!.,:;·/ ", 0.29), **dict.fromkeys('()[]-r"', 0.34),
-           **dict.fromkeys("mM", 0.85), "w": 0.74, "W": 0.95}
+_WIDTHS = {**dict.fromkeys("ijl|'", 0.23), **dict.fromkeys("ftI!.,:;·/ ", 0.29), **dict.fromkeys('()[]-r"', 0.34), **dict.fromkeys("mM", 0.85), "w": 0.74, "W": 0.95}
 
 
 def text_width(text: str, size: float) -> float:
@@ -194,7 +193,7 @@ def scale_colour(scale: int) -> str:
 
 def _shade(colour: str, factor: float) -> str:
     """``colour`` (``#rrggbb``) with every channel multiplied by ``factor`` (< 1: darker)."""
-    return "#" + "".join(f"{min(255, int(round(int(colour[i:i + 2], 16) * factor))):02x}" for i in (1, 3, 5))
+    return "#" + "".join(f"{min(255, int(round(int(colour[i : i + 2], 16) * factor))):02x}" for i in (1, 3, 5))
 
 
 def _mode_line(graph: nx.DiGraph, n: str) -> list[str]:
@@ -265,8 +264,7 @@ class _Scene:
 
         dot = graphviz.Digraph(name="archgraph", engine="neato")
         # positions and paths are in points: `neato -n2` takes them as they are (inputscale: plain `neato` too)
-        dot.attr("graph", outputorder="edgesfirst", inputscale="72", fontname=FONT, labelloc="t",
-                 fontsize="18", label=title, pad="0.3")
+        dot.attr("graph", outputorder="edgesfirst", inputscale="72", fontname=FONT, labelloc="t", fontsize="18", label=title, pad="0.3")
         dot.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize=f"{NODE_FONT:g}", fixedsize="true", margin="0")
         dot.attr("edge", arrowsize="0.5")
         boxes = {name: box for name, _, box, _ in self.nodes}
@@ -354,8 +352,7 @@ def grid_frame(graphs: Collection[nx.DiGraph], supernet: nx.DiGraph | None = Non
     return out
 
 
-def _grid_scene(graph: nx.DiGraph, scores: Mapping[str, Any] | None, highlight: Collection[str] = (),
-                frame: GridFrame | None = None, derived: nx.DiGraph | None = None) -> tuple[_Scene, str]:
+def _grid_scene(graph: nx.DiGraph, scores: Mapping[str, Any] | None, highlight: Collection[str] = (), frame: GridFrame | None = None, derived: nx.DiGraph | None = None) -> tuple[_Scene, str]:
     """The grid: nodes, edges, axes. Also returns what the edges show. Nodes in ``highlight`` are
     outlined red (the report's epoch frames: a decision changed there); ``frame``: a shared geometry
     (:func:`grid_frame`); ``derived``: the architecture drawn dark (:func:`architecture_for`)."""
@@ -370,8 +367,7 @@ def _grid_scene(graph: nx.DiGraph, scores: Mapping[str, Any] | None, highlight: 
     return scene, shows
 
 
-def _edge_styles(graph: nx.DiGraph, probs: Mapping[tuple[str, str], float], kept: set[tuple[str, str]],
-                 derived: nx.DiGraph | None) -> tuple[dict[tuple[str, str], tuple[str, dict[str, str]]], str]:
+def _edge_styles(graph: nx.DiGraph, probs: Mapping[tuple[str, str], float], kept: set[tuple[str, str]], derived: nx.DiGraph | None) -> tuple[dict[tuple[str, str], tuple[str, dict[str, str]]], str]:
     """(class, DOT attributes) per edge, and what the edges show: ``scored``, ``candidates``, ``derived`` or ``fixed``."""
     # Widths are relative to the strongest input of the same node: a node with 56 candidate inputs
     # spreads its probability thinner than one with 4, yet its favourites should look as strong.
@@ -400,8 +396,7 @@ def _edge_styles(graph: nx.DiGraph, probs: Mapping[tuple[str, str], float], kept
             shows = "derived" if shows == "fixed" else shows
         elif derived is not None:  # a fixed edge of a scored supernet: dark if the architecture has it
             on = derived.has_edge(u, v)
-            styles[(u, v)] = ("kept" if on else "faint", {"tooltip": f"{u} -> {v}", "penwidth": "1.0" if on else "0.5",
-                                                          "color": KEPT_COLOUR if on else FAINT_COLOUR + _alpha_hex(0.25)})
+            styles[(u, v)] = ("kept" if on else "faint", {"tooltip": f"{u} -> {v}", "penwidth": "1.0" if on else "0.5", "color": KEPT_COLOUR if on else FAINT_COLOUR + _alpha_hex(0.25)})
         else:
             styles[(u, v)] = ("fixed", {"tooltip": f"{u} -> {v}", "penwidth": "1.0", "color": FIXED_COLOUR})
     return styles, shows
@@ -417,15 +412,15 @@ def mixed_nodes(graph: nx.DiGraph) -> set[str]:
     return out
 
 
-def _mixed_style(u: str, v: str, attrs: Mapping[str, Any], probs: Mapping[tuple[str, str], float], kept: set[tuple[str, str]],
-                 derived: nx.DiGraph | None, node_max: Mapping[str, float]) -> tuple[str, dict[str, str]]:
+def _mixed_style(
+    u: str, v: str, attrs: Mapping[str, Any], probs: Mapping[tuple[str, str], float], kept: set[tuple[str, str]], derived: nx.DiGraph | None, node_max: Mapping[str, float]
+) -> tuple[str, dict[str, str]]:
     """An input of a node that has fixed and chosen inputs: fixed ones solid dark grey and a little
     wider (always used), candidate and chosen ones dashed, else styled as any candidate or kept edge."""
     kind = attrs.get("kind", "fixed")
     if kind == "fixed":
         on = derived is None or derived.has_edge(u, v)
-        return ("fixed" if on else "faint", {"tooltip": f"{u} -> {v}: fixed input (always used)", "penwidth": "1.8" if on else "0.5",
-                                             "color": FIXED_COLOUR if on else FAINT_COLOUR + _alpha_hex(0.25)})
+        return ("fixed" if on else "faint", {"tooltip": f"{u} -> {v}: fixed input (always used)", "penwidth": "1.8" if on else "0.5", "color": FIXED_COLOUR if on else FAINT_COLOUR + _alpha_hex(0.25)})
     if (u, v) in probs:
         p = probs[(u, v)]
         rel = p / (node_max.get(v) or 1.0)
@@ -445,13 +440,11 @@ def _axes(scene: _Scene, graph: nx.DiGraph, layout: GridLayout) -> None:
         name = _column_name(graph, key, members)
         if name is not None:
             w = text_width(name, AXIS_FONT) + 6.0
-            scene.node(f"axis/{name}", name, Box((left + right) / 2, -8.0 - 9.0, w, 18.0), shape="plaintext", style="solid",
-                       fontsize=f"{AXIS_FONT:g}", fontcolor="#555555")
+            scene.node(f"axis/{name}", name, Box((left + right) / 2, -8.0 - 9.0, w, 18.0), shape="plaintext", style="solid", fontsize=f"{AXIS_FONT:g}", fontcolor="#555555")
     for key, top, bottom in layout.rows:
-        name = f"scale 1/{int(round(2 ** key))}"
+        name = f"scale 1/{int(round(2**key))}"
         w = text_width(name, AXIS_FONT) + 6.0
-        scene.node(f"axis/{name}", name, Box(-14.0 - w / 2, (top + bottom) / 2, w, 18.0), shape="plaintext", style="solid",
-                   fontsize=f"{AXIS_FONT:g}", fontcolor="#555555")
+        scene.node(f"axis/{name}", name, Box(-14.0 - w / 2, (top + bottom) / 2, w, 18.0), shape="plaintext", style="solid", fontsize=f"{AXIS_FONT:g}", fontcolor="#555555")
 
 
 def _body_signature(body: nx.DiGraph) -> str:
@@ -490,8 +483,7 @@ def _body_looks(body: nx.DiGraph, ops: Mapping[str, Any], kept: set[str] | None)
         else:
             text = [n, short_op(spec.ops[0]) if spec.ops else spec.kind]
         faded = kept is not None and n not in kept
-        looks[n] = (text, {"fillcolor": "#f3f3f3" if faded else KIND_COLOURS.get(spec.kind, "#dbe9f6"),
-                           "color": "#bbbbbb" if faded else "#404040", "fontcolor": "#999999" if faded else "#000000"})
+        looks[n] = (text, {"fillcolor": "#f3f3f3" if faded else KIND_COLOURS.get(spec.kind, "#dbe9f6"), "color": "#bbbbbb" if faded else "#404040", "fontcolor": "#999999" if faded else "#000000"})
     return looks
 
 
@@ -510,8 +502,7 @@ def _body_panels(scene: _Scene, graph: nx.DiGraph, scores: Mapping[str, Any] | N
         looks = _body_looks(body, ops, kept)
         cells = layered_cells(body)
         faded = {(u, v): kept is not None and (u not in kept or v not in kept) for u, v in body.edges}
-        layout = grid_layout(cells, {n: _box_size(looks[n][0]) for n in cells}, body.edges, BODY,
-                             {e: 0.6 if f else 1.4 for e, f in faded.items()})
+        layout = grid_layout(cells, {n: _box_size(looks[n][0]) for n in cells}, body.edges, BODY, {e: 0.6 if f else 1.4 for e, f in faded.items()})
         who = f"the body of {owner}" if len(group) == 1 else f"the body shared by {len(group)} cell nodes ({owner}, ...)"
         what = "; op = most probable (its probability)" if any(node_spec(body, n).has_op_choice for n in body.nodes) and ops else ""
         what += "; faded = not kept by the decoder" if kept is not None else ""
@@ -522,8 +513,7 @@ def _body_panels(scene: _Scene, graph: nx.DiGraph, scores: Mapping[str, Any] | N
             text, attrs = looks[n]
             scene.node(f"{owner}/{n}", "\\n".join(text), layout.boxes[n], tooltip=f"{owner}/{n}", **attrs)
         for (u, v), f in faded.items():
-            scene.edge(f"{owner}/{u}", f"{owner}/{v}", layout.routes[(u, v)], "faint" if f else "kept",
-                       color="#cccccc" if f else KEPT_COLOUR, penwidth="0.6" if f else "1.4", tooltip=f"{u} -> {v}")
+            scene.edge(f"{owner}/{u}", f"{owner}/{v}", layout.routes[(u, v)], "faint" if f else "kept", color="#cccccc" if f else KEPT_COLOUR, penwidth="0.6" if f else "1.4", tooltip=f"{u} -> {v}")
         top = scene.bottom() + 28.0
 
 
@@ -546,32 +536,35 @@ def _colour_legend(graph: nx.DiGraph) -> list[tuple]:
 
 def _legend(scene: _Scene, graph: nx.DiGraph, shows: str, top: float) -> None:
     """How to read the picture: edge widths and colours, node colours, node labels."""
+
     def line(colour: str, width: float) -> tuple[str, float, float, str]:
         return ("swatch", 26.0, max(width, 0.6), colour)
 
     rows: list[list[tuple]] = []
     if shows == "scored":
-        rows.append([line(_kept_style(r)["color"], float(_kept_style(r)["penwidth"])) for r in (0.3, 0.65, 1.0)]
-                    + [("text", "kept by the decoder; width = the edge's probability softmax(\u03b2), relative to the strongest input of its target")])
-        rows.append([line(_faint_style(r)["color"], float(_faint_style(r)["penwidth"])) for r in (0.3, 0.65, 1.0)]
-                    + [("text", "not kept; width and darkness likewise")])
+        rows.append(
+            [line(_kept_style(r)["color"], float(_kept_style(r)["penwidth"])) for r in (0.3, 0.65, 1.0)]
+            + [("text", "kept by the decoder; width = the edge's probability softmax(\u03b2), relative to the strongest input of its target")]
+        )
+        rows.append([line(_faint_style(r)["color"], float(_faint_style(r)["penwidth"])) for r in (0.3, 0.65, 1.0)] + [("text", "not kept; width and darkness likewise")])
     elif shows == "candidates":
         rows.append([line("#9e9e9e", 0.6), ("text", "candidate edge (no scores: all alike)")])
     elif shows == "derived":
-        rows.append([line(KEPT_COLOUR, float(_score_style(p)["penwidth"])) for p in (0.3, 0.65, 1.0)]
-                    + [("text", "kept edge; width = the probability the decoder kept it with")])
+        rows.append([line(KEPT_COLOUR, float(_score_style(p)["penwidth"])) for p in (0.3, 0.65, 1.0)] + [("text", "kept edge; width = the probability the decoder kept it with")])
     mixed = mixed_nodes(graph)
     if any(a.get("score") is None and a.get("kind") != "candidate" and v not in mixed for _, v, a in graph.edges(data=True)):
         if shows == "scored":
-            rows.append([line(KEPT_COLOUR, 1.0), line(FAINT_COLOUR + _alpha_hex(0.25), 0.5),
-                         ("text", "fixed edge (no choice): in the architecture, or not (the decoder drops one of its ends)")])
+            rows.append([line(KEPT_COLOUR, 1.0), line(FAINT_COLOUR + _alpha_hex(0.25), 0.5), ("text", "fixed edge (no choice): in the architecture, or not (the decoder drops one of its ends)")])
         else:
             rows.append([line(FIXED_COLOUR, 1.0), ("text", "fixed edge (no choice)")])
     if mixed:
         dashes = [("swatch", 6.0, 1.2, KEPT_COLOUR), ("swatch", 6.0, 1.2, KEPT_COLOUR), ("swatch", 6.0, 1.2, KEPT_COLOUR)]
         rows.append([line(FIXED_COLOUR, 1.8), ("text", "fixed input of a node that also chooses inputs: always used (e.g. a U-Net's up-path)")])
-        what = ("a chosen input of such a node (kept by the decoder; the chosen ones are pooled into one input)" if shows == "derived"
-                else "a candidate input of such a node (chosen among; the chosen ones are pooled into one input)")
+        what = (
+            "a chosen input of such a node (kept by the decoder; the chosen ones are pooled into one input)"
+            if shows == "derived"
+            else "a candidate input of such a node (chosen among; the chosen ones are pooled into one input)"
+        )
         rows.append(dashes + [("text", f"dashed: {what}")])
     rows.append(_colour_legend(graph))
     op = {"scored": "most probable op (its probability)", "derived": "op"}.get(shows, "op, or the number of candidate ops")
@@ -583,16 +576,16 @@ def _legend(scene: _Scene, graph: nx.DiGraph, shows: str, top: float) -> None:
         for j, item in enumerate(row):
             if item[0] == "swatch":
                 _, w, h, colour = item
-                scene.node(f"legend/{i}.{j}", "", Box(x + w / 2, y + 8.5, w, h), shape="box", style="filled",
-                           fillcolor=colour, color=colour, penwidth="0")
+                scene.node(f"legend/{i}.{j}", "", Box(x + w / 2, y + 8.5, w, h), shape="box", style="filled", fillcolor=colour, color=colour, penwidth="0")
                 x += w + 8.0
             else:
                 x = scene.text(f"legend/{i}.{j}", [item[1]], x, y, NODE_FONT, fontcolor="#333333").right + 12.0
         y += 24.0  # items 8 pt apart at least: plain `neato` (routing its own splines) needs 6.4
 
 
-def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None, highlight: Collection[str] = (),
-           frame: GridFrame | None = None, derived: nx.DiGraph | None = None) -> str:
+def to_dot(
+    graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None, highlight: Collection[str] = (), frame: GridFrame | None = None, derived: nx.DiGraph | None = None
+) -> str:
     """The DOT source of ``graph`` (see the module docstring for what is drawn how); ``neato -n2`` draws it.
     ``highlight``: top-level nodes to outline red; ``frame``: a geometry shared with other pictures (:func:`grid_frame`);
     ``derived``: the architecture the caller derived from ``scores`` (drawn dark; decoded from the
@@ -605,8 +598,7 @@ def to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: st
     return scene.source(title or str(graph.graph.get("name", "")))
 
 
-def cell_to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None,
-                derived: nx.DiGraph | None = None) -> str:
+def cell_to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, title: str | None = None, derived: nx.DiGraph | None = None) -> str:
     """The body of ``graph``'s first cell as a picture of its own (left to right by block, laid out by ``dot``).
 
     With scores, each op-choice node shows its best op and probability and, for a graph that names a
@@ -624,8 +616,7 @@ def cell_to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, titl
         kept = _kept_body_nodes(architecture_for(graph, scores, derived), cell)
     looks = _body_looks(body, (scores or {}).get("ops", {}), kept)
     dot = graphviz.Digraph(name="cell", engine="dot")
-    dot.attr("graph", rankdir="LR", fontname=FONT, labelloc="t", fontsize="16",
-             label=title or f"cell of {graph.graph.get('name', '')} ({cell})")
+    dot.attr("graph", rankdir="LR", fontname=FONT, labelloc="t", fontsize="16", label=title or f"cell of {graph.graph.get('name', '')} ({cell})")
     dot.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize=f"{NODE_FONT:g}")
     for n in body.nodes:
         text, attrs = looks[n]
@@ -636,14 +627,12 @@ def cell_to_dot(graph: nx.DiGraph, scores: Mapping[str, Any] | None = None, titl
     return dot.source
 
 
-def render_cell(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None,
-                derived: nx.DiGraph | None = None) -> RenderResult:
+def render_cell(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None, derived: nx.DiGraph | None = None) -> RenderResult:
     """Draw the first cell's body of ``graph`` to ``output`` (format from its suffix)."""
     return _write(cell_to_dot(graph, scores, title, derived), Path(output), "dot")
 
 
-def render(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None,
-           frame: GridFrame | None = None, derived: nx.DiGraph | None = None) -> RenderResult:
+def render(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | None = None, title: str | None = None, frame: GridFrame | None = None, derived: nx.DiGraph | None = None) -> RenderResult:
     """Draw ``graph`` to ``output`` (format from its suffix); never raises for a missing Graphviz.
 
     A graph with cells also gets its cell drawn on its own, ``<stem>_cell<suffix>`` (``extra``).
@@ -663,8 +652,7 @@ def render(graph: nx.DiGraph, output: str | Path, scores: Mapping[str, Any] | No
     return RenderResult(result.path, None, (cell.path,), result.drawn)
 
 
-def picture(graph: nx.DiGraph, fmt: str = "svg", scores: Mapping[str, Any] | None = None, title: str | None = None,
-            highlight: Collection[str] = (), derived: nx.DiGraph | None = None) -> bytes | None:
+def picture(graph: nx.DiGraph, fmt: str = "svg", scores: Mapping[str, Any] | None = None, title: str | None = None, highlight: Collection[str] = (), derived: nx.DiGraph | None = None) -> bytes | None:
     """``graph`` drawn as ``fmt`` bytes, in memory (no file); ``None`` (and the warning, once) when
     Graphviz is missing or fails. ``highlight``: top-level nodes to outline red; ``derived`` as in :func:`to_dot`."""
     return _pipe(to_dot(graph, scores, title, highlight, derived=derived), "neato", fmt, f"this {fmt} picture")
@@ -684,14 +672,15 @@ def _pipe(source: str, engine: str, fmt: str, what: str) -> bytes | None:
     try:
         return graphviz.Source(source, engine=engine).pipe(format=fmt, quiet=True, neato_no_op=2 if engine == "neato" else None)
     except graphviz.ExecutableNotFound:
-        _warn_once(f"Graphviz is not installed (no `{engine}` program on PATH), so {what} and every further picture is "
-                   f"written as DOT source (a .dot file) instead; {INSTALL_HINT}, then draw them with `archgraph render` "
-                   "(`archgraph report RUN` draws a search run's pictures)")
+        _warn_once(
+            f"Graphviz is not installed (no `{engine}` program on PATH), so {what} and every further picture is "
+            f"written as DOT source (a .dot file) instead; {INSTALL_HINT}, then draw them with `archgraph render` "
+            "(`archgraph report RUN` draws a search run's pictures)"
+        )
     except graphviz.CalledProcessError as exc:  # a picture Graphviz cannot lay out: said for each one
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
         first = stderr.strip().splitlines()[:1]
-        print(f"warning: Graphviz's `{engine}` failed on {what} ({first[0] if first else f'exit status {exc.returncode}'}); "
-              "its DOT source is written instead", file=sys.stderr)
+        print(f"warning: Graphviz's `{engine}` failed on {what} ({first[0] if first else f'exit status {exc.returncode}'}); its DOT source is written instead", file=sys.stderr)
     return None
 
 

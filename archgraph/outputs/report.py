@@ -56,8 +56,10 @@ def _not_a_search_run(run_dir: Path) -> str:
     if not run_dir.is_dir():
         return f"{run_dir}: no such folder; pass the --out folder of `archgraph search`"
     if kind == "train":
-        return (f"{run_dir} is a training run folder (written by `archgraph train`), not a search run; `archgraph report` "
-                f"reads the --out folder of `archgraph search`. For this run's numbers: `archgraph evaluate {run_dir}`")
+        return (
+            f"{run_dir} is a training run folder (written by `archgraph train`), not a search run; `archgraph report` "
+            f"reads the --out folder of `archgraph search`. For this run's numbers: `archgraph evaluate {run_dir}`"
+        )
     if kind == "compare":
         search = example(run_dir, "runs/*/*/search/search.jsonl")
         also = f"; one of its searches: `archgraph report {search}`" if search else ""
@@ -157,7 +159,7 @@ def plot_curves(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
         for s in stages[1:]:
             first = next(x for x, r in zip(xs_all, records) if r.get("stage", 0) == s)
             ax.axvline(first - 0.5, color="grey", linestyle=":", linewidth=1)
-    for ax in list(axes.flat)[len(present):]:
+    for ax in list(axes.flat)[len(present) :]:
         ax.axis("off")
     fig.tight_layout()
     return figure_bytes(fig)
@@ -171,16 +173,25 @@ def health_section(run_dir: Path, records: list[dict[str, Any]]) -> str:
         return ""
     first, last = records[0], records[-1]
     rows = []
-    for key, what in (("margin_alpha", "decision margin of alpha"), ("margin_beta", "decision margin of beta"),
-                      ("entropy_alpha", "entropy of softmax(alpha)"), ("entropy_beta", "entropy of softmax(beta)")):
+    for key, what in (
+        ("margin_alpha", "decision margin of alpha"),
+        ("margin_beta", "decision margin of beta"),
+        ("entropy_alpha", "entropy of softmax(alpha)"),
+        ("entropy_beta", "entropy of softmax(beta)"),
+    ):
         if first.get(key) is not None and last.get(key) is not None:
             rows.append(f"<tr><th>{what}</th><td>{first[key]:.4f} &rarr; {last[key]:.4f}</td></tr>")
     changed = [sum(r.get(k, 0) for r in records) for k in ("changed_ops", "changed_inputs")]
     rows.append(f"<tr><th>decisions changed (ops / inputs), all epochs</th><td>{changed[0]} / {changed[1]}</td></tr>")
     steps = final.get("arch_steps_total", sum(r.get("arch_steps", 0) for r in records))
     rows.append(f"<tr><th>architecture steps</th><td>{steps}</td></tr>")
-    verdict = (f'<p class="unfinished"><strong>{html.escape(final["warning"])}</strong></p>' if final.get("warning")
-               else "<p>The decisions are past the initialisation's noise (docs/strategies.md, search health).</p>" if final else "")
+    verdict = (
+        f'<p class="unfinished"><strong>{html.escape(final["warning"])}</strong></p>'
+        if final.get("warning")
+        else "<p>The decisions are past the initialisation's noise (docs/strategies.md, search health).</p>"
+        if final
+        else ""
+    )
     return f"<h2>Search health</h2>{verdict}<table>{''.join(rows)}</table>"
 
 
@@ -199,28 +210,33 @@ def selection_section(run_dir: Path) -> str:
         picked = sel.get("picked")
         ranked = sorted(range(len(scores)), key=lambda i: -scores[i])[:12]
         kept = ' class="changed"'
-        cells = "".join(f"<tr{kept if i == picked else ''}><td>{i + 1}</td><td>{scores[i]:.4f}</td>"
-                        f"<td>{'kept' if i == picked else ''}</td></tr>" for i in ranked)
+        cells = "".join(f"<tr{kept if i == picked else ''}><td>{i + 1}</td><td>{scores[i]:.4f}</td><td>{'kept' if i == picked else ''}</td></tr>" for i in ranked)
         more = f"<p>{len(scores) - len(ranked)} more candidates not shown.</p>" if len(scores) > len(ranked) else ""
-        parts.append(f"<h2>Selection</h2><p>The architecture was picked by <code>{html.escape(str(sel.get('selector')))}</code> from "
-                     f"{sel.get('candidates')} candidates scored on the selection split (carved from the training data; "
-                     f"never val) in {float(sel.get('seconds', 0)):.1f} s. docs/strategies.md, \"Selection\".</p>"
-                     f"<table><tr><th>candidate</th><th>score</th><th></th></tr>{cells}</table>{more}")
+        parts.append(
+            f"<h2>Selection</h2><p>The architecture was picked by <code>{html.escape(str(sel.get('selector')))}</code> from "
+            f"{sel.get('candidates')} candidates scored on the selection split (carved from the training data; "
+            f"never val) in {float(sel.get('seconds', 0)):.1f} s. docs/strategies.md, \"Selection\".</p>"
+            f"<table><tr><th>candidate</th><th>score</th><th></th></tr>{cells}</table>{more}"
+        )
     elif final.get("derived_by"):
         parts.append(f"<h2>Selection</h2><p>Picked by {html.escape(str(final['derived_by']))}.</p>")
     spent = final.get("spent")
     if spent:
-        rows = "".join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(spent[key]))}</td></tr>"
-                       for key, label in (("weight_steps", "weight steps"), ("arch_steps", "architecture steps"), ("images", "images"),
-                                          ("forward_gflop", "forward GFLOPs"), ("wall_seconds", "wall seconds")) if key in spent)
-        parts.append(f"<h2>What the search spent</h2><p>Budget: <code>{html.escape(str(final.get('budget', 'official')))}</code>.</p>"
-                     f"<table>{rows}</table>")
+        rows = "".join(
+            f"<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(spent[key]))}</td></tr>"
+            for key, label in (("weight_steps", "weight steps"), ("arch_steps", "architecture steps"), ("images", "images"), ("forward_gflop", "forward GFLOPs"), ("wall_seconds", "wall seconds"))
+            if key in spent
+        )
+        parts.append(f"<h2>What the search spent</h2><p>Budget: <code>{html.escape(str(final.get('budget', 'official')))}</code>.</p><table>{rows}</table>")
     cost = final.get("cost")
     if cost:
         within = cost.get("within_budget")
         verdict = "within its budget" if within else '<strong class="unfinished">over its budget</strong>' if within is False else ""
-        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(cost[k]))}</td></tr>"
-                       for k in ("limit", "metric", "unit", "resolution", "predicted", "measured", "rule", "excess") if cost.get(k) is not None)
+        rows = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(cost[k]))}</td></tr>"
+            for k in ("limit", "metric", "unit", "resolution", "predicted", "measured", "rule", "excess")
+            if cost.get(k) is not None
+        )
         parts.append(f"<h2>Cost</h2><p>The derived architecture is {verdict}.</p><table>{rows}</table>")
     return "".join(parts)
 
@@ -242,7 +258,7 @@ def derived_size(run_dir: Path) -> dict[str, Any]:
 
 
 def _svg_inline(svg: str) -> str:
-    return f'<div class="pic">{svg[svg.find("<svg"):]}</div>'
+    return f'<div class="pic">{svg[svg.find("<svg") :]}</div>'
 
 
 def _picture(run_dir: Path, name: str, title: str) -> str:
@@ -321,17 +337,23 @@ table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 
 
 PEAK_MEMORY = "peak memory"  # not a record key: whichever peak the record carries, labelled with its quantity (archgraph.core.measure)
 SUMMARY_FIELDS = (  # (record key, what a reader calls it); epochs and stages are counted from 1, as on the console
-    ("s_miou", "S-mIoU (val, derived architecture in the supernet)"), ("loss", "weight loss (trainA)"),
-    ("arch_loss", "architecture loss (trainB)"), ("entropy_alpha", "entropy of softmax(alpha)"), ("entropy_beta", "entropy of softmax(beta)"),
-    ("margin_alpha", "decision margin of alpha"), ("margin_beta", "decision margin of beta"), ("tau", "temperature tau"),
-    ("step_time", "seconds per step"), (PEAK_MEMORY, "peak memory (MB)"), ("arch_hash", "architecture hash"),
+    ("s_miou", "S-mIoU (val, derived architecture in the supernet)"),
+    ("loss", "weight loss (trainA)"),
+    ("arch_loss", "architecture loss (trainB)"),
+    ("entropy_alpha", "entropy of softmax(alpha)"),
+    ("entropy_beta", "entropy of softmax(beta)"),
+    ("margin_alpha", "decision margin of alpha"),
+    ("margin_beta", "decision margin of beta"),
+    ("tau", "temperature tau"),
+    ("step_time", "seconds per step"),
+    (PEAK_MEMORY, "peak memory (MB)"),
+    ("arch_hash", "architecture hash"),
 )
 
 
 def summary_rows(size: dict[str, Any], last: dict[str, Any], status: SearchStatus) -> dict[str, Any]:
     """The summary table: the derived model's size, then the chosen fields of the last epoch."""
-    rows: dict[str, Any] = {"parameters": size.get("params"), "FLOPs": size.get("flops"),
-                            "FLOPs measured at (H, W)": size.get("flops_at")} if size else {}
+    rows: dict[str, Any] = {"parameters": size.get("params"), "FLOPs": size.get("flops"), "FLOPs measured at (H, W)": size.get("flops_at")} if size else {}
     if last:
         epoch = f"{int(last.get('epoch', 0)) + 1}" + (f" (stage {int(last['stage']) + 1})" if last.get("stage") else "")
         rows[f"{'last' if status.finished else 'latest'} epoch"] = epoch

@@ -46,15 +46,13 @@ def decisions(derived: nx.DiGraph, prefix: str = "") -> Decisions:
         if spec.kind not in ("fusion", "cell"):
             continue
         key = f"{prefix}{n}"
-        out[key] = {"op": spec.ops[0] if spec.kind == "fusion" and spec.ops else spec.kind,
-                    "inputs": sorted(derived.predecessors(n))}
+        out[key] = {"op": spec.ops[0] if spec.kind == "fusion" and spec.ops else spec.kind, "inputs": sorted(derived.predecessors(n))}
         if spec.kind == "cell" and spec.body is not None:
             out.update(decisions(spec.body, f"{key}/"))
     return out
 
 
-def history_record(stage: int, epoch: int, scores: tuple[Mapping[str, Any], Mapping[str, Any]], derived: nx.DiGraph,
-                   label: str | None = None) -> dict[str, Any]:
+def history_record(stage: int, epoch: int, scores: tuple[Mapping[str, Any], Mapping[str, Any]], derived: nx.DiGraph, label: str | None = None) -> dict[str, Any]:
     """One line of ``history.jsonl``: scores and derived decisions after ``epoch`` (-1: before the first
     step). ``label`` names a state that is no epoch's, such as the pick of SPOS's evolution at the end."""
     ops, inputs = scores
@@ -150,8 +148,7 @@ def plot_settling(s: Settling) -> tuple[bytes, bytes]:
 
     plt = pyplot()
     rows = len(s.nodes)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 2.4 + min(0.16 * rows, 9.0)), sharex=True,
-                                      gridspec_kw={"height_ratios": [1, max(1.5, min(rows / 8, 6))]})
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 2.4 + min(0.16 * rows, 9.0)), sharex=True, gridspec_kw={"height_ratios": [1, max(1.5, min(rows / 8, 6))]})
     xs = list(range(len(s.labels)))
     top.plot(xs, s.unsettled, marker="o", markersize=3)
     top.set_ylabel("nodes not yet\nat final choice", fontsize=8)
@@ -162,8 +159,7 @@ def plot_settling(s: Settling) -> tuple[bytes, bytes]:
     from matplotlib.ticker import MaxNLocator
 
     top.yaxis.set_major_locator(MaxNLocator(integer=True))
-    bottom.imshow([[1.0 if v else 0.0 for v in row] for row in s.matrix], aspect="auto", cmap=ListedColormap(["#e8e8e8", "#1f4e9a"]),
-                  vmin=0.0, vmax=1.0, interpolation="nearest")
+    bottom.imshow([[1.0 if v else 0.0 for v in row] for row in s.matrix], aspect="auto", cmap=ListedColormap(["#e8e8e8", "#1f4e9a"]), vmin=0.0, vmax=1.0, interpolation="nearest")
     bottom.set_yticks(range(rows))
     bottom.set_yticklabels(s.nodes, fontsize=max(4, min(8, 220 // max(rows, 1))))
     step = max(1, len(xs) // 12)
@@ -178,9 +174,16 @@ def plot_settling(s: Settling) -> tuple[bytes, bytes]:
 
 
 FIGURES = (  # (search.jsonl key, label) shown beside each frame
-    ("loss", "weight loss"), ("arch_loss", "arch loss"), ("s_miou", "S-mIoU"), ("tau", "tau"),
-    ("entropy_alpha", "H(alpha)"), ("entropy_beta", "H(beta)"), ("margin_alpha", "margin alpha"),
-    ("margin_beta", "margin beta"), ("changed_ops", "op decisions changed"), ("changed_inputs", "input decisions changed"),
+    ("loss", "weight loss"),
+    ("arch_loss", "arch loss"),
+    ("s_miou", "S-mIoU"),
+    ("tau", "tau"),
+    ("entropy_alpha", "H(alpha)"),
+    ("entropy_beta", "H(beta)"),
+    ("margin_alpha", "margin alpha"),
+    ("margin_beta", "margin beta"),
+    ("changed_ops", "op decisions changed"),
+    ("changed_inputs", "input decisions changed"),
 )
 
 SCRIPT = """<script>
@@ -220,12 +223,11 @@ def _figures_table(record: Mapping[str, Any] | None, changed: list[str]) -> str:
 def _frame_picture(graph: nx.DiGraph, record: Mapping[str, Any], changed: list[str], title: str) -> str | None:
     from archgraph.outputs.render import picture
 
-    data = picture(graph, "svg", scores={"ops": record["ops"], "inputs": record["inputs"]}, title=title,
-                   highlight=[n for n in changed if n in graph])
+    data = picture(graph, "svg", scores={"ops": record["ops"], "inputs": record["inputs"]}, title=title, highlight=[n for n in changed if n in graph])
     if data is None:
         return None
     svg = data.decode(errors="replace")
-    return svg[svg.find("<svg"):]
+    return svg[svg.find("<svg") :]
 
 
 def watch_section(run_dir: Path, log: Sequence[Mapping[str, Any]], most: int = DEFAULT_FRAMES) -> str:
@@ -254,14 +256,14 @@ def watch_section(run_dir: Path, log: Sequence[Mapping[str, Any]], most: int = D
         missing_dot = missing_dot or svg is None
         pic = f'<div class="pic">{svg}</div>' if svg else "<p><em>(Graphviz is not installed: no picture)</em></p>"
         hidden = "" if position == len(picks) - 1 else " hidden"
-        frames.append(f'<div class="watch-frame" data-label="{html.escape(label)}"{hidden}><div class="watch-grid">{pic}'
-                      f'{_figures_table(by_epoch.get((stage, int(record["epoch"]))), changed)}</div></div>')
+        frames.append(
+            f'<div class="watch-frame" data-label="{html.escape(label)}"{hidden}><div class="watch-grid">{pic}{_figures_table(by_epoch.get((stage, int(record["epoch"]))), changed)}</div></div>'
+        )
     settled = settling(history)
     import base64
 
     png, _ = plot_settling(settled)
-    note = ("" if len(picks) == len(history) else f" ({len(picks)} of {len(history)} recorded states, evenly spread; "
-            f"<code>archgraph report --frames N</code> shows more)")
+    note = "" if len(picks) == len(history) else f" ({len(picks)} of {len(history)} recorded states, evenly spread; <code>archgraph report --frames N</code> shows more)"
     hint = "<p><em>Install Graphviz to see the supernet of each frame; the plot below needs nothing.</em></p>" if missing_dot else ""
     return f"""<h2>The search, epoch by epoch</h2>
 <p>Drag the slider (or press play) to see the supernet sharpen: edge width and darkness follow the probability of each

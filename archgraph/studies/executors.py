@@ -364,8 +364,6 @@ def _run_cached(jobs: list[Job], by_key: dict[str, Job], board: Path, say: Notif
         _finish(j, "cached", say, result)
 
 
-
-
 def refresh_running(jobs: list[Job], board: Path, say: Notify) -> None:
     """Queued jobs that a worker has started (their ``<key>.json`` says so) become ``running``."""
     for j in jobs:
@@ -587,13 +585,12 @@ def _adopt(name: str, obj: Any) -> type[Executor]:
     """An entry point naming an :class:`Executor` subclass registers it under the entry point's name."""
     if isinstance(obj, type) and issubclass(obj, Executor):
         return obj
-    raise ConfigError(f"executor entry point {name!r} loads {obj!r}, not an archgraph.studies.executors.Executor subclass; "
-                      "point it at the class (name = \"pkg.module:MyExecutor\")")
+    raise ConfigError(f"executor entry point {name!r} loads {obj!r}, not an archgraph.studies.executors.Executor subclass; point it at the class (name = \"pkg.module:MyExecutor\")")
 
 
 EXECUTOR_REGISTRY: Registry[type[Executor]] = Registry(
-    "executor", "archgraph.executors", adopt=_adopt,
-    hint="--executor takes one of them; a plug-in declares name = \"pkg.module:Class\" in group archgraph.executors")
+    "executor", "archgraph.executors", adopt=_adopt, hint="--executor takes one of them; a plug-in declares name = \"pkg.module:Class\" in group archgraph.executors"
+)
 
 
 def register_executor(name: str) -> Callable[[type[Executor]], type[Executor]]:
@@ -642,8 +639,7 @@ class JobTable:
             table.add_column(col, justify="right" if col == "time" else "left")
         for j in self.jobs.values():
             elapsed = f"{time.perf_counter() - j.started:.0f}s" if j.started and j.state == "running" else ""
-            table.add_row(escape(j.label), f"[{self.COLOURS.get(j.state, 'white')}]{escape(self.state(j))}[/]",
-                          j.host if j.state == "running" else "", elapsed, escape(j.error or ""))
+            table.add_row(escape(j.label), f"[{self.COLOURS.get(j.state, 'white')}]{escape(self.state(j))}[/]", j.host if j.state == "running" else "", elapsed, escape(j.error or ""))
         return table
 
 

@@ -27,8 +27,7 @@ def _search_steps(run_dir: Path) -> tuple[int, int]:
     return weight, arch
 
 
-def select_from_run(run_dir: str | Path, spec: str, device: str | None = None,
-                    say: Callable[[str], None] = lambda line: None) -> tuple[nx.DiGraph, tuple[Any, Any], dict[str, Any]]:
+def select_from_run(run_dir: str | Path, spec: str, device: str | None = None, say: Callable[[str], None] = lambda line: None) -> tuple[nx.DiGraph, tuple[Any, Any], dict[str, Any]]:
     """Run selector ``spec`` on the finished search in ``run_dir``.
 
     Returns the picked architecture (a derived graph), its one-hot scores (the form scores.json
@@ -43,8 +42,7 @@ def select_from_run(run_dir: str | Path, spec: str, device: str | None = None,
     run = Path(run_dir)
     sup = load_searched_supernet(run, device)
     weight_steps, arch_steps = _search_steps(run)
-    selection, record = select_after_search(spec, sup.net, sup.strategy, sup.data, sup.cfg, sup.device,
-                                            weight_steps, arch_steps, say=say)
+    selection, record = select_after_search(spec, sup.net, sup.strategy, sup.data, sup.cfg, sup.device, weight_steps, arch_steps, say=say)
     scores = one_hot_scores(sup.net.choices, *selection.candidate)
     derived: nx.DiGraph = decode(sup.strategy.graph, *scores)
     record = {**record, "run": str(run), "strategy": sup.cfg.strategy_name, "seed": sup.cfg.seed}

@@ -68,7 +68,6 @@ KEY_FILE = "key.json"
 _NOT_RECIPE = {"data": ("workers",), "train": ("tensorboard",)}
 
 
-
 @dataclass(frozen=True)
 class CacheKey:
     """What determines a stand-alone result: architecture hash, recipe hash, seed."""
@@ -113,8 +112,7 @@ def cache_key(arch_graph: nx.DiGraph, cfg: Config, seed: int) -> CacheKey:
     """The key of training ``arch_graph`` with ``cfg``'s recipe and ``seed``."""
     if has_choices(arch_graph):
         raise GraphError(
-            f"graph {arch_graph.graph.get('name')!r} still has choice points; the run cache trains derived "
-            "architectures only (decode it first, e.g. archgraph.core.decode.sample_architecture)"
+            f"graph {arch_graph.graph.get('name')!r} still has choice points; the run cache trains derived architectures only (decode it first, e.g. archgraph.core.decode.sample_architecture)"
         )
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"the training seed must be an integer, got {seed!r}")

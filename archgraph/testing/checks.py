@@ -146,20 +146,25 @@ def _unchosen_ran(net: CompiledNetwork, ran: set[tuple[str, str, int]], op_idx: 
     for c in net.choices.ops:
         extra = sorted(i for kind, node, i in ran if kind == "op" and node == c.node and i != op_idx[c.label])
         if extra:
-            return (f"the op mixer of node {c.node!r} ran {', '.join(c.candidates[i] for i in extra)} besides the chosen "
-                    f"{c.candidates[op_idx[c.label]]} (in subnet mode a mixer runs only Mixer.subnet_op())")
+            return (
+                f"the op mixer of node {c.node!r} ran {', '.join(c.candidates[i] for i in extra)} besides the chosen "
+                f"{c.candidates[op_idx[c.label]]} (in subnet mode a mixer runs only Mixer.subnet_op())"
+            )
     for c in net.choices.inputs:
         chosen = set(in_idx[c.label])
         extra = sorted(i for kind, node, i in ran if kind == "input" and node == c.node and i not in chosen)
         if extra:
-            return (f"the input mixer of node {c.node!r} ran the branches of {', '.join(c.candidates[i] for i in extra)}, which are not "
-                    f"among the chosen {', '.join(c.candidates[i] for i in sorted(chosen))} (in subnet mode it sums only Mixer.subnet_inputs())")
+            return (
+                f"the input mixer of node {c.node!r} ran the branches of {', '.join(c.candidates[i] for i in extra)}, which are not "
+                f"among the chosen {', '.join(c.candidates[i] for i in sorted(chosen))} (in subnet mode it sums only Mixer.subnet_inputs())"
+            )
     return None
 
 
 @torch.no_grad()
 def _perturb(net: CompiledNetwork, op_idx: Mapping[str, int], in_idx: Mapping[str, Sequence[int]], what: str, gen: torch.Generator) -> None:
     """Add noise to alpha/beta (``what="arch"``) or to every tensor of the candidates not chosen."""
+
     def shake(t: torch.Tensor) -> None:
         if t.is_floating_point():
             t.add_(torch.randn(t.shape, generator=gen).to(t) * (1 + t.abs().mean()))
@@ -185,12 +190,10 @@ def _no_reference(run: Exercised) -> str | None:
     narrow = _narrow_nodes(run)
     if narrow:
         node, built, width = narrow[0]
-        return (f"candidate ops are built at partial width (node {node!r}: {built} of {width} channels), so the full-width "
-                "derived network is no reference")
+        return f"candidate ops are built at partial width (node {node!r}: {built} of {width} channels), so the full-width derived network is no reference"
     decoder = get_decoder(run.strategy.graph)
     if decoder is not None and decoder.rewires:
-        return (f"the space's decoder {decoder.name!r} rewires (its derived network connects nodes the supernet does not), so "
-                "the stand-alone derived network is no reference")
+        return f"the space's decoder {decoder.name!r} rewires (its derived network connects nodes the supernet does not), so the stand-alone derived network is no reference"
     return None
 
 
@@ -224,15 +227,15 @@ def _check_subnet(run: Exercised, seed: int) -> tuple[str, str]:
                         d = max_abs_diff(y, fixed(x))
                         worst[mode] = max(worst[mode], d)
                         if d > ATOL:
-                            raise CheckFailed(f"{where}: subnet mode's logits differ from the derived network's by {d:.3g} "
-                                               f"(max |diff|, allowed {ATOL:g}); S-mIoU and the evolution would evaluate another network")
+                            raise CheckFailed(
+                                f"{where}: subnet mode's logits differ from the derived network's by {d:.3g} (max |diff|, allowed {ATOL:g}); S-mIoU and the evolution would evaluate another network"
+                            )
                     for part, label in (("arch", "alpha/beta"), ("others", "the weights of the candidates not chosen")):
                         saved.restore()
                         _perturb(net, op_idx, in_idx, part, gen)
                         d = max_abs_diff(y, net(x))
                         if d > ATOL:
-                            raise CheckFailed(f"{where}: changing {label} changes subnet mode's logits by {d:.3g}; subnet mode must "
-                                               "depend on the chosen candidates only")
+                            raise CheckFailed(f"{where}: changing {label} changes subnet mode's logits by {d:.3g}; subnet mode must depend on the chosen candidates only")
                 saved.restore()
     finally:
         saved.restore()
@@ -240,8 +243,7 @@ def _check_subnet(run: Exercised, seed: int) -> tuple[str, str]:
     same = "runs only the chosen candidates, ignores alpha/beta and the other candidates' weights, and draws nothing"
     if narrow:
         return "PASS", f"subnet mode {same} (eval and training mode, {len(archs)} architectures); {narrow}"
-    return "PASS", (f"subnet mode computes the derived network (max |logit diff| {worst['eval']:.2g} in eval, {worst['train']:.2g} "
-                    f"in training mode, {len(archs)} architectures) and {same}")
+    return "PASS", (f"subnet mode computes the derived network (max |logit diff| {worst['eval']:.2g} in eval, {worst['train']:.2g} in training mode, {len(archs)} architectures) and {same}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -284,7 +286,8 @@ def _compare_gradient_sizes(run: Exercised, reference: Exercised) -> str:
         raise CheckFailed(
             f"architecture gradients vanish: {len(vanished)}/{len(compared)} choices get gradients over {1 / GRADIENT_RATIO:.0e} times "
             f"smaller than {GRADIENT_REFERENCE}'s on the same graph ({worst}); a hard gate on the only path into a BatchNorm "
-            "carries no gradient (BN cancels its scale): sum several gated paths, e.g. archgraph.core.straight_through (docs/plugins.md)")
+            "carries no gradient (BN cancels its scale): sum several gated paths, e.g. archgraph.core.straight_through (docs/plugins.md)"
+        )
     median = sorted(compared.values())[len(compared) // 2]
     return f"; gradient size {median:.1e}x {GRADIENT_REFERENCE}'s (median of {len(compared)} choices)"
 
@@ -292,14 +295,18 @@ def _compare_gradient_sizes(run: Exercised, reference: Exercised) -> str:
 def _check_gradients(run: Exercised, reference: Callable[[], Exercised | None] | None = None) -> tuple[str, str]:
     if run.a_opt is None:
         if run.planned:
-            raise CheckFailed(f"arch_optimizer returned None, but planned_arch_steps promises {run.planned} architecture steps; "
-                               "return None from planned_arch_steps for a strategy that takes no gradient steps on the architecture")
+            raise CheckFailed(
+                f"arch_optimizer returned None, but planned_arch_steps promises {run.planned} architecture steps; "
+                "return None from planned_arch_steps for a strategy that takes no gradient steps on the architecture"
+            )
         return "SKIP", "no architecture parameters are optimised (arch_optimizer returns None)"
     steps = run.arch_steps
     budget = f"{EXERCISE_EPOCHS} epochs of {EXERCISE_STEPS} steps, the first weight-only"
     if run.planned is not None and len(steps) != run.planned:
-        raise CheckFailed(f"planned_arch_steps(0, {EXERCISE_STEPS}) promises {run.planned} architecture steps in {budget}, but the "
-                           f"architecture optimiser stepped {len(steps)} times (the search refuses budgets by that number)")
+        raise CheckFailed(
+            f"planned_arch_steps(0, {EXERCISE_STEPS}) promises {run.planned} architecture steps in {budget}, but the "
+            f"architecture optimiser stepped {len(steps)} times (the search refuses budgets by that number)"
+        )
     if not steps:
         raise CheckFailed(f"no architecture step in {budget}")
     choices = run.net.choices
@@ -326,9 +333,11 @@ def _check_gradients(run: Exercised, reference: Callable[[], Exercised | None] |
         if not learnable[kind]:
             continue
         if not reached[kind]:
-            raise CheckFailed(f"in {len(steps)} architecture steps no gradient reached {name} on a candidate that ran (of "
-                               f"{len(learnable[kind])} {kind} choices); the mixers must weight what they run by {name} "
-                               "(or the strategy must write the gradient before the optimiser steps)")
+            raise CheckFailed(
+                f"in {len(steps)} architecture steps no gradient reached {name} on a candidate that ran (of "
+                f"{len(learnable[kind])} {kind} choices); the mixers must weight what they run by {name} "
+                "(or the strategy must write the gradient before the optimiser steps)"
+            )
         parts.append(f"{name} of {len(reached[kind])}/{len(learnable[kind])} {kind} choices")
     ref = reference() if reference is not None else None
     sizes = _compare_gradient_sizes(run, ref) if ref is not None else ""
@@ -345,8 +354,7 @@ def _check_evaluation(run: Exercised) -> tuple[str, str]:
         return "SKIP", "the strategy does not claim that evaluation mode computes the derived network (eval_is_derived is False); S-mIoU uses subnet mode"
     decoder = get_decoder(strategy.graph)
     if decoder is not None and decoder.decisions is not None:
-        return "SKIP", (f"the space decides by its own rule (decoder {decoder.name!r}), which a strategy's evaluation mode (argmax, top-k) "
-                        "does not follow; S-mIoU uses subnet mode")
+        return "SKIP", (f"the space decides by its own rule (decoder {decoder.name!r}), which a strategy's evaluation mode (argmax, top-k) does not follow; S-mIoU uses subnet mode")
     op_idx, in_idx = decisions(net.choices, *strategy.scores(net))
     net.eval()
     try:
@@ -358,8 +366,7 @@ def _check_evaluation(run: Exercised) -> tuple[str, str]:
                 raise CheckFailed(f"two passes in evaluation mode differ by {max_abs_diff(y, again):.3g}; evaluation must be deterministic")
             d = max_abs_diff(y, ref)
             if d > ATOL:
-                raise CheckFailed(f"evaluation mode's logits differ from the derived network's (subnet mode) by {d:.3g} "
-                                   f"(allowed {ATOL:g}), although the strategy sets eval_is_derived")
+                raise CheckFailed(f"evaluation mode's logits differ from the derived network's (subnet mode) by {d:.3g} (allowed {ATOL:g}), although the strategy sets eval_is_derived")
             what = "subnet mode of the derived architecture"
             if _no_reference(run) is None:
                 fixed = compile_graph(strategy.derive(net))
@@ -392,8 +399,9 @@ def _check_planted(info: StrategyInfo, options: Mapping[str, Any], seeds: int) -
     found = f"the planted op in {h['op']}/{seeds} seeds and the planted input in {h['input']}/{seeds}"
     setting = f"options {setup.options}, " if setup.options else ""
     if h["op"] < required or h["input"] < required:
-        raise CheckFailed(f"found {found} (need {required}; {kind} >= {need:g}: {shown}; {setting}{setup.steps} steps per epoch). "
-                           "The strategy's learning signal does not find a choice whose answer is known")
+        raise CheckFailed(
+            f"found {found} (need {required}; {kind} >= {need:g}: {shown}; {setting}{setup.steps} steps per epoch). The strategy's learning signal does not find a choice whose answer is known"
+        )
     return "PASS", f"found {found} ({kind}: {shown}; {setting}{setup.steps} steps per epoch)"
 
 

@@ -33,8 +33,21 @@ from archgraph.engine.driver import StrategyDriver
 from archgraph.testing.report import CheckFailed
 
 __all__ = [
-    "BATCH_SIZE", "CROP", "EXERCISE_EPOCHS", "EXERCISE_STEPS", "TINY_SPACE", "ArchStep", "Exercised", "Recorder", "Snapshot", "exercise",
-    "global_state_kept", "max_abs_diff", "node_module", "quiet_build", "tiny_space_params",
+    "BATCH_SIZE",
+    "CROP",
+    "EXERCISE_EPOCHS",
+    "EXERCISE_STEPS",
+    "TINY_SPACE",
+    "ArchStep",
+    "Exercised",
+    "Recorder",
+    "Snapshot",
+    "exercise",
+    "global_state_kept",
+    "max_abs_diff",
+    "node_module",
+    "quiet_build",
+    "tiny_space_params",
 ]
 
 TINY_SPACE = {"layers": 2, "base_channels": 4}  # applied to the space's hyper-parameters it has

@@ -29,9 +29,30 @@ from archgraph.engine.driver import StrategyDriver
 from archgraph.testing.settings import check_settings
 
 __all__ = [
-    "CHANNELS", "FITNESS_MARGIN", "MARGIN", "PLANTED_BATCH", "PLANTED_EPOCHS", "PLANTED_HW", "PLANTED_INPUT", "PLANTED_OP", "PLANTED_OPS",
-    "PLANTED_STEPS", "SOURCES", "PlantedSetup", "Searched", "build_planted", "cut_arch_gradients", "hits", "margin", "outcome", "planted_batch",
-    "planted_graph", "planted_margins", "planted_setup", "run_planted", "subnet_accuracy",
+    "CHANNELS",
+    "FITNESS_MARGIN",
+    "MARGIN",
+    "PLANTED_BATCH",
+    "PLANTED_EPOCHS",
+    "PLANTED_HW",
+    "PLANTED_INPUT",
+    "PLANTED_OP",
+    "PLANTED_OPS",
+    "PLANTED_STEPS",
+    "SOURCES",
+    "PlantedSetup",
+    "Searched",
+    "build_planted",
+    "cut_arch_gradients",
+    "hits",
+    "margin",
+    "outcome",
+    "planted_batch",
+    "planted_graph",
+    "planted_margins",
+    "planted_setup",
+    "run_planted",
+    "subnet_accuracy",
 ]
 
 CHANNELS = 4

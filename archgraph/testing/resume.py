@@ -33,8 +33,14 @@ from archgraph.testing.report import CheckFailed
 __all__ = ["RESUME_BUDGETS", "RESUME_RUN", "check_resume"]
 
 RESUME_RUN = [  # the resume check's searches, a checkpoint after every step; epochs and steps: _resume_budget
-    "data.name=synthetic", "data.crop=[32,32]", "data.batch_size=2", "data.val_limit=2", "search.warmup_epochs=1",
-    "search.bn_recalib_batches=1", "search.checkpoint_every=1", "search.eval_every=0",
+    "data.name=synthetic",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.val_limit=2",
+    "search.warmup_epochs=1",
+    "search.bn_recalib_batches=1",
+    "search.checkpoint_every=1",
+    "search.eval_every=0",
 ]
 # (epochs, steps per epoch) tried in turn until the strategy plans an architecture step (ProxylessNAS
 # takes one after every 5 steps)
@@ -144,8 +150,7 @@ def _resume_budget(info: StrategyInfo, graph: nx.DiGraph, options: Mapping[str, 
         planned = [strategy.planned_arch_steps(s, steps) for s in range(strategy.num_stages())]
         if any(p is None for p in planned) or sum(planned) > 0:
             return epochs, steps
-    raise CheckFailed(f"planned_arch_steps promises no architecture step in any of the budgets {list(RESUME_BUDGETS)} (epochs, steps per epoch; "
-                       "the first epoch weight-only)")
+    raise CheckFailed(f"planned_arch_steps promises no architecture step in any of the budgets {list(RESUME_BUDGETS)} (epochs, steps per epoch; the first epoch weight-only)")
 
 
 def check_resume(info: StrategyInfo, graph: nx.DiGraph, space: str, space_params: Mapping[str, Any], options: Mapping[str, Any], seed: int) -> tuple[str, str]:
@@ -153,9 +158,15 @@ def check_resume(info: StrategyInfo, graph: nx.DiGraph, space: str, space_params
     name = info.name
     epochs, steps = _resume_budget(info, graph, options, seed)
     budget = [f"search.epochs={epochs}", f"search.steps_per_epoch={steps}", f"data.num_samples={4 * steps}"]  # trainA: 2 x steps images
-    overrides = [*RESUME_RUN, *budget, f"seed={seed}", f"space.name={space}", f"strategy.name={name}",
-                 *(f"space.{k}={json.dumps(v)}" for k, v in space_params.items()),
-                 *(f"strategy.{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in options.items())]
+    overrides = [
+        *RESUME_RUN,
+        *budget,
+        f"seed={seed}",
+        f"space.name={space}",
+        f"strategy.name={name}",
+        *(f"space.{k}={json.dumps(v)}" for k, v in space_params.items()),
+        *(f"strategy.{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in options.items()),
+    ]
     with tempfile.TemporaryDirectory(prefix="archgraph-check-") as tmp:
         full, killed = Path(tmp) / "uninterrupted", Path(tmp) / "killed"
         events: list[tuple[str, int]] = []
@@ -174,15 +185,17 @@ def check_resume(info: StrategyInfo, graph: nx.DiGraph, space: str, space_params
         _search(name, overrides, killed, True)
         for file in ("arch.yaml", "scores.json"):
             if (full / file).read_text() != (killed / file).read_text():
-                raise CheckFailed(f"killed before {where} and resumed, the search ends with another {file} than an uninterrupted one "
-                                   "(state kept outside state_dict, e.g. a sampler's generator, is lost on resume)")
+                raise CheckFailed(
+                    f"killed before {where} and resumed, the search ends with another {file} than an uninterrupted one (state kept outside state_dict, e.g. a sampler's generator, is lost on resume)"
+                )
         a = torch.load(full / "checkpoint.pt", weights_only=True)
         b = torch.load(killed / "checkpoint.pt", weights_only=True)
         for part in ("net", "strategy"):
             found = _same(a[part], b[part], "")
             if found:
-                raise CheckFailed(f"killed before {where} and resumed: {'supernet tensor' if part == 'net' else 'strategy state'} "
-                                   f"{found} (state kept outside state_dict, e.g. a sampler's generator, is lost on resume)")
+                raise CheckFailed(
+                    f"killed before {where} and resumed: {'supernet tensor' if part == 'net' else 'strategy state'} "
+                    f"{found} (state kept outside state_dict, e.g. a sampler's generator, is lost on resume)"
+                )
     steps = sum(kind == "step" for kind, _ in events)
-    return "PASS", (f"a search of {steps} steps killed before {where} and resumed ends bit-identical to an "
-                    "uninterrupted one (arch.yaml, scores.json, every supernet tensor, the strategy's state)")
+    return "PASS", (f"a search of {steps} steps killed before {where} and resumed ends bit-identical to an uninterrupted one (arch.yaml, scores.json, every supernet tensor, the strategy's state)")

@@ -12,6 +12,19 @@ from archgraph.engine.selection.registry import ENTRY_POINT_GROUP, Selection, Se
 from archgraph.engine.selection.stage import record, select_after_search, select_with_scorer, selection_spec
 
 __all__ = [
-    "DEFAULT_K", "ENTRY_POINT_GROUP", "TOPK_MAX", "Selection", "SelectionContext", "Selector", "auto_k", "get_selector", "record",
-    "register_selector", "search_context", "select_after_search", "select_with_scorer", "selection_spec", "selector_names",
+    "DEFAULT_K",
+    "ENTRY_POINT_GROUP",
+    "TOPK_MAX",
+    "Selection",
+    "SelectionContext",
+    "Selector",
+    "auto_k",
+    "get_selector",
+    "record",
+    "register_selector",
+    "search_context",
+    "select_after_search",
+    "select_with_scorer",
+    "selection_spec",
+    "selector_names",
 ]

@@ -69,8 +69,9 @@ def _positive(w: Sequence[float]) -> list[float]:
     return out if sum(out) > 0 else [1.0] * len(out)
 
 
-def draw_candidates(choices: ChoicePoints, k: int, seed: int, probs: tuple[Scores, Scores] | None = None,
-                    first: Sequence[Candidate] = (), accept: Callable[[Candidate], bool] | None = None) -> list[Candidate]:
+def draw_candidates(
+    choices: ChoicePoints, k: int, seed: int, probs: tuple[Scores, Scores] | None = None, first: Sequence[Candidate] = (), accept: Callable[[Candidate], bool] | None = None
+) -> list[Candidate]:
     """``k`` distinct candidates: ``first`` (e.g. the decoder's own pick), then draws from ``probs``
     (uniform when None), duplicates redrawn; fewer when the space (or the distribution's support)
     holds fewer distinct architectures. ``accept``: a hard constraint (``search.cost_limit``); a

@@ -70,11 +70,11 @@ class SelectionContext:
 
 
 @contextlib.contextmanager
-def search_context(net: CompiledNetwork, strategy: Any, data: SearchData, cfg: Config, device: torch.device, weight_steps: int,
-                   arch_steps: int, say: Callable[[str], None] = lambda line: None) -> Iterator[SelectionContext]:
+def search_context(
+    net: CompiledNetwork, strategy: Any, data: SearchData, cfg: Config, device: torch.device, weight_steps: int, arch_steps: int, say: Callable[[str], None] = lambda line: None
+) -> Iterator[SelectionContext]:
     """The context after a search: the selection split cached once, the supernet's BN state saved
     for the whole selection (restored on exit), K from the search's steps."""
     cache = SplitCache.build(data, cfg, device)
     with SubnetScorer(net, strategy.relaxation, cache) as scorer:
-        yield SelectionContext(net, strategy, scorer.score_all, cfg.seed, auto_k(weight_steps, arch_steps, cache.forward_passes),
-                               data, cfg, device, cache, scorer, say)
+        yield SelectionContext(net, strategy, scorer.score_all, cfg.seed, auto_k(weight_steps, arch_steps, cache.forward_passes), data, cfg, device, cache, scorer, say)

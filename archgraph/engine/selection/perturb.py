@@ -86,8 +86,7 @@ class PerturbSelector:
             net.load_state_dict(saved_net)
             strategy.load_state_dict(saved_strategy)
         cand = projection.candidate()
-        return Selection(cand, 1, ctx.score([cand]), 0, {"evaluations": projection.evaluations, "tune": self.tune,
-                                                       "mode": projection.mode, "decisions": decisions})
+        return Selection(cand, 1, ctx.score([cand]), 0, {"evaluations": projection.evaluations, "tune": self.tune, "mode": projection.mode, "decisions": decisions})
 
 
 class _Projection:
@@ -114,8 +113,10 @@ class _Projection:
         rng.shuffle(in_order)
         planned = sum(len(self.ops[l]) for l in op_order) + sum(sum(range(self.keep[l] + 1, len(self.inputs[l]) + 1)) for l in in_order)
         steps = (len(op_order) + len(in_order) - 1) * self.tune if op_order or in_order else 0
-        self.ctx.say(f"selection perturb: {len(op_order)} op and {len(in_order)} input decisions, {planned} evaluations"
-                     f"{f' x {SAMPLES} sampled architectures' if not self.mixture else ''}, {max(steps, 0)} fine-tune steps")
+        self.ctx.say(
+            f"selection perturb: {len(op_order)} op and {len(in_order)} input decisions, {planned} evaluations"
+            f"{f' x {SAMPLES} sampled architectures' if not self.mixture else ''}, {max(steps, 0)} fine-tune steps"
+        )
         self._total_tune = max(steps, 1)
         out = []
         todo = [("op", l) for l in op_order] + [("input", l) for l in in_order]

@@ -44,8 +44,7 @@ class Selector(Protocol):
 
 
 SelectorFactory = Callable[..., Selector]
-SELECTOR_REGISTRY: Registry[SelectorFactory] = Registry(
-    "selector", ENTRY_POINT_GROUP, hint="decorate a plug-in's class with @register_selector(name)")  # built-ins: the same group
+SELECTOR_REGISTRY: Registry[SelectorFactory] = Registry("selector", ENTRY_POINT_GROUP, hint="decorate a plug-in's class with @register_selector(name)")  # built-ins: the same group
 _SELECTORS: dict[str, SelectorFactory] = SELECTOR_REGISTRY.table
 
 
@@ -78,8 +77,10 @@ def get_selector(spec: str) -> Selector:
     if name not in _SELECTORS:
         close = difflib.get_close_matches(name, _SELECTORS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"unknown selector {name!r} in search.select={spec!r}; {hint}choose one of {', '.join(sorted(_SELECTORS))} "
-                          "(e.g. argmax, topk:24, topk:24:uniform, perturb, perturb:tune=0, proxy:synflow:16)")
+        raise ConfigError(
+            f"unknown selector {name!r} in search.select={spec!r}; {hint}choose one of {', '.join(sorted(_SELECTORS))} "
+            "(e.g. argmax, topk:24, topk:24:uniform, perturb, perturb:tune=0, proxy:synflow:16)"
+        )
     factory = _SELECTORS[name]
     try:
         inspect.signature(factory).bind(*args)

@@ -49,8 +49,7 @@ def _pool(ctx: SelectionContext, k: int | None, uniform: bool) -> tuple[list[Can
         ops, inputs = ctx.strategy.scores(ctx.net)
         pool, source = draw_candidates(ctx.choices, k, ctx.seed, (ops, inputs), first=[own_candidate(ctx.strategy, ctx.net)], accept=accept), "learned"
     if not pool:
-        raise ConfigError(f"selection: no candidate drawn lies within search.cost_limit={ctx.strategy.budget.spec}; raise the limit "
-                          "or use a space with cheaper architectures")
+        raise ConfigError(f"selection: no candidate drawn lies within search.cost_limit={ctx.strategy.budget.spec}; raise the limit or use a space with cheaper architectures")
     return pool, source
 
 
@@ -110,5 +109,4 @@ class ProxySelector:
         sctx = ScoringContext(ctx.net, ctx.strategy, ctx.data, ctx.cfg, ctx.device, ctx.strategy.graph)
         scores = [float(v) for v in self.scorer.score(sctx, pool)]
         i = best(scores, self.scorer.higher_is_better)
-        return Selection(pool[i], len(pool), scores, i, {"drawn_from": source, "scorer": self.scorer.name,
-                                                         "higher_is_better": bool(self.scorer.higher_is_better)})
+        return Selection(pool[i], len(pool), scores, i, {"drawn_from": source, "scorer": self.scorer.name, "higher_is_better": bool(self.scorer.higher_is_better)})

@@ -33,8 +33,7 @@ def selection_spec(cfg_select: str | None, strategy: Any) -> str | None:
 
 def record(selection: Selection, spec: str, seconds: float) -> dict[str, Any]:
     """final.json's ``selection`` entry (interface: selector, candidates, scores, picked, seconds)."""
-    return {"selector": spec, "candidates": selection.candidates, "scores": [float(s) for s in selection.scores],
-            "picked": selection.picked, "seconds": round(seconds, 3), **selection.detail}
+    return {"selector": spec, "candidates": selection.candidates, "scores": [float(s) for s in selection.scores], "picked": selection.picked, "seconds": round(seconds, 3), **selection.detail}
 
 
 def _adopt(strategy: Any, candidate: Candidate) -> None:
@@ -43,8 +42,9 @@ def _adopt(strategy: Any, candidate: Candidate) -> None:
         adopt(*candidate)
 
 
-def select_after_search(spec: str, net: CompiledNetwork, strategy: Any, data: SearchData, cfg: Config, device: torch.device,
-                        weight_steps: int, arch_steps: int, say: Callable[[str], None] = lambda line: None) -> tuple[Selection, dict[str, Any]]:
+def select_after_search(
+    spec: str, net: CompiledNetwork, strategy: Any, data: SearchData, cfg: Config, device: torch.device, weight_steps: int, arch_steps: int, say: Callable[[str], None] = lambda line: None
+) -> tuple[Selection, dict[str, Any]]:
     """Run selector ``spec`` on a finished search's supernet; (the selection, final.json's entry)."""
     selector = get_selector(spec)
     t0 = time.perf_counter()
@@ -52,13 +52,11 @@ def select_after_search(spec: str, net: CompiledNetwork, strategy: Any, data: Se
         selection = selector.select(ctx)
     seconds = time.perf_counter() - t0
     _adopt(strategy, selection.candidate)
-    say(f"selection {selector.spec}: picked candidate {selection.picked + 1} of {selection.candidates} "
-        f"(score {selection.scores[selection.picked]:.4f}) in {seconds:.1f}s")
+    say(f"selection {selector.spec}: picked candidate {selection.picked + 1} of {selection.candidates} (score {selection.scores[selection.picked]:.4f}) in {seconds:.1f}s")
     return selection, record(selection, selector.spec, seconds)
 
 
-def select_with_scorer(spec: str, net: CompiledNetwork, strategy: Any, score: Callable[[dict[str, int], dict[str, list[int]]], float],
-                       seed: int = 0, k: int = DEFAULT_K) -> Selection:
+def select_with_scorer(spec: str, net: CompiledNetwork, strategy: Any, score: Callable[[dict[str, int], dict[str, list[int]]], float], seed: int = 0, k: int = DEFAULT_K) -> Selection:
     """Run a selector that needs only a shared-weight scorer (argmax, topk) with ``score(ops, inputs)``,
     outside a search (the strategy check's miniature loop); the strategy adopts the pick."""
     ctx = SelectionContext(net, strategy, lambda cands: [float(score(*c)) for c in cands], seed, k)

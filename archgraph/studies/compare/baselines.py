@@ -40,8 +40,7 @@ def architecture_cost(graph: nx.DiGraph, cfg: Config) -> dict[str, Any]:
     resolution = resolution_of(limit, cfg.data.crop)
     measured = measured_cost(graph, limit, resolution, cfg.device)
     unit = {"latency": "ms", "flops": "GFLOP", "params": "M"}[limit.metric]
-    return {"limit": cfg.search.cost_limit, "metric": limit.metric, "unit": unit, "resolution": list(resolution),
-            "measured": measured, "within_budget": bool(measured <= float(limit.value))}
+    return {"limit": cfg.search.cost_limit, "metric": limit.metric, "unit": unit, "resolution": list(resolution), "measured": measured, "within_budget": bool(measured <= float(limit.value))}
 
 
 def budget_accept(space: nx.DiGraph, cfg: Config) -> Callable[[nx.DiGraph], bool] | None:
@@ -55,9 +54,16 @@ def budget_accept(space: nx.DiGraph, cfg: Config) -> Callable[[nx.DiGraph], bool
     return lambda arch: float(budget.model.of_graph(arch)) <= budget.value
 
 
-def random_architectures(space: nx.DiGraph, count: int, seed: int = 0, image_hw: tuple[int, int] = (64, 64),
-                         band: float | None = None, reference_flops: float | None = None,
-                         max_tries: int | None = None, accept: Callable[[nx.DiGraph], bool] | None = None) -> list[tuple[int, nx.DiGraph]]:
+def random_architectures(
+    space: nx.DiGraph,
+    count: int,
+    seed: int = 0,
+    image_hw: tuple[int, int] = (64, 64),
+    band: float | None = None,
+    reference_flops: float | None = None,
+    max_tries: int | None = None,
+    accept: Callable[[nx.DiGraph], bool] | None = None,
+) -> list[tuple[int, nx.DiGraph]]:
     """``count`` distinct architectures drawn uniformly from ``space`` (:func:`sample_architecture`),
     as ``(sample seed, architecture)``.
 
@@ -95,8 +101,7 @@ def random_architectures(space: nx.DiGraph, count: int, seed: int = 0, image_hw:
             return found
     within = f" with FLOPs within +-{band:.0%} of {reference_flops:.3g}" if band is not None else ""
     within += " within search.cost_limit (raise it)" if accept is not None else ""
-    raise ConfigError(f"drew only {len(found)} distinct architectures{within} in {tries} tries, {count} asked; "
-                      "widen --flops-band, ask for fewer (random:N) or use a larger space")
+    raise ConfigError(f"drew only {len(found)} distinct architectures{within} in {tries} tries, {count} asked; widen --flops-band, ask for fewer (random:N) or use a larger space")
 
 
 def reference_kind(ref: str, plan: Plan, space: str) -> str:
@@ -112,8 +117,7 @@ def reference_kind(ref: str, plan: Plan, space: str) -> str:
         return "strategy"
     if Path(ref).is_file():
         return "file"
-    raise ConfigError(f"--flops-reference {ref!r}: not a strategy of this compare ({', '.join(plan.strategies)}), not an "
-                      f"architecture file, and {unknown_preset(space, ref)}")
+    raise ConfigError(f"--flops-reference {ref!r}: not a strategy of this compare ({', '.join(plan.strategies)}), not an architecture file, and {unknown_preset(space, ref)}")
 
 
 def reference_flops(plan: Plan, out: Path, space: nx.DiGraph, crop: tuple[int, int]) -> float:
@@ -122,8 +126,7 @@ def reference_flops(plan: Plan, out: Path, space: nx.DiGraph, crop: tuple[int, i
 
     ref = plan.flops_reference
     if not ref:
-        raise ConfigError("--flops-band needs --flops-reference: a preset of the space (`archgraph spaces` lists them), "
-                          "a strategy of this compare (dcnas) or an arch.yaml")
+        raise ConfigError("--flops-band needs --flops-reference: a preset of the space (`archgraph spaces` lists them), a strategy of this compare (dcnas) or an arch.yaml")
     kind = reference_kind(ref, plan, str(space.graph.get("space")))
     if kind == "preset":
         graph = build_preset(ref, space)

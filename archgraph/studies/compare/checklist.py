@@ -61,8 +61,7 @@ def _spent_equal(results: dict[str, Any]) -> str:
     if len(seen) == 1:
         w, a = next(iter(seen))
         return f"yes: every search took {w} weight steps and {a} architecture steps"
-    return ("no: the searches took different steps (weight, architecture): " + ", ".join(f"({w}, {a})" for w, a in sorted(seen, key=str))
-            + "; read T-mIoU together with the spent columns")
+    return "no: the searches took different steps (weight, architecture): " + ", ".join(f"({w}, {a})" for w, a in sorted(seen, key=str)) + "; read T-mIoU together with the spent columns"
 
 
 def checklist_markdown(results: dict[str, Any]) -> str:
@@ -81,26 +80,31 @@ def checklist_markdown(results: dict[str, Any]) -> str:
     rsws = [s for s in strategies if (variants.get(s, {}).get("strategy", s)) == "rsws"]
     study = plan.get("study")
     items = [
-        ("Seeds", f"{len(seeds)} ({', '.join(map(str, seeds))}), the same for every strategy and preset; random architectures "
-                  "take the seeds in turn. Search and training both vary with the seed."),
+        ("Seeds", f"{len(seeds)} ({', '.join(map(str, seeds))}), the same for every strategy and preset; random architectures take the seeds in turn. Search and training both vary with the seed."),
         ("Budget mode", f"`{plan.get('budget', 'official')}` (search.budget)"),
         ("Equal search budgets (recorded)", _spent_equal(results)),
-        ("Same training and evaluation", f"every architecture trained with one recipe ({cfg['train']['epochs']} epochs) and scored "
-                                         f"on the same split ({cfg['data'].get('val_split', 'val')}) at the same crop"),
+        (
+            "Same training and evaluation",
+            f"every architecture trained with one recipe ({cfg['train']['epochs']} epochs) and scored on the same split ({cfg['data'].get('val_split', 'val')}) at the same crop",
+        ),
         ("Random architectures", f"yes, n = {random['summary']['runs']}" if random else "no: add --baselines random:N (the first baseline Yu et al. 2020 ask for)"),
         ("Random search with weight sharing (rsws)", "yes" if rsws else "no: add rsws to --strategies (Li & Talwalkar 2019)"),
         ("Hand-designed baselines", "yes" if "preset" in kinds else "no"),
-        ("Selection split", f"architectures are picked on {split}, carved from the training data; data.val is read only to report "
-                            "(S-mIoU per epoch and T-mIoU)"),
-        ("Tuning effort", ("strategy options set for this study: " + "; ".join(f"{k}: {v}" for k, v in options.items())
-                           if options else "none: every strategy runs with its paper's defaults, untuned on this data")
-         + (f"; the named study {study['name']} ({study['size']}) fixes each entry's settings" if study else "")),
+        ("Selection split", f"architectures are picked on {split}, carved from the training data; data.val is read only to report (S-mIoU per epoch and T-mIoU)"),
+        (
+            "Tuning effort",
+            ("strategy options set for this study: " + "; ".join(f"{k}: {v}" for k, v in options.items()) if options else "none: every strategy runs with its paper's defaults, untuned on this data")
+            + (f"; the named study {study['name']} ({study['size']}) fixes each entry's settings" if study else ""),
+        ),
         ("Hardware", hardware(str(cfg.get("device", "cpu")))),
         ("Code version", code_version()),
         ("Statistics", results.get("statistics", {}).get("method", "-")),
     ]
-    lines = ["# Best-practice checklist", "",
-             "Lindauer & Hutter (2020), \"Best practices for scientific research on neural architecture search\", answered from "
-             "this comparison's records (results.json, compare.json).", ""]
+    lines = [
+        "# Best-practice checklist",
+        "",
+        "Lindauer & Hutter (2020), \"Best practices for scientific research on neural architecture search\", answered from this comparison's records (results.json, compare.json).",
+        "",
+    ]
     lines += [f"- **{k}**: {v}" for k, v in items]
     return "\n".join(lines) + "\n"

@@ -172,8 +172,14 @@ class LiveTable:
             elapsed = f"{time.perf_counter() - r.started:.0f}s" if r.started and r.status in ("search", "train") else ""
             res = r.result
             table.add_row(
-                r.label, f"[{colours.get(r.status, 'white')}]{r.status}[/]", self._jobs(r), escape(r.error or self._epochs(r)),
-                format_value(res.get("s_miou")), format_value(res.get("t_miou")), format_value(res.get("search_seconds"), "{:.0f}"), elapsed,
+                r.label,
+                f"[{colours.get(r.status, 'white')}]{r.status}[/]",
+                self._jobs(r),
+                escape(r.error or self._epochs(r)),
+                format_value(res.get("s_miou")),
+                format_value(res.get("t_miou")),
+                format_value(res.get("search_seconds"), "{:.0f}"),
+                elapsed,
             )
         return table
 
@@ -182,8 +188,9 @@ SearchFn = Callable[[Config, Path, bool], dict[str, Any]]
 TrainFn = Callable[[Config, nx.DiGraph, Path, "Path | None", bool], dict[str, Any]]
 
 
-def run_compare(plan: Plan, out: Path, progress: bool = True, log: Callable[[str], None] = print,
-                search_fn: SearchFn | None = None, train_fn: TrainFn | None = None, executor: ExecutorSpec | None = None) -> dict[str, Any]:
+def run_compare(
+    plan: Plan, out: Path, progress: bool = True, log: Callable[[str], None] = print, search_fn: SearchFn | None = None, train_fn: TrainFn | None = None, executor: ExecutorSpec | None = None
+) -> dict[str, Any]:
     """Run (or resume) every run of ``plan`` in ``out``, write the results and the report; return
     results.json's dict. A run that fails is reported and the others go on.
 
@@ -300,15 +307,12 @@ def compare_jobs(plan: Plan, out: Path, runs: list[Run], search_fn: SearchFn, tr
             search_cfg = run_config(plan.base, run.seed, run.entry, plan.strategy_options, plan.variants.get(run.entry))
             search = _job_key("search", out, run)
             searches.setdefault(run.entry, search)
-            jobs.append((run, "search", Job(search, f"{run.label} search", search_job, (search_fn, search_cfg, run.folder),
-                                            cached=partial(_is_file, run.folder / "search" / "final.json"))))
-            jobs.append((run, "train", Job(train, f"{run.label} train", strategy_train_job, (train_fn, cfg, run.folder, plan.cache_dir),
-                                           deps=(search,), cached=partial(_trained, plan, run, cfg))))
+            jobs.append((run, "search", Job(search, f"{run.label} search", search_job, (search_fn, search_cfg, run.folder), cached=partial(_is_file, run.folder / "search" / "final.json"))))
+            jobs.append((run, "train", Job(train, f"{run.label} train", strategy_train_job, (train_fn, cfg, run.folder, plan.cache_dir), deps=(search,), cached=partial(_trained, plan, run, cfg))))
         else:
             ref = plan.flops_reference if run.kind == "random" and plan.flops_band else None
             deps = (searches[ref],) if ref in searches else ()
-            jobs.append((run, "train", Job(train, f"{run.label} train", baseline_train_job, (train_fn, plan, out, run, cfg),
-                                           deps=deps, cached=partial(_trained, plan, run, cfg))))
+            jobs.append((run, "train", Job(train, f"{run.label} train", baseline_train_job, (train_fn, plan, out, run, cfg), deps=deps, cached=partial(_trained, plan, run, cfg))))
     return jobs
 
 
@@ -385,8 +389,7 @@ def _show(run: Run, phase: str, job: Job, labels: dict[str, str], cache: Path | 
         run.result.update(job.result)
         if phase == "train":
             run.status = "done"
-        log(f"[{run.label}] {phase} {'cached (finished before)' if job.state == 'cached' else 'done'}"
-            + (f": T-mIoU {job.result['t_miou']:.4f}" if phase == "train" else ""))
+        log(f"[{run.label}] {phase} {'cached (finished before)' if job.state == 'cached' else 'done'}" + (f": T-mIoU {job.result['t_miou']:.4f}" if phase == "train" else ""))
     elif job.state == "failed":
         if run.status != "failed":  # the first failure is the cause
             run.status, run.error = "failed", f"{phase}: {job.error}"
@@ -398,7 +401,11 @@ def _train_summary(metrics: dict[str, Any], graph: nx.DiGraph) -> dict[str, Any]
 
     return {
         "single_class": single_class(metrics.get("per_class_iou")),  # predicts one class: the majority-class mIoU
-        "t_miou": metrics["miou"], "pixel_acc": metrics.get("pixel_acc"), "params": metrics.get("params"),
-        "flops": metrics.get("flops"), "flops_input": metrics.get("flops_input"), "arch_hash": graph_hash(graph),
+        "t_miou": metrics["miou"],
+        "pixel_acc": metrics.get("pixel_acc"),
+        "params": metrics.get("params"),
+        "flops": metrics.get("flops"),
+        "flops_input": metrics.get("flops_input"),
+        "arch_hash": graph_hash(graph),
         "cache_entry": metrics.get("cache_entry"),
     }

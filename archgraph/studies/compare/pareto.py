@@ -34,8 +34,7 @@ def parse_cost_limits(text: str) -> list[str]:
         raise ConfigError("--cost-limit is empty; give one or more budgets, e.g. --cost-limit flops=0.5G,flops=1G")
     limits = [parse_cost_limit(s) for s in specs]
     if len({lim.metric for lim in limits}) > 1:
-        raise ConfigError(f"--cost-limit {text!r} mixes metrics ({', '.join(sorted({lim.metric for lim in limits}))}); "
-                          "a Pareto front has one cost axis: give budgets of one metric")
+        raise ConfigError(f"--cost-limit {text!r} mixes metrics ({', '.join(sorted({lim.metric for lim in limits}))}); a Pareto front has one cost axis: give budgets of one metric")
     if len(set(specs)) != len(specs):
         raise ConfigError(f"--cost-limit {text!r} names a budget twice")
     return specs
@@ -100,25 +99,39 @@ def collect_points(by_budget: Sequence[tuple[str, dict[str, Any]]]) -> dict[str,
                 presets[e["name"]] = {"cost": sum(p[0][0] for p in pts) / len(pts), "t_miou": sum(p[0][1] for p in pts) / len(pts)}
     fronts = {name: [pts[i] for i in pareto_front([(p["cost"], p["t_miou"]) for p in pts])] for name, pts in strategies.items()}
     rfront = [random_pts[i] for i in pareto_front([(p["cost"], p["t_miou"]) for p in random_pts])]
-    return {"budgets": [s for s, _ in by_budget], "metric": metric, "unit": unit, "strategies": strategies, "fronts": fronts,
-            "random": random_pts, "random_front": rfront, "presets": presets,
-            "notes": {"cost": "measured cost of the architecture compiled alone (latency timed at the budget's resolution; FLOPs, parameters counted)",
-                      "t_miou": "stand-alone mIoU on the validation split; a strategy's point at a budget is the mean over its seeds",
-                      "front": "points no other point of the same entry beats in both cost and T-mIoU"}}
+    return {
+        "budgets": [s for s, _ in by_budget],
+        "metric": metric,
+        "unit": unit,
+        "strategies": strategies,
+        "fronts": fronts,
+        "random": random_pts,
+        "random_front": rfront,
+        "presets": presets,
+        "notes": {
+            "cost": "measured cost of the architecture compiled alone (latency timed at the budget's resolution; FLOPs, parameters counted)",
+            "t_miou": "stand-alone mIoU on the validation split; a strategy's point at a budget is the mean over its seeds",
+            "front": "points no other point of the same entry beats in both cost and T-mIoU",
+        },
+    }
 
 
 def pareto_markdown(points: dict[str, Any]) -> str:
     """The table: one row per entry, one column per budget (T-mIoU / cost), the front marked."""
     unit = points.get("unit") or ""
     budgets = points["budgets"]
-    lines = [f"# Pareto: T-mIoU against {points.get('metric') or 'cost'}", "",
-             "Each cell: T-mIoU (mean over seeds) / measured cost; * = on the entry's Pareto front.", "",
-             "| entry | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
+    lines = [
+        f"# Pareto: T-mIoU against {points.get('metric') or 'cost'}",
+        "",
+        "Each cell: T-mIoU (mean over seeds) / measured cost; * = on the entry's Pareto front.",
+        "",
+        "| entry | " + " | ".join(budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
     for name, pts in points["strategies"].items():
         front = {(p["budget"], p["cost"]) for p in points["fronts"][name]}
         at = {p["budget"]: p for p in pts}
-        cells = [(f"{at[b]['t_miou']:.4f} / {at[b]['cost']:.4g} {unit}" + (" *" if (b, at[b]["cost"]) in front else "")) if b in at else "-"
-                 for b in budgets]
+        cells = [(f"{at[b]['t_miou']:.4f} / {at[b]['cost']:.4g} {unit}" + (" *" if (b, at[b]["cost"]) in front else "")) if b in at else "-" for b in budgets]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if points["random"]:
         cells = []

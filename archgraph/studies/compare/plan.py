@@ -68,10 +68,17 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "config": self.base.to_dict(), "strategies": self.strategies, "seeds": self.seeds,
-            "baselines": [b.__dict__ for b in self.baselines], "flops_band": self.flops_band,
-            "flops_reference": self.flops_reference, "strategy_options": self.strategy_options,
-            "variants": self.variants, "study": self.study, "budget": self.budget,
+            "format": FORMAT,
+            "config": self.base.to_dict(),
+            "strategies": self.strategies,
+            "seeds": self.seeds,
+            "baselines": [b.__dict__ for b in self.baselines],
+            "flops_band": self.flops_band,
+            "flops_reference": self.flops_reference,
+            "strategy_options": self.strategy_options,
+            "variants": self.variants,
+            "study": self.study,
+            "budget": self.budget,
         }
 
 
@@ -132,8 +139,7 @@ def parse_baselines(text: str | None, space: str = "dcss") -> list[Baseline]:
             try:
                 get_preset(space, name)  # ConfigError listing the presets
             except ArchgraphError as exc:  # `randm:3`, `rand:3`: also say what the other kinds are
-                raise type(exc)(f"--baselines item {item!r}: {exc}; the other baselines are `presets` (all of "
-                                f"{space}'s), `random:N` (N random architectures) and `none`") from None
+                raise type(exc)(f"--baselines item {item!r}: {exc}; the other baselines are `presets` (all of {space}'s), `random:N` (N random architectures) and `none`") from None
             out.append(Baseline("preset", name))
     seen: set[str] = set()
     unique = [b for b in out if not (b.entry in seen or seen.add(b.entry))]
@@ -175,8 +181,7 @@ def parse_selectors(text: str | None, strategies: list[str]) -> dict[str, dict[s
     for spec in specs:
         if spec != "own" and get_selector is not None:
             get_selector(spec)  # ConfigError naming the selectors
-    return {(s if spec == "own" else f"{s}+{spec}"): {"strategy": s, "select": None if spec == "own" else spec}
-            for s in strategies for spec in specs}
+    return {(s if spec == "own" else f"{s}+{spec}"): {"strategy": s, "select": None if spec == "own" else spec} for s in strategies for spec in specs}
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -187,8 +192,7 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_config(base: Config, seed: int, strategy: str | None = None, options: dict[str, dict[str, Any]] | None = None,
-               variant: dict[str, Any] | None = None, search: bool = True) -> Config:
+def run_config(base: Config, seed: int, strategy: str | None = None, options: dict[str, dict[str, Any]] | None = None, variant: dict[str, Any] | None = None, search: bool = True) -> Config:
     """The config of one run: ``base`` with ``seed`` and, for a search, ``strategy.name``.
 
     The base config's strategy options apply only to the strategy it names; every other strategy
@@ -270,8 +274,9 @@ def _saved_flags(saved: dict[str, Any]) -> str:
     baselines = ",".join(f"random:{b['count']}" if b["kind"] == "random" else f"preset:{b['name']}" for b in saved.get("baselines", [])) or "none"
     strategies = list(dict.fromkeys(saved.get("variants", {}).get(s, {}).get("strategy", s) for s in saved.get("strategies", [])))
     selects = list(dict.fromkeys(v.get("select") or "own" for v in saved.get("variants", {}).values()))
-    return (f"--strategies {','.join(strategies)} --seeds {','.join(map(str, saved.get('seeds', [])))} --baselines {baselines}"
-            + (f" --selectors {','.join(selects)}" if selects and selects != ["own"] else ""))
+    return f"--strategies {','.join(strategies)} --seeds {','.join(map(str, saved.get('seeds', [])))} --baselines {baselines}" + (
+        f" --selectors {','.join(selects)}" if selects and selects != ["own"] else ""
+    )
 
 
 def dropped_from(saved: dict[str, Any], plan: Plan) -> list[str]:
@@ -305,12 +310,16 @@ def check_plan(plan: Plan, out: Path, write: bool = True) -> None:
         changed = _differences(saved.get("config"), plan.base.to_dict())
         if changed or saved.get("strategy_options", {}) != plan.strategy_options:
             what = "; ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "") if changed else "--strategy-set options"
-            raise ConfigError(f"{out} holds a comparison made with another config ({what}); rerun with the same config and --set "
-                              "values, --budget and --strategy-set options (see its compare.json), or choose another --out")
+            raise ConfigError(
+                f"{out} holds a comparison made with another config ({what}); rerun with the same config and --set "
+                "values, --budget and --strategy-set options (see its compare.json), or choose another --out"
+            )
         lost = dropped_from(saved, plan)
         if lost:
-            raise ConfigError(f"{out} holds a comparison with a larger plan: this one leaves out {', '.join(lost)}, so its results "
-                              f"would replace theirs; rerun with the saved plan ({_saved_flags(saved)}; additions are fine) "
-                              "to resume or extend it, or choose another --out")
+            raise ConfigError(
+                f"{out} holds a comparison with a larger plan: this one leaves out {', '.join(lost)}, so its results "
+                f"would replace theirs; rerun with the saved plan ({_saved_flags(saved)}; additions are fine) "
+                "to resume or extend it, or choose another --out"
+            )
     if write:
         atomic_write_json(path, plan.to_dict())

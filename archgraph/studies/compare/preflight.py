@@ -27,8 +27,7 @@ def check_budgets(plan: Plan) -> None:
     problems: list[str] = []
     for entry in plan.strategies:
         cfg = run_config(plan.base, plan.seeds[0], entry, plan.strategy_options, plan.variants.get(entry))
-        key = json.dumps([cfg.data.__dict__, cfg.search.split_ratio, getattr(cfg.search, "select_split", None),
-                          getattr(cfg.search, "holdout_fraction", None)], sort_keys=True, default=str)
+        key = json.dumps([cfg.data.__dict__, cfg.search.split_ratio, getattr(cfg.search, "select_split", None), getattr(cfg.search, "holdout_fraction", None)], sort_keys=True, default=str)
         try:
             if key not in data_by_setting:
                 data_by_setting[key] = build_search_data(cfg)
@@ -36,6 +35,7 @@ def check_budgets(plan: Plan) -> None:
         except ArchgraphError as exc:
             problems.append(f"{entry}: {exc}")
     if problems:
-        raise ConfigError(f"{len(problems)} of {len(plan.strategies)} searches of this comparison cannot work as planned, "
-                          "so nothing was run: " + " | ".join(problems)
-                          + " (fix them with --set, or --strategy-set NAME.key=value for one strategy)")
+        raise ConfigError(
+            f"{len(problems)} of {len(plan.strategies)} searches of this comparison cannot work as planned, "
+            "so nothing was run: " + " | ".join(problems) + " (fix them with --set, or --strategy-set NAME.key=value for one strategy)"
+        )

@@ -20,7 +20,16 @@ from archgraph.core.graph import load as load_graph
 from archgraph.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from archgraph.studies.compare.plan import entry_slug
 from archgraph.studies.compare.results import (
-    PAIR_HEAD, RANDOM_HEAD, TABLE_HEAD, display_name, format_value, pair_rows, random_test_rows, results_markdown, run_peak_mb, search_warnings,
+    PAIR_HEAD,
+    RANDOM_HEAD,
+    TABLE_HEAD,
+    display_name,
+    format_value,
+    pair_rows,
+    random_test_rows,
+    results_markdown,
+    run_peak_mb,
+    search_warnings,
     table_rows,
 )
 
@@ -100,8 +109,7 @@ def cost_figure(entries: list[dict[str, Any]], colour: dict[str, str]):
     ys = [e["summary"]["t_miou_mean"] for e in entries]
     for e, x, y in zip(entries, xs, ys):
         s = e["summary"]
-        ax.errorbar([x], [y], xerr=[s["search_seconds_std"] or 0], yerr=[s["t_miou_std"] or 0],
-                    fmt="o" if e["kind"] == "strategy" else "s", color=colour[e["kind"]], capsize=3)
+        ax.errorbar([x], [y], xerr=[s["search_seconds_std"] or 0], yerr=[s["t_miou_std"] or 0], fmt="o" if e["kind"] == "strategy" else "s", color=colour[e["kind"]], capsize=3)
     span = max(max(xs), 1.0)
     low, high = min(ys), max(ys)
     gap = max(high - low, 0.01) * 0.12
@@ -109,8 +117,15 @@ def cost_figure(entries: list[dict[str, Any]], colour: dict[str, str]):
         members = [i for i, x in enumerate(xs) if group(x)]
         heights = _spread([ys[i] for i in members], gap)
         for i, h in zip(members, heights):
-            ax.annotate(display_name(entries[i]), (xs[i], ys[i]), xytext=(x_text if x_text is not None else xs[i] + 0.04 * span, h),
-                        ha=align, va="center", fontsize=8, arrowprops=dict(arrowstyle="-", lw=0.5, color="#999999"))
+            ax.annotate(
+                display_name(entries[i]),
+                (xs[i], ys[i]),
+                xytext=(x_text if x_text is not None else xs[i] + 0.04 * span, h),
+                ha=align,
+                va="center",
+                fontsize=8,
+                arrowprops=dict(arrowstyle="-", lw=0.5, color="#999999"),
+            )
     ax.set_xlim(-0.55 * span, 1.35 * span)
     ax.set_ylim(low - 5 * gap, high + 5 * gap)
     ax.set_xticks([tick for tick in ax.get_xticks() if 0 <= tick <= 1.35 * span])  # no negative times
@@ -176,7 +191,7 @@ def _inline_svg(path: Path) -> str:
     if path.suffix != ".svg" or not path.is_file():
         return f"<p><em>{html.escape(path.name)}: no picture (install Graphviz to draw it)</em></p>"
     text = path.read_text()
-    return text[text.find("<svg"):]
+    return text[text.find("<svg") :]
 
 
 def report_html(out: Path, results: dict[str, Any], plots: list[str], topologies: dict[str, str]) -> str:
@@ -185,35 +200,49 @@ def report_html(out: Path, results: dict[str, Any], plots: list[str], topologies
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table_rows(results))
     run_head = ("entry", "seed", "status", "S-mIoU", "T-mIoU", "search s", "peak MB", "params", "GFLOPs", "arch", "folder")
     run_rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-            display_name(e), r["seed"], r.get("error") or r["status"], format_value(r.get("s_miou")), format_value(r.get("t_miou")), format_value(r.get("search_seconds"), "{:.0f}"),
-            format_value(run_peak_mb(r), "{:.0f}"), r.get("params", ""), format_value(r.get("flops") and r["flops"] / 1e9, "{:.3g}"), r.get("arch_hash", ""), r["folder"],
-        )) + "</tr>"
-        for e in results["entries"] for r in e["runs"]
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(c))}</td>"
+            for c in (
+                display_name(e),
+                r["seed"],
+                r.get("error") or r["status"],
+                format_value(r.get("s_miou")),
+                format_value(r.get("t_miou")),
+                format_value(r.get("search_seconds"), "{:.0f}"),
+                format_value(run_peak_mb(r), "{:.0f}"),
+                r.get("params", ""),
+                format_value(r.get("flops") and r["flops"] / 1e9, "{:.3g}"),
+                r.get("arch_hash", ""),
+                r["folder"],
+            )
+        )
+        + "</tr>"
+        for e in results["entries"]
+        for r in e["runs"]
     )
     st = results.get("statistics") or {}
 
     def table(head, rows) -> str:
-        return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
-                + "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+        return (
+            "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows) + "</table>"
+        )
 
     flagged = {n: f for n, f in (st.get("flags") or {}).items() if f}
-    flags = ("<h2>Degenerate results</h2><ul class=\"warn\">" + "".join(f"<li><b>{html.escape(n)}</b>: {html.escape('; '.join(f))}</li>"
-                                                                         for n, f in flagged.items()) + "</ul>") if flagged else ""
+    flags = ("<h2>Degenerate results</h2><ul class=\"warn\">" + "".join(f"<li><b>{html.escape(n)}</b>: {html.escape('; '.join(f))}</li>" for n, f in flagged.items()) + "</ul>") if flagged else ""
     warns = search_warnings(results)
     warned = ("<h2>Search warnings</h2><ul class=\"warn\">" + "".join(f"<li>{html.escape(w)}</li>" for w in warns) + "</ul>") if warns else ""
-    tests = (f"<h2>Strategies against random architectures ({html.escape(str(st.get('random_entry')))})</h2>" + table(RANDOM_HEAD, random_test_rows(results))
-             if random_test_rows(results) else "")
+    tests = f"<h2>Strategies against random architectures ({html.escape(str(st.get('random_entry')))})</h2>" + table(RANDOM_HEAD, random_test_rows(results)) if random_test_rows(results) else ""
     pairs = ("<h2>Strategy against strategy (Holm-corrected across the pairs)</h2>" + table(PAIR_HEAD, pair_rows(results))) if pair_rows(results) else ""
     method = f"<p><small>{html.escape(st['method'])}.</small></p>" if st.get("method") else ""
-    settings = [(e["name"], e.get("strategy", ""), json.dumps(e.get("options") or {}), json.dumps(e.get("settings") or {}))
-                for e in results["entries"] if e["kind"] == "strategy"]
-    options = ("<h2>Strategy entries: options (--strategy-set) and settings</h2>"
-               + table(("entry", "strategy", "options", "settings (study, selector)"), settings)) if settings else ""
+    settings = [(e["name"], e.get("strategy", ""), json.dumps(e.get("options") or {}), json.dumps(e.get("settings") or {})) for e in results["entries"] if e["kind"] == "strategy"]
+    options = ("<h2>Strategy entries: options (--strategy-set) and settings</h2>" + table(("entry", "strategy", "options", "settings (study, selector)"), settings)) if settings else ""
     study = plan.get("study")
-    budget = (f"<p>Search budget: <b>{html.escape(str(results.get('budget', 'official')))}</b>"
-              + (f"; named study <b>{html.escape(study['name'])}</b> ({html.escape(study['size'])}; {html.escape(study.get('estimate', ''))})" if study else "")
-              + ". Best-practice checklist: <code>checklist.md</code>.</p>")
+    budget = (
+        f"<p>Search budget: <b>{html.escape(str(results.get('budget', 'official')))}</b>"
+        + (f"; named study <b>{html.escape(study['name'])}</b> ({html.escape(study['size'])}; {html.escape(study.get('estimate', ''))})" if study else "")
+        + ". Best-practice checklist: <code>checklist.md</code>.</p>"
+    )
     pics = "".join(f'<div class="pic">{_inline_svg(out / p)}</div>' for p in plots if p.endswith(".svg"))
     topo = "".join(f'<figure><figcaption>{html.escape(n)}</figcaption>{_inline_svg(out / p)}</figure>' for n, p in topologies.items())
     notes = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in results["notes"].items())

@@ -68,8 +68,7 @@ def collect_results(plan: Plan, out: Path, runs: list[Run]) -> dict[str, Any]:
             **{q: PEAK_NOTES[q] for q in PEAK_MEMORY_KEYS},
             "random": "one architecture per run; its mean and std are over architectures, not seeds",
             "ci": "95% Student-t interval of the mean over runs (none with one run)",
-            "spent": "what each search recorded in final.json's spent (means over runs): weight steps, architecture steps, "
-                     "training images seen, forward GFLOPs, wall seconds",
+            "spent": "what each search recorded in final.json's spent (means over runs): weight steps, architecture steps, training images seen, forward GFLOPs, wall seconds",
             "best-of-N": "nothing here is a best run: every number is a mean over runs or a test on all of them",
         },
     }
@@ -86,8 +85,7 @@ def entry_settings(plan: Plan, name: str, kind: str) -> dict[str, Any]:
     variant = plan.variants.get(name, {})
     cfg = run_config(plan.base, plan.seeds[0], name, plan.strategy_options, variant or None, search=False)
     options = {**plan.strategy_options.get(plan.strategy_of(name), {}), **plan.strategy_options.get(name, {})}
-    return {"strategy": plan.strategy_of(name), "options": options,
-            "settings": {k: v for k, v in variant.items() if k != "strategy" and v not in (None, {})}, "space": cfg.space}
+    return {"strategy": plan.strategy_of(name), "options": options, "settings": {k: v for k, v in variant.items() if k != "strategy" and v not in (None, {})}, "space": cfg.space}
 
 
 def display_name(entry: dict[str, Any]) -> str:
@@ -113,8 +111,7 @@ def format_value(v: Any, fmt: str = "{:.4f}") -> str:
     return "" if v is None else fmt.format(v)
 
 
-TABLE_HEAD = ("entry", "runs", "S-mIoU", "T-mIoU", "95% CI", "weight steps", "arch steps", "images", "search GFLOP",
-              "search time (s)", "peak mem (MB)", "params (M)", "GFLOPs", "flags")
+TABLE_HEAD = ("entry", "runs", "S-mIoU", "T-mIoU", "95% CI", "weight steps", "arch steps", "images", "search GFLOP", "search time (s)", "peak mem (MB)", "params (M)", "GFLOPs", "flags")
 
 
 def summary_peak(summary: dict[str, Any]) -> PeakMemory | None:
@@ -148,14 +145,24 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
     for e in results["entries"]:
         s = e["summary"]
         flags = (st.get("flags") or {}).get(e["name"], [])
-        rows.append([
-            display_name(e), f"{s['finished']}/{s['runs']}", _pm(s["s_miou_mean"], s["s_miou_std"]), _pm(s["t_miou_mean"], s["t_miou_std"]),
-            _ci((st.get("entries") or {}).get(e["name"])),
-            _scaled(s.get("spent_weight_steps_mean"), 1, "{:.0f}"), _scaled(s.get("spent_arch_steps_mean"), 1, "{:.0f}"),
-            _scaled(s.get("spent_images_mean"), 1, "{:.0f}"), _scaled(s.get("spent_forward_gflop_mean"), 1, "{:.4g}"),
-            _pm(s["search_seconds_mean"], s["search_seconds_std"], "{:.0f}"), _scaled(getattr(summary_peak(s), "mb", None), 1, "{:.0f}"),
-            _scaled(s["params_mean"], 1e6, "{:.3g}"), _scaled(s["flops_mean"], 1e9, "{:.3g}"), f"{len(flags)} ⚠" if flags else "",
-        ])
+        rows.append(
+            [
+                display_name(e),
+                f"{s['finished']}/{s['runs']}",
+                _pm(s["s_miou_mean"], s["s_miou_std"]),
+                _pm(s["t_miou_mean"], s["t_miou_std"]),
+                _ci((st.get("entries") or {}).get(e["name"])),
+                _scaled(s.get("spent_weight_steps_mean"), 1, "{:.0f}"),
+                _scaled(s.get("spent_arch_steps_mean"), 1, "{:.0f}"),
+                _scaled(s.get("spent_images_mean"), 1, "{:.0f}"),
+                _scaled(s.get("spent_forward_gflop_mean"), 1, "{:.4g}"),
+                _pm(s["search_seconds_mean"], s["search_seconds_std"], "{:.0f}"),
+                _scaled(getattr(summary_peak(s), "mb", None), 1, "{:.0f}"),
+                _scaled(s["params_mean"], 1e6, "{:.3g}"),
+                _scaled(s["flops_mean"], 1e9, "{:.3g}"),
+                f"{len(flags)} ⚠" if flags else "",
+            ]
+        )
     return rows
 
 
@@ -175,8 +182,9 @@ def random_test_rows(results: dict[str, Any]) -> list[list[str]]:
             rows.append([name, "-", "-", "-", "-", "-", "-", test["skipped"]])
             continue
         eff, pct = test.get("effect_random_sd"), test.get("percentile_among_random")
-        rows.append([name, _scaled(test["diff"], 1, "{:+.4f}"), test["test"] or "none", _p(test["p"]), _p(test.get("p_holm")),
-                     "-" if eff is None else f"{eff:+.2f}", "-" if pct is None else f"{pct:.0f}", ""])
+        rows.append(
+            [name, _scaled(test["diff"], 1, "{:+.4f}"), test["test"] or "none", _p(test["p"]), _p(test.get("p_holm")), "-" if eff is None else f"{eff:+.2f}", "-" if pct is None else f"{pct:.0f}", ""]
+        )
     return rows
 
 
@@ -185,8 +193,7 @@ PAIR_HEAD = ("a", "b", "mean a - b", "test", "p", "p (Holm)")
 
 
 def pair_rows(results: dict[str, Any]) -> list[list[str]]:
-    return [[p["a"], p["b"], _scaled(p["diff"], 1, "{:+.4f}"), p["test"] or "none", _p(p["p"]), _p(p.get("p_holm"))]
-            for p in (results.get("statistics") or {}).get("pairs", [])]
+    return [[p["a"], p["b"], _scaled(p["diff"], 1, "{:+.4f}"), p["test"] or "none", _p(p["p"]), _p(p.get("p_holm"))] for p in (results.get("statistics") or {}).get("pairs", [])]
 
 
 def search_warnings(results: dict[str, Any]) -> list[str]:
@@ -202,14 +209,15 @@ def results_markdown(results: dict[str, Any], plots: list[str], topologies: dict
     plan = results["plan"]
     crop = plan["config"]["data"]["crop"]
     lines = [
-        "# archgraph compare", "",
+        "# archgraph compare",
+        "",
         f"Strategies {', '.join(plan['strategies'])}; seeds {', '.join(map(str, plan['seeds']))}; "
         f"data {plan['config']['data']['name']} (crop {crop[0]}x{crop[1]}, scale {plan['config']['data']['scale']}); "
         f"training: {plan['config']['train']['epochs']} epochs; search budget: **{results.get('budget', 'official')}**"
         + (f"; named study {plan['study']['name']} ({plan['study']['size']})" if plan.get("study") else "")
         + ". Mean ± sample std over runs, 95% t-interval of the mean; FLOPs at the crop; the spent columns are what "
-        "each search recorded (means over runs). No number is a best-of-N."
-        + "".join(f" Peak mem: `{q}`, {PEAK_NOTES[q]}." for q in peak_quantities(results)), "",
+        "each search recorded (means over runs). No number is a best-of-N." + "".join(f" Peak mem: `{q}`, {PEAK_NOTES[q]}." for q in peak_quantities(results)),
+        "",
         *_md_table(TABLE_HEAD, table_rows(results)),
     ]
     st = results.get("statistics") or {}
@@ -230,8 +238,7 @@ def results_markdown(results: dict[str, Any], plots: list[str], topologies: dict
         lines += ["", "## Search warnings", "", *[f"- {w}" for w in warnings]]
     options = [(e["name"], e.get("options"), e.get("settings")) for e in results["entries"] if e.get("options") or e.get("settings")]
     if options:
-        lines += ["", "## Entry settings", "", *[f"- {n}: " + "; ".join(f"{k}={v}" for k, v in {**(o or {}), **(st_ or {})}.items())
-                                                for n, o, st_ in options]]
+        lines += ["", "## Entry settings", "", *[f"- {n}: " + "; ".join(f"{k}={v}" for k, v in {**(o or {}), **(st_ or {})}.items()) for n, o, st_ in options]]
     failed = [(e["name"], r) for e in results["entries"] for r in e["runs"] if r.get("status") == "failed"]
     if failed:
         lines += ["", "Failed runs:", *[f"- {n} seed {r['seed']}: {r.get('error')}" for n, r in failed]]

@@ -149,8 +149,7 @@ def degenerate_flags(entries: list[dict[str, Any]], values: dict[str, list[float
             flags[name].append(f"{len(single)} of {len(runs)} runs predict one class only (the majority-class mIoU)")
         warned = [r for r in runs if r.get("search_warning")]
         if warned:
-            flags[name].append(f"{len(warned)} of {len(runs)} searches ended with an architecture that cannot be told "
-                               "from the initialisation (final.json warning)")
+            flags[name].append(f"{len(warned)} of {len(runs)} searches ended with an architecture that cannot be told from the initialisation (final.json warning)")
         if name in means:
             tied = [o for o, m in means.items() if o != name and abs(m - means[name]) <= TIE]
             if tied:
@@ -162,8 +161,7 @@ def study_statistics(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """results.json's ``"statistics"``: per entry its interval and (strategies) its comparison with
     the random entry, Holm-corrected across the study's strategies; every pair of strategies
     (Holm-corrected across the pairs); the degenerate flags."""
-    values = {e["name"]: [float(r["t_miou"]) for r in e["runs"] if r.get("status") == "done" and r.get("t_miou") is not None]
-              for e in entries}
+    values = {e["name"]: [float(r["t_miou"]) for r in e["runs"] if r.get("status") == "done" and r.get("t_miou") is not None] for e in entries}
     random = next((e["name"] for e in entries if e["kind"] == "random"), None)
     rand = values.get(random, []) if random else []
     strategies = [e["name"] for e in entries if e["kind"] == "strategy"]
@@ -192,11 +190,16 @@ def study_statistics(entries: list[dict[str, Any]]) -> dict[str, Any]:
     for pair, p in zip(pairs, holm([p["p"] for p in pairs])):
         pair["p_holm"] = p
     return {
-        "level": LEVEL, "random_entry": random, "entries": per_entry, "pairs": pairs,
+        "level": LEVEL,
+        "random_entry": random,
+        "entries": per_entry,
+        "pairs": pairs,
         "flags": degenerate_flags(entries, values),
-        "method": (f"95% Student-t interval of the mean; strategy vs random: exact permutation test of the difference of "
-                   f"means when either side has fewer than {SMALL_N} runs, else Welch's t-test; p-values Holm-corrected "
-                   "across the strategies of the study (and, separately, across the strategy pairs); effect = "
-                   "difference of means in random architectures' standard deviations; percentile = mid-rank "
-                   "percentile of the entry's mean among the random architectures' T-mIoU"),
+        "method": (
+            f"95% Student-t interval of the mean; strategy vs random: exact permutation test of the difference of "
+            f"means when either side has fewer than {SMALL_N} runs, else Welch's t-test; p-values Holm-corrected "
+            "across the strategies of the study (and, separately, across the strategy pairs); effect = "
+            "difference of means in random architectures' standard deviations; percentile = mid-rank "
+            "percentile of the entry's mean among the random architectures' T-mIoU"
+        ),
     }

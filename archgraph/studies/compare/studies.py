@@ -38,9 +38,20 @@ SIZES = ("cpu", "gpu")
 
 # A tiny but complete search: 2 epochs (1 warm-up), 2 steps each, architecture steps every step.
 _CPU_COMMON = [
-    "data.name=synthetic", "data.num_samples=16", "data.crop=[32,32]", "data.batch_size=2", "data.val_limit=4",
-    "space.base_channels=4", "search.epochs=2", "search.warmup_epochs=1", "search.steps_per_epoch=2",
-    "search.bn_recalib_batches=1", "search.eval_every=0", "train.epochs=2", "train.steps_per_epoch=4", "train.eval_every=2",
+    "data.name=synthetic",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.val_limit=4",
+    "space.base_channels=4",
+    "search.epochs=2",
+    "search.warmup_epochs=1",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "search.eval_every=0",
+    "train.epochs=2",
+    "train.steps_per_epoch=4",
+    "train.eval_every=2",
 ]
 _GPU_COMMON = ["device=cuda", "space.base_channels=8", "search.epochs=160", "search.warmup_epochs=40", "train.epochs=500"]
 # Strategy options that shrink what the common keys do not reach (cpu size only).
@@ -68,8 +79,7 @@ def _table5(size: str) -> dict[str, dict[str, Any]]:
     entries = {}
     for layers in TABLE5_LAYERS:
         for s in TABLE5_STRATEGIES:
-            entries[f"{s}@L{layers}"] = {"strategy": s, "set": {"space": {"layers": layers},
-                                                                   **({"strategy": _CPU_OPTIONS[s]} if size == "cpu" and s in _CPU_OPTIONS else {})}}
+            entries[f"{s}@L{layers}"] = {"strategy": s, "set": {"space": {"layers": layers}, **({"strategy": _CPU_OPTIONS[s]} if size == "cpu" and s in _CPU_OPTIONS else {})}}
     return entries
 
 
@@ -81,27 +91,35 @@ def _table6(size: str) -> dict[str, dict[str, Any]]:
         "dcnas@full": {"strategy": "dcnas"},
         "dcnas@all-paths": {"strategy": "dcnas", "set": {"strategy": {"paths": every_input}}},
         "dcnas@all-channels": {"strategy": "dcnas", "set": {"strategy": {"channel_ratio": 1.0}}},
-        "dcnas@proxy": {"strategy": "dcnas", "set": {"strategy": {"paths": every_input, "channel_ratio": 1.0}},
-                        "search_scale": float(half)},
+        "dcnas@proxy": {"strategy": "dcnas", "set": {"strategy": {"paths": every_input, "channel_ratio": 1.0}}, "search_scale": float(half)},
         "dcnas@previous": {"strategy": "dcnas", "set": {"space": {"connectivity": "previous"}}},
     }
 
 
 STUDIES: dict[str, Study] = {
     "dcnas-table5": Study(
-        "dcnas-table5", "the five strategies of the DCNAS paper's Table 5 in DCSS at L = 8, 10, 12, 14", _table5,
+        "dcnas-table5",
+        "the five strategies of the DCNAS paper's Table 5 in DCSS at L = 8, 10, 12, 14",
+        _table5,
         {"cpu": [*_CPU_COMMON, "space.layers=14"], "gpu": [*_GPU_COMMON, "space.layers=14"]},
-        {"cpu": "1", "gpu": "3"}, {"cpu": "random:3", "gpu": "random:8"},
-        {"cpu": "reckoned, not measured end to end: 20 searches of 4 steps (3-60 s each, growing with L) and 23 trainings "
-                "of 8 steps on 2 CPU cores, about an hour with OMP_NUM_THREADS=1",
-         "gpu": "the paper's schedule: 20 searches of 160 epochs and 20 trainings of 500 epochs; days per seed on one GPU"},
+        {"cpu": "1", "gpu": "3"},
+        {"cpu": "random:3", "gpu": "random:8"},
+        {
+            "cpu": "reckoned, not measured end to end: 20 searches of 4 steps (3-60 s each, growing with L) and 23 trainings of 8 steps on 2 CPU cores, about an hour with OMP_NUM_THREADS=1",
+            "gpu": "the paper's schedule: 20 searches of 160 epochs and 20 trainings of 500 epochs; days per seed on one GPU",
+        },
     ),
     "dcnas-table6": Study(
-        "dcnas-table6", "the DCNAS ablations: path sampling, channel sampling, proxyless vs low-resolution proxy, dense vs previous-layer",
-        _table6, {"cpu": [*_CPU_COMMON, "space.layers=4"], "gpu": [*_GPU_COMMON, "space.layers=14"]},
-        {"cpu": "1", "gpu": "3"}, {"cpu": "random:3", "gpu": "random:8"},
-        {"cpu": "reckoned: 5 searches and 8 trainings at L = 4, a few minutes on 2 CPU cores",
-         "gpu": "5 searches of 160 epochs (the all-paths and all-channels ones several times slower) and 13 trainings of 500 epochs"},
+        "dcnas-table6",
+        "the DCNAS ablations: path sampling, channel sampling, proxyless vs low-resolution proxy, dense vs previous-layer",
+        _table6,
+        {"cpu": [*_CPU_COMMON, "space.layers=4"], "gpu": [*_GPU_COMMON, "space.layers=14"]},
+        {"cpu": "1", "gpu": "3"},
+        {"cpu": "random:3", "gpu": "random:8"},
+        {
+            "cpu": "reckoned: 5 searches and 8 trainings at L = 4, a few minutes on 2 CPU cores",
+            "gpu": "5 searches of 160 epochs (the all-paths and all-channels ones several times slower) and 13 trainings of 500 epochs",
+        },
     ),
 }
 

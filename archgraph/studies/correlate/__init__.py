@@ -39,7 +39,12 @@ order, :func:`run_study`), :mod:`~archgraph.studies.correlate.stats` (5) and
 from __future__ import annotations
 
 from archgraph.studies.correlate.candidates import (
-    Candidate, derived_candidate, indices_of, one_hot_scores, sample_pool, spread_pick,
+    Candidate,
+    derived_candidate,
+    indices_of,
+    one_hot_scores,
+    sample_pool,
+    spread_pick,
 )
 from archgraph.studies.correlate.report import RESULT, RESULT_VERSION, correlation_summary, markdown_table, scatter_plot, write_outputs
 from archgraph.studies.correlate.scores import ScorerResult, architecture_candidates, run_scorers, scoring_context
@@ -48,9 +53,35 @@ from archgraph.studies.correlate.study import StudyOptions, run_study
 from archgraph.studies.correlate.supernet import InputIdx, OpIdx, SearchedSupernet, load_searched_supernet
 
 __all__ = [
-    "RESULT", "RESULT_VERSION", "Candidate", "InputIdx", "Interval", "OpIdx", "SearchedSupernet", "StudyOptions",
-    "bootstrap_ci", "correlation_stats", "correlation_summary", "derived_candidate", "indices_of", "kendall",
-    "load_searched_supernet", "markdown_table", "one_hot_scores", "p_values", "pearson", "run_study", "sample_pool",
-    "scatter_plot", "spread_pick", "write_outputs",
-    "ScorerResult", "architecture_candidates", "run_scorers", "scorer_stats", "scoring_context", "spearman", "top_kendall",
+    "RESULT",
+    "RESULT_VERSION",
+    "Candidate",
+    "InputIdx",
+    "Interval",
+    "OpIdx",
+    "SearchedSupernet",
+    "StudyOptions",
+    "bootstrap_ci",
+    "correlation_stats",
+    "correlation_summary",
+    "derived_candidate",
+    "indices_of",
+    "kendall",
+    "load_searched_supernet",
+    "markdown_table",
+    "one_hot_scores",
+    "p_values",
+    "pearson",
+    "run_study",
+    "sample_pool",
+    "scatter_plot",
+    "spread_pick",
+    "write_outputs",
+    "ScorerResult",
+    "architecture_candidates",
+    "run_scorers",
+    "scorer_stats",
+    "scoring_context",
+    "spearman",
+    "top_kendall",
 ]

@@ -86,10 +86,7 @@ def derived_candidate(sup: SearchedSupernet) -> Candidate:
         decoded = decode(sup.strategy.graph, *one_hot_scores(sup.choices, op_idx, input_idx))
         if graph_hash(decoded) == target:
             return Candidate(arch, op_idx, input_idx, "derived")
-    raise CheckpointError(
-        f"{sup.run_dir / 'arch.yaml'} ({target}) is not a subnet of the supernet in {sup.run_dir / 'checkpoint.pt'}; "
-        "was arch.yaml replaced after the search?"
-    )
+    raise CheckpointError(f"{sup.run_dir / 'arch.yaml'} ({target}) is not a subnet of the supernet in {sup.run_dir / 'checkpoint.pt'}; was arch.yaml replaced after the search?")
 
 
 def sample_pool(sup: SearchedSupernet, size: int, sample_seed: int, exclude: set[str]) -> list[Candidate]:

@@ -86,8 +86,10 @@ def standalone_recipe(search_cfg: Config, config_path: str | None, overrides: tu
     train_cfg = load_config(config_path, list(overrides), base=search_cfg.to_dict())
     section = first_difference(search_cfg.to_dict(), train_cfg.to_dict(), ("train", "device"))
     if section is not None:
-        raise ConfigError(f"CONFIG/--set change the {section!r} section of the finished search {run_dir}; only train.* may change here "
-                          "(the supernet was trained and is scored with the search's data). Search again with the new settings instead")
+        raise ConfigError(
+            f"CONFIG/--set change the {section!r} section of the finished search {run_dir}; only train.* may change here "
+            "(the supernet was trained and is scored with the search's data). Search again with the new settings instead"
+        )
     return train_cfg
 
 
@@ -109,8 +111,7 @@ def study_jobs(study: StudyJobs, out: Path, opts: StudyOptions) -> list[Job]:
     return jobs
 
 
-def run_correlate(study: StudyJobs, out: Path, opts: StudyOptions, spec: ExecutorSpec,
-                  notify: Callable[[Job], None] | None = None) -> dict[str, Any]:
+def run_correlate(study: StudyJobs, out: Path, opts: StudyOptions, spec: ExecutorSpec, notify: Callable[[Job], None] | None = None) -> dict[str, Any]:
     """Run the study's jobs with ``spec``'s executor; the statistics and outputs from their results.
 
     A failed job is reported with its error and log; the others still run (their results stay in the

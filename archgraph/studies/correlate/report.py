@@ -90,21 +90,23 @@ def scorer_table(result: dict[str, Any]) -> list[str]:
     if not scorers:
         return []
     level = int(round(result["pearson"]["ci"]["level"] * 100))
-    lines = ["", f"## Every scorer against stand-alone mIoU ({level}% bootstrap CI, {result['bootstrap']['resamples']} resamples)", "",
-             "| scorer | better | n | " + " | ".join(t for _, t in STAT_TITLES) + " | seconds |",
-             "|---|---|---|" + "---|" * len(STAT_TITLES) + "---|"]
+    lines = [
+        "",
+        f"## Every scorer against stand-alone mIoU ({level}% bootstrap CI, {result['bootstrap']['resamples']} resamples)",
+        "",
+        "| scorer | better | n | " + " | ".join(t for _, t in STAT_TITLES) + " | seconds |",
+        "|---|---|---|" + "---|" * len(STAT_TITLES) + "---|",
+    ]
     for name, s in scorers.items():
         n = f"{s['n']}" + (f" ({s['dropped']} n/a)" if s.get("dropped") else "")
         secs = "-" if s.get("seconds") is None else f"{s['seconds']:.1f}"
-        lines.append(f"| {name} | {'higher' if s['higher_is_better'] else 'lower'} | {n} | "
-                     + " | ".join(_fmt_stat(s[k]) for k, _ in STAT_TITLES) + f" | {secs} |")
+        lines.append(f"| {name} | {'higher' if s['higher_is_better'] else 'lower'} | {n} | " + " | ".join(_fmt_stat(s[k]) for k, _ in STAT_TITLES) + f" | {secs} |")
     dcnas = "this strategy" if result.get("strategy") == "dcnas" else "DCNAS"
     lo_r, hi_r = PAPER_OTHERS["pearson"]
     lo_t, hi_t = PAPER_OTHERS["kendall"]
     lines.append(f"| paper, Table 1: {dcnas} (supernet) | higher | - | {PAPER_DCNAS['pearson']:.2f} | - | {PAPER_DCNAS['kendall']:.2f} | - | - |")
     lines.append(f"| paper, Table 1: other one-shot methods | higher | - | {lo_r:.2f}-{hi_r:.2f} | - | {lo_t:.2f}-{hi_t:.2f} | - | - |")
-    lines += ["", "Top-20% Kendall: Kendall's tau over the architectures in the top 20% by stand-alone mIoU. The paper "
-              "reports no Spearman or top-k figures and no proxies."]
+    lines += ["", "Top-20% Kendall: Kendall's tau over the architectures in the top 20% by stand-alone mIoU. The paper reports no Spearman or top-k figures and no proxies."]
     return lines
 
 
@@ -131,9 +133,15 @@ def correlation_summary(path: str | Path) -> dict[str, Any]:
         if file == p.parent / RESULT and p.is_dir() and Path(data.get("search_dir", "")) != p.resolve():
             continue  # a sibling study of another search
         return {
-            "strategy": data["strategy"], "n": data["n"],
-            "pearson": data["pearson"]["value"], "pearson_low": data["pearson"]["ci"]["low"], "pearson_high": data["pearson"]["ci"]["high"],
-            "kendall": data["kendall"]["value"], "kendall_low": data["kendall"]["ci"]["low"], "kendall_high": data["kendall"]["ci"]["high"],
-            "level": data["pearson"]["ci"]["level"], "path": str(file),
+            "strategy": data["strategy"],
+            "n": data["n"],
+            "pearson": data["pearson"]["value"],
+            "pearson_low": data["pearson"]["ci"]["low"],
+            "pearson_high": data["pearson"]["ci"]["high"],
+            "kendall": data["kendall"]["value"],
+            "kendall_low": data["kendall"]["ci"]["low"],
+            "kendall_high": data["kendall"]["ci"]["high"],
+            "level": data["pearson"]["ci"]["level"],
+            "path": str(file),
         }
     return {}

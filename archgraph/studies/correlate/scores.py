@@ -35,8 +35,7 @@ class ScorerResult:
     def to_dict(self) -> dict[str, Any]:
         import math
 
-        return {"name": self.name, "higher_is_better": self.higher_is_better, "seconds": self.seconds,
-                "values": [v if math.isfinite(v) else None for v in self.values]}
+        return {"name": self.name, "higher_is_better": self.higher_is_better, "seconds": self.seconds, "values": [v if math.isfinite(v) else None for v in self.values]}
 
 
 def scoring_context(sup: SearchedSupernet) -> ScoringContext:
@@ -68,7 +67,9 @@ def architecture_candidates(sup: SearchedSupernet, files: Sequence[str | Path]) 
         arch = load(path)  # a file that is no graph: GraphError, which names the file and the fix
         op_idx, input_idx = indices_of(sup.choices, arch)
         if graph_hash(candidate_graph(sup.strategy.graph, (op_idx, input_idx), sup.choices)) != graph_hash(arch):
-            raise ConfigError(f"--archs {path} is not an architecture of the supernet in {sup.run_dir} (another space, size or search stage); "
-                              f"score it with a search of its own space, or draw random ones with --archs N")
+            raise ConfigError(
+                f"--archs {path} is not an architecture of the supernet in {sup.run_dir} (another space, size or search stage); "
+                f"score it with a search of its own space, or draw random ones with --archs N"
+            )
         out.append(StudyCandidate(arch, op_idx, input_idx, "file"))
     return out

@@ -102,12 +102,10 @@ class Interval:
     valid: int  # resamples in which the statistic was defined (not every side constant)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"low": _json_float(self.low), "high": _json_float(self.high), "level": self.level,
-                "resamples": self.resamples, "valid": self.valid}
+        return {"low": _json_float(self.low), "high": _json_float(self.high), "level": self.level, "resamples": self.resamples, "valid": self.valid}
 
 
-def bootstrap_ci(x: Sequence[float], y: Sequence[float], statistic: Callable[[Sequence[float], Sequence[float]], float],
-                 resamples: int = 1000, level: float = 0.95, seed: int = 0) -> Interval:
+def bootstrap_ci(x: Sequence[float], y: Sequence[float], statistic: Callable[[Sequence[float], Sequence[float]], float], resamples: int = 1000, level: float = 0.95, seed: int = 0) -> Interval:
     """Percentile bootstrap CI of ``statistic`` over pairs resampled with replacement.
 
     Pairs stay pairs (an architecture's two scores are drawn together). Resamples in which the
@@ -150,12 +148,14 @@ def correlation_stats(supernet: Sequence[float], standalone: Sequence[float], re
 
 
 STATISTICS: dict[str, Callable[[Sequence[float], Sequence[float]], float]] = {
-    "pearson": pearson, "spearman": spearman, "kendall": kendall, "top_kendall": top_kendall,
+    "pearson": pearson,
+    "spearman": spearman,
+    "kendall": kendall,
+    "top_kendall": top_kendall,
 }
 
 
-def scorer_stats(scores: Sequence[float], truth: Sequence[float], higher_is_better: bool = True, resamples: int = 1000, level: float = 0.95,
-                 seed: int = 0) -> dict[str, Any]:
+def scorer_stats(scores: Sequence[float], truth: Sequence[float], higher_is_better: bool = True, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
     """Pearson, Spearman, Kendall and top-20% Kendall of one scorer against the ground truth, each
     with its percentile bootstrap interval (the same resampled pairs for each statistic: one seed).
 
@@ -169,8 +169,7 @@ def scorer_stats(scores: Sequence[float], truth: Sequence[float], higher_is_bett
     s, t = (s[keep] if higher_is_better else -s[keep]), t[keep]
     out: dict[str, Any] = {"n": int(keep.sum()), "dropped": int((~keep).sum()), "higher_is_better": higher_is_better}
     for name, fn in STATISTICS.items():
-        out[name] = {"value": _json_float(fn(s, t)), "ci": bootstrap_ci(s, t, fn, resamples, level, seed).to_dict() if len(s) else
-                     Interval(math.nan, math.nan, level, resamples, 0).to_dict()}
+        out[name] = {"value": _json_float(fn(s, t)), "ci": bootstrap_ci(s, t, fn, resamples, level, seed).to_dict() if len(s) else Interval(math.nan, math.nan, level, resamples, 0).to_dict()}
     return out
 
 

@@ -64,7 +64,6 @@ class StudyOptions:
         parse_scorers(self.scorer_specs())  # unknown or repeated names, before any work
 
 
-
 def run_study(sup: SearchedSupernet, train_cfg: Config, out: Path, opts: StudyOptions, cache_dir: Path, log: Log = print, progress: bool = False) -> dict[str, Any]:
     """Candidates, both scores, statistics; write DIR/correlation.{json,md,png,svg} and DIR/archs/.
 
@@ -95,14 +94,16 @@ def score_candidates(sup: SearchedSupernet, train_cfg: Config, out: Path, opts: 
         save(c.graph, out / "archs" / f"{c.hash}.yaml")
     seed = sup.cfg.seed if opts.train_seed is None else opts.train_seed
     return {
-        "cands": cands, "seed": seed, "laps": laps.times, "scorer_info": scorer_info,
+        "cands": cands,
+        "seed": seed,
+        "laps": laps.times,
+        "scorer_info": scorer_info,
         "head": {"version": RESULT_VERSION, "strategy": sup.cfg.strategy_name, "space": sup.cfg.space, "search_dir": str(sup.run_dir.resolve())},
         "settings": _settings(sup, train_cfg, seed, cache_dir, pool, opts),
     }
 
 
-def finish_study(scored: dict[str, Any], standalone: list[dict[str, Any]], train_cfg: Config, out: Path, opts: StudyOptions,
-                 cache_dir: Path, standalone_seconds: float) -> dict[str, Any]:
+def finish_study(scored: dict[str, Any], standalone: list[dict[str, Any]], train_cfg: Config, out: Path, opts: StudyOptions, cache_dir: Path, standalone_seconds: float) -> dict[str, Any]:
     """The statistics over the candidates' two scores; writes the outputs and returns correlation.json's dict."""
     cands, seed = scored["cands"], scored["seed"]
     for c, metrics in zip(cands, standalone):
@@ -144,10 +145,7 @@ def _pre_scored_pool(sup: SearchedSupernet, opts: StudyOptions, exclude: set[str
     size = opts.pool or max(4 * opts.archs, 16)
     pool = sample_pool(sup, size, opts.sample_seed, exclude)
     if len(pool) < opts.archs - 1:
-        raise ConfigError(
-            f"the space of {sup.run_dir} has only {len(pool) + 1} distinct architectures within {4 * size} draws; "
-            f"lower --archs to {len(pool) + 1} or use a larger space"
-        )
+        raise ConfigError(f"the space of {sup.run_dir} has only {len(pool) + 1} distinct architectures within {4 * size} draws; lower --archs to {len(pool) + 1} or use a larger space")
     log(f"pre-scoring {len(pool)} random architectures ({opts.quick_batches} BN batch, {opts.quick_val or 'all'} val images)")
     for c in pool:
         c.quick = sup.score(c.op_idx, c.input_idx, recalib_batches=opts.quick_batches, val_images=opts.quick_val)
@@ -197,24 +195,24 @@ def _settings(sup: SearchedSupernet, train_cfg: Config, seed: int, cache_dir: Pa
 
     quick = [c.quick for c in pool]
     return {
-        "supernet_score": {"what": "mIoU on the selection split in the supernet's subnet mode, BN recalibrated on trainA",
-                           "select_split": getattr(sup.cfg.search, "select_split", "val"), "bn_recalib_batches": sup.cfg.search.bn_recalib_batches,
-                           "images": len(getattr(sup.data, "select", sup.data.val))},
+        "supernet_score": {
+            "what": "mIoU on the selection split in the supernet's subnet mode, BN recalibrated on trainA",
+            "select_split": getattr(sup.cfg.search, "select_split", "val"),
+            "bn_recalib_batches": sup.cfg.search.bn_recalib_batches,
+            "images": len(getattr(sup.data, "select", sup.data.val)),
+        },
         "scorer_list": opts.scorer_specs(),
         "standalone": {"recipe_hash": recipe_hash(train_cfg), "recipe": recipe_dict(train_cfg), "seed": seed, "cache_dir": str(Path(cache_dir).resolve())},
-        "pool": {"size": len(pool), "sample_seed": opts.sample_seed, "quick_batches": opts.quick_batches, "quick_val": opts.quick_val,
-                 "quick_range": [min(quick), max(quick)]},
+        "pool": {"size": len(pool), "sample_seed": opts.sample_seed, "quick_batches": opts.quick_batches, "quick_val": opts.quick_val, "quick_range": [min(quick), max(quick)]},
     }
 
 
-def _scorer_block(cands: list[Candidate], truth: list[float], info: list[dict[str, Any]], supernet_seconds: float | None,
-                  opts: StudyOptions) -> dict[str, Any]:
+def _scorer_block(cands: list[Candidate], truth: list[float], info: list[dict[str, Any]], supernet_seconds: float | None, opts: StudyOptions) -> dict[str, Any]:
     """correlation.json's ``scorers``: for the supernet and every other scorer, Pearson, Spearman,
     Kendall and top-20% Kendall against the stand-alone mIoU, each with its bootstrap interval."""
     rows = [{"name": "supernet", "higher_is_better": True, "seconds": supernet_seconds, "values": [float(c.supernet) for c in cands]}]
     rows += [{**i, "values": [float(c.scores[i["name"]]) for c in cands]} for i in info]
-    return {r["name"]: {**scorer_stats(r["values"], truth, r["higher_is_better"], opts.resamples, opts.level, opts.bootstrap_seed),
-                        "seconds": r["seconds"]} for r in rows}
+    return {r["name"]: {**scorer_stats(r["values"], truth, r["higher_is_better"], opts.resamples, opts.level, opts.bootstrap_seed), "seconds": r["seconds"]} for r in rows}
 
 
 def _arch_record(c: Candidate, train_cfg: Config, seed: int, cache_dir: Path) -> dict[str, Any]:
@@ -222,10 +220,16 @@ def _arch_record(c: Candidate, train_cfg: Config, seed: int, cache_dir: Path) ->
     from archgraph.studies.runcache import cache_key, entry_dir
 
     return {
-        "arch_hash": c.hash, "source": c.source, "sample_seed": c.sample_seed, "quick_score": c.quick,
-        "supernet_miou": c.supernet, "standalone_miou": c.standalone["miou"],
+        "arch_hash": c.hash,
+        "source": c.source,
+        "sample_seed": c.sample_seed,
+        "quick_score": c.quick,
+        "supernet_miou": c.supernet,
+        "standalone_miou": c.standalone["miou"],
         "scores": {k: (v if math.isfinite(v) else None) for k, v in c.scores.items()},
-        "standalone_pixel_acc": c.standalone.get("pixel_acc"), "params": c.standalone.get("params"), "flops": c.standalone.get("flops"),
+        "standalone_pixel_acc": c.standalone.get("pixel_acc"),
+        "params": c.standalone.get("params"),
+        "flops": c.standalone.get("flops"),
         "file": f"archs/{c.hash}.yaml",
         "cache_entry": str(entry_dir(cache_dir, cache_key(c.graph, train_cfg, seed)).resolve()),
     }
