@@ -91,7 +91,9 @@ def test_supernet_scorer_is_score_subnet_on_the_selection_split(loaded):
     sup, ctx, cands = loaded
     got = get_scorer("supernet").score(ctx, cands)
     want = [score_subnet(sup.net, sup.strategy.relaxation, o, i, sup.data, sup.cfg, sup.device) for o, i in cands]
-    assert got == want and all(0 <= v <= 1 for v in got)
+    # the cached, batched path scores what score_subnet scores, one candidate at a time: equal up to the
+    # rounding of batched convolutions (an argmax flipped at a near-tie moves mIoU by a pixel's share)
+    assert got == pytest.approx(want, abs=5e-3) and all(0 <= v <= 1 for v in got)
     without = ScoringContext(None, None, sup.data, sup.cfg, sup.device, ctx.graph)
     with pytest.raises(ConfigError, match="finished search"):
         get_scorer("supernet").score(without, cands)

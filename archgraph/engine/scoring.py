@@ -78,8 +78,7 @@ class Scorer(Protocol):
 
 
 ScorerFactory = Callable[..., Scorer]
-SCORER_REGISTRY: Registry[ScorerFactory] = Registry(
-    "scorer", ENTRY_POINT_GROUP, hint="decorate a plug-in's class with @register_scorer(name)")  # built-ins: the same group
+SCORER_REGISTRY: Registry[ScorerFactory] = Registry("scorer", ENTRY_POINT_GROUP, hint="decorate a plug-in's class with @register_scorer(name)")  # built-ins: the same group
 _SCORERS: dict[str, ScorerFactory] = SCORER_REGISTRY.table
 
 
@@ -192,12 +191,18 @@ class SupernetScorer:
         self.recalib_batches = None if recalib_batches in (None, "") else _positive_int(recalib_batches, "supernet:B")
 
     def score(self, ctx: ScoringContext, candidates: Sequence[Candidate]) -> list[float]:
-        from archgraph.engine.smiou import score_subnet
+        """Every candidate with the selection split and the recalibration batches loaded once
+        (:class:`~archgraph.engine.selection.splitcache.SplitCache`; the selection stage's own fast
+        path), so a candidate costs its forward passes and nothing else."""
+        from archgraph.engine.selection.splitcache import SplitCache, SubnetScorer
 
         if ctx.net is None or ctx.strategy is None:
             raise ConfigError("the supernet scorer needs a finished search's supernet; give a search run folder (archgraph score RUN)")
-        return [score_subnet(ctx.net, ctx.strategy.relaxation, op_idx, input_idx, ctx.data, ctx.cfg, ctx.device, self.recalib_batches)
-                for op_idx, input_idx in candidates]
+        if not candidates:
+            return []
+        cache = SplitCache.build(ctx.data, ctx.cfg, ctx.device, self.recalib_batches)
+        with SubnetScorer(ctx.net, ctx.strategy.relaxation, cache) as scorer:
+            return scorer.score_all(candidates)
 
 
 def _positive_int(value: str | int, what: str) -> int:
