@@ -184,3 +184,20 @@ def test_equal_time_needs_a_budget(tmp_path):
 
     with pytest.raises(ConfigError, match="time_budget_s"):
         run_search(load_config(None, TINY + ["search.budget=equal-time"]), tmp_path / "x", progress=False)
+
+
+def test_the_checklist_holds_strategies_without_architecture_steps_to_their_weight_steps():
+    from archgraph.studies.compare.checklist import _spent_equal
+
+    def run(w, a, note=None):
+        return {"status": "done", "spent": {"weight_steps": w, "arch_steps": a}, **({"arch_steps_note": note} if note else {})}
+
+    def results(*entries):
+        return {"entries": [{"name": n, "kind": "strategy", "runs": runs} for n, runs in entries]}
+
+    equal = results(("darts", [run(240, 180)]), ("spos", [run(240, 0, "no architecture steps by design")]))
+    assert _spent_equal(equal) == "yes: every search took 240 weight steps and 180 architecture steps (spos: none, by design)"
+    unequal = results(("darts", [run(240, 180)]), ("spos", [run(200, 0, "by design")]))
+    assert _spent_equal(unequal).startswith("no:")
+    missing = results(("darts", [run(240, 180)]), ("pc_darts", [run(240, 0)]))  # no steps but not by design: a difference
+    assert _spent_equal(missing).startswith("no:")

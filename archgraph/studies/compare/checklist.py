@@ -49,18 +49,27 @@ def hardware(device: str) -> str:
 
 
 def _spent_equal(results: dict[str, Any]) -> str:
-    """Whether every finished search recorded the same weight and architecture steps."""
-    seen = set()
+    """Whether every finished search recorded the same weight and architecture steps; a strategy that
+    takes no architecture steps by design (SPOS, rsws: final.json's ``arch_steps_note``) is held to
+    the weight steps only."""
+    seen, by_design, names = set(), set(), set()
     for e in results["entries"]:
         for r in e["runs"]:
             spent = r.get("spent") or {}
             if e["kind"] == "strategy" and r.get("status") == "done" and spent:
-                seen.add((spent.get("weight_steps"), spent.get("arch_steps")))
-    if not seen:
+                if r.get("arch_steps_note") and not spent.get("arch_steps"):
+                    by_design.add(spent.get("weight_steps"))
+                    names.add(e["name"])
+                else:
+                    seen.add((spent.get("weight_steps"), spent.get("arch_steps")))
+    if not seen and not by_design:
         return "not recorded (no finished search carries final.json's \"spent\")"
-    if len(seen) == 1:
-        w, a = next(iter(seen))
-        return f"yes: every search took {w} weight steps and {a} architecture steps"
+    weights = {w for w, _ in seen} | by_design
+    if len(seen) <= 1 and len(weights) == 1:
+        w = next(iter(weights))
+        arch = f"{next(iter(seen))[1]} architecture steps" if seen else "no architecture steps"
+        tail = f" ({', '.join(sorted(names))}: none, by design)" if names and seen else ""
+        return f"yes: every search took {w} weight steps and {arch}{tail}"
     return "no: the searches took different steps (weight, architecture): " + ", ".join(f"({w}, {a})" for w, a in sorted(seen, key=str)) + "; read T-mIoU together with the spent columns"
 
 

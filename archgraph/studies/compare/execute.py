@@ -97,6 +97,7 @@ def search_run(cfg: Config, folder: Path, progress: bool = False) -> dict[str, A
         "arch_hash": final.get("arch_hash"),
         "spent": final.get("spent"),  # what the search spent, as it recorded it (steps, images, FLOPs, time)
         "budget": final.get("budget"),
+        "arch_steps_note": final.get("arch_steps_note"),  # a strategy that takes no architecture steps by design (SPOS, rsws)
         "search_cost": final.get("cost"),  # search.cost_limit: the derived architecture's predicted and measured cost
         "search_warning": final.get("warning"),  # e.g. "cannot be told from the initialisation"
         "selection": {k: v for k, v in final["selection"].items() if k != "scores"} if isinstance(final.get("selection"), dict) else None,
