@@ -137,3 +137,22 @@ def test_a_study_whose_every_run_failed_still_writes_its_report(tmp_path):
     assert "unknown space" in (out / "results.md").read_text() and "unknown space" in (out / "report.html").read_text()
     checklist = (out / "checklist.md").read_text()
     assert "**Seeds**" in checklist and "Code version" in checklist and "rsws" in checklist
+
+
+def test_both_named_studies_plan_from_their_names_at_both_sizes():
+    """--study dcnas-table5 / dcnas-table6: every entry of the paper's tables, at each size."""
+    from archgraph.studies.compare.studies import get_study, study_variants
+
+    t5 = study_variants(get_study("dcnas-table5", "cpu"), "cpu", 1.0)
+    assert len(t5) == 20  # five strategies x L = 8, 10, 12, 14
+    assert {v["set"]["space"]["layers"] for v in t5.values()} == {8, 10, 12, 14}
+    assert {v["strategy"] for v in t5.values()} == {"dcnas", "pc_darts", "proxylessnas", "p_darts", "spos"}
+    for size in ("cpu", "gpu"):
+        t6 = study_variants(get_study("dcnas-table6", size), size, 1.0)
+        assert set(t6) == {"dcnas@full", "dcnas@all-paths", "dcnas@all-channels", "dcnas@proxy", "dcnas@previous"}
+        assert all(v["strategy"] == "dcnas" for v in t6.values())
+        assert t6["dcnas@proxy"]["search_set"] == {"data": {"scale": 0.5}}  # the low-resolution proxy searches at half the scale
+    with pytest.raises(ConfigError, match="not a named study"):
+        get_study("dcnas-table7", "cpu")
+    with pytest.raises(ConfigError, match="--size"):
+        get_study("dcnas-table5", "tpu")
