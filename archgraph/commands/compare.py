@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="cross every strategy with each selector (search.select): entries like dcnas+topk:8; 'own' keeps the strategy's own rule, e.g. --selectors own,topk:8,proxy:synflow",
     )
     p.add_argument("--study", default=None, metavar="NAME", help="a named study of the DCNAS paper: dcnas-table5 (five strategies at L=8,10,12,14) or dcnas-table6 (its ablations); with --size")
-    p.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="a study's size: cpu (every entry, tiny settings, about an hour on 2 cores) or gpu (the paper's settings)")
+    p.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="a study's size: cpu (every entry, tiny settings, minutes on 2 cores) or gpu (the paper's settings)")
     p.add_argument("--flops-band", type=float, default=None, metavar="FRACTION", help="random baselines: keep architectures with FLOPs within +-FRACTION of --flops-reference (e.g. 0.25)")
     p.add_argument(
         "--flops-reference",

@@ -20,7 +20,7 @@ the search's proxy width, 3 seeds, ``device=cuda``; the dataset is yours to name
 ``cpu`` keeps the entries (every L, every switch) and shrinks everything else (F = 4, 32x32 crops of
 the synthetic data, 2 short epochs, one seed, SPOS's evolution cut down, ProxylessNAS's architecture
 step every step instead of every 5th, which 2 steps per epoch would never reach) so that
-the study exercises every entry on 2 CPU cores in about an hour (:data:`STUDIES`' ``estimate``). Its
+the study exercises every entry on 2 CPU cores in minutes (:data:`STUDIES`' ``estimate``). Its
 numbers show that the study runs, not which method is better. ``--set`` values given with ``--study``
 override the size's.
 """
@@ -105,7 +105,7 @@ STUDIES: dict[str, Study] = {
         {"cpu": "1", "gpu": "3"},
         {"cpu": "random:3", "gpu": "random:8"},
         {
-            "cpu": "reckoned, not measured end to end: 20 searches of 4 steps (3-60 s each, growing with L) and 23 trainings of 8 steps on 2 CPU cores, about an hour with OMP_NUM_THREADS=1",
+            "cpu": "measured: 20 searches of 4 steps (3-24 s each, growing with L) and 23 trainings of 8 steps in 2 min 20 s on 2 CPU cores (OMP_NUM_THREADS=1, --jobs 2)",
             "gpu": "the paper's schedule: 20 searches of 160 epochs and 20 trainings of 500 epochs; days per seed on one GPU",
         },
     ),
@@ -117,7 +117,7 @@ STUDIES: dict[str, Study] = {
         {"cpu": "1", "gpu": "3"},
         {"cpu": "random:3", "gpu": "random:8"},
         {
-            "cpu": "reckoned: 5 searches and 8 trainings at L = 4, a few minutes on 2 CPU cores",
+            "cpu": "measured: 5 searches and 8 trainings at L = 4, about 7 minutes on 2 CPU cores (one job)",
             "gpu": "5 searches of 160 epochs (the all-paths and all-channels ones several times slower) and 13 trainings of 500 epochs",
         },
     ),
