@@ -104,11 +104,12 @@ def test_a_named_hooks_state_survives_a_resume(tmp_path, monkeypatch):
 
 def test_early_stopping_by_name_ends_the_search_as_a_finished_one(tmp_path):
     # min_delta larger than any loss change: the second epoch cannot improve, so patience=1 stops there
-    cfg = load_config(None, [*TINY, "search.hooks=[early_stopping:metric=loss:mode=min:patience=1:min_delta=1000]"])
+    cfg = load_config(None, [*TINY, "search.eval_every=3", "search.hooks=[early_stopping:metric=loss:mode=min:patience=1:min_delta=1000]"])
     final = run_search(cfg, tmp_path / "run", progress=False)
     assert [r["epoch"] for r in records(tmp_path / "run")] == [0, 1]
     assert (tmp_path / "run" / "final.json").is_file() and (tmp_path / "run" / "arch.yaml").is_file()
     assert "early_stopping" in final["stopped_early"]
+    assert 0.0 <= final["s_miou"] <= 1.0 and final["s_miou_split"] == "val"  # measured at the stop, not only every 3rd epoch
 
 
 @pytest.mark.parametrize(

@@ -474,6 +474,10 @@ def _finish(run: SearchRun) -> dict[str, Any]:
         raise CheckpointError(f"{out}: the search ran no stage; start it again with a new --out")
     scorer = lambda ops, inputs, recalib_batches=None: score_subnet(net, strategy.relaxation, ops, inputs, run.data, cfg, run.device, recalib_batches)
     record = dict(run.record)
+    if run.stop_reason and cfg.search.eval_every and "s_miou" not in record:  # stopped early between two S-mIoU epochs
+        with run.spend.paused():  # a report on val, not a cost of the search
+            record["s_miou"] = supernet_miou(net, strategy, run.data, cfg, run.device)
+        record["s_miou_split"] = "val"
     # Every rank takes part (its scores need all ranks); only rank 0's files land in the run folder.
     before = run.spend.totals()
     changed = False
