@@ -40,8 +40,6 @@ from archgraph.errors import ConfigError
 
 ENTRY_POINT_GROUP = "archgraph.hooks"
 
-MOMENTS = ("before_run", "before_stage", "before_epoch", "after_step", "fill_record", "after_epoch", "after_run")
-
 
 class Hook:
     """One concern of a loop (module docstring). Every method is optional; ``loop`` is the

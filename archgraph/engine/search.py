@@ -25,7 +25,7 @@ import contextlib
 import itertools
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -94,17 +94,10 @@ def prepare_config(cfg_path: str | None, overrides: list[str], out: Path, resume
 
 
 @dataclass
-class Stage:
-    """One stage's supernet, optimisers and position (P-DARTS has three; everything else one)."""
+class Stage(StageParts):
+    """One stage as the driver built it (supernet, optimisers; P-DARTS has three stages, everything
+    else one) and the search's position in it; handed to the driver as it is."""
 
-    index: int
-    net: CompiledNetwork
-    step_net: Any  # net, or its DDP / autocast wrapper
-    w_opt: torch.optim.Optimizer
-    sched: Any
-    a_opt: torch.optim.Optimizer | None
-    epochs: int
-    steps: int
     start_epoch: int = 0
     start_step: int = 0
     sums: dict[str, float] = field(default_factory=dict)
@@ -113,11 +106,7 @@ class Stage:
 
     @classmethod
     def of(cls, parts: StageParts) -> "Stage":
-        return cls(parts.index, parts.net, parts.step_net, parts.w_opt, parts.sched, parts.a_opt, parts.epochs, parts.steps)
-
-    @property
-    def parts(self) -> StageParts:
-        return StageParts(self.index, self.net, self.step_net, self.w_opt, self.sched, self.a_opt, self.epochs, self.steps)
+        return cls(**{f.name: getattr(parts, f.name) for f in fields(StageParts)})
 
 
 @dataclass
@@ -252,7 +241,7 @@ class SearchRun(EpochLoop):
         per (stage, epoch), so a resumed search sees the same batches; skipping replays the shuffles
         and computes nothing."""
         cfg = self.cfg
-        self.driver.begin_epoch(stage.parts, epoch)
+        self.driver.begin_epoch(stage, epoch)
         epoch_seed = cfg.seed + 1000 * stage.index + 10 * epoch
         loader_a = loader(self.data.train_a, cfg, epoch_seed)
         b_iter = cycle(loader(self.data.train_b, cfg, epoch_seed + 1))
@@ -272,7 +261,7 @@ class SearchRun(EpochLoop):
         where = f"stage {stage.index + 1} epoch {epoch + 1} step {step + 1}"
         with self.spend.timed_step():
             try:
-                losses = self.driver.step(stage.parts, epoch * stage.steps + step, *batch)
+                losses = self.driver.step(stage, epoch * stage.steps + step, *batch)
             except NonFiniteLoss as exc:
                 for p in self.net.parameters():
                     p.grad = None
@@ -295,7 +284,7 @@ class SearchRun(EpochLoop):
         if not self.cut_by_clock and self._out_of_time(stage) and epoch < stage.epochs - 1:
             self.cut_by_clock = True
         net, strategy = stage.net, self.strategy
-        self.driver.end_epoch(stage.parts)
+        self.driver.end_epoch(stage)
         _check_ranks_agree(net, strategy, stage.index, epoch)
         self.derived = strategy.derive(net)
         self.scores = strategy.scores(net)  # once: scores.json and the history line hold the same numbers
@@ -474,10 +463,6 @@ def _finish(run: SearchRun) -> dict[str, Any]:
         raise CheckpointError(f"{out}: the search ran no stage; start it again with a new --out")
     scorer = lambda ops, inputs, recalib_batches=None: score_subnet(net, strategy.relaxation, ops, inputs, run.data, cfg, run.device, recalib_batches)
     record = dict(run.record)
-    if run.stop_reason and cfg.search.eval_every and "s_miou" not in record:  # stopped early between two S-mIoU epochs
-        with run.spend.paused():  # a report on val, not a cost of the search
-            record["s_miou"] = supernet_miou(net, strategy, run.data, cfg, run.device)
-        record["s_miou_split"] = "val"
     # Every rank takes part (its scores need all ranks); only rank 0's files land in the run folder.
     before = run.spend.totals()
     changed = False
@@ -487,15 +472,14 @@ def _finish(run: SearchRun) -> dict[str, Any]:
     after = run.spend.totals()
     if changed:
         record["derived_by"] = "on_search_end"
-        if cfg.search.eval_every:
-            with run.spend.paused():  # a report on val, not a cost of the search
-                record["s_miou"] = supernet_miou(net, strategy, run.data, cfg, run.device)
-            record["s_miou_split"] = "val"
+        _report_s_miou(run, record)
         if run.main:
             derived, scores = strategy.derive(net), strategy.scores(net)
             write_architecture(out, derived, scores)
             append_jsonl(out / HISTORY, history_record(run.record.get("stage", 0), run.record.get("epoch", 0), scores, derived, label="end of search (picked by the strategy's end hook)"))
     _select(run, record)  # search.select, or the strategy's own selector (rsws); docs/strategies.md "Selection"
+    if "s_miou" not in record:  # a hook stopped the search early, between two S-mIoU epochs
+        _report_s_miou(run, record)
     learns = strategy.planned_arch_steps(0, 1) is not None  # SPOS: no gradient steps by design
     own_lr = getattr(strategy.params, "arch_lr", None)  # DARTS-family and ProxylessNAS carry their papers' settings
     lr = ("strategy.arch_lr", own_lr) if own_lr is not None else ("search.arch_lr", strategy.arch_lr())
@@ -529,6 +513,16 @@ def _finish(run: SearchRun) -> dict[str, Any]:
             )
     D.barrier()  # callers on every rank (compare, correlate) read the files next
     return record
+
+
+def _report_s_miou(run: SearchRun, record: dict[str, Any]) -> None:
+    """S-mIoU of what the strategy derives now, in ``record`` (with ``search.eval_every``): a report on
+    val, outside what the search spent."""
+    if not run.cfg.search.eval_every:
+        return
+    with run.spend.paused():
+        record["s_miou"] = supernet_miou(run.net, run.strategy, run.data, run.cfg, run.device)
+    record["s_miou_split"] = "val"
 
 
 def _own_rule_selects(select: str | None) -> bool:
