@@ -41,6 +41,48 @@ TINY_SEARCH = [
     "train.epochs=1",
     "train.steps_per_epoch=2",  # train.*: for trainings of its arch
 ]
+# Tiny searches through the CLI: two epochs of three steps (search, proxylessnas), and one epoch
+# without S-mIoU (spos and its evolution's resume, which add their strategy options).
+TINY_CLI_SEARCH = [
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=2",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=3",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=4",
+]
+TINY_ONE_EPOCH_SEARCH = [
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=16",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "search.epochs=1",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=3",
+    "search.bn_recalib_batches=1",
+    "data.val_limit=2",
+    "search.eval_every=0",
+]
+# A tiny comparison: one epoch of two search steps and a two-step training per entry (compare, executors).
+TINY_COMPARE = [
+    "space.layers=2",
+    "space.base_channels=4",
+    "data.num_samples=8",
+    "data.crop=[32,32]",
+    "data.batch_size=2",
+    "data.val_limit=2",
+    "search.epochs=1",
+    "search.warmup_epochs=0",
+    "search.steps_per_epoch=2",
+    "search.bn_recalib_batches=1",
+    "train.epochs=1",
+    "train.steps_per_epoch=2",
+]
 TINY_TRAIN = ["data.crop=[32,32]", "data.batch_size=2", "data.num_samples=8", "data.val_limit=2", "train.epochs=2", "train.steps_per_epoch=2"]
 
 

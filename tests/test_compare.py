@@ -21,21 +21,9 @@ from archgraph.errors import ConfigError
 from archgraph.core.graph import graph_hash
 from archgraph.core.measure import peak_memory_of
 from archgraph.core.archfile import check_in_space
+from helpers import TINY_COMPARE
 
-TINY = [
-    "space.layers=2",
-    "space.base_channels=4",
-    "data.num_samples=8",
-    "data.crop=[32,32]",
-    "data.batch_size=2",
-    "data.val_limit=2",
-    "search.epochs=1",
-    "search.warmup_epochs=0",
-    "search.steps_per_epoch=2",
-    "search.bn_recalib_batches=1",
-    "train.epochs=1",
-    "train.steps_per_epoch=2",
-]
+TINY = TINY_COMPARE
 ENTRIES = ["dcnas", "pc_darts", "preset:fcn", "random"]
 
 

@@ -16,21 +16,9 @@ from archgraph.errors import ConfigError
 from archgraph.outputs.render import grid_frame, to_dot
 from archgraph.studies.compare import Plan, check_plan, parse_baselines, run_compare
 from archgraph.studies.compare.stats import compare_groups, holm, interval, percentile_among, permutation_p, study_statistics, welch
+from helpers import TINY_COMPARE
 
-TINY = [
-    "space.layers=2",
-    "space.base_channels=4",
-    "data.num_samples=8",
-    "data.crop=[32,32]",
-    "data.batch_size=2",
-    "data.val_limit=2",
-    "search.epochs=1",
-    "search.warmup_epochs=0",
-    "search.steps_per_epoch=2",
-    "search.bn_recalib_batches=1",
-    "train.epochs=1",
-    "train.steps_per_epoch=2",
-]
+TINY = TINY_COMPARE
 
 
 def test_interval_tests_and_holm_match_hand_computed_numbers():

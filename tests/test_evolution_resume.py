@@ -7,6 +7,7 @@ import json
 import pytest
 
 from archgraph.strategies.evolution import EvolutionConfig, EvolutionState, Gene, evolve
+from helpers import TINY_ONE_EPOCH_SEARCH
 
 GENES = [Gene(4), Gene(4), Gene(5, keep=2), Gene(3), Gene(6, keep=3)]
 CFG = EvolutionConfig(population=6, generations=4, select=3, mutation=3, crossover=3)
@@ -64,17 +65,7 @@ def test_a_state_of_another_evolution_is_ignored(tmp_path):
 
 
 TINY = [
-    "space.layers=2",
-    "space.base_channels=4",
-    "data.num_samples=16",
-    "data.crop=[32,32]",
-    "data.batch_size=2",
-    "search.epochs=1",
-    "search.warmup_epochs=0",
-    "search.steps_per_epoch=3",
-    "search.bn_recalib_batches=1",
-    "data.val_limit=2",
-    "search.eval_every=0",
+    *TINY_ONE_EPOCH_SEARCH,
     "strategy.name=spos",
     "strategy.population=4",
     "strategy.generations=3",

@@ -20,21 +20,9 @@ from archgraph.errors import ArchgraphError
 from archgraph.studies.compare import Plan, parse_baselines, run_compare, train_architecture
 from archgraph.studies.executors import ExecutorSpec
 from archgraph.core.measure import PEAK_MEMORY_KEYS
+from helpers import TINY_COMPARE
 
-TINY = [
-    "space.layers=2",
-    "space.base_channels=4",
-    "data.num_samples=8",
-    "data.crop=[32,32]",
-    "data.batch_size=2",
-    "data.val_limit=2",
-    "search.epochs=1",
-    "search.warmup_epochs=0",
-    "search.steps_per_epoch=2",
-    "search.bn_recalib_batches=1",
-    "train.epochs=1",
-    "train.steps_per_epoch=2",
-]
+TINY = TINY_COMPARE
 TIMINGS_AND_PATHS = ("search_seconds", *PEAK_MEMORY_KEYS, "cache_entry")
 
 

@@ -14,7 +14,7 @@ from archgraph.core.choices import ArchParams, ChoicePoints, OpChoice
 from archgraph.cli import main
 from archgraph.config import SearchConfig
 from archgraph.strategies.proxylessnas import BinaryGateOp, ProxylessNAS, ProxylessParams, ProxylessRelaxation
-from helpers import assert_architecture_trains
+from helpers import TINY_CLI_SEARCH, assert_architecture_trains
 
 
 def strategy_and_net(space, **params):
@@ -206,18 +206,7 @@ def test_bad_options_are_rejected(tiny_space):
         ProxylessNAS(tiny_space, ProxylessParams(hw_loss="mul#exp"), SearchConfig())
 
 
-TINY = [
-    "space.layers=2",
-    "space.base_channels=4",
-    "data.num_samples=16",
-    "data.crop=[32,32]",
-    "data.batch_size=2",
-    "search.epochs=2",
-    "search.warmup_epochs=0",
-    "search.steps_per_epoch=3",
-    "search.bn_recalib_batches=1",
-    "data.val_limit=4",
-]
+TINY = TINY_CLI_SEARCH
 
 
 def test_cli_search_end_to_end(tmp_path):

@@ -10,20 +10,9 @@ import torch
 from archgraph import load_graph
 from archgraph.cli import main
 from archgraph.core.graph import graphs_equal
-from helpers import assert_architecture_trains
+from helpers import TINY_CLI_SEARCH, assert_architecture_trains
 
-TINY = [
-    "space.layers=2",
-    "space.base_channels=4",
-    "data.num_samples=16",
-    "data.crop=[32,32]",
-    "data.batch_size=2",
-    "search.epochs=2",
-    "search.warmup_epochs=0",
-    "search.steps_per_epoch=3",
-    "search.bn_recalib_batches=1",
-    "data.val_limit=4",
-]
+TINY = TINY_CLI_SEARCH
 
 
 def search(out, *extra, resume=False):

@@ -16,7 +16,7 @@ from archgraph.core.costs import count_params, model_flops
 from archgraph.core.decode import decode
 from archgraph.strategies.evolution import ArchCost, EvolutionConfig, Gene, evolve
 from archgraph.strategies.spos import SPOS, SPOSParams
-from helpers import assert_architecture_trains
+from helpers import TINY_ONE_EPOCH_SEARCH, assert_architecture_trains
 
 
 def spos(space, **params):
@@ -242,19 +242,7 @@ def test_bad_options_are_rejected(tiny_space):
         SPOS(tiny_space, SPOSParams(band_min=5, band_max=1), SearchConfig())
 
 
-TINY = [
-    "space.layers=2",
-    "space.base_channels=4",
-    "data.num_samples=16",
-    "data.crop=[32,32]",
-    "data.batch_size=2",
-    "search.epochs=1",
-    "search.warmup_epochs=0",
-    "search.steps_per_epoch=3",
-    "search.bn_recalib_batches=1",
-    "data.val_limit=2",
-    "search.eval_every=0",
-]
+TINY = TINY_ONE_EPOCH_SEARCH
 
 
 def test_cli_search_end_to_end(tmp_path):
