@@ -98,3 +98,22 @@ def test_export_writes_the_measured_latency_beside_the_model(tmp_path):
     for program in programs:  # one measured latency per exported frame size, at that size
         record = json.loads((tmp_path / program["latency"]).read_text())
         assert record["resolution"] == program["frame"] and record["device"] == "cpu" and record["median_ms"] > 0 and record["reps"] == 5
+
+
+def test_a_table_from_the_command_serves_a_search_of_the_same_config(tmp_path):
+    """The head's class count is part of its key: `archgraph latency` sizes the head for the config's
+    dataset as the search does (it did not, and a table for 19 classes was refused by a 5-class search)."""
+    from archgraph.config import load_config
+    from archgraph.engine.search import run_search
+
+    out = tmp_path / "cpu.json"
+    tiny = ["space.layers=2", "space.base_channels=4", "data.num_classes=3"]
+    assert main(["latency", "--set", *tiny, "--resolution", "32x32", "--reps", "1", "--warmup", "0", "--out", str(out), "--no-progress"]) == 0
+    assert any(k.startswith("head|") and "|3|1|" in k for k in json.loads(out.read_text())["entries"])
+    search = [*tiny, "data.crop=[32,32]", "data.batch_size=2", "data.num_samples=4", "data.val_limit=1", "search.epochs=1", "search.warmup_epochs=0", "search.steps_per_epoch=1", "search.eval_every=0"]
+    cfg = load_config(None, [*search, "search.cost_limit=latency=1000ms@32x32", f"search.cost_table={out}"])
+    final = run_search(cfg, tmp_path / "run", progress=False)
+    assert final["cost"]["predicted"] > 0 and final["cost"]["within_budget"] is True
+    other = load_config(None, [*search, "data.num_classes=4", "search.cost_limit=latency=1000ms@32x32", f"search.cost_table={out}"])
+    with pytest.raises(ConfigError, match="class count"):
+        run_search(other, tmp_path / "other", progress=False)

@@ -77,9 +77,19 @@ def resolve_config(args: argparse.Namespace):
 
 
 def space_graph(cfg):
-    from archgraph.core.spaces_api import build_space
+    """The config's supernet, its head sized for the config's dataset (``space.num_classes`` when
+    set, else the dataset's class count, as a search fills it in after loading the data)."""
+    import dataclasses
 
-    return build_space(cfg.space_name, cfg.space_params)
+    from archgraph.core.registry import get_space
+    from archgraph.core.spaces_api import build_space
+    from archgraph.data import dataset_num_classes
+
+    params = dict(cfg.space_params)
+    takes_classes = any(f.name == "num_classes" for f in dataclasses.fields(get_space(cfg.space_name).params))
+    if takes_classes and not params.get("num_classes"):
+        params["num_classes"] = dataset_num_classes(cfg.data.name, cfg.data.num_classes)
+    return build_space(cfg.space_name, params)
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:

@@ -136,9 +136,16 @@ class CostModel:
             return
         missing = sorted({i.key for it in items.values() for i in [*it.ops, *it.branches.values(), it.fuse] if i is not None and self.table.lookup(i) is None})
         if missing:
+            heads = [k for k in missing if k.startswith("head|")]
+            why = (
+                f"the head {heads[0]} is missing: its class count is part of the key, so build the table with the search's "
+                "data.name (or space.num_classes) as well"
+                if heads and len(heads) == len(missing)
+                else "it was built for another space or size"
+            )
             raise ConfigError(
                 f"latency table ({self.table.describe()}) lacks {len(missing)} item(s) of this graph, e.g. {missing[0]}: "
-                "it was built for another space or size; rebuild it with `archgraph latency` and the same --space/--set as the search"
+                f"{why}; rebuild it with `archgraph latency` and the same --space/--set as the search"
             )
 
     def _raw(self, item: CostItem | None) -> float:

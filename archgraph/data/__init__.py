@@ -64,6 +64,29 @@ def dataset_names() -> list[str]:
     return DATASET_REGISTRY.names()
 
 
+def dataset_class(name: str) -> type[SegmentationDataset]:
+    """The registered class of dataset ``name`` (built-in or plug-in); unknown names raise
+    :class:`DatasetError` with the close names."""
+    key = dataset_key(name)
+    if key not in DATASETS:
+        DATASET_REGISTRY.load()  # plug-ins, only when the name is not a built-in
+    if key not in DATASETS:
+        raise DatasetError(f"unknown dataset '{name}'{suggest(key, DATASETS)} (set data.name to one of: {', '.join(DATASETS)})")
+    return DATASETS[key]
+
+
+def dataset_num_classes(name: str, num_classes: int | None = None) -> int:
+    """How many classes dataset ``name`` has, without opening its files: ``num_classes`` when the
+    config names a variant (pascal_context 59/60, synthetic's any), else the class's own list.
+
+    Commands that build a supernet without reading data (``latency``, ``render``) need it: the head's
+    output channels are part of the graph, and a latency table timed for 19 classes lacks the head
+    a CamVid (11-class) search compiles."""
+    if num_classes:
+        return int(num_classes)
+    return len(dataset_class(name).class_names)
+
+
 def build_dataset(
     name: str,
     split: str,
@@ -87,12 +110,7 @@ def build_dataset(
     ``flip``, ``limit``, ``sbd`` for voc, ``noise`` for synthetic); unknown ones raise
     :class:`DatasetError`.
     """
-    key = dataset_key(name)
-    if key not in DATASETS:
-        DATASET_REGISTRY.load()  # plug-ins, only when the name is not a built-in
-    if key not in DATASETS:
-        raise DatasetError(f"unknown dataset '{name}'{suggest(key, DATASETS)} (set data.name to one of: {', '.join(DATASETS)})")
-    return DATASETS[key](
+    return dataset_class(name)(
         split,
         root=root,
         crop=crop,
@@ -122,7 +140,9 @@ __all__ = [
     "Synthetic",
     "VOC",
     "build_dataset",
+    "dataset_class",
     "dataset_key",
+    "dataset_num_classes",
     "dataset_names",
     "pad_collate",
     "pad_to_multiple",
