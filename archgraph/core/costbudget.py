@@ -19,8 +19,6 @@ final.json holds both the model's prediction and what the network really costs.
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -29,7 +27,7 @@ import networkx as nx
 import torch
 
 from archgraph.core.costmodel import CostLimit, CostModel, parse_cost_limit
-from archgraph.core.latency import LatencyTable, measure_latency_table
+from archgraph.core.latency import LatencyTable, measure_latency_table, time_network_ms
 from archgraph.errors import ConfigError
 
 # The band under the limit inside which a result counts as "at" the budget when the weight adapts
@@ -108,8 +106,9 @@ def _load_table(path: Path, device: torch.device, resolution: tuple[int, int], d
 
 @torch.no_grad()
 def measured_cost(derived: nx.DiGraph, limit: CostLimit, resolution: Sequence[int], device: torch.device | str = "cpu", reps: int = 5) -> float:
-    """What the derived network costs when compiled alone: latency (ms, median of ``reps`` timed
-    forward passes at batch 1 after a warm-up, CUDA synchronised), FLOPs (G) or parameters (M)."""
+    """What the derived network costs when compiled alone: latency (ms, the median of ``reps`` timed
+    forward passes at batch 1 after a warm-up, timed as the table's entries are: CUDA events on a GPU),
+    FLOPs (G) or parameters (M)."""
     from archgraph.core.compile import compile_graph
     from archgraph.core.costs import count_params, model_flops
 
@@ -118,19 +117,7 @@ def measured_cost(derived: nx.DiGraph, limit: CostLimit, resolution: Sequence[in
         return count_params(net) / 1e6
     if limit.metric == "flops":
         return model_flops(net, tuple(int(d) for d in resolution)) / 1e9
-    dev = torch.device(device)
-    net = net.to(dev)
-    x = torch.zeros(1, 3, int(resolution[0]), int(resolution[1]), device=dev)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    net(x)
-    sync()
-    times = []
-    for _ in range(max(1, reps)):
-        t0 = time.perf_counter()
-        net(x)
-        sync()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    return time_network_ms(net, resolution, torch.device(device), "fp32", warmup=1, reps=max(1, reps))
 
 
 def budget_record(budget: CostBudget, predicted: float, measured: float | None, rule: str, resolution: Sequence[int] | None = None) -> dict[str, Any]:
