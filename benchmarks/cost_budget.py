@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             row["remeasured_ms"] = remeasure_ms(out / row["strategy"], res, args.device, args.rounds, args.reps)
             if args.baseline:
                 row["unconstrained_remeasured_ms"] = remeasure_ms(out / f"{row['strategy']}-unconstrained", res, args.device, args.rounds, args.reps)
-    print(f"\n| strategy | limit (ms) | predicted (ms) | measured (ms) | re-measured (ms) | within {args.tolerance:.0%} |{' without the limit: predicted / re-measured (ms) |' if args.baseline else ''}")
+    print(
+        f"\n| strategy | limit (ms) | predicted (ms) | measured (ms) | re-measured (ms) | within {args.tolerance:.0%} |{' without the limit: predicted / re-measured (ms) |' if args.baseline else ''}"
+    )
     print("|---|---|---|---|---|---|" + ("---|" if args.baseline else ""))
     for row in rows:
         final_ms = row.get("remeasured_ms", row["measured_ms"])

@@ -138,8 +138,7 @@ class CostModel:
         if missing:
             heads = [k for k in missing if k.startswith("head|")]
             why = (
-                f"the head {heads[0]} is missing: its class count is part of the key, so build the table with the search's "
-                "data.name (or space.num_classes) as well"
+                f"the head {heads[0]} is missing: its class count is part of the key, so build the table with the search's data.name (or space.num_classes) as well"
                 if heads and len(heads) == len(missing)
                 else "it was built for another space or size"
             )
