@@ -11,7 +11,9 @@ resolution) against the limit, and whether each is within ``--tolerance`` (10%) 
 The latency table is read from ``--table`` (built by ``archgraph latency``) or measured by each search.
 After the searches every derived network is timed again in this one process (``--rounds`` rounds of
 ``--reps`` passes, the lowest median kept), so a burst of load on a shared machine at the end of one
-search does not decide its verdict; both measurements are reported. ``--baseline`` also runs every
+search does not decide its verdict; both measurements are reported. Searches finished by an earlier call
+with the same ``--out`` are read back, not redone (an interrupted one resumes), so running the command
+again re-times every network, e.g. once the machine is quiet. ``--baseline`` also runs every
 strategy without the limit and reports its derived network's latency, to show what the budget changed.
 """
 
@@ -45,8 +47,10 @@ def run(strategy: str, limit: str | None, overrides: list[str], out: Path, table
     from archgraph.config import load_config
     from archgraph.engine.search import run_search
 
+    if (out / "final.json").is_file():  # finished by an earlier call: rerun the command to re-time on a quieter machine
+        return json.loads((out / "final.json").read_text())
     budget = [f"search.cost_limit={limit}", *([f"search.cost_table={table}"] if table else [])] if limit else []
-    return run_search(load_config(None, [f"strategy.name={strategy}", *budget, *overrides]), out, progress=False)
+    return run_search(load_config(None, [f"strategy.name={strategy}", *budget, *overrides]), out, resume=(out / "checkpoint.pt").is_file(), progress=False)
 
 
 def remeasure_ms(folder: Path, resolution: tuple[int, int], device: str, rounds: int, reps: int) -> float:

@@ -149,3 +149,7 @@ def test_the_benchmark_script_runs_in_smoke_mode(tmp_path, capsys):
     assert [r["strategy"] for r in rows] == ["dcnas", "spos"] and all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 and r["remeasured_ms"] > 0 for r in rows)
     assert all(r["within"] for r in rows)  # a generous limit
     assert "predicted" in capsys.readouterr().out
+    finished = (tmp_path / "dcnas" / "final.json").stat().st_mtime_ns
+    assert bench.main(["--smoke", "--strategies", "dcnas,spos", "--out", str(tmp_path), "--rounds", "1"]) == 0  # read back and re-timed, not searched again
+    again = json.loads((tmp_path / "cost_budget.json").read_text())
+    assert [r["predicted_ms"] for r in again] == [r["predicted_ms"] for r in rows] and (tmp_path / "dcnas" / "final.json").stat().st_mtime_ns == finished
