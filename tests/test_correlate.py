@@ -20,7 +20,7 @@ from archgraph.studies.correlate import (
     pearson,
     spread_pick,
 )
-from archgraph.studies.correlate.stats import scorer_stats, spearman, top_kendall
+from archgraph.studies.correlate.stats import pick_of_k, scorer_stats, spearman, top_kendall
 from archgraph.core.decode import decode, uniform_scores
 from archgraph.core.graph import graph_hash
 
@@ -57,6 +57,30 @@ def test_spearman_and_top_kendall_by_hand():
     block = scorer_stats([4, 3, 2, 1, float("inf")], [1, 2, 3, 4, 5], higher_is_better=False, resamples=50)
     assert block["kendall"]["value"] == pytest.approx(1.0) and block["n"] == 4 and block["dropped"] == 1
     json.dumps(block, allow_nan=False)
+
+
+def test_pick_of_k_by_hand_and_against_simulation():
+    """The scorer's best of K: one of K is a random pick (0), K = n is the scorer's top architecture,
+    a perfect scorer is the oracle, a scorer that ties everything is random, and the exact value
+    equals a simulation of the draws."""
+    import numpy as np
+
+    truth = [0.20, 0.25, 0.22, 0.30, 0.18, 0.27]
+    sd, mean = float(np.std(truth, ddof=1)), float(np.mean(truth))
+    assert pick_of_k(truth, truth, 1) == pytest.approx(0.0, abs=1e-12)
+    assert pick_of_k(truth, truth, 6) == pytest.approx((0.30 - mean) / sd)
+    assert pick_of_k([-t for t in truth], truth, 6) == pytest.approx((0.18 - mean) / sd)  # an inverted scorer keeps the worst
+    assert pick_of_k([1.0] * 6, truth, 3) == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(pick_of_k(truth, truth, 7)) and math.isnan(pick_of_k(truth, [0.2] * 6, 2))
+    # best of 3 of {0.18, 0.20, 0.22, 0.25, 0.27, 0.30} by truth: P(top = 0.30) = 10/20, 0.27: 6/20, 0.25: 3/20, 0.22: 1/20
+    assert pick_of_k(truth, truth, 3) == pytest.approx(((10 * 0.30 + 6 * 0.27 + 3 * 0.25 + 0.22) / 20 - mean) / sd)
+    rng = np.random.default_rng(0)
+    noisy = [t + e for t, e in zip(truth, rng.normal(0, 0.03, 6))]
+    draws = [rng.choice(6, 3, replace=False) for _ in range(40000)]
+    simulated = np.mean([truth[d[np.argmax([noisy[i] for i in d])]] for d in draws])
+    assert pick_of_k(noisy, truth, 3) == pytest.approx((simulated - mean) / sd, abs=0.02)
+    stats = scorer_stats(noisy + noisy + noisy + noisy, truth * 4)  # n = 24: both K reported, with the oracle
+    assert stats["pick_of_8"]["oracle"] >= stats["pick_of_8"]["value"] and stats["pick_of_24"]["k"] == 24
 
 
 def test_bootstrap_ci_contains_the_estimate_and_is_reproducible():

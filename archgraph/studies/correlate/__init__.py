@@ -48,7 +48,7 @@ from archgraph.studies.correlate.candidates import (
 )
 from archgraph.studies.correlate.report import RESULT, RESULT_VERSION, correlation_summary, markdown_table, scatter_plot, write_outputs
 from archgraph.studies.correlate.scores import ScorerResult, architecture_candidates, run_scorers, scoring_context
-from archgraph.studies.correlate.stats import Interval, bootstrap_ci, correlation_stats, kendall, p_values, pearson, scorer_stats, spearman, top_kendall
+from archgraph.studies.correlate.stats import Interval, bootstrap_ci, correlation_stats, kendall, p_values, pearson, pick_of_k, scorer_stats, spearman, top_kendall
 from archgraph.studies.correlate.study import StudyOptions, run_study
 from archgraph.studies.correlate.supernet import InputIdx, OpIdx, SearchedSupernet, load_searched_supernet
 
@@ -80,6 +80,7 @@ __all__ = [
     "ScorerResult",
     "architecture_candidates",
     "run_scorers",
+    "pick_of_k",
     "scorer_stats",
     "scoring_context",
     "spearman",

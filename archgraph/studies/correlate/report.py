@@ -107,6 +107,38 @@ def scorer_table(result: dict[str, Any]) -> list[str]:
     lines.append(f"| paper, Table 1: {dcnas} (supernet) | higher | - | {PAPER_DCNAS['pearson']:.2f} | - | {PAPER_DCNAS['kendall']:.2f} | - | - |")
     lines.append(f"| paper, Table 1: other one-shot methods | higher | - | {lo_r:.2f}-{hi_r:.2f} | - | {lo_t:.2f}-{hi_t:.2f} | - | - |")
     lines += ["", "Top-20% Kendall: Kendall's tau over the architectures in the top 20% by stand-alone mIoU. The paper reports no Spearman or top-k figures and no proxies."]
+    lines += pick_table(scorers, level)
+    return lines
+
+
+def pick_table(scorers: dict[str, Any], level: int) -> list[str]:
+    """Markdown lines: what keeping each scorer's best of K would give, in standard deviations of
+    stand-alone mIoU above a random pick, beside the oracle's best of K (``[]`` for results written
+    before the pick was computed)."""
+    ks = sorted({s[key]["k"] for s in scorers.values() for key in s if key.startswith("pick_of_")})
+    if not ks:
+        return []
+    lines = [
+        "",
+        f"## Keeping each scorer's best of K (stand-alone mIoU of the pick, standard deviations above a random pick; {level}% CI)",
+        "",
+        "| scorer | " + " | ".join(f"best of {k}" for k in ks) + " |",
+        "|---|" + "---|" * len(ks),
+    ]
+    oracle = {}
+    for name, s in scorers.items():
+        cells = []
+        for k in ks:
+            p = s.get(f"pick_of_{k}")
+            cells.append("-" if p is None else _fmt_stat(p))
+            if p is not None and p.get("oracle") is not None:
+                oracle[k] = p["oracle"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| oracle (the best of K by stand-alone mIoU) | " + " | ".join(f"{oracle[k]:.3f}" if k in oracle else "-" for k in ks) + " |")
+    lines += [
+        "",
+        "Exact over every draw of K of the studied architectures (stats.pick_of_k); a selector scoring K uniform draws sees this when the studied ones are uniform draws too (`--pool` = `--archs` - 1).",
+    ]
     return lines
 
 

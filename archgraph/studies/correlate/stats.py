@@ -1,5 +1,5 @@
 """The statistics of the study: Pearson's rho, Spearman's rho, Kendall's tau-b, top-20% Kendall,
-p-values, bootstrap intervals.
+the scorer's pick of K (:func:`pick_of_k`), p-values, bootstrap intervals.
 
 ``scipy.stats.pearsonr``, ``spearmanr`` and ``kendalltau`` (tau-b, which handles ties) on paired
 scores, NaN where a side is constant (no ranking information); :func:`top_kendall` is Kendall's tau
@@ -147,6 +147,38 @@ def correlation_stats(supernet: Sequence[float], standalone: Sequence[float], re
     return out
 
 
+PICK_K = (8, 24)  # candidates per pick: topk's default K is 24 (docs/selection.md)
+
+
+def pick_of_k(x: Sequence[float], y: Sequence[float], k: int) -> float:
+    """What choosing with the scorer gives: the expected ground truth ``y`` of the architecture the
+    scorer ``x`` ranks best among ``k`` drawn uniformly without replacement from the ``n`` studied,
+    in standard deviations of ``y`` above its mean (0: a random pick; the oracle, ``x = y``, is the
+    most any scorer can reach). NaN when ``k > n`` or ``y`` is constant.
+
+    Exact, not simulated: the architecture at position ``r`` (0-based) of the scorer's descending
+    order is the best of the draw with probability ``C(n-1-r, k-1) / C(n, k)``; architectures the
+    scorer ties share their mean ``y`` (a tie is broken at random). Why it is reported beside the rank
+    statistics: a selector keeps one architecture of K, so how far its pick lands above random is
+    the question a user asks; the same tau can mean much or little depending on where the errors are.
+    """
+    a, b = _finite(x), _finite(y)
+    n = len(a)
+    if k < 1 or k > n or n < 2 or np.ptp(b) == 0:
+        return math.nan
+    order = np.argsort(-a, kind="stable")
+    a, b = a[order], b[order]
+    shared = b.copy()
+    start = 0
+    for i in range(1, n + 1):  # runs of equal scores share their mean ground truth
+        if i == n or a[i] != a[start]:
+            shared[start:i] = b[start:i].mean()
+            start = i
+    total = math.comb(n, k)
+    weights = np.array([math.comb(n - 1 - r, k - 1) / total for r in range(n)])
+    return float((weights @ shared - b.mean()) / b.std(ddof=1))
+
+
 STATISTICS: dict[str, Callable[[Sequence[float], Sequence[float]], float]] = {
     "pearson": pearson,
     "spearman": spearman,
@@ -170,6 +202,14 @@ def scorer_stats(scores: Sequence[float], truth: Sequence[float], higher_is_bett
     out: dict[str, Any] = {"n": int(keep.sum()), "dropped": int((~keep).sum()), "higher_is_better": higher_is_better}
     for name, fn in STATISTICS.items():
         out[name] = {"value": _json_float(fn(s, t)), "ci": bootstrap_ci(s, t, fn, resamples, level, seed).to_dict() if len(s) else Interval(math.nan, math.nan, level, resamples, 0).to_dict()}
+    for k in PICK_K:
+        if k > len(s):
+            continue
+
+        def fn(a, b, k=k):
+            return pick_of_k(a, b, k)
+
+        out[f"pick_of_{k}"] = {"k": k, "value": _json_float(fn(s, t)), "oracle": _json_float(fn(t, t)), "ci": bootstrap_ci(s, t, fn, resamples, level, seed).to_dict()}
     return out
 
 
