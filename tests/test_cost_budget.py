@@ -153,3 +153,39 @@ def test_the_benchmark_script_runs_in_smoke_mode(tmp_path, capsys):
     assert bench.main(["--smoke", "--strategies", "dcnas,spos", "--out", str(tmp_path), "--rounds", "1"]) == 0  # read back and re-timed, not searched again
     again = json.loads((tmp_path / "cost_budget.json").read_text())
     assert [r["predicted_ms"] for r in again] == [r["predicted_ms"] for r in rows] and (tmp_path / "dcnas" / "final.json").stat().st_mtime_ns == finished
+
+
+@pytest.mark.parametrize("name", ["dcnas", "darts"])
+def test_the_hinge_reads_the_derived_architecture_and_steers_by_the_expected_cost(name):
+    """The hinge is zero while the architecture the decoder derives now is within the limit, even
+    when the expected cost of the soft distribution is above it (a hinge on the expected cost stopped
+    derived networks at about 70% of a CamVid latency limit), and positive, with a gradient on alpha,
+    once the derived one is over it."""
+    import torch
+
+    from archgraph.config import SearchConfig
+    from archgraph.configtools import dataclass_from_dict
+    from archgraph.core.costbudget import make_budget
+    from archgraph.core.registry import get_strategy
+
+    info = get_strategy(name)
+    graph = build_space("dcss", {"layers": 2, "base_channels": 4, "num_classes": 5})
+    strategy = info.cls(graph, dataclass_from_dict(info.params, {}, "strategy"), SearchConfig(), 0)
+    strategy.begin_stage(0, None)
+    net = strategy.build_supernet()
+    strategy.on_epoch_start(1, 2)
+    probe = make_budget(graph, "flops=1000G", (32, 32))
+    strategy.budget = probe
+    _, expected, derived = strategy.budget_hinge(net)
+    expected = float(expected.detach())
+    assert expected > derived > 0, "the soft distribution's expected cost must exceed the derived one for the test to mean anything"
+    between = (derived + expected) / 2
+    strategy.budget, strategy.budget_target, strategy.budget_epoch = make_budget(graph, f"flops={between:.9f}G", (32, 32)), None, -1
+    hinge, _, _ = strategy.budget_hinge(net)
+    assert float(hinge) == 0.0  # derived within the limit: no pressure, though E[cost] is over it
+    below = derived / 2
+    strategy.budget, strategy.budget_target, strategy.budget_epoch = make_budget(graph, f"flops={below:.9f}G", (32, 32)), None, -1
+    hinge, _, reported = strategy.budget_hinge(net)
+    assert float(hinge) == pytest.approx(reported / below - 1.0, rel=1e-6) and reported == pytest.approx(derived)
+    hinge.backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in net.arch_parameters())
