@@ -161,7 +161,6 @@ def test_the_hinge_reads_the_derived_architecture_and_steers_by_the_expected_cos
     when the expected cost of the soft distribution is above it (a hinge on the expected cost stopped
     derived networks at about 70% of a CamVid latency limit), and positive, with a gradient on alpha,
     once the derived one is over it."""
-    import torch
 
     from archgraph.config import SearchConfig
     from archgraph.configtools import dataclass_from_dict
