@@ -198,7 +198,7 @@ class Strategy:
         in alpha and beta): ``E[cost] * derived / E[cost]`` with the ratio held constant, a
         straight-through estimate. Why not the expected cost itself: a soft distribution counts every
         candidate input with its probability, so E[cost] sits well above the derived network's cost
-        (about 1.45x on CamVid), and a hinge on it stopped derived networks at about 70% of their
+        (1.25-1.5x on CamVid), and a hinge on it stopped derived networks at 68-74% of their
         latency limit: budget the user would rather have spent on accuracy. On the derived cost the
         hinge is zero exactly while the result is within the limit. Once per epoch, at its first
         architecture step, :meth:`adapt_budget` adjusts the weight."""

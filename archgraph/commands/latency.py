@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="precision of the timed modules (default fp32)")
     p.add_argument("--warmup", type=int, default=3, help="untimed passes before timing each module (default 3)")
     p.add_argument("--reps", type=int, default=10, help="timed passes per module; the median is kept (default 10)")
+    p.add_argument("--rounds", type=int, default=2, help="passes over all modules, each module's lowest median kept (default 2: a burst of load hits one pass)")
     p.add_argument("--out", required=True, help="the table to write, e.g. latency-cpu-512x1024.json")
     p.add_argument("--force", action="store_true", help="start a fresh table instead of extending an existing one")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -46,8 +47,8 @@ def cmd_latency(args: argparse.Namespace) -> int:
     from archgraph.errors import ConfigError
     from archgraph.runfolder import check_output_file
 
-    if args.reps < 1 or args.warmup < 0:
-        raise ConfigError(f"--reps must be >= 1 and --warmup >= 0, got --reps {args.reps} --warmup {args.warmup}")
+    if args.reps < 1 or args.warmup < 0 or args.rounds < 1:
+        raise ConfigError(f"--reps and --rounds must be >= 1 and --warmup >= 0, got --reps {args.reps} --rounds {args.rounds} --warmup {args.warmup}")
     out = Path(args.out)
     check_output_file(out, "--out", "latency.json")
     cfg = resolve_config(args)
@@ -76,7 +77,15 @@ def cmd_latency(args: argparse.Namespace) -> int:
     ) as bar:
         task = bar.add_task("", total=total)
         table = measure_latency_table(
-            graph, resolution, device, args.dtype, args.warmup, args.reps, progress=lambda done, n, key: bar.update(task, completed=done, description=key.split("|", 2)[1]), table=table
+            graph,
+            resolution,
+            device,
+            args.dtype,
+            args.warmup,
+            args.reps,
+            progress=lambda done, n, key: bar.update(task, completed=done, description=key.split("|", 2)[1]),
+            table=table,
+            rounds=args.rounds,
         )
     seconds = time.perf_counter() - start
     table.save(out)
