@@ -28,19 +28,6 @@ from pathlib import Path
 import torch
 
 
-def _fit_per_node(nodes: list[int], residual: list[float]) -> tuple[float, float]:
-    """Least squares ``residual = a + b * nodes``: (a, b)."""
-    n = len(nodes)
-    mx, my = sum(nodes) / n, sum(residual) / n
-    sxx = sum((x - mx) ** 2 for x in nodes)
-    b = sum((x - mx) * (y - my) for x, y in zip(nodes, residual)) / sxx if sxx else 0.0
-    return my - b * mx, b
-
-
-def _mape(pred: list[float], meas: list[float]) -> float:
-    return 100.0 * statistics.fmean(abs(p - m) / m for p, m in zip(pred, meas))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--space", default="dcss")
@@ -53,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--reps", type=int, default=7, help="timed passes per architecture and per table entry")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--calibrate", type=int, default=20, help="architectures (other seeds than the 50) the table is calibrated on, as `archgraph latency` does (0: none)")
     ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     ap.add_argument("--json", default=None, help="write every architecture's numbers here")
     args = ap.parse_args(argv)
@@ -64,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from archgraph.core.costmodel import CostModel, parse_resolution
     from archgraph.core.decode import sample_architecture
     from archgraph.core.latency import measure_latency_table, time_network_ms
+    from archgraph.core.latencycal import fit_overhead, mape
     from archgraph.core.measure import Timer
     from archgraph.core.spaces_api import build_space
 
@@ -74,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     table_s = clock.seconds
     lat = CostModel(graph, "latency", res, table)
     flops = CostModel(graph, "flops", res)
+    calibrated = None
+    if args.calibrate:
+        from archgraph.core.latencycal import calibrate_table
+
+        cal = calibrate_table(graph, table, args.calibrate, 2, args.warmup, args.reps)
+        calibrated = CostModel(graph, "latency", res, table)
 
     archs = [sample_architecture(graph, seed) for seed in range(args.archs)]
     pred = [lat.of_graph(a) for a in archs]
@@ -87,10 +82,11 @@ def main(argv: list[str] | None = None) -> int:
                 meas[i] = min(meas[i], time_network_ms(net, res, args.device, args.dtype, args.warmup, args.reps))
     measure_s = clock.seconds
 
+    pred_cal = [calibrated.of_graph(a) for a in archs] if calibrated is not None else None
     rho = stats.spearmanr(pred, meas).statistic
     tau = stats.kendalltau(pred, meas).statistic
     ratio = [m / p for p, m in zip(pred, meas)]
-    a, b = _fit_per_node(nodes, [m - p for p, m in zip(pred, meas)])
+    a, b = fit_overhead(nodes, [m - p for p, m in zip(pred, meas)])
     corrected = [p + a + b * n for p, n in zip(pred, nodes)]
     order = sorted(range(len(archs)), key=lambda i: gflop[i])
     thirds = [order[k * len(order) // 3 : (k + 1) * len(order) // 3] for k in range(3)]
@@ -103,23 +99,39 @@ def main(argv: list[str] | None = None) -> int:
         ("predicted: paid by every architecture (head, stems)", f"{lat.fixed():.2f} ms of {statistics.fmean(pred):.2f} ms on average"),
         ("Spearman rho", f"{rho:.3f}"),
         ("Kendall tau", f"{tau:.3f}"),
-        ("MAPE, additive table", f"{_mape(pred, meas):.1f}%"),
+        ("MAPE, additive table", f"{mape(pred, meas):.1f}%"),
         ("measured / predicted, mean [min, max]", f"{statistics.fmean(ratio):.3f} [{min(ratio):.3f}, {max(ratio):.3f}]"),
         ("residual fit: a + b * nodes (ms)", f"a = {a:.3f}, b = {b:.4f} per node"),
-        ("MAPE after the per-node fit", f"{_mape(corrected, meas):.1f}%"),
+        ("MAPE after the per-node fit (in sample)", f"{mape(corrected, meas):.1f}%"),
+        *(
+            [
+                ("calibration (other architectures)", f"{cal['intercept_ms']:+.3f} ms + {cal['per_node_ms']:.4f} ms per node, from {cal['archs']}"),
+                ("MAPE, calibrated table", f"{mape(pred_cal, meas):.1f}%"),
+                (
+                    "measured / calibrated, mean [min, max]",
+                    f"{statistics.fmean(m / p for p, m in zip(pred_cal, meas)):.3f} [{min(m / p for p, m in zip(pred_cal, meas)):.3f}, {max(m / p for p, m in zip(pred_cal, meas)):.3f}]",
+                ),
+            ]
+            if pred_cal is not None
+            else []
+        ),
         ("end-to-end timing of all archs", f"{measure_s:.1f} s"),
     ]
     by_size = []
     for name, idx in zip(("smallest third", "middle third", "largest third"), thirds):
         p, m = [pred[i] for i in idx], [meas[i] for i in idx]
         by_size.append(
-            (name, f"{min(gflop[i] for i in idx):.3f}-{max(gflop[i] for i in idx):.3f}", f"{statistics.fmean(m):.2f}", f"{_mape(p, m):.1f}%", f"{statistics.fmean(x / y for x, y in zip(m, p)):.3f}")
+            (name, f"{min(gflop[i] for i in idx):.3f}-{max(gflop[i] for i in idx):.3f}", f"{statistics.fmean(m):.2f}", f"{mape(p, m):.1f}%", f"{statistics.fmean(x / y for x, y in zip(m, p)):.3f}")
         )
     _print(head, ("measure", "value"), rows, args.markdown)
     _print("error by size (GFLOP tertiles)", ("architectures", "GFLOP", "measured ms", "MAPE", "measured / predicted"), by_size, args.markdown)
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"setting": head, "predicted_ms": pred, "measured_ms": meas, "gflop": gflop, "nodes": nodes, "spearman": rho, "kendall": tau, "table_meta": table.meta}, indent=2) + "\n"
+            json.dumps(
+                {"setting": head, "predicted_ms": pred, "calibrated_ms": pred_cal, "measured_ms": meas, "gflop": gflop, "nodes": nodes, "spearman": rho, "kendall": tau, "table_meta": table.meta},
+                indent=2,
+            )
+            + "\n"
         )
     return 0
 

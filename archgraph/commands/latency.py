@@ -30,6 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed passes before timing each module (default 3)")
     p.add_argument("--reps", type=int, default=10, help="timed passes per module; the median is kept (default 10)")
     p.add_argument("--rounds", type=int, default=2, help="passes over all modules, each module's lowest median kept (default 2: a burst of load hits one pass)")
+    p.add_argument(
+        "--calibrate",
+        type=int,
+        default=20,
+        metavar="N",
+        help="time N random derived architectures end to end and fit the per-node overhead the module sum leaves out (default 20; 0: none); docs/costs.md",
+    )
     p.add_argument("--out", required=True, help="the table to write, e.g. latency-cpu-512x1024.json")
     p.add_argument("--force", action="store_true", help="start a fresh table instead of extending an existing one")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -49,6 +56,8 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
     if args.reps < 1 or args.warmup < 0 or args.rounds < 1:
         raise ConfigError(f"--reps and --rounds must be >= 1 and --warmup >= 0, got --reps {args.reps} --rounds {args.rounds} --warmup {args.warmup}")
+    if args.calibrate == 1 or args.calibrate < 0:
+        raise ConfigError(f"--calibrate needs 0 (no calibration) or at least 2 architectures to fit, got {args.calibrate}")
     out = Path(args.out)
     check_output_file(out, "--out", "latency.json")
     cfg = resolve_config(args)
@@ -88,7 +97,14 @@ def cmd_latency(args: argparse.Namespace) -> int:
             rounds=args.rounds,
         )
     seconds = time.perf_counter() - start
-    table.save(out)
+    table.meta.pop("calibration", None)  # an extended table's old calibration no longer describes its entries
+    table.save(out)  # the timed modules are kept even if the calibration below is interrupted
+    if args.calibrate:
+        from archgraph.core.latencycal import calibrate_table
+
+        console.print(f"calibrating: {args.calibrate} random architectures end to end, {args.rounds} rounds", highlight=False)
+        calibrate_table(graph, table, args.calibrate, args.rounds, args.warmup, args.reps)
+        table.save(out)
     model = CostModel(graph, "latency", resolution, table)
     summary = Table(title=f"latency table {out}", show_header=False)
     summary.add_column("what")
@@ -99,6 +115,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
         ("distinct modules", f"{total} ({len(table.entries) - before} timed now, {before} reused) in {seconds:.1f} s"),
         ("paid by every architecture", f"{model.fixed():.3f} ms"),
         ("expected, uniform choices", f"{float(model.expected({}, {})):.3f} ms (additive prediction; docs/costs.md for its error)"),
+        ("calibration", _calibration_line(table.meta.get("calibration"))),
         ("torch / archgraph", f"{table.meta['torch']} / {table.meta['archgraph']}, {table.meta['threads']} threads, {table.meta['date']}"),
     ]
     for row in rows:
@@ -106,3 +123,12 @@ def cmd_latency(args: argparse.Namespace) -> int:
     console.print(summary)
     console.print(f"wrote {out}; use it with --set search.cost_table={out}")
     return 0
+
+
+def _calibration_line(cal: dict | None) -> str:
+    if not cal:
+        return "none (--calibrate N fits the per-node overhead; the module sum alone under-predicts whole networks)"
+    return (
+        f"{cal['intercept_ms']:+.3f} ms + {cal['per_node_ms']:.4f} ms per node, from {cal['archs']} architectures: "
+        f"error {cal['mape_before']:.1f}% -> {cal['mape_after']:.1f}% (measured / module sum {cal['measured_over_predicted']:.2f})"
+    )

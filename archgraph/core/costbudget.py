@@ -78,10 +78,14 @@ def resolution_of(limit: CostLimit, crop: Sequence[int]) -> tuple[int, int]:
     return int(res[0]), int(res[1])
 
 
+ONTHEFLY_CALIBRATION = 8  # architectures a table measured at the search's start is calibrated on (a built table: `archgraph latency --calibrate`, 20)
+
+
 def make_budget(graph: nx.DiGraph, spec: str, crop: Sequence[int], device: torch.device | str = "cpu", table: str | Path | None = None, dtype: str = "fp32") -> CostBudget:
     """The budget of ``search.cost_limit=spec`` on ``graph``. A latency limit reads ``table`` (a file
     from ``archgraph latency``, refused when it was measured elsewhere) or, without one, measures
-    a table now on ``device`` at the deployment resolution (seconds to minutes: build it once)."""
+    a table now on ``device`` at the deployment resolution, calibrated on a few whole networks
+    (seconds to minutes: build it once)."""
     limit = parse_cost_limit(spec)
     resolution = resolution_of(limit, crop)
     lat: LatencyTable | None = None
@@ -90,7 +94,10 @@ def make_budget(graph: nx.DiGraph, spec: str, crop: Sequence[int], device: torch
         if table is not None:
             lat = _load_table(Path(table), dev, resolution, dtype)
         else:
+            from archgraph.core.latencycal import calibrate_table
+
             lat = measure_latency_table(graph, resolution, dev, dtype, warmup=1, reps=3)
+            calibrate_table(graph, lat, archs=ONTHEFLY_CALIBRATION, rounds=1, warmup=1, reps=3)
     elif table is not None:
         raise ConfigError(f"search.cost_table is a latency table, but search.cost_limit={spec!r} limits {limit.metric}; leave search.cost_table out or limit latency")
     return CostBudget(limit, CostModel(graph, limit.metric, resolution, lat), spec)

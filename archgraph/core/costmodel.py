@@ -126,6 +126,8 @@ class CostModel:
         self._cache: dict[str, float] = {}
         self.items = graph_items(graph, self.resolution, self.multiple)
         self._check_table(self.items)
+        # A calibrated latency table's overhead (archgraph/core/latencycal.py): per node run, and once.
+        self.intercept, self.per_node = table.overhead() if metric == "latency" and table is not None else (0.0, 0.0)
         self._ops = {n: [self._raw(i) for i in it.ops] for n, it in self.items.items()}
         self._branches = {n: {p: self._raw(i) for p, i in it.branches.items()} for n, it in self.items.items()}
 
@@ -202,6 +204,7 @@ class CostModel:
             n = queue.popleft()
             items = self.items[n]
             c = self.in_choice.get(n)
+            total += self.per_node
             if n not in self.op_label:
                 total += self._ops[n][0]
             fixed_in = [p for p in items.inputs if c is None or p not in c.candidates]
@@ -211,7 +214,7 @@ class CostModel:
                 if p != self.input and p not in reached:
                     reached.add(p)
                     queue.append(p)
-        return total / self.per_unit
+        return (total + self.intercept) / self.per_unit
 
     # ------------------------------------------------------------------ architectures
 
@@ -222,12 +225,12 @@ class CostModel:
             n = queue.popleft()
             kept, pooled = self._kept(n, input_idx)
             label = self.op_label.get(n)
-            total += self._node_raw(n, op_idx[label] if label is not None else 0, kept, pooled)
+            total += self._node_raw(n, op_idx[label] if label is not None else 0, kept, pooled) + self.per_node
             for p in kept:
                 if p != self.input and p not in reached:
                     reached.add(p)
                     queue.append(p)
-        return total
+        return total + self.intercept
 
     def of_decisions(self, op_idx: Mapping[str, int], input_idx: Mapping[str, Sequence[int]]) -> float:
         """Cost of the architecture the BFS decoder derives from these decisions, in :attr:`unit`."""
@@ -242,8 +245,8 @@ class CostModel:
         for n, it in items.items():
             if len(it.ops) != 1:
                 raise GraphError(f"node {n!r} still has {len(it.ops)} candidate ops: of_graph takes a derived architecture; use of_decisions for a supernet")
-            total += self._raw(it.ops[0]) + sum(self._raw(b) for b in it.branches.values()) + self._raw(it.fuse) + self._sum(it, len(it.pooled_inputs))
-        return total / self.per_unit
+            total += self._raw(it.ops[0]) + sum(self._raw(b) for b in it.branches.values()) + self._raw(it.fuse) + self._sum(it, len(it.pooled_inputs)) + self.per_node
+        return (total + self.intercept) / self.per_unit
 
     def raw_expected(self, op_probs: Mapping[str, torch.Tensor], input_probs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Differentiable expected cost in raw units (float64).
@@ -289,8 +292,8 @@ class CostModel:
             branches = sum((use.get((p, n), one) * v for p, v in self._branches[n].items()), torch.zeros((), dtype=torch.float64))
             c = self.in_choice.get(n)
             rest = self._raw(items.fuse) + self._sum(items, c.keep if c is not None else len(items.pooled_inputs))
-            total = total + p_n * (op_cost + branches + rest)
-        return total
+            total = total + p_n * (op_cost + branches + rest + self.per_node)
+        return total + self.intercept
 
     def expected(self, op_probs: Mapping[str, torch.Tensor], input_probs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """:meth:`raw_expected` in :attr:`unit`."""

@@ -143,6 +143,12 @@ class LatencyTable:
             return 0.0
         return self.entries.get(self.entry_key(item.key, self.meta["dtype"], self.meta["device"]))
 
+    def overhead(self) -> tuple[float, float]:
+        """(intercept, per node) in ms from the table's calibration against whole networks
+        (:mod:`archgraph.core.latencycal`); (0, 0) for a table without one."""
+        cal = self.meta.get("calibration") or {}
+        return float(cal.get("intercept_ms", 0.0)), float(cal.get("per_node_ms", 0.0))
+
     def describe(self) -> str:
         m = self.meta
         return f"{m['device']} ({m.get('device_name', '?')}) at {m['resolution'][0]}x{m['resolution'][1]} {m['dtype']}"
