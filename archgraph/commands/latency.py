@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "additions, concat fusion, stems, head; modules with the same op, size, channels, stride and up-sampling are timed once) "
         "on --device at --resolution (batch 1, median of --reps after --warmup passes; CUDA with events and synchronisation) and "
         "write a JSON table with the device and its name, the library versions, the date, the resolution and the dtype inside. "
+        "Each module is timed in --rounds passes (the lowest median kept), and the table is calibrated on --calibrate random "
+        "architectures timed end to end (the per-node overhead the module sum leaves out). "
         "Searches use it for latency budgets (search.cost_table); an existing table of the same device, resolution and dtype is "
         "extended (only missing entries are timed) unless --force. docs/costs.md.",
     )
