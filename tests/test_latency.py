@@ -114,6 +114,7 @@ def test_a_table_from_the_command_serves_a_search_of_the_same_config(tmp_path):
     cfg = load_config(None, [*search, "search.cost_limit=latency=1000ms@32x32", f"search.cost_table={out}"])
     final = run_search(cfg, tmp_path / "run", progress=False)
     assert final["cost"]["predicted"] > 0 and final["cost"]["within_budget"] is True
+    assert final["cost"]["calibration"]["archs"] == 20  # the command's default calibration travels into the result
     other = load_config(None, [*search, "data.num_classes=4", "search.cost_limit=latency=1000ms@32x32", f"search.cost_table={out}"])
     with pytest.raises(ConfigError, match="class count"):
         run_search(other, tmp_path / "other", progress=False)

@@ -141,4 +141,6 @@ def budget_record(budget: CostBudget, predicted: float, measured: float | None, 
         "measured": measured,
         "rule": rule,
         "within_budget": bool(predicted <= budget.value),
+        # a latency prediction's calibration against whole networks (None: the bare module sum)
+        "calibration": (budget.model.table.meta.get("calibration") if budget.model.table is not None else None),
     }
