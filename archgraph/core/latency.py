@@ -244,16 +244,12 @@ def measure_latency_table(
     else:
         table.check(dev.type, resolution, dtype)
     items = distinct_items(graph, resolution)
-    todo = {LatencyTable.entry_key(key, dtype, dev.type): item for key, item in items.items()}
-    todo = {full: item for full, item in todo.items() if full not in table.entries}
-    best: dict[str, float] = {}
+    full = {key: LatencyTable.entry_key(key, dtype, dev.type) for key in items}
+    best = {full[key]: float("inf") for key in items if full[key] not in table.entries}  # what this table lacks
     for r in range(rounds):
-        done = 0
-        for key, item in items.items():
-            full = LatencyTable.entry_key(key, dtype, dev.type)
-            if full in todo:
-                best[full] = min(best.get(full, float("inf")), time_item_ms(item, dev, torch_dtype, warmup, reps))
-            done += 1
+        for done, (key, item) in enumerate(items.items(), 1):
+            if full[key] in best:
+                best[full[key]] = min(best[full[key]], time_item_ms(item, dev, torch_dtype, warmup, reps))
             if progress is not None and r == rounds - 1:
                 progress(done, len(items), key)
     table.entries.update(best)
