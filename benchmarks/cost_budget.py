@@ -59,14 +59,10 @@ def remeasure_ms(folders: list[Path], resolution: tuple[int, int], device: str, 
     not judged on that alone, and a burst of load hits one round), the lowest median of each kept."""
     from archgraph import load_graph
     from archgraph.core.compile import compile_graph
-    from archgraph.core.latency import time_network_ms
+    from archgraph.core.latency import time_networks_ms
 
     nets = [compile_graph(load_graph(folder / "arch.yaml")) for folder in folders]
-    best = [float("inf")] * len(nets)
-    for _ in range(rounds):
-        for i, net in enumerate(nets):
-            best[i] = min(best[i], time_network_ms(net, resolution, device, "fp32", warmup=2, reps=reps))
-    return best
+    return time_networks_ms(nets, resolution, device, "fp32", warmup=2, reps=reps, rounds=rounds)
 
 
 def predicted_ms(folder: Path, table_path: str, resolution: tuple[int, int]) -> float:

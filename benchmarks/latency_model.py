@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from archgraph.core.compile import compile_graph
     from archgraph.core.costmodel import CostModel, parse_resolution
     from archgraph.core.decode import sample_architecture
-    from archgraph.core.latency import measure_latency_table, time_network_ms
+    from archgraph.core.latency import measure_latency_table, time_networks_ms
     from archgraph.core.latencycal import fit_overhead, mape
     from archgraph.core.measure import Timer
     from archgraph.core.spaces_api import build_space
@@ -75,11 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     gflop = [flops.of_graph(a) for a in archs]
     nodes = [a.number_of_nodes() - 1 for a in archs]
     nets = [compile_graph(a) for a in archs]
-    meas = [float("inf")] * len(archs)
     with Timer(args.device) as clock:
-        for _ in range(2):
-            for i, net in enumerate(nets):
-                meas[i] = min(meas[i], time_network_ms(net, res, args.device, args.dtype, args.warmup, args.reps))
+        meas = time_networks_ms(nets, res, args.device, args.dtype, args.warmup, args.reps, rounds=2)
     measure_s = clock.seconds
 
     pred_cal = [calibrated.of_graph(a) for a in archs] if calibrated is not None else None

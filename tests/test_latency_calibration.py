@@ -62,7 +62,7 @@ def test_the_overhead_enters_every_prediction_exactly(graph):
 
 def test_calibration_recovers_a_known_overhead(graph, monkeypatch):
     """Whole networks that take exactly the module sum plus 2 ms plus 0.5 ms per node: the fit finds it."""
-    import archgraph.core.latencycal as cal_module
+    import archgraph.core.latency as latency_module
 
     table = fake_table(graph)
     plain = CostModel(graph, "latency", HW, fake_table(graph))
@@ -82,7 +82,7 @@ def test_calibration_recovers_a_known_overhead(graph, monkeypatch):
         return net
 
     monkeypatch.setattr(compile_module, "compile_graph", compile_and_remember)
-    monkeypatch.setattr(cal_module, "time_network_ms", fake_time)
+    monkeypatch.setattr(latency_module, "time_network_ms", fake_time)  # what time_networks_ms times each network with
     record = calibrate_table(graph, table, archs=6, rounds=1)
     assert record["intercept_ms"] == pytest.approx(2.0, abs=1e-9) and record["per_node_ms"] == pytest.approx(0.5, abs=1e-9)
     assert record["mape_after"] == pytest.approx(0.0, abs=1e-9) and record["mape_before"] > 0

@@ -111,6 +111,31 @@ def time_network_ms(net: nn.Module, resolution: Sequence[int], device: str | tor
     return time_module_ms(net, (x,), dev, warmup, reps)
 
 
+def time_networks_ms(
+    nets: Sequence[nn.Module],
+    resolution: Sequence[int],
+    device: str | torch.device = "cpu",
+    dtype: str = "fp32",
+    warmup: int = 3,
+    reps: int = 10,
+    rounds: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[float]:
+    """:func:`time_network_ms` of every network in ``rounds`` passes over all of them, each one's
+    lowest median kept: the first network timed in a fresh process pays the allocator's and kernels'
+    warm-up, and a burst of load on a shared machine hits one pass (interference only adds time).
+    ``progress(done, total)`` after each timing."""
+    if rounds < 1:
+        raise ConfigError(f"timing networks needs rounds >= 1, got {rounds}")
+    best = [float("inf")] * len(nets)
+    for r in range(rounds):
+        for i, net in enumerate(nets):
+            best[i] = min(best[i], time_network_ms(net, resolution, device, dtype, warmup, reps))
+            if progress is not None:
+                progress(r * len(nets) + i + 1, rounds * len(nets))
+    return best
+
+
 def time_item_ms(item: CostItem, device: torch.device, dtype: torch.dtype, warmup: int, reps: int) -> float:
     """An item's median latency: built fresh, moved to the device and dtype, fed zeros."""
     if item.free:

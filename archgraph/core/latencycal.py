@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import networkx as nx
 
-from archgraph.core.latency import LatencyTable, time_network_ms
+from archgraph.core.latency import LatencyTable, time_networks_ms
 from archgraph.errors import ConfigError
 
 CALIBRATION_SEED = 1_000_000  # architectures seeds CALIBRATION_SEED + i: none of the validation benchmark's 0..N-1
@@ -71,12 +71,7 @@ def calibrate_table(
     predicted = [model.of_graph(a) for a in derived]
     nodes = [a.number_of_nodes() - 1 for a in derived]  # the input node runs nothing
     nets = [compile_graph(a) for a in derived]
-    measured = [float("inf")] * archs
-    for r in range(rounds):
-        for i, net in enumerate(nets):
-            measured[i] = min(measured[i], time_network_ms(net, resolution, meta["device"], meta["dtype"], warmup, reps))
-            if progress is not None:
-                progress(r * archs + i + 1, rounds * archs)
+    measured = time_networks_ms(nets, resolution, meta["device"], meta["dtype"], warmup, reps, rounds, progress)
     a, b = fit_overhead(nodes, [m - p for p, m in zip(predicted, measured)])
     corrected = [p + a + b * n for p, n in zip(predicted, nodes)]
     record = {
