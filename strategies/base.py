@@ -206,26 +206,24 @@ class Strategy:
         from archgraph.core.decode import decisions
 
         assert self.budget is not None
-        if self.budget_epoch != self.epoch:
-            self.adapt_budget(net)
-        expected = expected_cost(net, self.budget.model, self.input_use_probs(net))
         derived = float(self.budget.cost(*decisions(net.choices, *self.scores(net))))
+        if self.budget_epoch != self.epoch:
+            self.adapt_budget(derived)
+        expected = expected_cost(net, self.budget.model, self.input_use_probs(net))
         steered = expected * (derived / max(float(expected.detach()), 1e-12))
         return self.budget.hinge(steered, self.budget_target), expected, derived
 
-    def adapt_budget(self, net: CompiledNetwork) -> None:
+    def adapt_budget(self, cost: float) -> None:
         """FasterSeg's schedule of the latency weight (train_search.py: doubled while the searched
         network is slower than FPS_min, halved while faster than FPS_max), on the decoder's current
-        architecture: over the limit, the weight doubles; under ``(1 - BAND)`` of it, it halves (never
-        below ``search.cost_weight``). The target stays the limit: the hinge already reads the derived
-        architecture's cost (:meth:`budget_hinge`)."""
+        architecture (``cost``, the one :meth:`budget_hinge` reads): over the limit, the weight doubles;
+        under ``(1 - BAND)`` of it, it halves (never below ``search.cost_weight``). The target stays the
+        limit: the hinge already reads the derived architecture's cost."""
         from archgraph.core.costbudget import BAND
-        from archgraph.core.decode import decisions
 
         assert self.budget is not None
         self.budget_epoch = self.epoch
         limit = self.budget.value
-        cost = self.budget.cost(*decisions(net.choices, *self.scores(net)))
         if cost > limit:
             self.budget_scale *= 2.0
         elif cost < (1.0 - BAND) * limit:
