@@ -51,6 +51,8 @@ def rank_search(study: dict[str, Any], study_dir: Path, search: Path, resamples:
 
 
 def markdown(rows: list[tuple[str, dict[str, Any]]], n: int) -> str:
+    from archgraph.studies.correlate.report import fmt_stat
+
     ks = sorted({v["k"] for _, r in rows for key, v in r["stats"].items() if key.startswith("pick_of_")})
     head = ["search", "architecture steps", *[t for _, t in STATS], *[f"best of {k}" for k in ks], "scoring s"]
     lines = [f"{n} architectures; 95% bootstrap intervals; best of K in stand-alone standard deviations above a random pick", ""]
@@ -59,23 +61,16 @@ def markdown(rows: list[tuple[str, dict[str, Any]]], n: int) -> str:
     for label, r in rows:
         s = r["stats"]
         cells = [label, "-" if r["arch_steps"] is None else str(r["arch_steps"])]
-        cells += [_fmt(s[key]) for key, _ in STATS]
+        cells += [fmt_stat(s[key]) for key, _ in STATS]
         for k in ks:
             p = s.get(f"pick_of_{k}")
-            cells.append("-" if p is None else _fmt(p))
+            cells.append("-" if p is None else fmt_stat(p))
             if p is not None and p.get("oracle") is not None:
                 oracle[k] = p["oracle"]
         cells.append(f"{r['seconds']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("| oracle | - | 1 | 1 | 1 | " + " | ".join(f"{oracle[k]:.3f}" if k in oracle else "-" for k in ks) + " | - |")
     return "\n".join(lines)
-
-
-def _fmt(stat: dict[str, Any]) -> str:
-    v, ci = stat["value"], stat["ci"]
-    if v is None:
-        return "n/a"
-    return f"{v:.3f}" + ("" if ci["low"] is None else f" [{ci['low']:.2f}, {ci['high']:.2f}]")
 
 
 def _smoke(tmp: Path) -> tuple[Path, list[Path]]:

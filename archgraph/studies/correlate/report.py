@@ -29,7 +29,8 @@ def write_outputs(out: Path, result: dict[str, Any]) -> None:
     atomic_write_text(out / "correlation.md", markdown_table(result))
 
 
-def _fmt_stat(s: dict[str, Any]) -> str:
+def fmt_stat(s: dict[str, Any]) -> str:
+    """A statistic with its interval, as the study's tables print it: ``0.244 [0.03, 0.47]``."""
     v, ci = s["value"], s["ci"]
     if v is None:
         return "n/a (a side is constant)"
@@ -49,7 +50,7 @@ def scatter_plot(result: dict[str, Any]) -> tuple[bytes, bytes]:
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, s=120 if marker == "*" else 36, color=color, label=label, zorder=3)
     level = int(round(result["pearson"]["ci"]["level"] * 100))
-    ax.set_title(f"{result['strategy']}: rho {_fmt_stat(result['pearson'])}, tau {_fmt_stat(result['kendall'])}\n(n={result['n']}, {level}% bootstrap CI)", fontsize=9)
+    ax.set_title(f"{result['strategy']}: rho {fmt_stat(result['pearson'])}, tau {fmt_stat(result['kendall'])}\n(n={result['n']}, {level}% bootstrap CI)", fontsize=9)
     ax.set_xlabel("supernet mIoU (shared weights, BN recalibrated)")
     ax.set_ylabel("stand-alone mIoU")
     ax.grid(alpha=0.3)
@@ -72,7 +73,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     for name, title in (("pearson", "Pearson rho"), ("kendall", "Kendall tau-b")):
         s = result[name]
         p = "-" if s["p_value"] is None else f"{s['p_value']:.3g}"
-        lines.append(f"| {title} | {_fmt_stat(s)} | {p} |")
+        lines.append(f"| {title} | {fmt_stat(s)} | {p} |")
     lines += scorer_table(result)
     lines += ["", "| # | architecture | source | supernet mIoU | stand-alone mIoU | params | pre-score |", "|---|---|---|---|---|---|---|"]
     for i, a in enumerate(sorted(result["archs"], key=lambda a: -a["standalone_miou"]), 1):
@@ -100,7 +101,7 @@ def scorer_table(result: dict[str, Any]) -> list[str]:
     for name, s in scorers.items():
         n = f"{s['n']}" + (f" ({s['dropped']} n/a)" if s.get("dropped") else "")
         secs = "-" if s.get("seconds") is None else f"{s['seconds']:.1f}"
-        lines.append(f"| {name} | {'higher' if s['higher_is_better'] else 'lower'} | {n} | " + " | ".join(_fmt_stat(s[k]) for k, _ in STAT_TITLES) + f" | {secs} |")
+        lines.append(f"| {name} | {'higher' if s['higher_is_better'] else 'lower'} | {n} | " + " | ".join(fmt_stat(s[k]) for k, _ in STAT_TITLES) + f" | {secs} |")
     dcnas = "this strategy" if result.get("strategy") == "dcnas" else "DCNAS"
     lo_r, hi_r = PAPER_OTHERS["pearson"]
     lo_t, hi_t = PAPER_OTHERS["kendall"]
@@ -130,7 +131,7 @@ def pick_table(scorers: dict[str, Any], level: int) -> list[str]:
         cells = []
         for k in ks:
             p = s.get(f"pick_of_{k}")
-            cells.append("-" if p is None else _fmt_stat(p))
+            cells.append("-" if p is None else fmt_stat(p))
             if p is not None and p.get("oracle") is not None:
                 oracle[k] = p["oracle"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
