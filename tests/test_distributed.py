@@ -270,6 +270,23 @@ def test_global_batch_must_split_over_the_processes(monkeypatch):
         D.local_batch_size(3)
 
 
+def test_sync_bn_false_keeps_each_processs_own_batchnorm(monkeypatch):
+    """``search.sync_bn`` / ``train.sync_bn = false`` must leave BatchNorm per process (it once
+    synchronised whatever the setting), and the batch BN trains on follows the same rule."""
+    import torch.distributed as dist
+    from torch import nn
+
+    from archgraph.engine import distributed as D
+
+    monkeypatch.setattr(D, "is_distributed", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
+    kept = D.sync_batchnorm(nn.Sequential(nn.BatchNorm2d(3)), torch.device("cpu"), enabled=False)
+    assert type(kept[0]) is nn.BatchNorm2d
+    synced = D.sync_batchnorm(nn.Sequential(nn.BatchNorm2d(3)), torch.device("cpu"), enabled=True)
+    assert type(synced[0]) is D.GlooSyncBatchNorm2d
+    assert (D.batchnorm_batch(4, sync_bn=True), D.batchnorm_batch(4, sync_bn=False)) == (4, 2)
+
+
 if __name__ == "__main__":  # worker mode, see the module docstring
     mode, out, dump, sep, *rest = sys.argv[1:]
     assert mode == "search" and sep == "--"

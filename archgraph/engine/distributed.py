@@ -269,13 +269,15 @@ class GlooSyncBatchNorm2d(nn.BatchNorm2d):
         return y.to(dtype)
 
 
-def sync_batchnorm(net: nn.Module, device: torch.device) -> nn.Module:
-    """BatchNorm over the global batch on every rank (a no-op in a single process).
+def sync_batchnorm(net: nn.Module, device: torch.device, enabled: bool = True) -> nn.Module:
+    """BatchNorm over the global batch on every rank (a no-op in a single process, or when
+    ``enabled`` is false: ``search.sync_bn`` / ``train.sync_bn``, each rank then normalising with
+    its own batch).
 
     GPU: torch's ``SyncBatchNorm`` (modules replaced under their parents; same parameter objects).
     CPU: :class:`GlooSyncBatchNorm2d` by class swap (same objects). Call before building optimisers.
     """
-    if not is_distributed():
+    if not enabled or not is_distributed():
         return net
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(net)
@@ -283,6 +285,12 @@ def sync_batchnorm(net: nn.Module, device: torch.device) -> nn.Module:
         if type(m) is nn.BatchNorm2d:
             m.__class__ = GlooSyncBatchNorm2d
     return net
+
+
+def batchnorm_batch(global_batch: int, sync_bn: bool) -> int:
+    """How many images one BatchNorm layer normalises together in training: the global batch when
+    statistics are synchronised (:func:`sync_batchnorm`), this process's share otherwise."""
+    return global_batch if sync_bn else local_batch_size(global_batch)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ class StrategyDriver:
         strategy.begin_stage(index, previous)
         if build_seed is not None:
             torch.manual_seed(build_seed)
-        net = D.sync_batchnorm(strategy.build_supernet().to(self.device), self.device)
+        net = D.sync_batchnorm(strategy.build_supernet().to(self.device), self.device, search.sync_bn)
         self._attach_costs()
         epochs = strategy.stage_epochs(index)
         w_opt = weight_optimizer(net.weight_parameters(), search)

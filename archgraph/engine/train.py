@@ -646,7 +646,7 @@ def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, pr
         save(graph, out / "arch.yaml")
         for stale in (LOG, BEST):  # leftovers of a run killed before its first checkpoint
             (out / stale).unlink(missing_ok=True)
-    net = D.sync_batchnorm(compile_graph(graph).to(device), device)
+    net = D.sync_batchnorm(compile_graph(graph).to(device), device, t.sync_bn)
     opt = torch.optim.SGD(net.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     # DDP (under torchrun) and autocast/channels-last (when configured) around the forward pass only.
     step_net = D.parallelize(net, device, precision, find_unused=False, broadcast_buffers=not t.sync_bn)
