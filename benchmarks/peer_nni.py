@@ -50,7 +50,7 @@ Usage (both packages must be importable by the interpreter that runs this; NNI i
 benchmarks/README.md, section "Peer comparison: NNI 3.0")::
 
     /work/nni-venv/bin/python benchmarks/peer_nni.py --layers 4,8,12 --markdown
-    python benchmarks/peer_nni.py --layers 2 --channels 4 --size 32 --batch 1 --steps 1 --warmup 0   # no NNI: our columns only
+    python benchmarks/peer_nni.py --layers 2 --channels 4 --size 32 --batch 2 --steps 1 --warmup 0   # no NNI: our columns only
 """
 
 from __future__ import annotations
@@ -520,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.size % 32:
         raise SystemExit(f"--size {args.size}: use a multiple of 32 (DCSS's coarsest scale is 1/32; the NNI side does not pad)")
+    if args.size == 32 and args.batch == 1:
+        raise SystemExit("--size 32 --batch 1: the 1/32 feature map is then one value per channel, which batch norm cannot train on; use --batch 2 or --size 64")
     if args.worker:
         return worker_main(args)
 

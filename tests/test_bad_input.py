@@ -494,6 +494,11 @@ def test_crops_below_the_networks_stride_and_absurd_epoch_counts_are_refused_wit
     for argv in (["search", "--out", str(tmp_path / "s"), "--set", *TINY_SEARCH, "data.crop=[1,1]"], ["train", str(arch), "--out", str(tmp_path / "t"), "--set", *TINY_TRAIN, "data.crop=[16,64]"]):
         message = fails(capsys, argv)
         assert "smaller than the total stride 32" in message and "the smallest crop that works is [32,32]" in message, message
+    # a crop of the stride itself is fine with two images, but one leaves BN a single value per channel
+    for argv in (["search", "--out", str(tmp_path / "s"), "--set", *TINY_SEARCH, "data.batch_size=1"], ["train", str(arch), "--out", str(tmp_path / "t"), "--set", *TINY_TRAIN, "data.batch_size=1"]):
+        message = fails(capsys, argv)
+        assert "data.crop=[32,32]" in message and "one value per channel" in message, message
+        assert "data.batch_size to 2" in message and "data.crop=[64,64]" in message, message  # both ways out
     for key in ("search.epochs", "train.epochs"):
         message = fails(capsys, ["search", "--out", str(tmp_path / "s"), "--set", f"{key}=1000000000"])
         assert key in message and "allowed: [1, 100000]" in message

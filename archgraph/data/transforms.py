@@ -12,6 +12,8 @@ Crop sizes are ``(height, width)``.
 
 from __future__ import annotations
 
+import math
+
 from typing import Sequence
 
 import numpy as np
@@ -104,16 +106,28 @@ def _own_copy(array: np.ndarray) -> np.ndarray:
     return array.copy() if any(s < 0 for s in array.strides) else array
 
 
-def check_crop_stride(crop: tuple[int, int], stride: int, what: str) -> None:
+def check_crop_stride(crop: tuple[int, int], stride: int, what: str, batch: int | None = None) -> None:
     """Refuse a training crop smaller than the network's total stride (``what`` names the network):
     its coarsest feature map would be under one pixel of image, padding would be nearly all it sees,
-    and batch norm at that scale would have one value per channel."""
+    and batch norm at that scale would have one value per channel.
+
+    ``batch`` (the images one batch-norm layer normalises together: the batch of one process, or the
+    global batch under synchronised BN): also refuse a crop and batch whose coarsest map
+    holds a single value per channel in the whole batch (a crop of at most ``stride`` pixels with a
+    batch of one). Batch norm cannot compute training statistics from one value and PyTorch stops
+    the first step with a ValueError that names neither setting."""
     from archgraph.errors import ConfigError
 
     h, w = (int(v) for v in crop)
     if h < stride or w < stride:
         raise ConfigError(
             f"data.crop=[{h},{w}] is smaller than the total stride {stride} of {what}; the smallest crop that works is [{stride},{stride}] (e.g. --set data.crop=[{max(h, stride)},{max(w, stride)}])"
+        )
+    coarsest = math.ceil(h / stride) * math.ceil(w / stride)  # stride-2 convs with padding round up
+    if batch is not None and batch * coarsest == 1:
+        raise ConfigError(
+            f"data.crop=[{h},{w}] with batch norm over {batch} image leaves {what}'s coarsest feature map (1/{stride}) one value per channel, "
+            f"and batch norm cannot train on one value; raise data.batch_size to 2 or more images per process, or the crop (e.g. --set data.crop=[{2 * stride},{2 * stride}])"
         )
 
 

@@ -352,7 +352,9 @@ def _set_up(cfg: Config, out: Path, resume: bool, progress: bool, user_hooks: li
     params = dataclass_from_dict(info.params, cfg.strategy_params, "strategy")
     space = build_space(cfg.space_name, cfg.space_params)
     check_support(info, space)
-    check_crop_stride(cfg.data.crop, max(space.nodes[n]["scale"] for n in space.nodes), f"the {cfg.space_name} space")  # before any data is read
+    check_crop_stride(
+        cfg.data.crop, max(space.nodes[n]["scale"] for n in space.nodes), f"the {cfg.space_name} space", D.batchnorm_batch(cfg.data.batch_size, cfg.search.sync_bn)
+    )  # before any data is read
     data = build_search_data(cfg)
     if not cfg.space.get("num_classes"):
         cfg.space["num_classes"] = data.num_classes

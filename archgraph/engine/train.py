@@ -634,7 +634,7 @@ def _set_up_training(cfg: Config, graph: nx.DiGraph, out: Path, resume: bool, pr
     train_ds = _dataset(cfg, cfg.data.train_split, train=True)
     val = build_eval_data(cfg)
     check_classes(graph, train_ds.num_classes, cfg.data.name, source)
-    check_crop_stride(cfg.data.crop, max(graph.nodes[n]["scale"] for n in graph.nodes), source)
+    check_crop_stride(cfg.data.crop, max(graph.nodes[n]["scale"] for n in graph.nodes), source, D.batchnorm_batch(cfg.data.batch_size, t.sync_bn))
     steps = len(train_ds) // cfg.data.batch_size
     if steps == 0:
         raise ConfigError(f"the training split has {len(train_ds)} images, fewer than data.batch_size={cfg.data.batch_size}; lower data.batch_size")
