@@ -142,6 +142,28 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caps
         load_checkpoint(path)
 
 
+def test_a_save_killed_while_writing_leaves_the_newest_checkpoint_in_place(tmp_path, monkeypatch):
+    """The new bytes go to a temporary file before the current checkpoint moves to .prev, so a kill
+    during the (long) write leaves ``<name>`` itself, not only ``<name>.prev``."""
+    from pathlib import Path
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"epoch": 0})
+    save_checkpoint(path, {"epoch": 1})
+    original = Path.write_bytes
+
+    def killed(self, data):
+        original(self, data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_bytes", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"epoch": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1 and load_checkpoint(previous_path(path))["epoch"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt", "checkpoint.pt.sha256.json"]  # no temporary file left
+
+
 def _inject_nan_at(monkeypatch, call: int) -> None:
     from archgraph.strategies.base import Strategy
 

@@ -166,6 +166,8 @@ def test_resume_after_a_kill_ends_like_an_uninterrupted_run(tmp_path, monkeypatc
     monkeypatch.undo()
     assert torch.load(killed / "last.pt", weights_only=False)["epoch"] == 0
     assert not (killed / "metrics.json").exists()
+    # a save killed between its two renames leaves only last.prev.pt: --resume must still take it
+    (killed / "last.pt").rename(killed / "last.prev.pt")
     assert train(None, killed, resume=True) == 0
     assert [r["epoch"] for r in records(killed)] == [0, 1, 2]
     full_state = torch.load(tmp_path / "full" / "last.pt", weights_only=False)

@@ -81,6 +81,7 @@ def _search(args: argparse.Namespace, out: Path):
     --search-dir or a finished OUT/search (None), else OUT/search to search or resume (a job)."""
     from archgraph.config import load_config
     from archgraph.errors import ConfigError
+    from archgraph.engine.checkpoint import has_checkpoint
     from archgraph.engine.search import CHECKPOINT, prepare_config
 
     overrides = list(args.overrides) + ([f"strategy.name={args.strategy}"] if args.strategy else [])
@@ -101,7 +102,7 @@ def _search(args: argparse.Namespace, out: Path):
             raise ConfigError(f"{run} holds a finished search with another {section!r} section; use a new --out, or --search-dir {run} to study it as it is")
         console.print(f"reusing the finished search in {run}")
         return run, None, False
-    resume = (run / CHECKPOINT).is_file()
+    resume = has_checkpoint(run / CHECKPOINT)  # last.prev counts: a save killed between its renames
     cfg = prepare_config(None, [], run, True) if resume else wanted
     console.print(("resuming" if resume else "searching") + f": strategy [bold]{cfg.strategy_name}[/] space [bold]{cfg.space_name}[/] -> {run}")
     return run, cfg, resume
@@ -110,14 +111,10 @@ def _search(args: argparse.Namespace, out: Path):
 def _check_finished_search(run: Path, args: argparse.Namespace) -> None:
     """A finished search is checked here, before any job: its folder, and that CONFIG/--set change only train.*."""
     from archgraph.config import config_from_dict
-    from archgraph.errors import CheckpointError
-    from archgraph.engine.search import CHECKPOINT
     from archgraph.studies.correlate.jobs import standalone_recipe
+    from archgraph.studies.correlate.supernet import require_finished_search
 
-    if not (run / "config.yaml").is_file() or not (run / CHECKPOINT).is_file():
-        raise CheckpointError(f"{run} is not a search run folder (config.yaml and {CHECKPOINT} needed); run `archgraph search --out {run}` first or drop --search-dir")
-    if not (run / "final.json").is_file():
-        raise CheckpointError(f"the search in {run} is not finished (no final.json); finish it with `archgraph search --out {run} --resume`")
+    require_finished_search(run)
     standalone_recipe(config_from_dict(load_yaml_file(run / "config.yaml") or {}), args.config, tuple(args.overrides), run)
 
 

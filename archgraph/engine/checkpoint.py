@@ -10,8 +10,12 @@ at any instruction. Three guarantees follow from the write order below:
    is missing or corrupt, the previous (``<name>.prev``).
 
 Write order for a new checkpoint: serialise to bytes and hash them; add the hash to the index
-(atomically; the index keeps the last few hashes); move the current file to ``.prev``; write the new
-file atomically. A kill between any two of these steps leaves a verified file behind.
+(atomically; the index keeps the last few hashes); write the new file under a temporary name; move
+the current file to ``.prev``; rename the new file into place. A kill between any two of these steps
+leaves a verified file behind, and ``<name>`` itself is missing only between the two renames (a few
+microseconds, not the whole write), so a second Ctrl-C during a save leaves ``<name>`` there for
+``--resume``. Whoever asks whether a run has a checkpoint still asks :func:`has_checkpoint`, which
+counts ``.prev`` too.
 
 Files stay plain ``torch.save`` archives: ``torch.load`` opens them without archgraph.
 
@@ -42,7 +46,7 @@ from typing import Any, Callable
 import torch
 
 from archgraph.errors import CheckpointError
-from archgraph.io import atomic_write_bytes, atomic_write_json
+from archgraph.io import atomic_write_json, atomic_write_with
 
 KEEP_HASHES = 4
 
@@ -87,9 +91,13 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     digest = hashlib.sha256(data).hexdigest()
     hashes = [h for h in _read_index(path) if h != digest] + [digest]
     atomic_write_json(_index_path(path), {"sha256": hashes[-KEEP_HASHES:]})
-    if path.is_file():
-        os.replace(path, previous_path(path))
-    return atomic_write_bytes(path, data)
+
+    def rotate_then_place(tmp: Path) -> None:  # inside atomic_write_with: the bytes are on disk under tmp
+        tmp.write_bytes(data)
+        if path.is_file():
+            os.replace(path, previous_path(path))
+
+    return atomic_write_with(path, rotate_then_place)
 
 
 _PLAIN_LEAVES = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device, torch.Size)

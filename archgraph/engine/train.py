@@ -49,7 +49,7 @@ from archgraph.errors import CheckpointError, ConfigError, GraphError, Numerical
 from archgraph.core.graph import graph_hash, head_node, node_spec, save
 from archgraph.core.archfile import load_architecture as check_architecture
 from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text, load_yaml_file
-from archgraph.engine.checkpoint import load_checkpoint as load_verified, previous_path, rng_state, save_checkpoint, set_rng_state
+from archgraph.engine.checkpoint import has_checkpoint, load_checkpoint as load_verified, previous_path, rng_state, save_checkpoint, set_rng_state
 from archgraph.engine.hooks import Hook, Hooks, hooks_from_config
 from archgraph.core.measure import Timer, peak_fields, reset_peak
 from archgraph.engine.loop import EpochLoop, EpochPrinter, GracefulStop, epoch_line, loader_scope, long_run_note, progress_bar, seed_everything, set_dataset_epoch, truncate_jsonl
@@ -207,7 +207,7 @@ def prepare_training(arch: str | Path | None, cfg_path: str | None, overrides: l
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; pass a folder for the run")
     refuse_finished(out)
-    if (out / LAST).exists():
+    if has_checkpoint(out / LAST):  # last.prev.pt alone counts: a save killed between its renames
         raise ConfigError(f"{out} already holds an unfinished training run; pass --resume to continue it or choose another --out")
     from archgraph.config import given_keys
 
@@ -219,7 +219,7 @@ def prepare_training(arch: str | Path | None, cfg_path: str | None, overrides: l
 
 
 def _resumed(arch: str | Path | None, cfg_path: str | None, overrides: list[str], out: Path) -> tuple[Config, nx.DiGraph]:
-    if not (out / LAST).is_file():
+    if not has_checkpoint(out / LAST):
         raise CheckpointError(f"{out / LAST} does not exist: nothing to resume; run without --resume to start training in {out}")
     base = _saved_config(out)
     cfg = config_from_dict(base)

@@ -55,6 +55,18 @@ class SearchedSupernet:
         return score_subnet(self.net, self.strategy.relaxation, op_idx, input_idx, data, self.cfg, self.device, recalib_batches)
 
 
+def require_finished_search(run: Path) -> None:
+    """Refuse ``run`` unless it is a finished ``archgraph search`` folder: its config, a checkpoint
+    (``.prev`` counts, as for every loader) and final.json. Each refusal names the command that fixes it."""
+    from archgraph.engine.checkpoint import has_checkpoint
+    from archgraph.engine.search import CHECKPOINT
+
+    if not (run / "config.yaml").is_file() or not has_checkpoint(run / CHECKPOINT):
+        raise CheckpointError(f"{run} is not a search run folder (config.yaml and {CHECKPOINT} needed); run `archgraph search --out {run}` first or drop --search-dir")
+    if not (run / "final.json").is_file():
+        raise CheckpointError(f"the search in {run} is not finished (no final.json); finish it with `archgraph search --out {run} --resume`")
+
+
 def load_searched_supernet(run_dir: str | Path, device: str | None = None) -> SearchedSupernet:
     """Rebuild the supernet of ``run_dir`` (a finished ``archgraph search`` folder) with its weights."""
     from archgraph.engine.checkpoint import load_checkpoint
@@ -64,10 +76,7 @@ def load_searched_supernet(run_dir: str | Path, device: str | None = None) -> Se
     from archgraph.core.spaces_api import build_space
 
     run = Path(run_dir)
-    if not (run / "config.yaml").is_file() or not (run / CHECKPOINT).is_file():
-        raise CheckpointError(f"{run} is not a search run folder (config.yaml and {CHECKPOINT} needed); run `archgraph search --out {run}` first or drop --search-dir")
-    if not (run / "final.json").is_file():
-        raise CheckpointError(f"the search in {run} is not finished (no final.json); finish it with `archgraph search --out {run} --resume`")
+    require_finished_search(run)
     cfg = config_from_dict(load_yaml_file(run / "config.yaml") or {})
     if device is not None:
         cfg.device = device
