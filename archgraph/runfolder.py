@@ -120,9 +120,17 @@ def _unwritable_reason(path: Path) -> str | None:
     return None
 
 
-def check_output_folder(out: Path, flag: str = "--out") -> None:
-    """Refuse ``out`` when it names a file or lies where nothing can be written, before any work."""
+def check_output_folder(out: Path, flag: str = "--out", kind: str | None = None) -> None:
+    """Refuse ``out`` when it names a file or lies where nothing can be written, before any work;
+    with ``kind`` (the command about to write there), also when another command's run lives there:
+    a search into a training folder (or the reverse) would overwrite its config.yaml and arch.yaml,
+    and every later command would read the wrong config against the old checkpoints."""
     out = Path(out)
+    other = folder_kind(out) if kind is not None else None
+    if other is not None and other != kind:
+        raise ConfigError(
+            f"{flag} {out} holds an archgraph {other} run; `archgraph {kind}` would overwrite its config and files. Write the {kind} to a folder of its own, e.g. {flag} {free_path(out, '-' + kind)}"
+        )
     try:
         is_file = out.exists() and not out.is_dir()
     except OSError:

@@ -514,3 +514,29 @@ def test_a_one_pixel_flipped_crop_normalises_and_a_long_run_says_how_long():
     assert long_run_note(5, 10.0, "cmd") is None  # under half an hour: nothing to say
     note = long_run_note(999_999, 3.0, "archgraph search --out r --resume")
     assert "999999 more epochs" in note and "days" in note and "`archgraph search --out r --resume`" in note
+
+
+# ---- a command's --out holding another command's run ---------------------------------------------------
+
+
+def test_search_train_and_compare_refuse_a_folder_another_command_wrote(tmp_path, capsys):
+    """``archgraph train runs/demo --out runs/demo`` is an easy slip: it would have overwritten the
+    search's config.yaml and arch.yaml, and select/score/train --resume would then read a config
+    that does not belong to the checkpoint beside it."""
+    arch = write_arch(tmp_path / "arch.yaml")
+    searched, trained = tmp_path / "searched", tmp_path / "trained"
+    searched.mkdir()
+    trained.mkdir()
+    (searched / "final.json").write_text("{}")
+    (searched / "config.yaml").write_text("seed: 7\n")
+    (trained / "metrics.json").write_text("{}")
+    before = {p: p.read_bytes() for p in (*searched.iterdir(), *trained.iterdir())}
+    cases = [
+        (["train", str(arch), "--out", str(searched), "--set", *TINY_TRAIN], "holds an archgraph search run", f"--out {tmp_path / 'searched-train'}"),
+        (["search", "--out", str(trained), "--set", *TINY_SEARCH], "holds an archgraph train run", f"--out {tmp_path / 'trained-search'}"),
+        (["compare", "--strategies", "dcnas", "--out", str(searched)], "holds an archgraph search run", f"--out {tmp_path / 'searched-compare'}"),
+    ]
+    for argv, problem, fix in cases:
+        message = fails(capsys, argv)
+        assert problem in message and fix in message, message
+    assert {p: p.read_bytes() for p in (*searched.iterdir(), *trained.iterdir())} == before  # nothing written

@@ -154,7 +154,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     executor = executor_from_args(args)  # a bad flag, or Ray missing: refused before any work
     from archgraph.runfolder import check_output_folder
 
-    check_output_folder(out)  # a file, or a folder that cannot be written: refused before any work
+    check_output_folder(out, kind="compare")  # a file, or a folder that cannot be written: refused before any work
     if args.resume and not (out / "compare.json").is_file():
         raise ConfigError(f"--resume: {out} holds no comparison (no compare.json); run without --resume to start one")
     console.print(f"comparing {', '.join(plan.strategies)} x seeds {plan.seeds}{' + ' + ', '.join(b.entry for b in plan.baselines) if plan.baselines else ''} -> {out}")

@@ -48,7 +48,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from archgraph.runfolder import check_output_folder, run_lock
 
     out = Path(args.out)
-    check_output_folder(out)
+    check_output_folder(out, kind="search")
     with run_lock(out, "search"):  # a second search into the same --out is refused while this one runs
         cfg = prepare_config(args.config, args.overrides, out, args.resume)
         console.print(f"searching: space [bold]{cfg.space_name}[/] strategy [bold]{cfg.strategy_name}[/] data [bold]{cfg.data.name}[/] -> {out}")

@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from archgraph.runfolder import check_output_folder, run_lock
 
     out = Path(args.out)
-    check_output_folder(out)
+    check_output_folder(out, kind="train")
     with run_lock(out, "train"):  # a second training into the same --out is refused while this one runs
         return _train(args, out)
 
