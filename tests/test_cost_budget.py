@@ -188,3 +188,44 @@ def test_the_hinge_reads_the_derived_architecture_and_steers_by_the_expected_cos
     assert float(hinge) == pytest.approx(reported / below - 1.0, rel=1e-6) and reported == pytest.approx(derived)
     hinge.backward()
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in net.arch_parameters())
+
+
+def test_archgraph_select_holds_candidates_to_the_searchs_budget(tmp_path, limit):
+    """`archgraph select` rebuilds the search's budget (it dropped it, and topk/proxy scored
+    candidates over the limit): the pick is within the limit and the same as search.select's."""
+    from archgraph.core.costmodel import CostModel
+    from archgraph.core.graph import graph_hash, load
+    from archgraph.studies.correlate.supernet import load_searched_supernet
+    from archgraph.studies.reselect import select_from_run
+
+    spec = f"flops={limit:.9f}G"
+    settings = [*TINY, "search.epochs=2", f"search.cost_limit={spec}", "search.cost_weight=50"]
+    run_search(load_config(None, [*settings, "search.select=topk:6:uniform"]), tmp_path / "run", progress=False)
+    assert load_searched_supernet(tmp_path / "run").strategy.budget.spec == spec
+    derived, _, record = select_from_run(tmp_path / "run", "topk:6:uniform")
+    model = CostModel(build_space("dcss", {"layers": 2, "base_channels": 4, "num_classes": 5}), "flops", (32, 32))
+    assert model.of_graph(derived) <= limit + 1e-12
+    assert graph_hash(derived) == graph_hash(load(tmp_path / "run" / "arch.yaml"))  # the search's own pick
+
+
+def test_a_latency_table_measured_by_the_search_is_kept_and_reused(tmp_path, monkeypatch):
+    """Without search.cost_table the search times a table; it is kept in the run folder, so a
+    resume or `archgraph select` predicts with the same numbers instead of timing again."""
+    import archgraph.core.costbudget as costbudget
+    from archgraph.studies.correlate.supernet import load_searched_supernet
+
+    settings = [*TINY, "search.epochs=2", "search.cost_limit=latency=1000ms@32x32"]
+    run = tmp_path / "run"
+    run_search(load_config(None, settings), run, progress=False)
+    kept = run / costbudget.MEASURED_TABLE
+    saved = json.loads(kept.read_text())
+    assert saved["entries"] and saved["meta"]["calibration"]["archs"] == costbudget.ONTHEFLY_CALIBRATION
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("the kept table should have been read, not measured again")
+
+    monkeypatch.setattr("archgraph.core.latencycal.calibrate_table", no_timing)
+    monkeypatch.setattr("archgraph.core.latency.time_item_ms", no_timing)
+    budget = load_searched_supernet(run).strategy.budget
+    assert budget.model.table.entries == saved["entries"]
+    assert json.loads(kept.read_text()) == saved

@@ -78,14 +78,28 @@ def resolution_of(limit: CostLimit, crop: Sequence[int]) -> tuple[int, int]:
     return int(res[0]), int(res[1])
 
 
+MEASURED_TABLE = "latency-table.json"  # a search run folder's latency table, when the search measured one (make_budget's keep)
 ONTHEFLY_CALIBRATION = 8  # architectures a table measured at the search's start is calibrated on (a built table: `archgraph latency --calibrate`, 20)
 
 
-def make_budget(graph: nx.DiGraph, spec: str, crop: Sequence[int], device: torch.device | str = "cpu", table: str | Path | None = None, dtype: str = "fp32") -> CostBudget:
+def make_budget(
+    graph: nx.DiGraph,
+    spec: str,
+    crop: Sequence[int],
+    device: torch.device | str = "cpu",
+    table: str | Path | None = None,
+    dtype: str = "fp32",
+    keep: str | Path | None = None,
+) -> CostBudget:
     """The budget of ``search.cost_limit=spec`` on ``graph``. A latency limit reads ``table`` (a file
     from ``archgraph latency``, refused when it was measured elsewhere) or, without one, measures
     a table now on ``device`` at the deployment resolution, calibrated on a few whole networks
-    (seconds to minutes: build it once)."""
+    (seconds to minutes: build it once).
+
+    ``keep``: where a table measured now is kept (a search's run folder). When that file exists it
+    is read back and extended with only what ``graph`` adds (a deeper P-DARTS stage), so a resumed
+    search, each later stage and ``archgraph select`` predict with the numbers the search started
+    with instead of timing everything again (and getting other numbers on a busy machine)."""
     limit = parse_cost_limit(spec)
     resolution = resolution_of(limit, crop)
     lat: LatencyTable | None = None
@@ -94,13 +108,24 @@ def make_budget(graph: nx.DiGraph, spec: str, crop: Sequence[int], device: torch
         if table is not None:
             lat = _load_table(Path(table), dev, resolution, dtype)
         else:
-            from archgraph.core.latencycal import calibrate_table
-
-            lat = measure_latency_table(graph, resolution, dev, dtype, warmup=1, reps=3)
-            calibrate_table(graph, lat, archs=ONTHEFLY_CALIBRATION, rounds=1, warmup=1, reps=3)
+            lat = _measured_table(graph, dev, resolution, dtype, None if keep is None else Path(keep))
     elif table is not None:
         raise ConfigError(f"search.cost_table is a latency table, but search.cost_limit={spec!r} limits {limit.metric}; leave search.cost_table out or limit latency")
     return CostBudget(limit, CostModel(graph, limit.metric, resolution, lat), spec)
+
+
+def _measured_table(graph: nx.DiGraph, device: torch.device, resolution: tuple[int, int], dtype: str, keep: Path | None) -> LatencyTable:
+    """A latency table of ``graph`` measured on ``device`` now (kept in ``keep``, extended from it)."""
+    from archgraph.core.latencycal import calibrate_table
+
+    kept = LatencyTable.load(keep, device=device.type, resolution=resolution, dtype=dtype) if keep is not None and keep.is_file() else None
+    known = len(kept.entries) if kept is not None else -1
+    lat = measure_latency_table(graph, resolution, device, dtype, warmup=1, reps=3, table=kept)  # extends kept in place
+    if not lat.meta.get("calibration"):
+        calibrate_table(graph, lat, archs=ONTHEFLY_CALIBRATION, rounds=1, warmup=1, reps=3)
+    if keep is not None and len(lat.entries) != known:
+        lat.save(keep)
+    return lat
 
 
 def _load_table(path: Path, device: torch.device, resolution: tuple[int, int], dtype: str) -> LatencyTable:

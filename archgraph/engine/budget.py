@@ -29,6 +29,7 @@ import dataclasses
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -70,10 +71,11 @@ def check_time_budget(search: SearchConfig) -> None:
         raise ConfigError("search.budget=equal-time needs search.time_budget_s > 0 (seconds of search steps per search), e.g. --set search.time_budget_s=600")
 
 
-def plan_equal_time(cfg: Config, make: MakeStrategy, data: SearchData, device: torch.device, precision: D.Precision, steps: int) -> TimePlan:
-    """Calibrate, then plan the epochs that fit ``search.time_budget_s`` (module docstring)."""
+def plan_equal_time(cfg: Config, make: MakeStrategy, data: SearchData, device: torch.device, precision: D.Precision, steps: int, table_out: Path | None = None) -> TimePlan:
+    """Calibrate, then plan the epochs that fit ``search.time_budget_s`` (module docstring).
+    ``table_out``: the search's latency table (StrategyDriver's), measured once for both."""
     check_time_budget(cfg.search)
-    times = calibrate(cfg, make, data, device, precision)
+    times = calibrate(cfg, make, data, device, precision, table_out)
     epochs, estimate = _fit(make, cfg.search, times, steps)
     return TimePlan(cfg.search.time_budget_s, epochs, estimate, [{"weight_only": w, "with_arch": a} for w, a in times])
 
@@ -122,7 +124,7 @@ def _fit(make: MakeStrategy, search: SearchConfig, times: list[tuple[float, floa
     return lo, final
 
 
-def calibrate(cfg: Config, make: MakeStrategy, data: SearchData, device: torch.device, precision: D.Precision) -> list[tuple[float, float]]:
+def calibrate(cfg: Config, make: MakeStrategy, data: SearchData, device: torch.device, precision: D.Precision, table_out: Path | None = None) -> list[tuple[float, float]]:
     """Seconds per step, (weight-only, with architecture steps), of every stage's supernet; global
     random states restored afterwards. The slowest rank's times, so every rank plans the same."""
     saved = rng_state()
@@ -134,7 +136,7 @@ def calibrate(cfg: Config, make: MakeStrategy, data: SearchData, device: torch.d
     times: list[tuple[float, float]] = []
     previous = None
     # the search's own driver: each stage's supernet, optimisers, cost terms and multi-process wrapper as the search builds them
-    driver = StrategyDriver(strategy, search, device=device, precision=precision, crop=tuple(cfg.data.crop), steps=search.calibration_steps + 1)
+    driver = StrategyDriver(strategy, search, device=device, precision=precision, crop=tuple(cfg.data.crop), steps=search.calibration_steps + 1, table_out=table_out)
     try:
         for index in driver.stages():
             stage = driver.begin_stage(index, previous)

@@ -54,6 +54,27 @@ def weight_schedule(w_opt: torch.optim.Optimizer, search: SearchConfig, steps: i
     return torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=max(steps, 1), eta_min=eta_min)
 
 
+def attach_cost_terms(strategy: Any, search: SearchConfig, crop: tuple[int, int] | None, device: torch.device | str = "cpu", table_out: Path | None = None) -> None:
+    """Give ``strategy`` the cost terms of its current graph that ``search`` asks for: the FLOPs table
+    (``search.flops_weight``) and the budget every strategy and selector honours
+    (``search.cost_limit``; docs/costs.md, "Budgets").
+
+    A latency limit without ``search.cost_table`` needs a table measured on this device; ``table_out``
+    is where the search's run folder keeps it (``make_budget``'s ``keep``), so a resumed search and
+    ``archgraph select`` predict with the numbers the search started with."""
+    if search.flops_weight > 0 or search.cost_limit:
+        if crop is None:
+            raise ValueError("attach_cost_terms: search.flops_weight / search.cost_limit need the training crop (crop=...)")
+    if search.flops_weight > 0:
+        from archgraph.core.costs import cost_table
+
+        strategy.costs = cost_table(strategy.graph, tuple(crop))
+    if search.cost_limit:
+        from archgraph.core.costbudget import make_budget
+
+        strategy.budget = make_budget(strategy.graph, search.cost_limit, crop, device, search.cost_table, keep=table_out if D.is_main() else None)
+
+
 @dataclass
 class StageParts:
     """One stage's supernet, its multi-process/autocast wrapper and optimisers (P-DARTS has three stages)."""
@@ -75,7 +96,18 @@ class StrategyDriver:
     ``search.cost_limit``); ``steps``: steps per epoch (the step hooks are told it).
     """
 
-    def __init__(self, strategy: Any, search: SearchConfig, *, device: torch.device | str = "cpu", precision: D.Precision = FP32, crop: tuple[int, int] | None = None, steps: int = 1):
+    def __init__(
+        self,
+        strategy: Any,
+        search: SearchConfig,
+        *,
+        device: torch.device | str = "cpu",
+        precision: D.Precision = FP32,
+        crop: tuple[int, int] | None = None,
+        steps: int = 1,
+        table_out: Path | None = None,
+    ):
+        self.table_out = table_out  # where a latency table measured for the budget is kept (the run folder's)
         self.strategy = strategy
         self.search = search
         self.device = torch.device(device)
@@ -107,20 +139,8 @@ class StrategyDriver:
         return StageParts(index, net, step_net, w_opt, sched, a_opt, epochs, self.steps)
 
     def _attach_costs(self) -> None:
-        """The cost terms of this stage's graph: the FLOPs table (``search.flops_weight``) and the
-        budget every strategy honours (``search.cost_limit``; docs/costs.md, "Budgets")."""
-        strategy, search = self.strategy, self.search
-        if search.flops_weight > 0 or search.cost_limit:
-            if self.crop is None:
-                raise ValueError("StrategyDriver: search.flops_weight / search.cost_limit need the training crop (crop=...)")
-        if search.flops_weight > 0:
-            from archgraph.core.costs import cost_table
-
-            strategy.costs = cost_table(strategy.graph, tuple(self.crop))
-        if search.cost_limit:
-            from archgraph.core.costbudget import make_budget
-
-            strategy.budget = make_budget(strategy.graph, search.cost_limit, self.crop, self.device, search.cost_table)
+        """The cost terms of this stage's graph (:func:`attach_cost_terms`)."""
+        attach_cost_terms(self.strategy, self.search, self.crop, self.device, self.table_out)
 
     def stages(self) -> range:
         return range(self.strategy.num_stages())

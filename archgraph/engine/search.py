@@ -42,6 +42,7 @@ from archgraph.core.registry import check_support, get_strategy
 from archgraph.core.spaces_api import build_space
 from archgraph.data.transforms import check_crop_stride
 from archgraph.engine import distributed as D
+from archgraph.core.costbudget import MEASURED_TABLE
 from archgraph.engine.budget import PLAN_FILE, TimePlan, check_time_budget, plan_equal_time
 from archgraph.engine.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from archgraph.engine.health import ArchHealth
@@ -375,7 +376,7 @@ def _set_up(cfg: Config, out: Path, resume: bool, progress: bool, user_hooks: li
         for log in ("search.jsonl", HISTORY):
             truncate_jsonl(out / log, lambda r: (r.get("stage", 0), r.get("epoch", 0)) <= done)
     bar = progress_bar(progress and main)
-    driver = StrategyDriver(strategy, search, device=device, precision=precision, crop=tuple(cfg.data.crop), steps=steps_per_epoch(cfg, data))
+    driver = StrategyDriver(strategy, search, device=device, precision=precision, crop=tuple(cfg.data.crop), steps=steps_per_epoch(cfg, data), table_out=out / MEASURED_TABLE)
     run = SearchRun(
         cfg, out, main, device, precision, strategy, driver, data, state, GracefulStop(f"archgraph search --out {out} --resume"), bar, EpochPrinter(bar, main), hooks=hooks, spend=spend, plan=plan
     )
@@ -398,7 +399,7 @@ def _time_plan(cfg: Config, info, params, data: SearchData, device: torch.device
 
         return TimePlan.from_dict(json.loads(saved.read_text()))
     make = lambda search: info.cls(build_space(cfg.space_name, cfg.space_params), params, search, cfg.seed)
-    plan = plan_equal_time(cfg, make, data, device, precision, steps_per_epoch(cfg, data))
+    plan = plan_equal_time(cfg, make, data, device, precision, steps_per_epoch(cfg, data), out / MEASURED_TABLE)
     if main:
         atomic_write_json(saved, plan.to_dict())
     return plan

@@ -72,8 +72,10 @@ def load_searched_supernet(run_dir: str | Path, device: str | None = None) -> Se
     from archgraph.engine.checkpoint import load_checkpoint
     from archgraph.configtools import dataclass_from_dict
     from archgraph.core.registry import get_strategy
-    from archgraph.engine.search import CHECKPOINT, CHECKPOINT_VERSION, build_search_data
+    from archgraph.core.costbudget import MEASURED_TABLE
     from archgraph.core.spaces_api import build_space
+    from archgraph.engine.driver import attach_cost_terms
+    from archgraph.engine.search import CHECKPOINT, CHECKPOINT_VERSION, build_search_data
 
     run = Path(run_dir)
     require_finished_search(run)
@@ -100,5 +102,7 @@ def load_searched_supernet(run_dir: str | Path, device: str | None = None) -> Se
     except RuntimeError:
         raise CheckpointError(f"{run / CHECKPOINT} does not match the supernet its config.yaml builds; the folder was mixed up") from None
     strategy.load_state_dict(state["strategy"])
+    # the search's cost terms (search.cost_limit's budget, which selection honours; its latency table)
+    attach_cost_terms(strategy, cfg.search, tuple(cfg.data.crop), dev, run / MEASURED_TABLE)
     net.eval()
     return SearchedSupernet(run, cfg, strategy, net, build_search_data(cfg), dev)
