@@ -267,3 +267,18 @@ def test_missing_or_corrupt_checkpoint_is_named(tmp_path, capsys):
     assert main(["evaluate", str(broken), "--checkpoint", "last.pt", "--no-progress"]) == 2
     assert "last.pt does not exist" in capsys.readouterr().err
     assert not list(broken.glob("eval-*.json"))
+
+
+def test_train_deterministic_false_switches_off_what_a_search_switched_on():
+    """A study runs a search (search.deterministic: true) and then trainings (train.deterministic:
+    false) in one process; torch's switch is global, and it used to stay on for the trainings."""
+    from archgraph.engine.loop import seed_everything
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        seed_everything(0, True)
+        assert torch.are_deterministic_algorithms_enabled()
+        seed_everything(0, False)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])

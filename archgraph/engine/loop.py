@@ -26,11 +26,14 @@ from archgraph.io import atomic_write_text
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch, and set torch's deterministic-algorithms switch to
+    ``deterministic`` either way: the switch is global to the process, and a study runs a search
+    (``search.deterministic``, default on) and then trainings (``train.deterministic``, default off)
+    in one process, which set only once would all have run deterministic (slower kernels on a GPU)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 # --------------------------------------------------------------------------------------------------
