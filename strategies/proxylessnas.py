@@ -49,7 +49,7 @@ from torch import nn
 
 from archgraph.core.choices import ArchParams, InputChoice, OpChoice
 from archgraph.core.compile import CompiledNetwork
-from archgraph.errors import ConfigError
+from archgraph.errors import ConfigError, NonFiniteLoss
 from archgraph.core.registry import register_strategy
 from archgraph.core.relaxation import Mixer, Relaxation, host_copies, sum_branches
 from archgraph.strategies.base import CheckSettings, Strategy, StrategyParams, warn_unread_search_keys
@@ -416,6 +416,8 @@ class ProxylessNAS(Strategy):
             if self.params.hw_loss != "none" or self.budget is not None:
                 loss, extra = self.hardware_loss(net, loss, tuple(x.shape[-2:]))
                 parts.update(extra)
+                if not torch.isfinite(loss.detach()):  # the hardware term comes after Strategy.loss's own check
+                    raise NonFiniteLoss("architecture loss")
             loss.backward()
             relax.set_arch_grads(net.arch)
             a_opt.step()

@@ -296,3 +296,69 @@ def test_yaml_bombs_are_refused_fast_everywhere_yaml_comes_in(tmp_path, capsys):
         assert "\n" not in err and "aliases" in err and "billion laughs" in err, err
     assert time.perf_counter() - t0 < 60  # seconds, not the minutes and gigabytes of an expansion
     assert not (tmp_path / "t").exists() and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("name, nan_in", [("dcnas", "weight"), ("proxylessnas", "arch")])
+def test_a_skipped_step_applies_no_update_of_either_kind(monkeypatch, name, nan_in):
+    """A search step makes two updates; with search.on_nonfinite=skip a non-finite loss in the second
+    undoes the first too (the DARTS family's architecture step came through a NaN weight loss, and
+    ProxylessNAS's weight step a NaN architecture loss), so "skipped" means what it says."""
+    from archgraph.config import SearchConfig
+    from archgraph.configtools import dataclass_from_dict
+    from archgraph.core.registry import get_strategy
+    from archgraph.core.spaces_api import build_space
+    from archgraph.engine.driver import StrategyDriver
+    from archgraph.errors import NonFiniteLoss
+    from archgraph.strategies.base import Strategy
+
+    info = get_strategy(name)
+    options = {"arch_every": 1} if name == "proxylessnas" else {}
+    graph = build_space("dcss", {"layers": 2, "base_channels": 4, "num_classes": 3})
+    strategy = info.cls(graph, dataclass_from_dict(info.params, options, "strategy"), SearchConfig(epochs=2, warmup_epochs=0, on_nonfinite="skip"), 0)
+    driver = StrategyDriver(strategy, strategy.search, steps=4)
+    stage = driver.begin_stage(0, build_seed=0)
+    stage.net.train()
+    driver.begin_epoch(stage, 0)
+    gen = torch.Generator().manual_seed(0)
+    batch = lambda: (torch.randn(2, 3, 32, 32, generator=gen), torch.randint(0, 3, (2, 32, 32), generator=gen))  # noqa: E731
+    driver.step(stage, 0, batch(), batch())  # one good step: the optimisers have state to keep
+    before = {k: v.clone() for k, v in stage.net.state_dict().items()}
+    moments = {id(p): {k: v.clone() for k, v in st.items() if torch.is_tensor(v)} for o in (stage.w_opt, stage.a_opt) for p, st in o.state.items()}
+    original = Strategy.loss
+
+    def nan_second(self, net, logits, target, with_regularisers):
+        total, parts = original(self, net, logits, target, with_regularisers)
+        if with_regularisers == (nan_in == "arch"):
+            raise NonFiniteLoss("architecture loss" if with_regularisers else "weight loss")
+        return total, parts
+
+    monkeypatch.setattr(Strategy, "loss", nan_second)
+    with pytest.raises(NonFiniteLoss):
+        driver.step(stage, 1, batch(), batch())
+    after = stage.net.state_dict()
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k
+    for o in (stage.w_opt, stage.a_opt):
+        for p, st in o.state.items():
+            for k, v in moments[id(p)].items():
+                assert torch.equal(st[k], v), k
+
+
+def test_the_nan_message_names_the_learning_rate_key_the_strategy_reads():
+    """pc_darts, p_darts and ProxylessNAS read strategy.arch_lr; the message told them to lower
+    search.arch_lr, which they ignore, and showed that key's value instead of theirs."""
+    from types import SimpleNamespace
+
+    from archgraph.config import Config, SearchConfig
+    from archgraph.configtools import dataclass_from_dict
+    from archgraph.core.registry import get_strategy
+    from archgraph.core.spaces_api import build_space
+    from archgraph.engine.search import nan_fix
+
+    graph = build_space("dcss", {"layers": 2, "base_channels": 4, "num_classes": 3})
+    cases = (("pc_darts", {"arch_lr": 0.0006}, SearchConfig(), "strategy.arch_lr (now 0.0006)"), ("dcnas", {}, SearchConfig(arch_lr=0.003), "search.arch_lr (now 0.003)"))
+    for name, options, search, says in cases:
+        info = get_strategy(name)
+        strategy = info.cls(graph, dataclass_from_dict(info.params, options, "strategy"), search, 0)
+        message = nan_fix(SimpleNamespace(cfg=Config(), strategy=strategy, out=Path("runs/x")))
+        assert says in message, message

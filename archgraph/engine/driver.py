@@ -29,6 +29,7 @@ import torch
 from archgraph.config import SearchConfig
 from archgraph.data.transforms import IGNORE_INDEX
 from archgraph.engine import distributed as D
+from archgraph.errors import NonFiniteLoss
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 FP32 = D.Precision(None, False)
@@ -73,6 +74,26 @@ def attach_cost_terms(strategy: Any, search: SearchConfig, crop: tuple[int, int]
         from archgraph.core.costbudget import make_budget
 
         strategy.budget = make_budget(strategy.graph, search.cost_limit, crop, device, search.cost_table, keep=table_out if D.is_main() else None)
+
+
+def _undo_point(stage: "StageParts") -> Callable[[], None]:
+    """A copy of what a search step may change (the network's parameters and buffers, both
+    optimisers' states) and the function that puts it back. Taken only when non-finite losses are
+    skipped: it costs one copy of the supernet's state per step."""
+    import copy
+
+    net_state = {k: v.detach().clone() for k, v in stage.net.state_dict().items()}
+    opts = [o for o in (stage.w_opt, stage.a_opt) if o is not None]
+    opt_states = [copy.deepcopy(o.state_dict()) for o in opts]
+
+    def undo() -> None:
+        stage.net.load_state_dict(net_state)
+        for o, state in zip(opts, opt_states):
+            o.load_state_dict(state)
+        for p in stage.net.parameters():
+            p.grad = None
+
+    return undo
 
 
 @dataclass
@@ -157,7 +178,10 @@ class StrategyDriver:
         The losses come back weighted for averaging over ranks (each rank's labelled-pixel share of the
         global batch), so their mean over the ranks is the global batch's loss; in one process they are
         the strategy's own numbers. A :class:`~archgraph.errors.NonFiniteLoss` passes through: what to
-        do about it is the caller's policy."""
+        do about it is the caller's policy. Under ``search.on_nonfinite: skip`` the step is undone
+        first (weights, BN statistics, alpha/beta and both optimisers' states as they were before it):
+        a step makes two updates, and the one that ran before the non-finite loss (the architecture
+        step of the DARTS family, ProxylessNAS's weight step) would otherwise stay."""
         self.strategy.on_step_start(step, stage.steps)
         batch_w = tuple(t.to(self.device, non_blocking=True) for t in batch_w)
         batch_a = tuple(t.to(self.device, non_blocking=True) for t in batch_a)
@@ -165,7 +189,13 @@ class StrategyDriver:
         if stage.step_net is not stage.net:  # the mean over the global batch's labelled pixels (distributed.py)
             scales = D.global_mean_scales([batch_w[1], batch_a[1]], IGNORE_INDEX)
             stage.step_net.set_loss_scales([(batch_w[0], scales[0]), (batch_a[0], scales[1])])
-        losses = self.strategy.search_step(stage.step_net, batch_w, batch_a, stage.w_opt, stage.a_opt)
+        undo = _undo_point(stage) if self.search.on_nonfinite == "skip" else None
+        try:
+            losses = self.strategy.search_step(stage.step_net, batch_w, batch_a, stage.w_opt, stage.a_opt)
+        except NonFiniteLoss:
+            if undo is not None:
+                undo()
+            raise
         if scales is not None and D.world_size() > 1:
             losses = {k: v * scales[1 if k.startswith("arch_") else 0] for k, v in losses.items()}
         return losses

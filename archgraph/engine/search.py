@@ -484,9 +484,7 @@ def _finish(run: SearchRun) -> dict[str, Any]:
     if "s_miou" not in record:  # a hook stopped the search early, between two S-mIoU epochs
         _report_s_miou(run, record)
     learns = strategy.planned_arch_steps(0, 1) is not None  # SPOS: no gradient steps by design
-    own_lr = getattr(strategy.params, "arch_lr", None)  # DARTS-family and ProxylessNAS carry their papers' settings
-    lr = ("strategy.arch_lr", own_lr) if own_lr is not None else ("search.arch_lr", strategy.arch_lr())
-    warning = run.health.verdict(*lr) if learns and net.arch is not None else None
+    warning = run.health.verdict(*arch_lr_setting(strategy)) if learns and net.arch is not None else None
     spent = run.spend.totals()  # every rank: the images and FLOPs are summed over them
     if run.main:
         _draw(out, strategy)
@@ -652,12 +650,20 @@ def _check_finite(run: SearchRun, losses: dict[str, float], where: str) -> None:
         raise NumericalError(f"non-finite {', '.join(bad)} at {where}; the last good checkpoint in {run.out} is kept. {nan_fix(run)}")
 
 
+def arch_lr_setting(strategy: Any) -> tuple[str, float]:
+    """The key that sets this strategy's architecture learning rate, and its value: pc_darts, p_darts
+    and ProxylessNAS carry their papers' own (``strategy.arch_lr``) and do not read ``search.arch_lr``."""
+    own = getattr(getattr(strategy, "params", None), "arch_lr", None)
+    return ("strategy.arch_lr", float(own)) if own is not None else ("search.arch_lr", float(strategy.arch_lr()))
+
+
 def nan_fix(run: SearchRun) -> str:
     """A fix that works when typed: a resumed search keeps its saved config, so a changed setting
     means a new search (from the start, in a new folder)."""
+    key, lr = arch_lr_setting(run.strategy)
     return (
-        f"Start again in a new folder with a lower search.w_lr (now {run.cfg.search.w_lr:g}) or search.arch_lr "
-        f"(now {run.strategy.arch_lr():g}), a smaller search.grad_clip, or search.on_nonfinite=skip: "
+        f"Start again in a new folder with a lower search.w_lr (now {run.cfg.search.w_lr:g}) or {key} "
+        f"(now {lr:g}), a smaller search.grad_clip, or search.on_nonfinite=skip: "
         f"archgraph search {run.out / 'config.yaml'} --set search.on_nonfinite=skip --out {run.out}-retry"
     )
 
