@@ -83,7 +83,7 @@ class SearchConfig:
     cost_limit: str | None = None
     cost_table: str | None = None  # a latency table file from `archgraph latency` (null = measured at the start of the search)
     cost_weight: float = bounded(1.0, 0)  # weight of the budget hinge on the relative excess E[cost]/limit - 1 (doubled each epoch the result misses)
-    bn_recalib_batches: int = bounded(4, 0)  # training batches to re-estimate BN statistics for S-mIoU
+    bn_recalib_batches: int = bounded(4, 1)  # training batches to re-estimate BN statistics for S-mIoU (at least one: the statistics are reset first)
     steps_per_epoch: int = bounded(0, 0)  # cap on steps per epoch (0 = a full pass over trainA)
     eval_every: int = bounded(1, 0)  # S-mIoU every N epochs (and at the end)
     deterministic: bool = True  # torch.use_deterministic_algorithms on CPU

@@ -192,3 +192,18 @@ def test_a_bad_hook_spec_is_one_line_before_any_training(tmp_path, capsys, spec,
 def test_a_hook_that_is_not_a_hook_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="not an archgraph hook"):
         train_api(tmp_path / "run", "train.epochs=1", hooks=[object()])
+
+
+def test_early_stopping_in_a_search_watches_s_miou_and_says_when_nothing_carries_its_metric(tmp_path, capsys):
+    """A search records s_miou, not miou: the hook's default followed training's and never fired."""
+    from helpers import TINY_SEARCH
+
+    hook = "search.hooks=[early_stopping:patience=1:min_delta=1e9]"
+    out = tmp_path / "watched"
+    assert main(["search", "--out", str(out), "--no-progress", "--set", *TINY_SEARCH, "search.epochs=4", "search.eval_every=1", hook]) == 0
+    logged = [json.loads(line) for line in (out / "search.jsonl").read_text().splitlines()]
+    assert len(logged) == 2 and json.loads((out / "final.json").read_text())["stopped_early"].startswith("early_stopping: s_miou has not improved")
+    capsys.readouterr()
+    assert main(["search", "--out", str(tmp_path / "blind"), "--no-progress", "--set", *TINY_SEARCH, "search.eval_every=0", hook]) == 0
+    err = capsys.readouterr().err
+    assert "early_stopping watched 's_miou', which no epoch record of this run carried" in err and "loss" in err, err

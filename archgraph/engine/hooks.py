@@ -172,15 +172,17 @@ def hooks_from_config(specs: Iterable[str], section: str) -> list[Hook]:
 class EarlyStopping(Hook):
     """Stop a run whose watched figure has not improved for ``patience`` records that carry it.
 
-    ``metric``: a field of the epoch record (training: ``miou`` by default, measured every
-    ``train.eval_every`` epochs; a search: e.g. ``s_miou`` or ``loss``); ``mode``: ``max`` or ``min``;
-    ``min_delta``: the smallest change that counts as an improvement. The stopped run finishes as a
-    finished one does (training: metrics.json from best.pt), and its record says why it stopped.
+    ``metric``: a field of the epoch record (by default ``miou`` in training, measured every
+    ``train.eval_every`` epochs, and ``s_miou`` in a search, measured every ``search.eval_every``;
+    any other field, e.g. ``loss``, by name); ``mode``: ``max`` or ``min``; ``min_delta``: the
+    smallest change that counts as an improvement. The stopped run finishes as a finished one does
+    (training: metrics.json from best.pt), and its record says why it stopped. A run none of whose
+    records carried the metric ends with a warning saying so: the hook could never have fired.
     """
 
     name = "early_stopping"
 
-    def __init__(self, patience: str | int = 3, metric: str = "miou", mode: str = "max", min_delta: str | float = 0.0):
+    def __init__(self, patience: str | int = 3, metric: str | None = None, mode: str = "max", min_delta: str | float = 0.0):
         try:
             self.patience, self.min_delta = int(patience), float(min_delta)
         except ValueError:
@@ -192,10 +194,16 @@ class EarlyStopping(Hook):
         self.metric, self.mode = metric, mode
         self.best: float | None = None
         self.waited = 0
+        self.fields: set[str] = set()  # what this run's records carried (for the warning)
+
+    def before_run(self, loop: Any) -> None:
+        if self.metric is None:  # a search loop has a strategy; its quality figure is S-mIoU
+            self.metric = "s_miou" if hasattr(loop, "strategy") else "miou"
 
     def after_epoch(self, loop: Any, stage: Any, epoch: int, record: dict[str, Any]) -> None:
         value = record.get(self.metric)
         if not isinstance(value, (int, float)):
+            self.fields.update(k for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
             return
         better = self.best is None or (value > self.best + self.min_delta if self.mode == "max" else value < self.best - self.min_delta)
         if better:
@@ -204,6 +212,16 @@ class EarlyStopping(Hook):
         self.waited += 1
         if self.waited >= self.patience:
             loop.request_stop(f"early_stopping: {self.metric} has not improved on {self.best:.4g} for {self.waited} records")
+
+    def after_run(self, loop: Any, result: dict[str, Any]) -> None:
+        if self.best is None and self.fields:
+            import sys
+
+            print(
+                f"warning: early_stopping watched {self.metric!r}, which no epoch record of this run carried, so it could not stop the run; "
+                f"name one that is recorded with metric=... (numeric fields seen: {', '.join(sorted(self.fields))})",
+                file=sys.stderr,
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "waited": self.waited}
