@@ -54,6 +54,7 @@ _RESUME = {
     "train": "finished epochs are saved; continue with the same command and --resume",
     "compare": "finished runs are saved; run the same command again to continue",
     "correlate": "finished searches and trainings are saved; run the same command again to continue",
+    "latency": "the modules timed so far are kept in OUT.partial.json; run the same command again to continue",
 }
 
 

@@ -118,3 +118,31 @@ def test_a_table_from_the_command_serves_a_search_of_the_same_config(tmp_path):
     other = load_config(None, [*search, "data.num_classes=4", "search.cost_limit=latency=1000ms@32x32", f"search.cost_table={out}"])
     with pytest.raises(ConfigError, match="class count"):
         run_search(other, tmp_path / "other", progress=False)
+
+
+def test_an_interrupted_latency_command_continues_where_it_stopped(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the middle of a table keeps what was timed (OUT.partial.json) and the same command
+    continues from there, timing only the rest; it used to lose every measurement."""
+    import archgraph.core.latency as latency
+
+    out = tmp_path / "cpu.json"
+    argv = ["latency", "--set", "space.layers=2", "space.base_channels=4", "--resolution", "32x32", "--reps", "1", "--warmup", "0", "--calibrate", "0", "--out", str(out), "--no-progress"]
+    original, timed = latency.time_item_ms, []
+
+    def interrupted_after_five(*args, **kwargs):
+        if len(timed) == 5:
+            raise KeyboardInterrupt
+        timed.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(latency, "time_item_ms", interrupted_after_five)
+    assert main(argv) == 130
+    assert "OUT.partial.json" in capsys.readouterr().err and not out.exists()
+    partial = json.loads((tmp_path / "cpu.json.partial.json").read_text())
+    assert len(partial["samples"]) == 5
+    monkeypatch.setattr(latency, "time_item_ms", lambda *a, **k: timed.append(1) or original(*a, **k))
+    assert main(argv) == 0
+    table = json.loads(out.read_text())
+    rounds = table["meta"]["rounds"]
+    assert len(timed) == len(table["entries"]) * rounds  # nothing timed twice in a round
+    assert not (tmp_path / "cpu.json.partial.json").exists()

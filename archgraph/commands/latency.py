@@ -74,6 +74,11 @@ def cmd_latency(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             raise ConfigError(f"{exc} (or pass --force to replace it, or another --out)") from None
     before = len(table.entries) if table is not None else 0
+    partial = out.with_name(out.name + ".partial.json")  # what an interrupted run of this command timed
+    if args.force:
+        partial.unlink(missing_ok=True)
+    elif partial.is_file():
+        console.print(f"continuing from the modules timed before the last interruption ({partial})", highlight=False)
     total = len(distinct_items(graph, resolution))
     start = time.perf_counter()
     with Progress(
@@ -97,6 +102,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
             progress=lambda done, n, key: bar.update(task, completed=done, description=key.split("|", 2)[1]),
             table=table,
             rounds=args.rounds,
+            partial=partial,
         )
     seconds = time.perf_counter() - start
     table.meta.pop("calibration", None)  # an extended table's old calibration no longer describes its entries

@@ -250,6 +250,7 @@ def measure_latency_table(
     progress: Callable[[int, int, str], None] | None = None,
     table: LatencyTable | None = None,
     rounds: int = 2,
+    partial: Path | None = None,
 ) -> LatencyTable:
     """Time every distinct item of ``graph`` at ``resolution`` (items sharing a key share a
     measurement). ``table``: an existing table of the same device, resolution and dtype to extend
@@ -259,7 +260,11 @@ def measure_latency_table(
     ``rounds`` passes over all the items, each item's lowest median kept: on a shared machine a
     burst of load, or the allocator's first large buffers, can double one item's median (two
     one-round tables of the same CamVid space, built 50 minutes apart on a machine that looked idle,
-    disagreed by 2x on single entries and by 15% in total), and interference only ever adds time."""
+    disagreed by 2x on single entries and by 15% in total), and interference only ever adds time.
+
+    ``partial``: a file that keeps every median measured so far (written every few seconds and when
+    the measurement is interrupted; removed once the table is complete), so an interrupted table of a
+    large space continues where it stopped instead of timing everything again."""
     if rounds < 1:
         raise ConfigError(f"latency tables need rounds >= 1, got {rounds}")
     dev = device if isinstance(device, torch.device) else resolve_device(device)
@@ -270,12 +275,50 @@ def measure_latency_table(
         table.check(dev.type, resolution, dtype)
     items = distinct_items(graph, resolution)
     full = {key: LatencyTable.entry_key(key, dtype, dev.type) for key in items}
-    best = {full[key]: float("inf") for key in items if full[key] not in table.entries}  # what this table lacks
-    for r in range(rounds):
-        for done, (key, item) in enumerate(items.items(), 1):
-            if full[key] in best:
-                best[full[key]] = min(best[full[key]], time_item_ms(item, dev, torch_dtype, warmup, reps))
-            if progress is not None and r == rounds - 1:
-                progress(done, len(items), key)
-    table.entries.update(best)
+    samples: dict[str, list[float]] = {full[key]: [] for key in items if full[key] not in table.entries}  # what this table lacks
+    samples.update({k: v for k, v in _read_partial(partial, table.meta).items() if k in samples})
+    saved_at = time.perf_counter()
+    try:
+        for r in range(rounds):
+            for done, (key, item) in enumerate(items.items(), 1):
+                entry = full[key]
+                if entry in samples and len(samples[entry]) <= r:
+                    samples[entry].append(time_item_ms(item, dev, torch_dtype, warmup, reps))
+                    if partial is not None and time.perf_counter() - saved_at > PARTIAL_EVERY_S:
+                        _write_partial(partial, table.meta, samples)
+                        saved_at = time.perf_counter()
+                if progress is not None and r == rounds - 1:
+                    progress(done, len(items), key)
+    except BaseException:
+        if partial is not None and any(samples.values()):
+            _write_partial(partial, table.meta, samples)
+        raise
+    table.entries.update({k: min(v) for k, v in samples.items()})
+    if partial is not None:
+        partial.unlink(missing_ok=True)
     return table
+
+
+PARTIAL_EVERY_S = 5.0  # how often an unfinished table's measurements are written to its partial file
+
+
+def _partial_identity(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: meta.get(k) for k in ("device", "device_name", "dtype", "resolution", "threads", "warmup", "reps")}
+
+
+def _write_partial(path: Path, meta: dict[str, Any], samples: dict[str, list[float]]) -> None:
+    atomic_write_json(path, {"format": FORMAT + "-partial", "identity": _partial_identity(meta), "samples": {k: v for k, v in samples.items() if v}})
+
+
+def _read_partial(path: Path | None, meta: dict[str, Any]) -> dict[str, list[float]]:
+    """The medians an interrupted measurement left in ``path``: only when they were measured the same
+    way (device, dtype, resolution, threads, repetitions); anything else is measured again."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT + "-partial" or data.get("identity") != _partial_identity(meta):
+            return {}
+        return {str(k): [float(x) for x in v] for k, v in data["samples"].items()}
+    except (ValueError, TypeError, AttributeError, KeyError, OSError):
+        return {}  # a damaged partial file costs its measurements, never the table
