@@ -78,6 +78,19 @@ def named_os_errors(path: Path) -> Iterator[None]:
         raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file a command reads back (a run's final.json, scores.json, a study's plan), with a
+    damaged one named: a truncated copy or a hand edit otherwise ends the command in a
+    ``JSONDecodeError`` traceback that says neither which file nor what to do."""
+    from archgraph.errors import CheckpointError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); archgraph writes it whole, so it was cut short or edited: restore it from a copy, or run the command that writes it again") from None
+
+
 # --------------------------------------------------------------------------------------------------
 # Bounded YAML input
 

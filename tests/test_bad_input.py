@@ -540,3 +540,14 @@ def test_search_train_and_compare_refuse_a_folder_another_command_wrote(tmp_path
         message = fails(capsys, argv)
         assert problem in message and fix in message, message
     assert {p: p.read_bytes() for p in (*searched.iterdir(), *trained.iterdir())} == before  # nothing written
+
+
+def test_a_damaged_json_file_of_a_run_is_named_not_a_traceback(runs, tmp_path, capsys):
+    """final.json cut short (a copy interrupted, a sync, a hand edit): report and select name the file
+    and what to do; they ended in a JSONDecodeError traceback."""
+    run = copy(runs[1], tmp_path / "run")
+    text = (run / "final.json").read_text()
+    (run / "final.json").write_text(text[: len(text) // 2])
+    for argv in (["report", str(run)], ["select", str(run), "--select", "topk:2:uniform"]):
+        message = fails(capsys, argv)
+        assert f"{run / 'final.json'} is not valid JSON" in message and "restore it" in message, message

@@ -214,7 +214,11 @@ class LatencyTable:
         meta = data["meta"]
         if not all(k in meta for k in ("device", "dtype", "resolution")):
             raise ConfigError(f"latency table {path} lacks device, dtype or resolution in its meta: rebuild it with `archgraph latency --out {path}`")
-        table = cls(meta, {str(k): float(v) for k, v in data["entries"].items()})
+        try:
+            entries = {str(k): float(v) for k, v in data["entries"].items()}
+        except (TypeError, ValueError):
+            raise ConfigError(f"latency table {path} holds an entry that is not a number of milliseconds: rebuild it with `archgraph latency --out {path}`") from None
+        table = cls(meta, entries)
         table.check(device, resolution, dtype, source=f"latency table {path}")
         return table
 

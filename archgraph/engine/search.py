@@ -55,7 +55,7 @@ from archgraph.engine.smiou import SearchData, build_search_data, cycle, loader,
 from archgraph.engine.spend import SpendMeter
 from archgraph.engine.tracking import RunLogger, final_scalars, open_logger, require_backend
 from archgraph.errors import CheckpointError, ConfigError, NonFiniteLoss, NumericalError
-from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text
+from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text, read_json
 from archgraph.outputs.watch import HISTORY, history_record
 
 __all__ = ["CHECKPOINT", "CHECKPOINT_VERSION", "SearchData", "build_search_data", "prepare_config", "run_search", "score_subnet"]
@@ -395,9 +395,7 @@ def _time_plan(cfg: Config, info, params, data: SearchData, device: torch.device
         return None
     saved = out / PLAN_FILE
     if resume and saved.is_file():
-        import json
-
-        return TimePlan.from_dict(json.loads(saved.read_text()))
+        return TimePlan.from_dict(read_json(saved))
     make = lambda search: info.cls(build_space(cfg.space_name, cfg.space_params), params, search, cfg.seed)
     plan = plan_equal_time(cfg, make, data, device, precision, steps_per_epoch(cfg, data), out / MEASURED_TABLE)
     if main:
@@ -673,11 +671,10 @@ def nan_fix(run: SearchRun) -> str:
 
 
 def _draw(out: Path, strategy) -> None:
-    import json
 
     from archgraph.outputs.render import render
 
-    scores = json.loads((out / "scores.json").read_text())
+    scores = read_json(out / "scores.json")
     derived = load_graph(out / "arch.yaml")  # what the search derived (or its selection picked): drawn, not decoded again
     for name, graph, sc, arch in (("supernet", strategy.graph, scores, derived), ("arch", derived, None, None)):
         render(graph, out / f"{name}.svg", scores=sc, title=f"{name} ({strategy.name})", derived=arch)  # warns once itself without Graphviz

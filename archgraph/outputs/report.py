@@ -30,7 +30,7 @@ from typing import Any
 
 from archgraph.core.measure import peak_memory_label, peak_memory_of
 from archgraph.errors import ArchgraphError, CheckpointError, GraphError
-from archgraph.io import atomic_write_bytes, atomic_write_text, load_yaml_file, load_yaml_text
+from archgraph.io import atomic_write_bytes, atomic_write_text, load_yaml_file, load_yaml_text, read_json
 from archgraph.outputs.watch import DEFAULT_FRAMES, watch_section
 from archgraph.runfolder import check_output_file, example, folder_kind, has_search_checkpoint
 
@@ -168,7 +168,7 @@ def plot_curves(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
 def health_section(run_dir: Path, records: list[dict[str, Any]]) -> str:
     """How the architecture parameters moved: margins at the start and the end, decisions changed,
     architecture steps, and the search's own verdict when it could not learn (final.json)."""
-    final = json.loads((run_dir / "final.json").read_text()) if (run_dir / "final.json").is_file() else {}
+    final = read_json(run_dir / "final.json") if (run_dir / "final.json").is_file() else {}
     if not records:
         return ""
     first, last = records[0], records[-1]
@@ -202,7 +202,7 @@ def selection_section(run_dir: Path) -> str:
     final_file = run_dir / "final.json"
     if not final_file.is_file():
         return ""
-    final = json.loads(final_file.read_text())
+    final = read_json(final_file)
     parts: list[str] = []
     sel = final.get("selection")
     if sel:
@@ -274,7 +274,7 @@ def _picture(run_dir: Path, name: str, title: str) -> str:
         return f"<p><em>{html.escape(svg.name)} is missing, and so is {html.escape(graph_file.name)} to draw it from</em></p>"
     scores, derived = None, None
     if name == "supernet" and (run_dir / "scores.json").is_file():
-        scores = json.loads((run_dir / "scores.json").read_text())
+        scores = read_json(run_dir / "scores.json")
         try:  # the run's own derivation, drawn as it is (not decoded again); an unreadable one is decoded from the scores
             derived = load(run_dir / "arch.yaml") if (run_dir / "arch.yaml").is_file() else None
         except GraphError:

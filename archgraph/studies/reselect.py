@@ -11,16 +11,17 @@ are the same, and the selector's random draws are seeded from the config's seed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 import networkx as nx
 
+from archgraph.io import read_json
+
 
 def _search_steps(run_dir: Path) -> tuple[int, int]:
     """(weight steps, architecture steps) the search spent, from final.json."""
-    final = json.loads((run_dir / "final.json").read_text())
+    final = read_json(run_dir / "final.json")
     spent = final.get("spent") or {}
     weight = int(spent.get("weight_steps", 0))
     arch = int(spent.get("arch_steps", final.get("arch_steps_total", 0) or 0))

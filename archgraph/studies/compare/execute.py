@@ -35,7 +35,7 @@ from archgraph.config import Config
 from archgraph.core.graph import graph_hash
 from archgraph.core.graph import load as load_graph
 from archgraph.core.measure import PEAK_CUDA_ALLOCATED_MB, PEAK_RSS_WINDOW_MB, MemoryWindow, PeakMemory, Timer, peak_memory_of, peak_quantity
-from archgraph.io import atomic_write_json
+from archgraph.io import atomic_write_json, read_json
 from archgraph.studies.compare.baselines import baseline_arch
 from archgraph.studies.compare.plan import Plan, Run, check_plan, plan_runs, run_config
 from archgraph.studies.compare.preflight import check_budgets
@@ -70,7 +70,7 @@ def search_run(cfg: Config, folder: Path, progress: bool = False) -> dict[str, A
 
     out = folder / "search"
     cost_file = folder / "search_cost.json"
-    cost = json.loads(cost_file.read_text()) if cost_file.is_file() else {"sessions": []}
+    cost = read_json(cost_file) if cost_file.is_file() else {"sessions": []}
     if not (out / "final.json").is_file():
         resume = has_checkpoint(out / CHECKPOINT)
         run_cfg = prepare_config(None, [], out, True) if resume else cfg
@@ -85,7 +85,7 @@ def search_run(cfg: Config, folder: Path, progress: bool = False) -> dict[str, A
             peak = window.fields() if window.windowed else {}  # a peak since the process started is not this session's
             cost["sessions"].append({"seconds": clock.seconds, **peak, "resumed": resume, "finished": finished})
             atomic_write_json(cost_file, cost)
-    final = json.loads((out / "final.json").read_text())
+    final = read_json(out / "final.json")
     sessions = cost["sessions"]
     peak = search_peak(sessions, _jsonl(out / "search.jsonl"), cfg.device)
     if sessions:
@@ -114,7 +114,7 @@ def train_architecture(cfg: Config, graph: nx.DiGraph, folder: Path, cache_dir: 
 
     done = folder / "metrics.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        return read_json(done)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     metrics = dict(trained_metrics(graph, cfg, cfg.seed, cache, progress=progress))
     metrics["cache_entry"] = str(entry_dir(cache, cache_key(graph, cfg, cfg.seed)).resolve())
@@ -287,7 +287,7 @@ def _cost_summary(graph: nx.DiGraph, cfg: Config, folder: Path) -> dict[str, Any
 
     path = folder / "cost.json"
     if path.is_file():
-        return {"cost": json.loads(path.read_text())}
+        return {"cost": read_json(path)}
     cost = architecture_cost(graph, cfg)
     atomic_write_json(path, cost)
     return {"cost": cost}

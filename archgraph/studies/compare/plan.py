@@ -13,14 +13,13 @@ those entries); a plan that only adds to the saved one extends it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from archgraph.config import Config, config_from_dict
 from archgraph.errors import ArchgraphError, ConfigError
-from archgraph.io import atomic_write_json
+from archgraph.io import atomic_write_json, read_json
 
 
 FORMAT = "archgraph/compare-v1"
@@ -306,7 +305,7 @@ def check_plan(plan: Plan, out: Path, write: bool = True) -> None:
     larger one), never drop any (its results.md and report.html would be replaced by a part of them)."""
     path = out / PLAN
     if path.is_file():
-        saved = json.loads(path.read_text())
+        saved = read_json(path)
         changed = _differences(saved.get("config"), plan.base.to_dict())
         if changed or saved.get("strategy_options", {}) != plan.strategy_options:
             what = "; ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "") if changed else "--strategy-set options"
