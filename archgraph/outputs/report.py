@@ -30,6 +30,7 @@ from typing import Any
 
 from archgraph.core.measure import peak_memory_label, peak_memory_of
 from archgraph.errors import ArchgraphError, CheckpointError, GraphError
+from archgraph.outputs.svgsafe import safe_svg
 from archgraph.io import atomic_write_bytes, atomic_write_text, load_yaml_file, load_yaml_text, read_json
 from archgraph.outputs.watch import DEFAULT_FRAMES, watch_section
 from archgraph.runfolder import check_output_file, example, folder_kind, has_search_checkpoint
@@ -258,17 +259,20 @@ def derived_size(run_dir: Path) -> dict[str, Any]:
 
 
 def _svg_inline(svg: str) -> str:
+    """A picture drawn now, pasted into the page."""
     return f'<div class="pic">{svg[svg.find("<svg") :]}</div>'
 
 
 def _picture(run_dir: Path, name: str, title: str) -> str:
-    """The run's ``<name>.svg``, or the picture drawn now from the run's graph (and scores)."""
+    """The run's ``<name>.svg`` (:func:`~archgraph.outputs.svgsafe.safe_svg`: a run folder may come from
+    anyone), or the picture drawn now from the run's graph (and scores) when there is none that parses."""
     from archgraph.core.graph import load
     from archgraph.outputs.render import INSTALL_HINT, picture
 
     svg = run_dir / f"{name}.svg"
-    if svg.is_file():
-        return _svg_inline(svg.read_text(errors="replace"))
+    kept = safe_svg(svg.read_text(errors="replace")) if svg.is_file() else None  # the run folder's picture, scripts removed
+    if kept is not None:
+        return f'<div class="pic">{kept}</div>'
     graph_file = run_dir / f"{name}.yaml"
     if not graph_file.is_file():
         return f"<p><em>{html.escape(svg.name)} is missing, and so is {html.escape(graph_file.name)} to draw it from</em></p>"

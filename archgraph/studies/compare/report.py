@@ -18,6 +18,7 @@ from typing import Any
 
 from archgraph.core.graph import load as load_graph
 from archgraph.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from archgraph.outputs.svgsafe import safe_svg
 from archgraph.studies.compare.plan import entry_slug
 from archgraph.studies.compare.results import (
     PAIR_HEAD,
@@ -188,10 +189,12 @@ def write_topologies(out: Path, results: dict[str, Any]) -> dict[str, str]:
 
 
 def _inline_svg(path: Path) -> str:
+    """A picture of the study folder pasted into the page, scripts removed (a study folder may come
+    from anyone: :mod:`archgraph.outputs.svgsafe`)."""
     if path.suffix != ".svg" or not path.is_file():
         return f"<p><em>{html.escape(path.name)}: no picture (install Graphviz to draw it)</em></p>"
-    text = path.read_text()
-    return text[text.find("<svg") :]
+    svg = safe_svg(path.read_text(errors="replace"))
+    return svg if svg is not None else f"<p><em>{html.escape(path.name)} is not an SVG picture; draw it again with archgraph render</em></p>"
 
 
 def report_html(out: Path, results: dict[str, Any], plots: list[str], topologies: dict[str, str]) -> str:
