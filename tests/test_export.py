@@ -193,3 +193,29 @@ def test_export_errors_are_clear_and_write_nothing(run, tmp_path, capsys, monkey
     assert main(["export", str(broken), "-o", str(out)]) == 2
     assert "best.pt is corrupt or truncated" in capsys.readouterr().err
     assert list(tmp_path.glob("m.*")) == []
+
+
+def test_an_export_that_fails_part_way_leaves_the_earlier_export_whole(run, tmp_path, monkeypatch):
+    """Every file is staged and moved into place only once all exist: a Ctrl-C during the second
+    frame's latency timing used to delete the earlier export's programs and leave its manifest
+    naming files that were gone."""
+    import archgraph.engine.export as export
+
+    out = tmp_path / "m.pt2"
+    argv = ["export", str(run), "-o", str(out), "--frame", "64x64", "--frame", "96x96"]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert len([n for n in before if n.endswith(".pt2")]) == 2
+    original, calls = export._write_latency, []
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(export, "_write_latency", interrupted_on_the_second)
+    assert main(argv) == 130  # exporting again over the same name (export overwrites, as torch.save does)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing replaced, nothing left over
+    monkeypatch.undo()
+    assert load_export(out) is not None

@@ -41,6 +41,9 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +54,7 @@ import torch
 from archgraph.config import Config
 from archgraph.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from archgraph.errors import ArchgraphError, ConfigError
-from archgraph.io import atomic_write_with, atomic_write_json
+from archgraph.io import atomic_write_json
 from archgraph.engine.train import BEST, load_run
 
 FORMATS = ("pt2", "onnx")
@@ -283,24 +286,28 @@ def export_run(
             raise ExportError(
                 f"exporting {run.checkpoint} {where} failed ({exc.__class__.__name__}: {first}); try {'a fixed --frame' if frame is None else 'another --frame'} or the pt2 format"
             ) from None
-    written: list[Path] = []
-    entries: list[dict[str, Any]] = []
+    # All or nothing, and an earlier export of the same name kept until this one is whole: every file
+    # (programs, their latency records, the manifest) is written into a staging folder beside the
+    # output and moved into place only once all exist, the manifest last. A failure or Ctrl-C part-way
+    # (the latency timing, a full disk on the second frame) leaves the earlier export as it was.
+    info_path = manifest_path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".export", dir=output.parent))
     try:
+        entries: list[dict[str, Any]] = []
         for path, frame, hw, program, write in exported:
-            written.append(atomic_write_with(path, write))
+            staged = stage / path.name
+            write(staged)
             entry: dict[str, Any] = {"file": path.name, "frame": None if frame is None else list(frame), "input_shape": [None, 3, None, None] if frame is None else [None, 3, *frame]}
             if latency_reps > 0:
-                latency = _write_latency(program.module(), path, hw, latency_reps)
-                written.append(latency)
-                entry["latency"] = latency.name
+                entry["latency"] = _write_latency(program.module(), staged, hw, latency_reps).name
             entries.append(entry)
         info = _manifest(fmt, run, stride, dynamic, entries, [list(example_hw) for _, _, example_hw, _, _ in exported])
-        info_path = manifest_path(output)
-        atomic_write_json(info_path, info)
-    except BaseException:
-        for path in written:  # all or nothing: no program without its manifest
-            path.unlink(missing_ok=True)
-        raise
+        atomic_write_json(stage / info_path.name, info)
+        for staged in sorted(stage.iterdir(), key=lambda f: f.name == info_path.name):
+            os.replace(staged, output.parent / staged.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     programs = tuple(ProgramFile(path, frame) for path, frame, *_ in exported)
     return ExportResult(output, info_path, (2, 3, *exported[0][2]), dynamic, stride, programs, tuple(notes))
 
