@@ -204,6 +204,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), b
     raw: dict[str, Any] = dict(base or {})
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            inside = path / "config.yaml"
+            hint = f"pass {inside}, the config its run saved" if inside.is_file() else "pass a YAML file"
+            raise ConfigError(f"config file {path} is a folder; {hint}, or leave it out to use the defaults")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; pass an existing YAML file or leave it out to use the defaults")
         try:

@@ -119,6 +119,11 @@ def test_missing_and_broken_files(tmp_path):
     scalar.write_text("42\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(scalar)
+    run = tmp_path / "run"  # a run folder given where its config belongs: the message names the file inside
+    run.mkdir()
+    (run / "config.yaml").write_text("seed: 3\n")
+    with pytest.raises(ConfigError, match=f"is a folder; pass {run / 'config.yaml'}"):
+        load_config(run)
 
 
 def test_round_trip_through_yaml(tmp_path):
