@@ -44,6 +44,7 @@ from typing import Iterator
 
 import torch
 
+from archgraph.engine import distributed as D
 from archgraph.engine.driver import weight_optimizer, weight_schedule
 from archgraph.engine.selection.candidates import learns_distribution
 from archgraph.engine.selection.context import SelectionContext
@@ -174,9 +175,12 @@ class _Projection:
             # the supernet is the finished search's (no stage to begin), the steps must not move the
             # strategy's own schedule (on_step_start, the epoch), and they run inside masked_logits or a
             # fixed subnet (weight_step for strategies without a learned distribution).
-            w_opt = weight_optimizer(net.weight_parameters(), cfg.search, lr_scale=0.1)
+            # Under torchrun each rank fine-tunes on its share of the batch (the loaders are sharded):
+            # gradients are averaged over the ranks before every step, as in the search, so the ranks'
+            # supernets stay one supernet (each would drift on its own share otherwise).
+            w_opt = D.average_gradients_before_step(weight_optimizer(net.weight_parameters(), cfg.search, lr_scale=0.1))
             sched = weight_schedule(w_opt, cfg.search, self._total_tune, lr_scale=0.1)
-            a_opt = strategy.arch_optimizer(net) if self.mixture else None
+            a_opt = D.average_gradients_before_step(strategy.arch_optimizer(net)) if self.mixture else None
             batches = zip(cycle(loader(ctx.data.train_a, cfg, cfg.seed + 13)), cycle(loader(ctx.data.train_b, cfg, cfg.seed + 14)))
             self._optimizers = (w_opt, sched, a_opt, batches, random.Random(ctx.seed + 1))
         w_opt, sched, a_opt, batches, rng = self._optimizers
