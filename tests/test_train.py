@@ -282,3 +282,18 @@ def test_train_deterministic_false_switches_off_what_a_search_switched_on():
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def test_the_head_follows_the_dataset_and_only_a_hand_built_graph_must_match_it(tmp_path, capsys):
+    """A space's architecture gets its head rebuilt for the dataset's classes (said on the console);
+    a hand-built graph (no space to rebuild it from) with another class count is refused, naming
+    both counts and the fix."""
+    spaced = write_arch(tmp_path / "spaced.yaml", num_classes=3)
+    assert train(spaced, tmp_path / "a", *TINY, "train.epochs=1", "data.num_classes=4") == 0
+    assert "space.num_classes: 3 -> 4" in capsys.readouterr().out
+    hand = load_graph(spaced)
+    del hand.graph["space"], hand.graph["params"]
+    save_graph(hand, tmp_path / "hand.yaml")
+    assert train(tmp_path / "hand.yaml", tmp_path / "b", *TINY, "data.num_classes=4") == 2
+    err = capsys.readouterr().err
+    assert "predicts 3 classes (head channels) but dataset 'synthetic' has 4" in err and "data.num_classes=3" in err, err
