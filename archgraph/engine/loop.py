@@ -20,6 +20,7 @@ import torch
 
 from archgraph.core.measure import Timer
 from archgraph.engine import distributed as D
+from archgraph.engine.hooks import Hook
 from archgraph.data.workers import loader_scope, set_dataset_epoch  # noqa: F401 - the loops take both from here
 from archgraph.errors import Interrupted
 from archgraph.io import atomic_write_text
@@ -104,6 +105,38 @@ def epoch_line(what: str, epoch: int, epochs: int, fields: dict[str, Any], keys:
     (record key, label, format) that the record has, epochs counted from 1 as everywhere a person reads."""
     parts = [f"{label} {fmt.format(fields[key])}" for key, label, fmt in keys if fields.get(key) is not None]
     return f"{what} epoch {epoch + 1}/{epochs}: " + " | ".join(parts)
+
+
+class EpochLineHook(Hook):
+    """One line per epoch (above the bar, or on stdout for logs) and, after the first epoch this
+    process ran, how long the rest takes when it is long. The search and training each say what the
+    run is called, what a line shows, how many epochs remain and how to resume (subclasses)."""
+
+    keys: list[tuple[str, str, str]] = []  # (record key, label, format) of the line
+
+    def __init__(self) -> None:
+        self.told_length = False
+
+    def label(self, run: Any, stage: Any) -> str:
+        raise NotImplementedError
+
+    def shown(self, record: dict[str, Any]) -> dict[str, Any]:
+        return record
+
+    def epochs_left(self, run: Any, stage: Any, epoch: int) -> int:
+        return stage.epochs - epoch - 1
+
+    def resume_command(self, run: Any) -> str:
+        raise NotImplementedError
+
+    def after_epoch(self, run: Any, stage: Any, epoch: int, record: dict[str, Any]) -> None:
+        run.say(epoch_line(self.label(run, stage), epoch, stage.epochs, self.shown(record), self.keys))
+        if self.told_length or not run.main:
+            return
+        self.told_length = True
+        note = long_run_note(self.epochs_left(run, stage, epoch), float(record.get("seconds", 0.0)), self.resume_command(run))
+        if note:
+            run.say(note)
 
 
 class EpochPrinter:

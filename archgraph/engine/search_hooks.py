@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from archgraph.core.graph import save
 from archgraph.engine.hooks import Hook
-from archgraph.engine.loop import epoch_line, long_run_note
+from archgraph.engine.loop import EpochLineHook as BaseEpochLine
 from archgraph.engine.smiou import supernet_miou
 from archgraph.engine.tracking import epoch_scalars, log_arch, log_panels, prediction_panels, step_scalars
 from archgraph.engine import distributed as D
@@ -128,24 +128,21 @@ class TrackingHook(Hook):
             log_panels(run.log, run.panels, step)
 
 
-class EpochLineHook(Hook):
-    """One line per epoch (above the bar, or on stdout for logs), and after the first epoch this
-    process ran, how long the rest takes when it is long."""
+class EpochLineHook(BaseEpochLine):
+    """The search's epoch line (per stage for progressive strategies)."""
 
-    def __init__(self) -> None:
-        self.told_length = False
+    keys = EPOCH_LINE
 
-    def after_epoch(self, run: SearchRun, stage: Stage, epoch: int, record: dict[str, Any]) -> None:
+    def label(self, run: SearchRun, stage: Stage) -> str:
+        stages = run.strategy.num_stages()
+        return f"stage {stage.index + 1}/{stages}" if stages > 1 else "search"
+
+    def epochs_left(self, run: SearchRun, stage: Stage, epoch: int) -> int:
         strategy = run.strategy
-        what = f"stage {stage.index + 1}/{strategy.num_stages()}" if strategy.num_stages() > 1 else "search"
-        run.say(epoch_line(what, epoch, stage.epochs, record, EPOCH_LINE))
-        if self.told_length or not run.main:
-            return
-        self.told_length = True
-        left = stage.epochs - epoch - 1 + sum(strategy.stage_epochs(i) for i in range(stage.index + 1, strategy.num_stages()))
-        note = long_run_note(left, float(record.get("seconds", 0.0)), f"archgraph search --out {run.out} --resume")
-        if note:
-            run.say(note)
+        return stage.epochs - epoch - 1 + sum(strategy.stage_epochs(i) for i in range(stage.index + 1, strategy.num_stages()))
+
+    def resume_command(self, run: SearchRun) -> str:
+        return f"archgraph search --out {run.out} --resume"
 
 
 class NonFinitePolicy(Hook):

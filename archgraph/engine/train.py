@@ -52,7 +52,7 @@ from archgraph.io import append_jsonl, atomic_write_json, atomic_write_text, loa
 from archgraph.engine.checkpoint import has_checkpoint, load_checkpoint as load_verified, previous_path, rng_state, save_checkpoint, set_rng_state
 from archgraph.engine.hooks import Hook, Hooks, hooks_from_config
 from archgraph.core.measure import Timer, peak_fields, reset_peak
-from archgraph.engine.loop import EpochLoop, EpochPrinter, GracefulStop, epoch_line, loader_scope, long_run_note, progress_bar, seed_everything, set_dataset_epoch, truncate_jsonl
+from archgraph.engine.loop import EpochLineHook as BaseEpochLine, EpochLoop, EpochPrinter, GracefulStop, loader_scope, progress_bar, seed_everything, set_dataset_epoch, truncate_jsonl
 from archgraph.engine.tracking import RunLogger, epoch_scalars, final_scalars, log_panels, open_logger, prediction_panels, require_backend, step_scalars
 
 LAST = "last.pt"
@@ -556,22 +556,19 @@ class TensorBoardHook(Hook):
         run.log.scalars(final_scalars(result, ("miou", "pixel_acc", "params", "flops")), (run.last_epoch + 1) * run.steps)
 
 
-class EpochLineHook(Hook):
-    """One line per epoch (above the bar, or on stdout for logs) and, after the first epoch this
-    process ran, how long the rest takes when it is long."""
+class EpochLineHook(BaseEpochLine):
+    """The training's epoch line (the best mIoU shown once an epoch was evaluated)."""
 
-    def __init__(self) -> None:
-        self.told_length = False
+    keys = EPOCH_LINE
 
-    def after_epoch(self, run: TrainingRun, stage: TrainStage, epoch: int, record: dict[str, Any]) -> None:
-        shown = {**record, "best_miou": record["best_miou"] if record.get("best_miou", -1) >= 0 else None}  # -1: not evaluated yet
-        run.say(epoch_line("train", epoch, stage.epochs, shown, EPOCH_LINE))
-        if self.told_length:
-            return
-        self.told_length = True
-        note = long_run_note(stage.epochs - epoch - 1, float(record.get("seconds", 0.0)), f"archgraph train --resume --out {run.out}")
-        if note:
-            run.say(note)
+    def label(self, run: TrainingRun, stage: TrainStage) -> str:
+        return "train"
+
+    def shown(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {**record, "best_miou": record["best_miou"] if record.get("best_miou", -1) >= 0 else None}  # -1: not evaluated yet
+
+    def resume_command(self, run: TrainingRun) -> str:
+        return f"archgraph train --resume --out {run.out}"
 
 
 class CheckpointHook(Hook):
