@@ -33,6 +33,9 @@ def test_interval_tests_and_holm_match_hand_computed_numbers():
     # exact permutation: of the 6 splits of {1,2,3,4}, two are as far apart as {1,2} vs {3,4}
     assert permutation_p([1, 2], [3, 4]) == pytest.approx(2 / 6)
     assert compare_groups([1, 2], [3, 4])["test"] == "permutation"
+    # neither side varies (n >= SMALL_N): Welch is undefined, the exact test is not: 2 of C(10, 5) splits
+    flat = compare_groups([0.5] * 5, [0.3] * 5)
+    assert flat["test"] == "permutation" and flat["p"] == pytest.approx(2 / 252) and flat["welch_p"] is None
     # Holm on (0.01, 0.04, 0.03): 3 x 0.01, max(2 x 0.03, .), max(1 x 0.04, 0.06)
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.2, None, 0.9]) == [pytest.approx(0.4), None, pytest.approx(0.9)]  # None: no test, not in the family

@@ -57,6 +57,14 @@ def test_spearman_and_top_kendall_by_hand():
     block = scorer_stats([4, 3, 2, 1, float("inf")], [1, 2, 3, 4, 5], higher_is_better=False, resamples=50)
     assert block["kendall"]["value"] == pytest.approx(1.0) and block["n"] == 4 and block["dropped"] == 1
     json.dumps(block, allow_nan=False)
+    # an undefined statistic says why, and carries no interval from duplicate-padded resamples
+    few = scorer_stats(score, truth, resamples=50)
+    assert few["top_kendall"]["value"] is None and few["top_kendall"]["ci"]["low"] is None
+    assert "top 20% of 10 is 2 architecture(s); it needs 3 (at least 11 architectures)" in few["top_kendall"]["why"]
+    from archgraph.studies.correlate.report import fmt_stat
+
+    assert fmt_stat(few["top_kendall"]).startswith("n/a (the top 20% of 10")
+    assert scorer_stats([1, 2, 3], [5, 5, 5], resamples=20)["kendall"]["why"] == "a side is constant"
 
 
 def test_pick_of_k_by_hand_and_against_simulation():

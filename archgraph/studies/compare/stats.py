@@ -89,11 +89,12 @@ def permutation_p(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 def compare_groups(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     """Difference of means a - b with the test that suits the sizes: ``test`` is ``"welch"`` or
-    ``"permutation"`` (exact; when either side has fewer than :data:`SMALL_N` runs), ``p`` its
-    two-sided p-value (``None`` when no test is defined)."""
+    ``"permutation"`` (exact; when either side has fewer than :data:`SMALL_N` runs, or when Welch's
+    is undefined because neither side varies: the exact test still is, and leaving the comparison
+    out would shrink the Holm family), ``p`` its two-sided p-value (``None`` when no test is defined)."""
     diff = statistics.fmean(a) - statistics.fmean(b) if a and b else None
     t, p_welch = welch(a, b)
-    small = min(len(a), len(b)) < SMALL_N
+    small = min(len(a), len(b)) < SMALL_N or p_welch is None
     p_perm = permutation_p(a, b) if small else None
     if small and p_perm is not None:
         test, p = "permutation", p_perm
@@ -144,7 +145,8 @@ def degenerate_flags(entries: list[dict[str, Any]], values: dict[str, list[float
             flags[name].append(f"zero spread: all {len(xs)} runs scored {xs[0]:.4f}")
         single = [r for r in runs if r.get("single_class")]
         if runs and len(single) == len(runs):
-            flags[name].append(f"majority-class result: every run predicts one class only (mIoU {statistics.fmean(xs):.4f})")
+            score = f" (mIoU {statistics.fmean(xs):.4f})" if xs else ""
+            flags[name].append(f"majority-class result: every run predicts one class only{score}")
         elif single:
             flags[name].append(f"{len(single)} of {len(runs)} runs predict one class only (the majority-class mIoU)")
         warned = [r for r in runs if r.get("search_warning")]

@@ -33,7 +33,7 @@ def fmt_stat(s: dict[str, Any]) -> str:
     """A statistic with its interval, as the study's tables print it: ``0.244 [0.03, 0.47]``."""
     v, ci = s["value"], s["ci"]
     if v is None:
-        return "n/a (a side is constant)"
+        return f"n/a ({s.get('why', 'a side is constant')})"
     band = "" if ci["low"] is None else f" [{ci['low']:.2f}, {ci['high']:.2f}]"
     return f"{v:.3f}{band}"
 

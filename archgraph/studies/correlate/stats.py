@@ -187,6 +187,19 @@ STATISTICS: dict[str, Callable[[Sequence[float], Sequence[float]], float]] = {
 }
 
 
+def undefined_reason(name: str, scores: np.ndarray, truth: np.ndarray) -> str:
+    """Why statistic ``name`` has no value on these pairs, in the words a table can print."""
+    n = len(scores)
+    if name == "top_kendall":
+        top = max(1, math.ceil(TOP_FRACTION * n))
+        if n < 3 or top < 3:
+            least = next(m for m in range(3, 10_000) if math.ceil(TOP_FRACTION * m) >= 3)
+            return f"the top {TOP_FRACTION:.0%} of {n} is {min(top, n)} architecture(s); it needs 3 (at least {least} architectures)"
+    if n < 2:
+        return f"{n} scored architecture(s)"
+    return "a side is constant"
+
+
 def scorer_stats(scores: Sequence[float], truth: Sequence[float], higher_is_better: bool = True, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
     """Pearson, Spearman, Kendall and top-20% Kendall of one scorer against the ground truth, each
     with its percentile bootstrap interval (the same resampled pairs for each statistic: one seed).
@@ -201,7 +214,11 @@ def scorer_stats(scores: Sequence[float], truth: Sequence[float], higher_is_bett
     s, t = (s[keep] if higher_is_better else -s[keep]), t[keep]
     out: dict[str, Any] = {"n": int(keep.sum()), "dropped": int((~keep).sum()), "higher_is_better": higher_is_better}
     for name, fn in STATISTICS.items():
-        out[name] = {"value": _json_float(fn(s, t)), "ci": bootstrap_ci(s, t, fn, resamples, level, seed).to_dict() if len(s) else Interval(math.nan, math.nan, level, resamples, 0).to_dict()}
+        value = fn(s, t) if len(s) else math.nan
+        if math.isfinite(value):
+            out[name] = {"value": float(value), "ci": bootstrap_ci(s, t, fn, resamples, level, seed).to_dict()}
+        else:  # no interval either: resamples could be defined only where duplicated draws pad the data
+            out[name] = {"value": None, "why": undefined_reason(name, s, t), "ci": Interval(math.nan, math.nan, level, resamples, 0).to_dict()}
     for k in PICK_K:
         if k > len(s):
             continue
