@@ -81,6 +81,8 @@ def first(tmp_path_factory):
 def test_compare_writes_results_plots_topologies_and_report(first):
     out, searches, trainings, err = first
     assert searches == [False, False]  # one search per strategy x seed
+    # 1 seed against 1 random architecture: said before the study runs that no p can be below 0.05
+    assert "no entry can differ from random at p < 0.05; use --baselines random:" in err, err
     assert 1 <= len(trainings) <= 4  # one per run, fewer when two runs share an architecture (the cache)
     res = json.loads((out / "results.json").read_text())
     assert res["format"] == "archgraph/compare-v1"

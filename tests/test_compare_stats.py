@@ -40,6 +40,13 @@ def test_interval_tests_and_holm_match_hand_computed_numbers():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.2, None, 0.9]) == [pytest.approx(0.4), None, pytest.approx(0.9)]  # None: no test, not in the family
     assert percentile_among(0.5, [0.1, 0.5, 0.9, 1.0]) == 37.5
+    # the floor of p a plan can reach: 3 v 3 has 20 orderings and a mirror (0.1), 3 v 8 has 165 (1/165)
+    from archgraph.studies.compare.stats import significance_floor_note, smallest_p
+
+    assert smallest_p(3, 3) == pytest.approx(0.1) and smallest_p(3, 8) == pytest.approx(1 / 165) and smallest_p(5, 6) == 0.0
+    assert "--baselines random:4" in significance_floor_note(3, 3, 1)  # 1/35 < 0.05
+    assert significance_floor_note(3, 8, 7) is None and significance_floor_note(3, 8, 0) is None
+    assert "after Holm over 9 entries" in significance_floor_note(3, 8, 9)  # 9/165 = 0.055
 
 
 def _entry(name, kind, scores, **run_extra):

@@ -4,6 +4,7 @@ compare against hand-designed (preset) and random baselines; one results table a
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -159,6 +160,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resume: {out} holds no comparison (no compare.json); run without --resume to start one")
     console.print(f"comparing {', '.join(plan.strategies)} x seeds {plan.seeds}{' + ' + ', '.join(b.entry for b in plan.baselines) if plan.baselines else ''} -> {out}")
     log = lambda m: console.print(m, highlight=False, markup=False)
+    from archgraph.studies.compare.stats import significance_floor_note
+
+    randoms = sum(b.count for b in plan.baselines if b.kind == "random")
+    note = significance_floor_note(len(plan.seeds), randoms, len(plan.strategies))
+    if note:
+        print(note, file=sys.stderr)
     if args.cost_limit:
         from archgraph.studies.compare.pareto import BUDGETS, budget_slug, parse_cost_limits, run_budgets
 

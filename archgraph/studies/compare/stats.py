@@ -103,6 +103,35 @@ def compare_groups(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     return {"diff": diff, "test": test, "p": p, "welch_t": t, "welch_p": p_welch, "permutation_p": p_perm}
 
 
+def smallest_p(n_a: int, n_b: int) -> float:
+    """The smallest p-value :func:`compare_groups` can return for groups of these sizes: the exact
+    test's one most extreme ordering of C(n_a + n_b, n_a), or two (the mirror ordering) for equal
+    sizes; 0 where Welch's test is used, whose p has no floor."""
+    if n_a < 1 or n_b < 1:
+        return 1.0
+    if min(n_a, n_b) >= SMALL_N:
+        return 0.0
+    return min(1.0, (2 if n_a == n_b else 1) / comb(n_a + n_b, n_a))
+
+
+def significance_floor_note(seeds: int, randoms: int, entries: int, alpha: float = 0.05) -> str | None:
+    """A warning when no strategy entry of a study can differ from the random architectures at
+    ``alpha``: even its most extreme result, after Holm's correction over ``entries``, stays above
+    it. None when the plan can reach ``alpha``. Said before a study runs, not after its hours."""
+    if seeds < 1 or randoms < 1 or entries < 1:
+        return None
+    floor = smallest_p(seeds, randoms) * entries
+    if floor < alpha:
+        return None
+    enough = next((m for m in range(randoms + 1, 200) if smallest_p(seeds, m) * entries < alpha), None)
+    fix = f"random:{enough}" if enough else "more random architectures"
+    return (
+        f"warning: with {seeds} seed(s) against {randoms} random architecture(s) the exact test's smallest p is {smallest_p(seeds, randoms):.3g}"
+        + (f" ({floor:.3g} after Holm over {entries} entries)" if entries > 1 else "")
+        + f", so no entry can differ from random at p < {alpha:g}; use --baselines {fix} or more --seeds (docs/comparing.md)"
+    )
+
+
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
     """Holm's step-down adjusted p-values, in the input order; ``None`` entries are left out of the
     family (no test) and stay ``None``."""
