@@ -221,3 +221,23 @@ def test_every_strategy_searches_autodeeplab_unchanged(strategy, tmp_path):
         "data.val_limit=1",
     ]
     assert main(train) == 0
+
+
+def test_architectures_that_differ_only_in_their_cell_hash_apart():
+    """The chosen cell ops live in the cell node's body: the hash (the run cache's key, correlate's
+    de-duplication) must see them, or two networks share one T-mIoU."""
+    from archgraph.core.costs import count_params
+    from archgraph.core.decode import sample_architecture
+    from archgraph.core.graph import graph_hash
+
+    space = build_space("autodeeplab", {"layers": 2})
+    archs = [sample_architecture(space, seed) for seed in range(8)]
+    sizes = {count_params(compile_graph(a)) for a in archs}
+    assert len({graph_hash(a) for a in archs}) >= len(sizes) > 1  # distinct networks, distinct hashes
+    assert graph_hash(archs[0]) == graph_hash(load_graph_roundtrip(archs[0]))  # the body's hash survives a file
+
+
+def load_graph_roundtrip(graph):
+    from archgraph.core.graph import from_yaml, to_yaml
+
+    return from_yaml(to_yaml(graph))

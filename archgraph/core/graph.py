@@ -521,12 +521,16 @@ def graph_hash(g: nx.DiGraph) -> str:
 
     A node's ``fusion``/``upsample`` modes and an edge's ``chosen`` kind count where they are not the
     defaults (they change the network), so the hashes of graphs without them are as they always were.
+    A cell's ``body`` counts by its own hash: in Auto-DeepLab's space the chosen cell ops live only
+    there, and two architectures with one network path and different cells are different networks
+    (they shared one hash, and so one run-cache entry, one T-mIoU).
     """
     nodes = []
     for n in g.nodes:
         s = node_spec(g, n)
         modes = [m for m in (s.fusion if s.fusion != "sum" else None, s.upsample if s.upsample != DEFAULT_UPSAMPLE else None) if m]
-        nodes.append((n, sorted(s.ops), s.scale, s.channels, *modes))
+        body = [f"body:{graph_hash(s.body)}"] if s.body is not None else []
+        nodes.append((n, sorted(s.ops), s.scale, s.channels, *modes, *body))
     nodes.sort()
     edges = sorted((u, v) if g.edges[u, v].get("kind") != "chosen" else (u, v, "chosen") for u, v in g.edges)
     blob = json.dumps([nodes, edges], sort_keys=True).encode()
