@@ -60,6 +60,10 @@ def test_key_follows_arch_recipe_and_seed_only(space):
     assert recipe_hash(same) == recipe_hash(cfg)
     for change in ("train.lr=0.1", "train.epochs=3", "data.crop=[64,64]", "data.scale=0.5"):
         assert recipe_hash(load_config(None, TINY + [change])) != recipe_hash(cfg), change
+    # ... but on a GPU train.amp/channels_last=auto mean bf16 and channels-last: another numeric recipe
+    gpu = load_config(None, TINY + ["device=cuda"])
+    assert recipe_hash(gpu) != recipe_hash(cfg)
+    assert recipe_hash(load_config(None, TINY + ["device=cuda", "train.amp=bf16", "train.channels_last=channels_last"])) == recipe_hash(gpu)
     with pytest.raises(GraphError, match="choice points"):
         cache_key(space, cfg, 0)
 

@@ -12,8 +12,10 @@ step, so it is keyed by what determines its result and done once.
   channels; names and decoder scores do not count);
 - ``recipe``: the first 12 hex digits of the SHA-1 of the canonical JSON of the config's ``train``
   and ``data`` sections (:func:`recipe_dict`), without ``data.workers`` (loader processes change the
-  speed, not the result). ``space``, ``strategy``, ``search`` and ``device`` are not part of it:
-  they do not change how a given architecture is trained;
+  speed, not the result), with ``train.amp`` / ``train.channels_last`` resolved for a CUDA device
+  (their ``auto`` means bf16 and channels-last there, fp32 on the CPU). ``space``, ``strategy``,
+  ``search`` and the device itself are not part of it: they do not change how a given architecture
+  is trained;
 - ``seed``: the training seed (``cfg.seed`` of the run; weight init, data order, augmentation).
 
 **Layout.** ::
@@ -100,7 +102,29 @@ def recipe_dict(cfg: Config) -> dict[str, Any]:
         out[section] = {k: v for k, v in plain[section].items() if k not in drop}
     if not out["train"].get("hooks"):  # no hooks: the recipe of caches written before train.hooks existed
         out["train"].pop("hooks", None)
+    out["train"].update(_gpu_precision(cfg))
     return out
+
+
+def _gpu_precision(cfg: Config) -> dict[str, str]:
+    """``train.amp`` / ``train.channels_last`` as a CUDA device resolves their ``auto`` (bf16 and
+    channels-last: another numeric recipe, so another key). Empty on the CPU, where ``auto`` means
+    fp32 and contiguous: the keys of CPU entries stay what they were."""
+    import torch
+
+    try:
+        device = torch.device(str(cfg.device))
+    except RuntimeError:
+        return {}
+    if device.type != "cuda":
+        return {}
+    amp, layout = cfg.train.amp, cfg.train.channels_last
+    if torch.cuda.is_available():
+        from archgraph.engine.distributed import resolve_precision
+
+        precision = resolve_precision(amp, layout, device, "train")
+        return {"amp": "bf16" if precision.amp_dtype is not None else "fp32", "channels_last": "channels_last" if precision.channels_last else "contiguous"}
+    return {"amp": "bf16" if amp == "auto" else amp, "channels_last": "channels_last" if layout == "auto" else layout}
 
 
 def recipe_hash(cfg: Config) -> str:
