@@ -269,3 +269,11 @@ def test_bad_input_fails_clearly(study, capsys):
     assert "at least 3" in capsys.readouterr().err
     assert correlate(study / "bad", study / "cache", "--search-dir", str(study / "missing")) == 2
     assert "not a search run folder" in capsys.readouterr().err
+    # an interrupted OUT/search resumes only with the settings asked for (--strategy was ignored there)
+    import shutil
+
+    shutil.copytree(search, study / "killed" / "search")
+    (study / "killed" / "search" / "final.json").unlink()
+    assert correlate(study / "killed", study / "cache", "--strategy", "pc_darts") == 2
+    err = capsys.readouterr().err
+    assert "holds an unfinished search with another 'strategy' section (strategy 'dcnas')" in err, err

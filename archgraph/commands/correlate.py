@@ -104,6 +104,14 @@ def _search(args: argparse.Namespace, out: Path):
         return run, None, False
     resume = has_checkpoint(run / CHECKPOINT)  # last.prev counts: a save killed between its renames
     cfg = prepare_config(None, [], run, True) if resume else wanted
+    if resume:  # an interrupted search continues only with the settings asked for now (--strategy included)
+        want = wanted.to_dict()
+        section = _differs(want, _auto_classes_filled(want, cfg.to_dict()), ("train", "device"))
+        if section is not None:
+            raise ConfigError(
+                f"{run} holds an unfinished search with another {section!r} section (strategy {cfg.strategy_name!r}) than the one asked for; "
+                f"run the same command as before to finish it, or use a new --out"
+            )
     console.print(("resuming" if resume else "searching") + f": strategy [bold]{cfg.strategy_name}[/] space [bold]{cfg.space_name}[/] -> {run}")
     return run, cfg, resume
 
