@@ -108,3 +108,34 @@ def test_merge_reset_reduce_and_summary():
     assert a.per_class_iou() == [None, None]
     assert json.loads(json.dumps(a.summary()))["per_class_iou"] == {"0": None, "1": None}
     assert not math.isnan(a.mean_class_accuracy())
+
+
+def test_evaluating_in_batches_of_mixed_sizes_gives_the_one_at_a_time_result():
+    """evaluate(batch_size > 1) batches images of one size: padding a smaller image to a larger one
+    changed the network's predictions (here through an image-pooling term, as ASPP has, and a
+    strided convolution's upsampled edge), although the padding itself was never scored."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from archgraph.engine.evaluate import evaluate
+
+    class Pooled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            y = y + 3 * y.mean(dim=(2, 3), keepdim=True)
+            return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    torch.manual_seed(0)
+    net = Pooled()
+    g = torch.Generator().manual_seed(1)
+    sizes = [(40, 56), (64, 96), (64, 96), (40, 56), (72, 72)]
+    data = [(torch.randn(3, h, w, generator=g) + 0.5, torch.randint(0, 4, (h, w), generator=g)) for h, w in sizes]
+    one = evaluate(net, data, 4, batch_size=1, flip=True)
+    assert (one.matrix.sum(dim=0) > 0).sum() > 1  # the predictions vary: a difference could show
+    for batch in (2, 3, 5):  # padded, about 2,000 of the 24,000 pixels moved; a few may on another CPU's rounding
+        moved = int((evaluate(net, data, 4, batch_size=batch, flip=True).matrix - one.matrix).abs().sum()) // 2
+        assert moved <= 5, (batch, moved)

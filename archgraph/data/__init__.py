@@ -10,7 +10,8 @@ built-ins and plug-ins come in through the entry-point group ``archgraph.dataset
 registration) or :func:`register_dataset` in-process (docs/plugins.md, "A dataset").
 
 Batching: ``torch.utils.data.default_collate`` works whenever all samples of a batch have the same
-size (training with ``crop``); for whole-image evaluation with batches > 1 use :func:`pad_collate`.
+size (training with ``crop``); for whole-image evaluation with batches > 1 use :func:`same_size_batches`
+(:func:`pad_collate` pads to the largest image, which changes predictions near a smaller one's edges).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .camvid import CamVid
 from .cityscapes import Cityscapes
 from .pascal_context import PascalContext
 from .synthetic import Synthetic
-from .transforms import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, pad_collate, pad_to_multiple
+from .transforms import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, pad_collate, pad_to_multiple, same_size_batches
 from .voc import VOC
 
 
@@ -145,6 +146,7 @@ __all__ = [
     "dataset_num_classes",
     "dataset_names",
     "pad_collate",
+    "same_size_batches",
     "pad_to_multiple",
     "register_dataset",
 ]

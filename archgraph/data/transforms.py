@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -148,15 +148,31 @@ def pad_to_multiple(image: torch.Tensor, label: torch.Tensor, multiple: int) -> 
 
 
 def pad_collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collate samples of different sizes by padding to the largest (eval on whole images).
+    """Collate samples of different sizes by padding to the largest.
 
-    The default ``torch.utils.data.default_collate`` is enough when all samples have the same size
-    (training with ``crop``, or a dataset whose images share one size).
+    The padded pixels are labelled ignore, so they are never scored, but a network still sees them:
+    its upsampled logits near a smaller image's bottom and right edges (and an image-pooling branch)
+    mix in the padding. To score whole images exactly as one at a time, batch images of one size
+    together instead (:func:`same_size_batches`, what :func:`archgraph.engine.evaluate.evaluate` does).
     """
     h = max(img.shape[-2] for img, _ in batch)
     w = max(img.shape[-1] for img, _ in batch)
     padded = [pad_to(img, lbl, h, w) for img, lbl in batch]
     return torch.stack([p[0] for p in padded]), torch.stack([p[1] for p in padded])
+
+
+def same_size_batches(samples: Iterable[tuple[torch.Tensor, torch.Tensor]], batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Consecutive samples of one image size stacked into batches of at most ``batch_size``: in eval
+    mode a network's output per image does not depend on its batch, so whole images batch without
+    padding and score as they would one at a time."""
+    group: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for x, y in samples:
+        if group and (len(group) == batch_size or group[0][0].shape != x.shape):
+            yield torch.stack([g[0] for g in group]), torch.stack([g[1] for g in group])
+            group = []
+        group.append((x, y))
+    if group:
+        yield torch.stack([g[0] for g in group]), torch.stack([g[1] for g in group])
 
 
 # ---- the two pipelines ------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from archgraph.data.transforms import IGNORE_INDEX, pad_collate
+from archgraph.data.transforms import IGNORE_INDEX, same_size_batches
 from archgraph.data.metrics import ConfusionMatrix
 
 
@@ -58,8 +58,10 @@ def evaluate(
 ) -> ConfusionMatrix:
     """Confusion matrix of ``net`` over ``dataset`` (whole images; pixels labelled 255 ignored).
 
-    The network is put in eval mode for the pass and restored afterwards. ``batch_size > 1`` pads
-    the images of a batch to the largest one with the ignore label, so padding never counts.
+    The network is put in eval mode for the pass and restored afterwards. ``batch_size > 1`` batches
+    consecutive images of one size (:func:`~archgraph.data.transforms.same_size_batches`), so the
+    result is the one of ``batch_size=1``: padding a smaller image to a larger one's size would
+    change what the network predicts near its edges, although the padding itself is never scored.
 
     ``shard=True`` under ``torchrun``: each rank evaluates a disjoint share of ``dataset`` and the
     confusion matrices are summed, so every rank returns the matrix of the whole set (the same as one
@@ -80,19 +82,24 @@ def evaluate(
     was_training = net.training
     net.eval()
     cm = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX, device=device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=pad_collate)
+    batches = same_size_batches((dataset[i] for i in range(len(dataset))), batch_size)
+    bar = None
     try:
         if progress:
-            from rich.progress import track
+            from rich.progress import Progress
 
-            iterator = track(loader, description=description, total=len(loader), transient=True)
-        else:
-            iterator = loader
-        for images, labels in iterator:
+            bar = Progress(transient=True)
+            bar.start()
+            task = bar.add_task(description, total=len(dataset))
+        for images, labels in batches:
             images, labels = images.to(device), labels.to(device)
             probs = predict_probs(net, images, scales, flip)
             cm.update(probs.argmax(dim=1), labels)
+            if bar is not None:
+                bar.advance(task, images.shape[0])
     finally:
+        if bar is not None:
+            bar.stop()
         net.train(was_training)
     if sharded:
         cm.reduce_()

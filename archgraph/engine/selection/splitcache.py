@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 
 from archgraph.config import Config
 from archgraph.core.compile import CompiledNetwork
+from archgraph.data.transforms import same_size_batches
 from archgraph.data.metrics import ConfusionMatrix
 from archgraph.data.transforms import IGNORE_INDEX
 from archgraph.engine.smiou import SearchData, _fixed_augmentation, _preserved_batchnorm, cycle, loader
@@ -59,7 +60,7 @@ class SplitCache:
         if first is not None and first.numel() * first.element_size() * len(split) > CACHE_LIMIT_BYTES:
             out.streamed = split
             return out
-        out.select = [(x.to(device), y.to(device)) for x, y in _same_size_batches((split[i] for i in range(len(split))), cfg.data.batch_size)]
+        out.select = [(x.to(device), y.to(device)) for x, y in same_size_batches((split[i] for i in range(len(split))), cfg.data.batch_size)]
         return out
 
     def select_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -67,26 +68,13 @@ class SplitCache:
             return iter(self.select)
         device = self.recalib[0].device
         ds = self.streamed
-        return ((x.to(device), y.to(device)) for x, y in _same_size_batches((ds[i] for i in range(len(ds))), self.batch_size))
+        return ((x.to(device), y.to(device)) for x, y in same_size_batches((ds[i] for i in range(len(ds))), self.batch_size))
 
     @property
     def forward_passes(self) -> int:
         """Forward passes one candidate needs: its recalibration batches and the selection batches."""
         n = len(self.select) if self.streamed is None else -(-len(self.streamed) // self.batch_size)  # streamed: at least
         return len(self.recalib) + n
-
-
-def _same_size_batches(samples, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Consecutive samples of one image size stacked into batches of at most ``batch_size``; eval
-    mode makes a network's output per image independent of its batch, so no padding is needed."""
-    group: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for x, y in samples:
-        if group and (len(group) == batch_size or group[0][0].shape != x.shape):
-            yield torch.stack([g[0] for g in group]), torch.stack([g[1] for g in group])
-            group = []
-        group.append((x, y))
-    if group:
-        yield torch.stack([g[0] for g in group]), torch.stack([g[1] for g in group])
 
 
 class SubnetScorer:
