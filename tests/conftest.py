@@ -13,7 +13,10 @@ from archgraph import build_space
 # Tiny tensors gain nothing from intra-op threads, and when other processes share the cores, spinning
 # OpenMP workers slow every op down by orders of magnitude. ARCHGRAPH_TEST_THREADS overrides.
 THREADS = int(os.environ.get("ARCHGRAPH_TEST_THREADS", "1"))
-os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # subprocesses the tests start (CLI, benchmarks)
+# Subprocesses the tests start (CLI, benchmarks, --jobs workers) run with the same thread count as
+# the tests themselves, whatever the environment says: a convolution's last bits depend on it, and
+# several tests compare a subprocess's numbers with the in-process ones exactly.
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
 torch.set_num_threads(THREADS)  # at import too: module-scoped fixtures run before the autouse one
 
 

@@ -107,7 +107,7 @@ def test_full_and_quarter_camvid_frames_load_without_archgraph_and_match(run, tm
     exported = load_export(model)
     assert exported.frames == [(90, 120), (360, 480)]
     with torch.no_grad():
-        torch.testing.assert_close(exported(full), got[1], atol=0, rtol=0)
+        torch.testing.assert_close(exported(full), got[1], atol=1e-6, rtol=0)  # the same program; another process's threads may round differently
         with pytest.raises(ExportError, match=r"takes 90x120, 360x480 frames .* not 100x100; .* --frame 100x100"):
             exported(torch.zeros(1, 3, 100, 100))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from archgraph.config import load_config
 from archgraph.core.registry import get_strategy
 from archgraph.engine.search import run_search
@@ -25,8 +27,9 @@ TINY = [
 ]
 
 
+@pytest.mark.numeric  # asserts on learned margins: .ci/run runs it again on another CPU path
 def test_rsws_passes_the_strategy_check():
-    report = check_strategy("rsws", checks=("subnet", "gradients", "planted"), planted_seeds=2)
+    report = check_strategy("rsws", checks=("subnet", "gradients", "planted"), planted_seeds=3)  # 2 of 3 must find it: one seed leads by 0.075 of 0.06 needed
     assert report.ok, [r.line() for r in report.failed()]
     assert report["planted"].status == "PASS"
 

@@ -52,9 +52,10 @@ def test_margins_and_changes_on_hand_made_scores():
     assert changed_decisions(before, after) == {"changed_ops": 1, "changed_inputs": 1}  # order within a kept set is no change
 
 
+@pytest.mark.numeric  # asserts on learned margins: .ci/run runs it again on another CPU path
 def test_every_epoch_records_the_health_of_the_search(tmp_path, capsys):
     out = tmp_path / "run"
-    assert search(out, "search.arch_lr=0.05") == 0
+    assert search(out, "search.arch_lr=0.2") == 0  # margins well clear of the warning's 0.01 on any CPU path
     printed = capsys.readouterr().out
     rows = records(out)
     assert [r["arch_steps"] for r in rows] == [0, 4, 4]  # one weight-only warm-up epoch, then one arch step per step

@@ -392,6 +392,21 @@ def _gpu_ids() -> list[str]:
         return []
 
 
+def worker_threads(jobs: int) -> int:
+    """torch threads for each of ``jobs`` worker processes: ``OMP_NUM_THREADS`` when the user set it
+    (the convention on a shared machine, and the one a study started in-process runs with too, so
+    both give the same numbers), else the CPUs this process may use, shared out. The usable CPUs,
+    not ``os.cpu_count()``: in a container on a large host the latter counts the host's cores."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, jobs))
+
+
 def _new_pool(spec: ExecutorSpec):
     """A spawn-context pool; each worker takes one GPU id from a queue (round robin over the GPUs)."""
     import multiprocessing as mp
@@ -404,7 +419,7 @@ def _new_pool(spec: ExecutorSpec):
         queue = ctx.Queue()
         for i in range(spec.jobs):
             queue.put(gpus[i % len(gpus)])
-    threads = max(1, (os.cpu_count() or 1) // spec.jobs)
+    threads = worker_threads(spec.jobs)
     pool = ProcessPoolExecutor(max_workers=spec.jobs, mp_context=ctx, initializer=_worker_init, initargs=(queue, threads))
     return pool, (None if gpus else threads)
 
