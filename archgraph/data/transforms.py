@@ -13,7 +13,6 @@ Crop sizes are ``(height, width)``.
 from __future__ import annotations
 
 import math
-
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np

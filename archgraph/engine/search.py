@@ -671,7 +671,6 @@ def nan_fix(run: SearchRun) -> str:
 
 
 def _draw(out: Path, strategy) -> None:
-
     from archgraph.outputs.render import render
 
     scores = read_json(out / "scores.json")
